@@ -1,0 +1,141 @@
+"""``lgt build``: run the builder for each config and lay the result out as a Hub dataset repository.
+
+Layout: ``<output>/<config>/<split>-NNNNN-of-MMMMM.parquet`` + ``README.md`` (the card, with YAML ``configs``)
++ ``lgt_build.json`` (what was built, how). Everything is written into a temporary sibling folder and moved into
+place only when complete, so a failed or interrupted build leaves any previous output untouched.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import datasets
+import pyarrow as pa
+from datasets.arrow_writer import ParquetWriter
+
+from . import __version__
+from .builder import FEATURES, SPLITS, LGTBuilder
+from .card import write_card
+
+BUILD_INFO_FILE = "lgt_build.json"
+CONFIGS = tuple(FEATURES)
+
+
+def rejects_path(output: str) -> str:
+    """The reject report sits beside the output folder, so it is never uploaded with the dataset."""
+    return os.path.abspath(output).rstrip(os.sep) + ".rejects.jsonl"
+
+
+def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[str, int]:
+    """Rewrite the builder's arrow shards as ``<split>-NNNNN-of-MMMMM.parquet`` with datasets' own writer."""
+    rows = {}
+    os.makedirs(out_dir, exist_ok=True)
+    for split in SPLITS:
+        pattern = os.path.join(builder.cache_dir, f"{builder.dataset_name}-{split}")
+        shards = sorted(glob.glob(pattern + ".arrow") + glob.glob(pattern + "-*.arrow"))
+        shards = [path for path in shards if _num_rows(path)]
+        for index, path in enumerate(shards):
+            target = os.path.join(out_dir, f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
+            writer = ParquetWriter(features=FEATURES[config], path=target, embed_local_files=False)
+            with pa.memory_map(path) as source:
+                for batch in pa.ipc.open_stream(source):
+                    writer.write_table(pa.Table.from_batches([batch]))
+            count, _ = writer.finalize()
+            writer.close()
+            rows[split] = rows.get(split, 0) + count
+    return rows
+
+
+def _num_rows(path: str) -> int:
+    with pa.memory_map(path) as source:
+        return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
+
+
+def _is_lgt_build(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, BUILD_INFO_FILE))
+
+
+def build(
+    source: str = "scenes",
+    configs: tuple[str, ...] = CONFIGS,
+    output: str = "lgt",
+    num_images: int | None = None,
+    num_proc: int | None = None,
+    seed: int = 0,
+    images: str = "embed",
+    on_error: str = "raise",
+) -> dict:
+    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments)."""
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
+    output = os.path.abspath(output)
+    if os.path.exists(output) and not _is_lgt_build(output):
+        raise FileExistsError(f"{output} exists and is not an lgt build: choose another --output or remove it")
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    arguments = {
+        "source": source,
+        "configs": list(configs),
+        "num_images": num_images,
+        "seed": seed,
+        "images": images,
+        "on_error": on_error,
+    }
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}-building-", dir=parent)
+    try:
+        folder = os.path.join(staging, "out")
+        rejects: dict[tuple, dict] = {}
+        rows, source_info = {}, None
+        started = time.time()
+        for config in configs:
+            builder = LGTBuilder(
+                config_name=config,
+                cache_dir=os.path.join(staging, "cache"),
+                source=source,
+                num_images=num_images,
+                seed=seed,
+                images=images,
+                on_error=on_error,
+            )
+            builder.download_and_prepare(
+                file_format="arrow", num_proc=num_proc, download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD
+            )
+            rows[config] = _arrow_to_parquet(builder, config, os.path.join(folder, config))
+            source_info = builder.source_info
+            for reject in builder.rejects:
+                rejects.setdefault((reject["file"], reject["record"]), reject)
+            shutil.rmtree(builder.cache_dir, ignore_errors=True)
+        info = {
+            "lgt_version": __version__,
+            "datasets_version": datasets.__version__,
+            "arguments": arguments,
+            "configs": [c for c in configs if rows[c]],
+            "rows": rows,
+            "source": source_info,
+            "rejects": len(rejects),
+            "seconds": round(time.time() - started, 1),
+        }
+        with open(os.path.join(folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2)
+        write_card(folder, info)
+        if on_error == "skip":
+            with open(rejects_path(output), "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
+        _replace(folder, output, staging)
+        return info
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace(folder: str, output: str, staging: str) -> None:
+    """Move the finished build into place; an older build is moved aside first and removed only after."""
+    old = os.path.join(staging, "previous")
+    if os.path.exists(output):
+        os.rename(output, old)
+    os.rename(folder, output)

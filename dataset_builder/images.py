@@ -1,0 +1,74 @@
+"""Reading users' images: decode fully (so truncated files are caught), normalise the mode, keep bytes lossless.
+
+Models and the ``datasets`` ``Image`` feature expect 8-bit RGB. Grayscale, palette, RGBA, CMYK and 16-bit files
+are all legitimate images, so they are converted, not rejected; files that cannot be decoded are rejected.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+from PIL import Image, ImageFile
+
+from .errors import InputError
+
+# Never let PIL pad a truncated file with grey: a truncated image is an error.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit grey: scale the used range to 8 bit instead of clipping everything above 255 to white.
+        values = image.point(lambda v: v)  # to mode I
+        lo, hi = values.getextrema()
+        scale = 255.0 / max(1, hi - lo)
+        return values.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str, record: str) -> tuple[bytes, int, int]:
+    """Return ``(bytes, width, height)`` of an 8-bit RGB image; the original bytes when they already are."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise InputError(path, record, "image file not found") from None
+    except OSError as err:
+        raise InputError(path, record, f"image file cannot be read: {err.strerror or err}") from None
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as err:  # PIL raises many types for corrupt data
+        raise InputError(path, record, f"image cannot be decoded ({type(err).__name__}: {err})") from None
+    if image.mode == "RGB" and image.format in ("JPEG", "PNG", "WEBP"):
+        return data, image.width, image.height
+    rgb = _to_rgb(image)
+    out = io.BytesIO()
+    if image.format == "JPEG":  # a CMYK or grey photo: stay JPEG, high quality
+        rgb.save(out, format="JPEG", quality=95)
+    else:
+        rgb.save(out, format="PNG")
+    return out.getvalue(), rgb.width, rgb.height
+
+
+def image_size(path: str, record: str) -> tuple[int, int]:
+    """The size from the file header only (no decode), for sources that do not state it."""
+    try:
+        with Image.open(path) as image:
+            return image.width, image.height
+    except FileNotFoundError:
+        raise InputError(path, record, "image file not found") from None
+    except Exception as err:
+        raise InputError(path, record, f"image cannot be read ({type(err).__name__}: {err})") from None
+
+
+def check_exists(path: str, record: str) -> None:
+    if not os.path.isfile(path):
+        raise InputError(path, record, "image file not found")

@@ -1,0 +1,96 @@
+"""Offline by construction: no test may reach the Hub (each probe would cost ~23 s of retries here)."""
+
+import json
+import os
+import tempfile
+
+_HF_HOME = tempfile.mkdtemp(prefix="lgt-test-hf-home-")
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": _HF_HOME,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+)
+os.environ.pop("HF_TOKEN", None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Real third-party data lives beside the repository, never in it.
+SHARED_DATA = Path(os.environ.get("LGT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+COCO_MINI = SHARED_DATA / "coco_mini_ccby"
+
+
+@pytest.fixture
+def coco_root():
+    if not (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
+        pytest.skip(f"shared COCO sample not found at {COCO_MINI}")
+    return COCO_MINI
+
+
+@pytest.fixture(scope="session")
+def coco_build(tmp_path_factory):
+    """One build of the real COCO sample, shared by the tests that only read it."""
+    if not (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
+        pytest.skip(f"shared COCO sample not found at {COCO_MINI}")
+    from lgt.build import build
+
+    output = tmp_path_factory.mktemp("coco") / "lgt"
+    info = build(source=f"coco:{COCO_MINI}", output=str(output))
+    return output, info
+
+
+def write_image(path: Path, size=(320, 240), mode="RGB", fmt=None, colour=(200, 60, 60)) -> Path:
+    from PIL import Image
+
+    image = Image.new("RGB", size, (235, 235, 225))
+    for x in range(40, 120):
+        for y in range(40, 100):
+            image.putpixel((x, y), colour)
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def small_coco(tmp_path):
+    """A COCO root with 12 images of our own making, 3 boxes and 5 captions each, to be broken by a test."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "images" / "val2017").mkdir(parents=True)
+    images, annotations, captions = [], [], []
+    for i in range(1, 13):
+        write_image(root / "images" / "val2017" / f"{i:012d}.jpg")
+        images.append({"id": i, "file_name": f"{i:012d}.jpg", "width": 320, "height": 240, "license": 1})
+        for j, (cat, box) in enumerate([(1, [10, 20, 60, 50]), (2, [200, 30, 80, 60]), (2, [100, 150, 50, 40])]):
+            annotations.append(
+                {
+                    "id": i * 10 + j,
+                    "image_id": i,
+                    "category_id": cat,
+                    "bbox": box,
+                    "iscrowd": 0,
+                    "area": box[2] * box[3],
+                }
+            )
+        captions += [{"id": i * 10 + k, "image_id": i, "caption": f"caption {k} of image {i}"} for k in range(5)]
+    instances = {
+        "images": images,
+        "annotations": annotations,
+        "licenses": [{"id": 1, "name": "CC BY", "url": "u"}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "car"}],
+    }
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(instances))
+    (root / "annotations" / "captions_val2017.json").write_text(json.dumps({"annotations": captions}))
+    return root
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
