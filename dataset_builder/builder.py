@@ -143,6 +143,11 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         self._work_dir = tempfile.mkdtemp(prefix="lgt-build-")
         os.makedirs(os.path.join(self._work_dir, "rejects"))
         source = self._source()
+        if self.config.images == "path" and source.name == "scenes":
+            raise ValueError(
+                "--images path references image files, but the built-in scenes are rendered in memory: "
+                "use --images embed"
+            )
         self.source_info = {"name": source.name, "description": source.description, "license": source.license}
         shards: dict[str, list[str]] = {split: [] for split in SPLITS}
         open_shards: dict[str, tuple] = {}

@@ -10,9 +10,10 @@ import io
 import os
 from collections import Counter
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS
 
@@ -47,7 +48,8 @@ def count_bytes(folder: str, config: str, split: str) -> int:
 def column_counts(folder: str, config: str, split: str, column: str) -> Counter:
     counts: Counter = Counter()
     for path in split_files(folder, config, split):
-        counts.update(pq.read_table(path, columns=[column]).column(column).to_pylist())
+        for item in pc.value_counts(pq.read_table(path, columns=[column]).column(column)).to_pylist():
+            counts[item["values"]] += item["counts"]
     return counts
 
 
@@ -64,32 +66,41 @@ def render_preview(folder: str, path: str, count: int = 4) -> bool:
         return False
     columns = ["image", "question", "options", "answer", "grounding", "image_id", "skill"]
     rows, images, skills = [], set(), set()
-    for batch in pq.ParquetFile(files[0]).iter_batches(batch_size=256, columns=columns):
-        for row in batch.to_pylist():
-            if row["image_id"] not in images and row["skill"] not in skills and row["image"]["bytes"]:
-                images.add(row["image_id"])
-                skills.add(row["skill"])
-                rows.append(row)
-        if len(rows) >= count:
+    batch = next(pq.ParquetFile(files[0]).iter_batches(batch_size=512, columns=columns))
+    for row in batch.to_pylist():
+        image = row["image"]
+        if (
+            row["image_id"] in images
+            or row["skill"] in skills
+            or not (image["bytes"] or os.path.isfile(image["path"]))
+        ):
+            continue
+        images.add(row["image_id"])
+        skills.add(row["skill"])
+        rows.append(row)
+        if len(rows) == count:
             break
     if not rows:
         return False
-    tile, text_height = 320, 110
-    strip = Image.new("RGB", (tile * len(rows[:count]), tile + text_height), "white")
+    tile, text_height = 320, 130
+    strip = Image.new("RGB", (tile * len(rows), tile + text_height), "white")
     draw = ImageDraw.Draw(strip)
-    for i, row in enumerate(rows[:count]):
-        image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+    font = ImageFont.load_default(size=13)
+    for i, row in enumerate(rows):
+        stored = row["image"]
+        image = Image.open(io.BytesIO(stored["bytes"]) if stored["bytes"] else stored["path"]).convert("RGB")
         scale = tile / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         boxes = ImageDraw.Draw(image)
         for ground in row["grounding"]:
             boxes.rectangle([v * scale for v in ground["bbox"]], outline=(255, 0, 0), width=2)
         strip.paste(image, (i * tile, 0))
-        lines = _wrap(row["question"], 48) + [
+        lines = _wrap(row["question"], 42) + [
             f"{letter}. {option}" + ("  <-" if letter == row["answer"] else "")
             for letter, option in zip("ABCD", row["options"], strict=False)
         ]
-        draw.multiline_text((i * tile + 6, tile + 4), "\n".join(_cut(line, 52) for line in lines[:7]), fill="black")
+        text = "\n".join(_cut(line, 44) for line in lines[:7])
+        draw.multiline_text((i * tile + 6, tile + 4), text, fill="black", font=font, spacing=3)
     strip.save(path)
     return True
 

@@ -110,14 +110,16 @@ def test_rebuild_is_identical_and_num_proc_does_not_change_rows(scenes_build, tm
             assert first.to_list() == second.to_list()
 
 
-def test_path_mode_references_images(tmp_path, monkeypatch):
+def test_path_mode_references_images(small_coco, tmp_path):
     output = tmp_path / "lgt"
-    build(source="scenes", num_images=6, output=str(output), images="path", configs=("mcq_stage1",))
+    build(source=f"coco:{small_coco}", output=str(output), images="path", configs=("mcq_stage1",))
     table = pq.read_table(next((output / "mcq_stage1").glob("train-*.parquet")), columns=["image"])
     stored = table.column("image").to_pylist()[0]
     assert stored["bytes"] is None and os.path.isabs(stored["path"])
     data = load_dataset(str(output), "mcq_stage1", split="train")
-    assert data[0]["image"].size[0] > 0
+    assert data[0]["image"].size == (320, 240)
+    with pytest.raises(ValueError, match="built-in scenes are rendered in memory"):
+        build(source="scenes", num_images=2, output=str(tmp_path / "x"), images="path")
 
 
 def test_failed_build_keeps_the_previous_output(scenes_build, tmp_path):

@@ -254,8 +254,7 @@ def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator
             yield Draft(
                 "relative_size",
                 "size",
-                f"Judging by the area each covers in the image, how big is the {first.name} compared with "
-                f"the {second.name}?",
+                f"Comparing the boxes that enclose them, how large is the {first.name} relative to the {second.name}?",
                 correct,
                 options,
                 [first, second],
