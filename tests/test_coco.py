@@ -49,49 +49,47 @@ def test_reader_turns_every_image_into_a_scene(coco_root):
     assert crowd_boxes > 0 and sum(o.crowd for s in scenes for o in s.objects) == crowd_boxes
 
 
+def built_mcqs(output, skill):
+    """Every built MCQ of one skill, all splits, without decoding images."""
+    mcqs = load_dataset(str(output), "mcq_stage1").remove_columns("image")
+    return [row for split in mcqs.values() for row in split if row["skill"] == skill]
+
+
 def test_count_answers_match_the_coco_boxes(coco_build, coco_root):
     output, _ = coco_build
     raw = raw_annotations(coco_root)
-    mcqs = load_dataset(str(output), "mcq_stage1")
     checked = 0
-    for split in mcqs.values():
-        for row in split.select_columns(["image_id", "question", "options", "answer", "skill", "grounding"]):
-            if row["skill"] != "counting":
-                continue
-            category = row["grounding"][0]["name"]
-            instances = raw[row["image_id"]][category]
-            assert not any(crowd for _, crowd in instances), "a category with a crowd box must not be counted"
-            answer = int(row["options"]["ABCD".index(row["answer"])])
-            assert answer == len(instances), (row["question"], category)
-            assert len(set(row["options"])) == 4
-            checked += 1
+    for row in built_mcqs(output, "counting"):
+        category = row["grounding"][0]["name"]
+        instances = raw[row["image_id"]][category]
+        assert not any(crowd for _, crowd in instances), "a category with a crowd box must not be counted"
+        answer = int(row["options"]["ABCD".index(row["answer"])])
+        assert answer == len(instances), (row["question"], category)
+        assert len(set(row["options"])) == 4
+        checked += 1
     assert checked >= 30
 
 
 def test_relation_answers_match_the_coco_boxes(coco_build, coco_root):
     output, _ = coco_build
     raw = raw_annotations(coco_root)
-    mcqs = load_dataset(str(output), "mcq_stage1")
     checked = 0
-    for split in mcqs.values():
-        for row in split.select_columns(["image_id", "question", "options", "answer", "skill"]):
-            if row["skill"] != "spatial_relation":
-                continue
-            first, second = re.fullmatch(r"Where is the (.+) relative to the (.+)\?", row["question"]).groups()
-            ((a, a_crowd),) = raw[row["image_id"]][first]  # exactly one instance of each, or the question is ambiguous
-            ((b, b_crowd),) = raw[row["image_id"]][second]
-            assert not a_crowd and not b_crowd
-            answer = row["options"]["ABCD".index(row["answer"])]
-            assert answer.endswith(f"the {second}")
-            a_cx, a_cy, b_cx, b_cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-            if answer.startswith("to the left of"):  # A lies left of B's middle, and they share vertical extent
-                assert a[2] <= b_cx and a_cx < b[0] and a[3] > b[1] and b[3] > a[1]
-            elif answer.startswith("to the right of"):
-                assert a[0] >= b_cx and a_cx > b[2] and a[3] > b[1] and b[3] > a[1]
-            elif answer.startswith("above"):
-                assert a[3] <= b_cy and a_cy < b[1] and a[2] > b[0] and b[2] > a[0]
-            else:
-                assert answer.startswith("below")
-                assert a[1] >= b_cy and a_cy > b[3] and a[2] > b[0] and b[2] > a[0]
-            checked += 1
+    for row in built_mcqs(output, "spatial_relation"):
+        first, second = re.fullmatch(r"Where is the (.+) relative to the (.+)\?", row["question"]).groups()
+        ((a, a_crowd),) = raw[row["image_id"]][first]  # exactly one instance of each, or the question is ambiguous
+        ((b, b_crowd),) = raw[row["image_id"]][second]
+        assert not a_crowd and not b_crowd
+        answer = row["options"]["ABCD".index(row["answer"])]
+        assert answer.endswith(f"the {second}")
+        a_cx, a_cy, b_cx, b_cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        if answer.startswith("to the left of"):  # A lies left of B's middle, and they share vertical extent
+            assert a[2] <= b_cx and a_cx < b[0] and a[3] > b[1] and b[3] > a[1]
+        elif answer.startswith("to the right of"):
+            assert a[0] >= b_cx and a_cx > b[2] and a[3] > b[1] and b[3] > a[1]
+        elif answer.startswith("above"):
+            assert a[3] <= b_cy and a_cy < b[1] and a[2] > b[0] and b[2] > a[0]
+        else:
+            assert answer.startswith("below")
+            assert a[1] >= b_cy and a_cy > b[3] and a[2] > b[0] and b[2] > a[0]
+        checked += 1
     assert checked >= 10

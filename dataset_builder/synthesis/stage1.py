@@ -218,47 +218,37 @@ def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterato
         )
 
 
-def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    singles = facts.singles
+def _ordered_pairs(singles: list[SceneObject], rng: random.Random) -> Iterator[tuple[SceneObject, SceneObject]]:
+    """Each pair of single objects once, in a random order, so neither role favours the first-listed object."""
     for i, a in enumerate(singles):
         for b in singles[i + 1 :]:
-            first, second = (a, b) if rng.random() < 0.5 else (b, a)
-            rel = relation(first, second)
-            if rel is None:
-                continue
-            phrases = [f"{RELATION_PHRASES[r]} the {second.name}" for r in RELATION_PHRASES]
-            correct = f"{RELATION_PHRASES[rel]} the {second.name}"
-            distractors = [p for p in phrases if p != correct]
-            rng.shuffle(distractors)
-            yield Draft(
-                "spatial_relation",
-                "relation",
-                f"Where is the {first.name} relative to the {second.name}?",
-                correct,
-                distractors,
-                [first, second],
-            )
+            yield (a, b) if rng.random() < 0.5 else (b, a)
+
+
+def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
+    for first, second in _ordered_pairs(facts.singles, rng):
+        rel = relation(first, second)
+        if rel is None:
+            continue
+        correct = f"{RELATION_PHRASES[rel]} the {second.name}"
+        distractors = [f"{phrase} the {second.name}" for key, phrase in RELATION_PHRASES.items() if key != rel]
+        rng.shuffle(distractors)
+        question = f"Where is the {first.name} relative to the {second.name}?"
+        yield Draft("spatial_relation", "relation", question, correct, distractors, [first, second])
 
 
 def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    singles = facts.singles
-    for i, a in enumerate(singles):
-        for b in singles[i + 1 :]:
-            first, second = (a, b) if rng.random() < 0.5 else (b, a)
-            index = size_bin(first, second)
-            if index is None:
-                continue
-            options = [text.format(b=second.name) for text in SIZE_BINS]
-            correct = options.pop(index)
-            rng.shuffle(options)
-            yield Draft(
-                "relative_size",
-                "size",
-                f"Comparing the boxes that enclose them, how large is the {first.name} relative to the {second.name}?",
-                correct,
-                options,
-                [first, second],
-            )
+    for first, second in _ordered_pairs(facts.singles, rng):
+        index = size_bin(first, second)
+        if index is None:
+            continue
+        options = [text.format(b=second.name) for text in SIZE_BINS]
+        correct = options.pop(index)
+        rng.shuffle(options)
+        question = (
+            f"Comparing the boxes that enclose them, how large is the {first.name} relative to the {second.name}?"
+        )
+        yield Draft("relative_size", "size", question, correct, options, [first, second])
 
 
 def _distance_question(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
