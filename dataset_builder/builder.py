@@ -141,7 +141,6 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def _split_generators(self, dl_manager):
         self._work_dir = tempfile.mkdtemp(prefix="lgt-build-")
-        os.makedirs(os.path.join(self._work_dir, "rejects"))
         source = self._source()
         if self.config.images == "path" and source.name == "scenes":
             raise ValueError(
@@ -202,16 +201,29 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return open_source(self.config.source, seed=self.config.seed, num_images=self.config.num_images)
 
     def _reject(self, error: InputError) -> None:
-        """Stop on a bad record, or (``on_error="skip"``) write it to this process's reject list."""
-        if self.config.on_error == "raise":
-            raise error
-        path = os.path.join(self._work_dir, "rejects", f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
+        """Stop on a bad record, or (``on_error="skip"``) write it to this process's reject list.
+
+        Either way the record is written down first: an exception raised in a ``num_proc`` worker reaches the main
+        process as a bare ``DatasetGenerationError``, and the written record is how the user still gets one line
+        naming the file and record.
+        """
+        folder = "rejects" if self.config.on_error == "skip" else "fatal"
+        os.makedirs(os.path.join(self._work_dir, folder), exist_ok=True)
+        path = os.path.join(self._work_dir, folder, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(error.as_reject()) + "\n")
+        if self.config.on_error == "raise":
+            raise error
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        except Exception as error:
+            work_dir = getattr(self, "_work_dir", None)
+            fatal = _read_rejects(os.path.join(work_dir, "fatal")) if work_dir else []
+            if fatal and not isinstance(error, InputError):
+                raise InputError(fatal[0]["file"], fatal[0]["record"], fatal[0]["problem"]) from error
+            raise
         finally:
             work_dir = getattr(self, "_work_dir", None)
             if work_dir:

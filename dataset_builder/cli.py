@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--source", default="scenes", help=SOURCE_HELP)
     build.add_argument("--configs", default="scenes,mcq_stage1", help="comma-separated configs to build")
     build.add_argument("--output", default="lgt", help="output folder (default ./lgt)")
-    build.add_argument("--num-images", type=int, default=None, help="stop after this many usable images")
+    build.add_argument("--num-images", type=int, default=None, help="use the first N images of the source")
     build.add_argument("--num-proc", type=int, default=None, help="worker processes")
     build.add_argument("--seed", type=int, default=LGTConfig.seed)
     build.add_argument(
@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt:
-        print("lgt: interrupted; nothing was written", file=sys.stderr)
+        print(
+            "lgt: interrupted" + ("; the output folder was left as it was" if args.command == "build" else ""),
+            file=sys.stderr,
+        )
         return 130
     except Exception as error:  # one clear line for anything the user can fix; tracebacks only for our bugs
         from .hub import PushError

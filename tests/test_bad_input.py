@@ -180,3 +180,29 @@ def test_jsonl_missing_fields_and_file(tmp_path, capsys):
 
 def test_unknown_source(tmp_path, capsys):
     assert_refused(capsys, tmp_path, "docci:/x", "unknown source")
+
+
+def test_errors_and_rejects_cross_worker_processes(small_coco, tmp_path, capsys, monkeypatch):
+    """With several shards and --num-proc 2 the bad image is met inside a worker process."""
+    monkeypatch.setattr("lgt.builder.SCENES_PER_SHARD", 2)
+    (small_coco / "images/val2017/000000000006.jpg").write_bytes(b"garbage" * 50)
+    code, err, out = run(
+        capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"), "--num-proc", "2"
+    )
+    assert code == 2 and "000000000006.jpg" in err and "cannot be decoded" in err
+    assert not (tmp_path / "out").exists()
+    code, err, out = run(
+        capsys,
+        "--source",
+        f"coco:{small_coco}",
+        "--output",
+        str(tmp_path / "out"),
+        "--num-proc",
+        "2",
+        "--on-error",
+        "skip",
+    )
+    assert code == 0, err
+    report = [json.loads(line) for line in (tmp_path / "out.rejects.jsonl").read_text().splitlines()]
+    assert [r["record"] for r in report] == ["coco-val2017-6"]
+    assert sum(len(s) for s in load_dataset(str(tmp_path / "out"), "scenes").values()) == 11
