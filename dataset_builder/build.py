@@ -42,7 +42,7 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
         for index, path in enumerate(shards):
             target = os.path.join(out_dir, f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
             writer = ParquetWriter(features=FEATURES[config], path=target, embed_local_files=False)
-            with pa.memory_map(path) as source:  # zero-copy: the shard is mapped, not read into memory
+            with pa.OSFile(path) as source:  # read batch by batch (a memory map would keep every page resident)
                 batches, group_rows = [], None
                 for batch in pa.ipc.open_stream(source):
                     # Row groups of ~100 MB as datasets aims for (its default of 1,000 rows is 3x slower here),
