@@ -97,6 +97,7 @@ class Entry(NamedTuple):
     names: list[str]
     attributes: list[str]
     payload: Any
+    where: str  # "FILE [record R]", for a duplicate-id message
 
 
 def check_scene(scene: Scene, record: str) -> Scene:

@@ -90,7 +90,13 @@ def test_empty_caption(small_coco, tmp_path, capsys):
 
 def test_duplicate_image_ids(small_coco, tmp_path, capsys):
     edit_json(small_coco / ANNOTATIONS, lambda d: d["images"][7].update(id=7))
-    assert_refused(capsys, tmp_path, f"coco:{small_coco}", "coco-val2017-7", "duplicate image id")
+    assert_refused(
+        capsys,
+        tmp_path,
+        f"coco:{small_coco}",
+        "instances_val2017.json [record image 7]",
+        "duplicate image id 'coco-val2017-7' (first at ",
+    )
     assert_skipped(capsys, tmp_path, f"coco:{small_coco}", 1, "duplicate image id")
 
 

@@ -341,6 +341,7 @@ class BuiltinSource:
                 [o.name for o in objects],
                 [a for o in objects for a in o.attributes],
                 index,
+                f"{self.origin} [record {index}]",
             )
 
     def scene(self, index: int) -> Scene:

@@ -156,4 +156,6 @@ class CocoSource:
             except KeyError as err:
                 yield InputError(instances_path, record, f"image entry lacks {err.args[0]!r}")
                 continue
-            yield Entry(scene.image_id, [o.name for o in objects], [], (scene, record))
+            yield Entry(
+                scene.image_id, [o.name for o in objects], [], (scene, record), f"{instances_path} [record {record}]"
+            )

@@ -96,7 +96,8 @@ class JsonlSource:
                 attributes = [
                     str(a) for o in data["objects"] if isinstance(o, dict) for a in o.get("attributes") or []
                 ]
-                yield Entry(str(data.get("image_id", f"line-{line_no}")), names, attributes, (line_no, line))
+                image_id = str(data.get("image_id", f"line-{line_no}"))
+                yield Entry(image_id, names, attributes, (line_no, line), f"{self.path} [record line {line_no}]")
 
     def scene(self, payload: tuple[int, str]) -> Scene:
         line_no, line = payload
