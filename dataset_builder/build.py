@@ -133,10 +133,12 @@ def build(
         with open(os.path.join(folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         write_card(folder, info)
+        _replace(folder, output, staging)
         if on_error == "skip":
             with open(rejects_path(output), "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
-        _replace(folder, output, staging)
+        elif os.path.exists(rejects_path(output)):  # a report from an earlier build no longer describes this one
+            os.remove(rejects_path(output))
         return info
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -212,3 +212,12 @@ def test_errors_and_rejects_cross_worker_processes(small_coco, tmp_path, capsys,
     report = [json.loads(line) for line in (tmp_path / "out.rejects.jsonl").read_text().splitlines()]
     assert [r["record"] for r in report] == ["coco-val2017-6"]
     assert sum(len(s) for s in load_dataset(str(tmp_path / "out"), "scenes").values()) == 11
+
+
+def test_a_later_build_drops_an_old_reject_report(small_coco, tmp_path, capsys):
+    edit_json(small_coco / ANNOTATIONS, lambda d: d["annotations"][4].update(category_id=99))
+    assert_skipped(capsys, tmp_path, f"coco:{small_coco}", 1, "unknown category_id 99")
+    edit_json(small_coco / ANNOTATIONS, lambda d: d["annotations"][4].update(category_id=2))
+    code, err, out = run(capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"))
+    assert code == 0, err
+    assert not (tmp_path / "out.rejects.jsonl").exists()
