@@ -37,10 +37,11 @@ from .scene import Scene
 from .sources import open_source
 from .synthesis import stage1
 
-CITATION = """@article{lgt2025,
-  title   = {Long Grounded Thoughts: Distilling Compositional Visual Reasoning Chains at Scale},
-  journal = {arXiv preprint arXiv:2511.05705},
-  year    = {2025}
+CITATION = """@misc{lgt2025,
+  title         = {Long Grounded Thoughts},
+  eprint        = {2511.05705},
+  archivePrefix = {arXiv},
+  year          = {2025}
 }"""
 SPLITS = ("train", "validation", "test")
 SCENES_PER_SHARD = 2048

@@ -120,6 +120,25 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _scene_statistics(folder: str) -> str:
+    images, objects, caption_words, names = 0, 0, 0, Counter()
+    for split in SPLITS:
+        for path in split_files(folder, "scenes", split):
+            table = pq.read_table(path, columns=["objects", "caption"])
+            images += table.num_rows
+            objects += pc.sum(pc.list_value_length(table.column("objects"))).as_py() or 0
+            caption_words += pc.sum(pc.list_value_length(pc.utf8_split_whitespace(table.column("caption")))).as_py()
+            flat = pc.list_flatten(table.column("objects"))
+            for item in pc.value_counts(pc.struct_field(flat, "name")).to_pylist():
+                names[item["values"]] += item["counts"]
+    common = ", ".join(f"{name} ({n:,})" for name, n in names.most_common(10))
+    return (
+        f"{images:,} images, {objects:,} boxed objects ({objects / max(1, images):.1f} per image) of "
+        f"{len(names):,} categories; captions average {caption_words / max(1, images):.0f} words. "
+        f"Most frequent objects: {common}."
+    )
+
+
 def _source_name(spec: str) -> str:
     """The source spec without the builder's local folders, which mean nothing on the Hub."""
     kind, _, path = spec.partition(":")
@@ -177,6 +196,8 @@ def write_card(folder: str, build_info: dict) -> str:
             [[f"`{c}`", DESCRIPTIONS[c], *(f"{rows[c].get(s, 0):,}" for s in SPLITS)] for c in configs],
         )
     )
+    if "scenes" in configs:
+        sections.append("## `scenes` at a glance\n\n" + _scene_statistics(folder))
     for config in configs:
         if "skill" not in FEATURES[config]:
             continue

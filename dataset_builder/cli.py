@@ -57,7 +57,9 @@ def _push(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="lgt", description=__doc__)
+    cli = argparse.ArgumentParser(
+        prog="lgt", description="Build the lgt dataset (lgt build) and publish it (lgt push)."
+    )
     commands = cli.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)")
@@ -66,7 +68,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--output", default="lgt", help="output folder (default ./lgt)")
     build.add_argument("--num-images", type=int, default=None, help="use the first N images of the source")
     build.add_argument("--num-proc", type=int, default=None, help="worker processes")
-    build.add_argument("--seed", type=int, default=LGTConfig.seed)
+    build.add_argument(
+        "--seed", type=int, default=LGTConfig.seed, help="seed of the built-in scenes and of the question choices"
+    )
     build.add_argument(
         "--images",
         choices=("embed", "path"),

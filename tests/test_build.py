@@ -33,6 +33,7 @@ def test_layout_and_card(scenes_build):
     card = (output / "README.md").read_text()
     assert "config_name: scenes" in card and "config_name: mcq_stage1" in card and "default: true" in card
     assert "by skill" in card and "counting" in card and "![" in card
+    assert "## `scenes` at a glance\n\n120 images," in card
     for rows in info["rows"]["mcq_stage1"].values():
         assert f"{rows:,}" in card
 
