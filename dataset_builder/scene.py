@@ -48,7 +48,7 @@ class Scene:
     origin: str = ""  # the file this record came from, for error messages and reject reports
 
     def to_dict(self) -> dict:
-        """Plain types only (JSON- and Arrow-ready); written out by hand, ``dataclasses.asdict`` is 10x slower."""
+        """Plain types only, Arrow-ready; written out by hand, ``dataclasses.asdict`` is 10x slower."""
         return {
             "image_id": self.image_id,
             "image": self.image,
@@ -70,24 +70,6 @@ class Scene:
             "license": self.license,
             "origin": self.origin,
         }
-
-    @classmethod
-    def from_dict(cls, record: dict) -> Scene:
-        objects = [
-            SceneObject(o["id"], o["name"], o["bbox"], o["attributes"], o["score"], o["crowd"])
-            for o in record["objects"]
-        ]
-        return cls(
-            record["image_id"],
-            record["image"],
-            record["width"],
-            record["height"],
-            record["caption"],
-            objects,
-            record["source"],
-            record["license"],
-            record["origin"],
-        )
 
 
 class Entry(NamedTuple):
