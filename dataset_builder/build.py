@@ -19,7 +19,7 @@ import pyarrow as pa
 from datasets.arrow_writer import ParquetWriter, get_writer_batch_size_from_data_size
 
 from . import __version__
-from .builder import FEATURES, SPLITS, LGTBuilder
+from .builder import FEATURES, LGTBuilder
 from .card import write_card
 
 BUILD_INFO_FILE = "lgt_build.json"
@@ -35,10 +35,12 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
     """Rewrite the builder's arrow shards as ``<split>-NNNNN-of-MMMMM.parquet`` with datasets' own writer."""
     rows = {}
     os.makedirs(out_dir, exist_ok=True)
-    for split in SPLITS:
+    for split, info in builder.info.splits.items():
         pattern = os.path.join(builder.cache_dir, f"{builder.dataset_name}-{split}")
         shards = sorted(glob.glob(pattern + ".arrow") + glob.glob(pattern + "-*.arrow"))
-        shards = [path for path in shards if _num_rows(path)]
+        # A worker whose scenes were all rejected leaves an empty shard: keep only shards with rows.
+        lengths = info.shard_lengths or [info.num_examples]
+        shards = [path for path, length in zip(shards, lengths, strict=True) if length]
         for index, path in enumerate(shards):
             target = os.path.join(out_dir, f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
             writer = ParquetWriter(features=FEATURES[config], path=target, embed_local_files=False)
@@ -58,11 +60,6 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
             writer.close()
             rows[split] = rows.get(split, 0) + count
     return rows
-
-
-def _num_rows(path: str) -> int:
-    with pa.memory_map(path) as source:
-        return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
 
 
 def _is_lgt_build(folder: str) -> bool:

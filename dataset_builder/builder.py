@@ -22,7 +22,6 @@ import pickle
 import random
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 
 import datasets
@@ -209,7 +208,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         """
         folder = "rejects" if self.config.on_error == "skip" else "fatal"
         os.makedirs(os.path.join(self._work_dir, folder), exist_ok=True)
-        path = os.path.join(self._work_dir, folder, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
+        path = os.path.join(self._work_dir, folder, f"{os.getpid()}.jsonl")  # one file per process: no write races
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(error.as_reject()) + "\n")
         if self.config.on_error == "raise":

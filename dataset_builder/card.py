@@ -147,9 +147,9 @@ def _source_name(spec: str) -> str:
 
 def write_card(folder: str, build_info: dict) -> str:
     """Write ``README.md`` (and the preview picture) for the built ``folder``; return the card text."""
-    configs = [c for c in build_info["configs"] if count_rows(folder, c)]
+    rows = {config: count_rows(folder, config) for config in build_info["configs"]}
+    configs = [config for config in build_info["configs"] if rows[config]]
     source = build_info["source"]
-    rows = {config: count_rows(folder, config) for config in configs}
     card_data = DatasetCardData(
         pretty_name="Long Grounded Thoughts (lgt)",
         license=LICENSE_IDS.get(source["name"], "other"),
