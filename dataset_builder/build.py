@@ -1,8 +1,9 @@
 """``lgt build``: run the builder for each config and lay the result out as a Hub dataset repository.
 
 Layout: ``<output>/<config>/<split>-NNNNN-of-MMMMM.parquet`` + ``README.md`` (the card, with YAML ``configs``)
-+ ``lgt_build.json`` (what was built, how). Everything is written into a temporary sibling folder and moved into
-place only when complete, so a failed or interrupted build leaves any previous output untouched.
++ ``lgt_build.json`` (what was built, how). Everything is written into a staging folder beside the output and
+swapped into place only when complete (``output.py``), so a failed, interrupted or killed build leaves the previous
+output untouched.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import datasets
@@ -19,8 +19,10 @@ import pyarrow as pa
 from datasets.arrow_writer import ParquetWriter, get_writer_batch_size_from_data_size
 
 from . import __version__
-from .builder import FEATURES, LGTBuilder
+from .builder import FEATURES, LGTBuilder, LGTConfig
 from .card import write_card
+from .errors import EmptyBuildError
+from .output import staged_output
 
 BUILD_INFO_FILE = "lgt_build.json"
 CONFIGS = tuple(FEATURES)
@@ -62,10 +64,6 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
     return rows
 
 
-def _is_lgt_build(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, BUILD_INFO_FILE))
-
-
 def build(
     source: str = "scenes",
     configs: tuple[str, ...] = CONFIGS,
@@ -75,75 +73,72 @@ def build(
     seed: int = 0,
     images: str = "embed",
     on_error: str = "raise",
+    image_root: str | None = None,
 ) -> dict:
-    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments)."""
+    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
+
+    Every argument is checked before anything is written; the build is staged and swapped in whole (``output.py``),
+    and a config that would come out empty stops it with ``EmptyBuildError``, the previous build left in place.
+    """
+    configs = tuple(dict.fromkeys(configs))
     unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        raise ValueError(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
-    output = os.path.abspath(output)
-    if os.path.exists(output) and not _is_lgt_build(output):
-        raise FileExistsError(f"{output} exists and is not an lgt build: choose another --output or remove it")
-    parent = os.path.dirname(output)
-    os.makedirs(parent, exist_ok=True)
-    arguments = {
-        "source": source,
-        "configs": list(configs),
-        "num_images": num_images,
-        "seed": seed,
-        "images": images,
-        "on_error": on_error,
-    }
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}-building-", dir=parent)
-    try:
-        folder = os.path.join(staging, "out")
+    if unknown or not configs:
+        raise ValueError(f"unknown config(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(CONFIGS)}")
+    if num_proc is not None and (type(num_proc) is not int or num_proc < 1):
+        raise ValueError(f"num_proc must be a whole number from 1 up, not {num_proc!r}")
+    settings = dict(
+        source=source, num_images=num_images, seed=seed, images=images, on_error=on_error, image_root=image_root
+    )
+    LGTConfig(name=configs[0], **settings)  # checks every setting, before anything is touched
+    output = os.path.realpath(output)
+    if not os.path.basename(output):
+        raise ValueError(f"--output {output!r} must name a folder to write, not the root of the filesystem")
+    with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
         rows, source_info = {}, None
         started = time.time()
         for config in configs:
-            builder = LGTBuilder(
-                config_name=config,
-                cache_dir=os.path.join(staging, "cache"),
-                source=source,
-                num_images=num_images,
-                seed=seed,
-                images=images,
-                on_error=on_error,
-            )
+            builder = LGTBuilder(config_name=config, cache_dir=staging.cache, **settings)
             builder.download_and_prepare(
                 file_format="arrow", num_proc=num_proc, download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD
             )
-            rows[config] = _arrow_to_parquet(builder, config, os.path.join(folder, config))
+            rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
             source_info = builder.source_info
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
             shutil.rmtree(builder.cache_dir, ignore_errors=True)
+        _refuse_empty(configs, rows, list(rejects.values()), output)
         info = {
             "lgt_version": __version__,
             "datasets_version": datasets.__version__,
-            "arguments": arguments,
-            "configs": [c for c in configs if rows[c]],
+            "arguments": {**settings, "configs": list(configs)},
+            "configs": list(configs),
             "rows": rows,
             "source": source_info,
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
-        with open(os.path.join(folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
+        with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
-        write_card(folder, info)
-        _replace(folder, output, staging)
+        write_card(staging.folder, info)
+        report = None  # without --on-error skip a report from an earlier build no longer describes this one
         if on_error == "skip":
-            with open(rejects_path(output), "w", encoding="utf-8") as f:
+            report = staging.path("rejects.jsonl")
+            with open(report, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
-        elif os.path.exists(rejects_path(output)):  # a report from an earlier build no longer describes this one
-            os.remove(rejects_path(output))
-        return info
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.commit({rejects_path(output): report})
+    return info
 
 
-def _replace(folder: str, output: str, staging: str) -> None:
-    """Move the finished build into place; an older build is moved aside first and removed only after."""
-    old = os.path.join(staging, "previous")
-    if os.path.exists(output):
-        os.rename(output, old)
-    os.rename(folder, output)
+def _refuse_empty(configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str) -> None:
+    """A config without rows would replace a good build with an empty one: stop, saying why it came out empty."""
+    empty = [config for config in configs if not any(rows[config].values())]
+    if not empty:
+        return
+    if rejects:
+        first = rejects[0]
+        where = first["file"] if first["record"] is None else f"{first['file']} [record {first['record']}]"
+        why = f"{len(rejects):,} bad record(s) were skipped, the first: {where}: {first['problem']}"
+    else:
+        why = "no scene gave a row for it (questions need scenes with objects)"
+    raise EmptyBuildError(f"config {', '.join(empty)} came out empty: {why}; {output} was left as it was")

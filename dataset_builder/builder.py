@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .answers import LETTERS, LetterBalancer, arrange_options
 from .errors import InputError
-from .images import check_exists, load_image
+from .images import check_image_file, check_size, load_image
 from .scene import Scene
 from .sources import open_source
 from .synthesis import stage1
@@ -102,10 +102,15 @@ class LGTConfig(datasets.BuilderConfig):
     seed: int = 0
     images: str = "embed"  # "embed": image bytes in the rows; "path": rows reference the image files
     on_error: str = "raise"  # "raise": stop at the first bad record; "skip": skip, count and report it
+    image_root: str | None = None  # images may come from this folder; by default only from the source's own
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_images is not None and (type(self.num_images) is not int or self.num_images < 1):
+            raise ValueError(f"num_images must be a whole number from 1 up (or None: all), not {self.num_images!r}")
+        if type(self.seed) is not int:
+            raise ValueError(f"seed must be a whole number, not {self.seed!r}")
         if self.images not in ("embed", "path"):
             raise ValueError(f"images must be 'embed' or 'path', not {self.images!r}")
         if self.on_error not in ("raise", "skip"):
@@ -142,7 +147,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     # ---- stage A, one process: stream the source's entries into per-split shards ----
 
     def _split_generators(self, dl_manager):
-        self._work_dir = tempfile.mkdtemp(prefix="lgt-build-")
+        # Scratch in the cache folder, which `lgt build` keeps in its staging folder: gone with it even after kill -9.
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        self._work_dir = tempfile.mkdtemp(prefix="lgt-build-", dir=self._cache_dir_root)
         source = self._source()
         if self.config.images == "path" and source.name == "scenes":
             raise ValueError(
@@ -159,7 +166,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             for entry in source.entries():
                 if not isinstance(entry, InputError) and entry.image_id in first_seen:
                     problem = f"duplicate image id {entry.image_id!r} (first at {first_seen[entry.image_id]})"
-                    entry = InputError(entry.where, None, problem)
+                    entry = InputError(entry.origin, entry.record, problem)
                 if isinstance(entry, InputError):
                     self._reject(entry)
                     continue
@@ -197,7 +204,8 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         ]
 
     def _source(self):
-        return open_source(self.config.source, seed=self.config.seed, num_images=self.config.num_images)
+        config = self.config
+        return open_source(config.source, seed=config.seed, num_images=config.num_images, image_root=config.image_root)
 
     def _reject(self, error: InputError) -> None:
         """Stop on a bad record, or (``on_error="skip"``) write it to this process's reject list.
@@ -257,15 +265,10 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         if isinstance(scene.image, bytes):  # made by the source itself, already 8-bit RGB
             return {"bytes": scene.image, "path": f"{scene.image_id}.png"}
         if self.config.images == "path":
-            check_exists(scene.image, scene.image_id)
+            check_image_file(scene.image, scene.image_id, scene.width, scene.height)
             return {"bytes": None, "path": scene.image}
         data, width, height = load_image(scene.image, scene.image_id)
-        if (width, height) != (scene.width, scene.height):
-            raise InputError(
-                scene.image,
-                scene.image_id,
-                f"image is {width}x{height} but the annotations say {scene.width}x{scene.height}",
-            )
+        check_size(scene.image, scene.image_id, (width, height), (scene.width, scene.height))
         return {"bytes": data, "path": os.path.basename(scene.image)}
 
     @staticmethod

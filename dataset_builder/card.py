@@ -68,12 +68,10 @@ def render_preview(folder: str, path: str, count: int = 4) -> bool:
     rows, images, skills = [], set(), set()
     batch = next(pq.ParquetFile(files[0]).iter_batches(batch_size=512, columns=columns))
     for row in batch.to_pylist():
-        image = row["image"]
-        if (
-            row["image_id"] in images
-            or row["skill"] in skills
-            or not (image["bytes"] or os.path.isfile(image["path"]))
-        ):
+        if row["image_id"] in images or row["skill"] in skills:
+            continue
+        row["image"] = _decoded(row["image"])
+        if row["image"] is None:
             continue
         images.add(row["image_id"])
         skills.add(row["skill"])
@@ -87,8 +85,7 @@ def render_preview(folder: str, path: str, count: int = 4) -> bool:
     draw = ImageDraw.Draw(strip)
     font = ImageFont.load_default(size=13)
     for i, row in enumerate(rows):
-        stored = row["image"]
-        image = Image.open(io.BytesIO(stored["bytes"]) if stored["bytes"] else stored["path"]).convert("RGB")
+        image = row["image"]
         scale = tile / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         boxes = ImageDraw.Draw(image)
@@ -103,6 +100,15 @@ def render_preview(folder: str, path: str, count: int = 4) -> bool:
         draw.multiline_text((i * tile + 6, tile + 4), text, fill="black", font=font, spacing=3)
     strip.save(path)
     return True
+
+
+def _decoded(stored: dict) -> Image.Image | None:
+    """A row's image as RGB; ``None`` if it cannot be shown (a referenced file changed since the build checked it)."""
+    try:
+        with Image.open(io.BytesIO(stored["bytes"]) if stored["bytes"] else stored["path"]) as image:
+            return image.convert("RGB")
+    except Exception:  # PIL raises many types for unreadable data; a preview is never worth failing a build for
+        return None
 
 
 def _wrap(text: str, width: int) -> list[str]:

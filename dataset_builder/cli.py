@@ -7,19 +7,8 @@ import os
 import sys
 
 from .builder import LGTConfig
-from .errors import InputError
+from .errors import BuildError, InputError, find_cause
 from .sources import SOURCE_HELP
-
-
-def _input_error(error: BaseException) -> InputError | None:
-    """The ``InputError`` behind an error, also when a ``num_proc`` worker raised it inside ``datasets``."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, InputError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _build(args) -> int:
@@ -34,6 +23,7 @@ def _build(args) -> int:
         seed=args.seed,
         images=args.images,
         on_error=args.on_error,
+        image_root=args.image_root,
     )
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
@@ -83,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
         default="raise",
         help="stop at the first bad record (default) or skip, count and report bad records",
     )
+    build.add_argument(
+        "--image-root", default=None, help="a folder images may come from (default: only inside the source's own)"
+    )
     build.set_defaults(run=_build)
 
     push = commands.add_parser("push", help="upload a built folder to a Hub dataset repo")
@@ -98,16 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print(
-            "lgt: interrupted" + ("; the output folder was left as it was" if args.command == "build" else ""),
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as interrupt:  # a BuildInterrupted says what --output holds now
+        print("lgt: interrupted" + (f"; {interrupt}" if str(interrupt) else ""), file=sys.stderr)
+        return getattr(interrupt, "exit_code", 130)
     except Exception as error:  # one clear line for anything the user can fix; tracebacks only for our bugs
         from .hub import PushError
 
-        found = _input_error(error)
+        if isinstance(error, BuildError):
+            print(f"lgt: error: {error}", file=sys.stderr)
+            return error.exit_code
+        found = find_cause(error, InputError)  # also when a num_proc worker raised it inside datasets
         if found is not None:
             print(f"lgt: error: {found}", file=sys.stderr)
             if args.command == "build":

@@ -1,4 +1,12 @@
-"""One error type for bad input, so every reader reports problems the same way: which file, which record, what."""
+"""The errors a user can act on, each one line fit to print as is; anything else is a bug and keeps its traceback.
+
+- ``InputError``: a record of the user's input cannot be used (``FILE [record R]: problem``); exit 2.
+- ``BuildError``: the build stopped for a reason outside any one record (the output folder, the disk, another
+  build of the same output); exit 1. ``EmptyBuildError``: it would have published an empty config; exit 2.
+- ``BuildInterrupted``: Ctrl-C, SIGTERM or SIGHUP stopped it; the message says what ``--output`` holds now.
+"""
+
+from __future__ import annotations
 
 
 class InputError(ValueError):
@@ -20,3 +28,34 @@ class InputError(ValueError):
 
     def as_reject(self) -> dict:
         return {"file": self.source, "record": self.record, "problem": self.problem}
+
+
+class BuildError(RuntimeError):
+    """The build cannot finish for a reason outside the records; the previous build at ``--output`` is untouched."""
+
+    exit_code = 1
+
+
+class EmptyBuildError(BuildError):
+    """A config came out without a single row: publishing it would replace a good build with nothing."""
+
+    exit_code = 2
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """A stop signal ended the build; ``str()`` says what ``--output`` holds now, ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signum: int, outcome: str):
+        self.exit_code = 128 + signum
+        super().__init__(outcome)
+
+
+def find_cause(error: BaseException | None, kind: type | tuple[type, ...]) -> BaseException | None:
+    """The first error of ``kind`` along ``error``'s chain of causes, e.g. behind a ``DatasetGenerationError``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

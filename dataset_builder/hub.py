@@ -20,26 +20,51 @@ class PushError(RuntimeError):
 
 
 def check_build_folder(folder: str) -> list[str]:
-    """The files to upload; ``PushError`` if ``folder`` is not a complete lgt build."""
+    """The files to upload; ``PushError`` if ``folder`` is not a complete lgt build.
+
+    The card's YAML must be readable and list, per config, ``data_files`` that match files inside ``folder``:
+    a card pointing elsewhere (``../../``, an absolute path, a symlink out) is refused, not followed.
+    """
     if not os.path.isdir(folder):
         raise PushError(f"{folder}: no such folder (run `lgt build` first)")
     for name in ("README.md", BUILD_INFO_FILE):
         if not os.path.isfile(os.path.join(folder, name)):
             raise PushError(f"{folder}: missing {name}; it is not a complete lgt build (run `lgt build` again)")
-    configs = RepoCard.load(os.path.join(folder, "README.md")).data.to_dict().get("configs") or []
-    if not configs:
-        raise PushError(f"{folder}/README.md: the card lists no configs")
-    files = []
+    card = os.path.join(folder, "README.md")
+    try:
+        metadata = RepoCard.load(card).data.to_dict()
+    except Exception as err:  # yaml's ParserError, ScannerError, ...; a card is ours to check, not to debug
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PushError(f"{card}: the YAML header cannot be read ({type(err).__name__}: {problem})") from None
+    configs = metadata.get("configs") or []
+    if not isinstance(configs, list) or not configs:
+        raise PushError(f"{card}: the card lists no configs")
+    root = os.path.realpath(folder)
+    files = set()
     for config in configs:
-        for data_file in config["data_files"]:
-            matches = glob.glob(os.path.join(folder, data_file["path"]))
+        name = config.get("config_name") if isinstance(config, dict) else None
+        data_files = config.get("data_files") if isinstance(config, dict) else None
+        if not isinstance(name, str) or not isinstance(data_files, list) or not data_files:
+            raise PushError(f"{card}: config {name or config!r} has no data_files list")
+        for data_file in data_files:
+            split, pattern = _split_pattern(card, name, data_file)
+            if os.path.isabs(pattern) or ".." in pattern.replace("\\", "/").split("/"):
+                raise PushError(f"{card}: config {name!r} split {split!r} points outside the folder: {pattern}")
+            matches = glob.glob(os.path.join(folder, pattern))
             if not matches:
-                raise PushError(
-                    f"{folder}: config {config['config_name']!r} split {data_file['split']!r} has no "
-                    f"files matching {data_file['path']}"
-                )
-            files += matches
-    return sorted(os.path.relpath(path, folder) for path in files)
+                raise PushError(f"{folder}: config {name!r} split {split!r} has no files matching {pattern}")
+            for path in matches:
+                if os.path.commonpath([os.path.realpath(path), root]) != root:
+                    raise PushError(f"{path}: config {name!r} split {split!r} lists a file outside the folder")
+                files.add(os.path.relpath(path, folder))
+    return sorted(files)
+
+
+def _split_pattern(card: str, config: str, data_file) -> tuple[str, str]:
+    """``(split, path pattern)`` of one ``data_files`` entry as lgt writes it: ``{split: ..., path: ...}``."""
+    if not (isinstance(data_file, dict) and isinstance(data_file.get("path"), str)):
+        raise PushError(f"{card}: config {config!r} has a data_files entry without a path: {data_file!r}")
+    return str(data_file.get("split", "train")), data_file["path"]
 
 
 def push(folder: str, repo_id: str, private: bool = False, revision: str | None = None) -> str:

@@ -2,6 +2,10 @@
 
 Models and the ``datasets`` ``Image`` feature expect 8-bit RGB. Grayscale, palette, RGBA, CMYK and 16-bit files
 are all legitimate images, so they are converted, not rejected; files that cannot be decoded are rejected.
+
+Which files may be read at all: only those inside the source's folder (or ``--image-root``), judged after ``..``
+and symlinks are resolved. An annotation file is data, often someone else's: it must not be able to pull
+``/etc/passwd`` or a private photo into a dataset that is about to be published.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def load_image(path: str, record: str) -> tuple[bytes, int, int]:
 
 
 def image_size(path: str, record: str) -> tuple[int, int]:
-    """The size from the file header only (no decode), for sources that do not state it."""
+    """The size from the file header only (no decode): for sources that do not state it, and for ``--images path``."""
     try:
         with Image.open(path) as image:
             return image.width, image.height
@@ -69,6 +73,27 @@ def image_size(path: str, record: str) -> tuple[int, int]:
         raise InputError(path, record, f"image cannot be read ({type(err).__name__}: {err})") from None
 
 
-def check_exists(path: str, record: str) -> None:
-    if not os.path.isfile(path):
-        raise InputError(path, record, "image file not found")
+def check_size(path: str, record: str, size: tuple[int, int], stated: tuple[int, int]) -> None:
+    if tuple(size) != tuple(stated):
+        raise InputError(path, record, f"image is {size[0]}x{size[1]} but the annotations say {stated[0]}x{stated[1]}")
+
+
+def check_image_file(path: str, record: str, width: int, height: int) -> None:
+    """``--images path`` stores only the path, so the file's header must show an image of the annotated size."""
+    check_size(path, record, image_size(path, record), (width, height))
+
+
+def local_image(path: str, root: str, source: str, record: str) -> str:
+    """The real path of the image at ``path``; ``InputError`` unless it lies inside ``root`` (itself a real path).
+
+    ``..`` and symlinks are resolved before the comparison, so neither can reach outside.
+    """
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, root]) != root:
+        raise InputError(
+            source,
+            record,
+            f"image {path} resolves to {real}, outside {root}: images are read only from inside the source's "
+            "folder (pass --image-root to allow another)",
+        )
+    return real

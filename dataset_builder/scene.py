@@ -1,11 +1,17 @@
 """The one record every source is read into: an image, its size, a dense caption, and boxed objects.
 
-Boxes are ``[x0, y0, x1, y1]`` in absolute pixels. ``check_scene`` is where every source's records are held to
-the same rules, so the synthesis stages can trust a ``Scene`` without re-checking it.
+Boxes are ``[x0, y0, x1, y1]`` in absolute pixels. Two gates hold every source's records to the same rules, so
+the synthesis stages can trust a ``Scene`` without re-checking it: ``Fields`` reads a foreign record's values, each
+in its one accepted type and range, and ``check_scene`` checks what the values mean together (boxes in the image,
+ids unique, a caption and names that say something).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -13,6 +19,114 @@ from .errors import InputError
 
 # Boxes may overhang the image by this many pixels (rounding in annotation tools); they are clipped to it.
 BOX_TOLERANCE_PX = 2.0
+# Ranges of the columns the values end up in: ids are int64, image sides int32.
+INT64 = (-(2**63), 2**63 - 1)
+IMAGE_SIDE = (1, 2**31 - 1)
+REQUIRED = object()  # the default of a field that must be present
+
+
+def shown(value: Any) -> str:
+    """A value as the user wrote it (JSON), cut to fit in a one-line message."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+class Fields:
+    """One JSON object of the user's input, read field by field, each in its one accepted type and range.
+
+    Nothing is coerced: no ``str(None)``, no ``int("3")``, no ``float("1e400")``; booleans are not numbers, numbers
+    must be finite, text must be valid Unicode (no lone surrogates). So a value either reaches the dataset as
+    written or its record is refused with ``InputError("FILE [record R]: problem")``, ``name`` saying where inside
+    the record (``object 2``). A field that is optional may be absent or ``null``; unknown fields are ignored.
+    """
+
+    def __init__(self, data: Any, source: str, record: str | None, name: str = ""):
+        self.source, self.record, self.name = source, record, name
+        if not isinstance(data, dict):
+            raise InputError(source, record, f"{name or 'the record'} must be a JSON object, not {shown(data)}")
+        self.data = data
+
+    def error(self, problem: str) -> InputError:
+        return InputError(self.source, self.record, f"{self.name}: {problem}" if self.name else problem)
+
+    def _value(self, key: str, default: Any) -> tuple[bool, Any]:
+        """``(True, value)``, or ``(False, default)`` for an optional field that is absent or null."""
+        if key not in self.data or (self.data[key] is None and default is not REQUIRED):
+            if default is REQUIRED:
+                raise self.error(f"missing required field {key!r}")
+            return False, default
+        return True, self.data[key]
+
+    def _refuse(self, key: str, expected: str, value: Any) -> InputError:
+        return self.error(f"{key!r} must be {expected}, not {shown(value)}")
+
+    def _checked_text(self, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self._refuse(key, "text", value)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise self.error(f"{key!r} is not valid Unicode (a lone surrogate at character {err.start})") from None
+        return value
+
+    def _checked_number(self, key: str, value: Any, low: float, high: float, expected: str) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._refuse(key, expected, value)
+        finite = math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
+        if not (finite and low <= value <= high):
+            raise self._refuse(key, expected, value)
+        return value
+
+    def text(self, key: str, default: Any = REQUIRED) -> str:
+        present, value = self._value(key, default)
+        return self._checked_text(key, value) if present else value
+
+    def texts(self, key: str) -> list[str]:
+        """An optional list of text (absent: empty)."""
+        _, value = self._value(key, [])
+        if not isinstance(value, list):
+            raise self._refuse(key, "a list of text", value)
+        return [self._checked_text(key, item) for item in value]
+
+    def whole(self, key: str, limits: tuple[int, int], default: Any = REQUIRED) -> int:
+        present, value = self._value(key, default)
+        if not present:
+            return value
+        if not isinstance(value, int):  # 3.0 is no id: whole numbers are written without a fraction
+            raise self._refuse(key, f"a whole number from {limits[0]} to {limits[1]}", value)
+        return self._checked_number(key, value, *limits, f"a whole number from {limits[0]} to {limits[1]}")
+
+    def number(self, key: str, limits: tuple[float, float], default: Any = REQUIRED) -> int | float:
+        present, value = self._value(key, default)
+        if not present:
+            return value
+        return self._checked_number(key, value, *limits, f"a number from {limits[0]} to {limits[1]}")
+
+    def numbers(self, key: str, count: int) -> list[int | float]:
+        """Exactly ``count`` finite numbers, e.g. a box."""
+        _, value = self._value(key, REQUIRED)
+        expected = f"{count} finite numbers"
+        if not isinstance(value, list) or len(value) != count:
+            raise self._refuse(key, expected, value)
+        return [self._checked_number(key, v, -math.inf, math.inf, expected) for v in value]
+
+    def flag(self, key: str) -> bool:
+        """An optional yes/no: ``true``/``false`` or ``1``/``0`` (absent or null: no)."""
+        _, value = self._value(key, False)
+        if not (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+            raise self._refuse(key, "true, false, 1 or 0", value)
+        return bool(value)
+
+    def items(self, key: str, default: Any = REQUIRED) -> list:
+        """A JSON list, its items left for the caller to read one by one."""
+        _, value = self._value(key, default)
+        if not isinstance(value, list):
+            raise self._refuse(key, "a list", value)
+        return value
+
+    def records(self, key: str, name: str) -> list[Fields]:
+        """A required list of JSON objects, each read as ``Fields`` named ``"<name> <index>"``."""
+        return [Fields(item, self.source, self.record, f"{name} {i}") for i, item in enumerate(self.items(key))]
 
 
 @dataclass(slots=True)
@@ -79,7 +193,17 @@ class Entry(NamedTuple):
     names: list[str]
     attributes: list[str]
     payload: Any
-    where: str  # "FILE [record R]", for a duplicate-id message
+    origin: str  # the file and the record within it, for a duplicate-id message and reject
+    record: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.origin} [record {self.record}]"
+
+
+def as_float32(values: list[float]) -> list[float]:
+    """The values as the ``float32`` box column will hold them."""
+    return list(struct.unpack(f"{len(values)}f", struct.pack(f"{len(values)}f", *values)))
 
 
 def check_scene(scene: Scene, record: str) -> Scene:
@@ -99,8 +223,6 @@ def check_scene(scene: Scene, record: str) -> Scene:
         if len(obj.bbox) != 4:
             raise InputError(where, record, f"object {obj.id} box {obj.bbox} is not [x0, y0, x1, y1]")
         x0, y0, x1, y1 = (float(v) for v in obj.bbox)
-        if not (x1 > x0 and y1 > y0):
-            raise InputError(where, record, f"object {obj.id} ({obj.name}) has a zero-area box {obj.bbox}")
         tol = BOX_TOLERANCE_PX
         if x0 < -tol or y0 < -tol or x1 > scene.width + tol or y1 > scene.height + tol:
             raise InputError(
@@ -108,5 +230,8 @@ def check_scene(scene: Scene, record: str) -> Scene:
                 record,
                 f"object {obj.id} ({obj.name}) box {obj.bbox} lies outside the {scene.width}x{scene.height} image",
             )
-        obj.bbox = [max(0.0, x0), max(0.0, y0), min(float(scene.width), x1), min(float(scene.height), y1)]
+        box = as_float32([max(0.0, x0), max(0.0, y0), min(float(scene.width), x1), min(float(scene.height), y1)])
+        if not (box[2] > box[0] and box[3] > box[1]):  # judged as stored: two close values can round to one
+            raise InputError(where, record, f"object {obj.id} ({obj.name}) has a zero-area box {obj.bbox}")
+        obj.bbox = box
     return scene

@@ -28,7 +28,7 @@ def assert_refused(capsys, tmp_path, source, *needles):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out-building-")]
 
 
-def assert_skipped(capsys, tmp_path, source, expected_rejects, needle):
+def assert_skipped(capsys, tmp_path, source, expected_rejects, needle, images=12):
     output = tmp_path / "out"
     code, err, out = run(capsys, "--source", source, "--output", str(output), "--on-error", "skip")
     assert code == 0, err
@@ -36,7 +36,7 @@ def assert_skipped(capsys, tmp_path, source, expected_rejects, needle):
     assert len(report) == expected_rejects and all(needle in r["problem"] for r in report), report
     assert json.loads((output / "lgt_build.json").read_text())["rejects"] == expected_rejects
     scenes = load_dataset(str(output), "scenes")
-    assert sum(len(s) for s in scenes.values()) == 12 - expected_rejects
+    assert sum(len(s) for s in scenes.values()) == images - expected_rejects
     return report
 
 
@@ -89,7 +89,7 @@ def test_empty_caption(small_coco, tmp_path, capsys):
 
 
 def test_duplicate_image_ids(small_coco, tmp_path, capsys):
-    edit_json(small_coco / ANNOTATIONS, lambda d: d["images"][7].update(id=7))
+    edit_json(small_coco / ANNOTATIONS, lambda d: d["images"].insert(8, dict(d["images"][6])))  # image 7 twice
     assert_refused(
         capsys,
         tmp_path,
@@ -97,7 +97,9 @@ def test_duplicate_image_ids(small_coco, tmp_path, capsys):
         "instances_val2017.json [record image 7]",
         "duplicate image id 'coco-val2017-7' (first at ",
     )
-    assert_skipped(capsys, tmp_path, f"coco:{small_coco}", 1, "duplicate image id")
+    (reject,) = assert_skipped(capsys, tmp_path, f"coco:{small_coco}", 1, "duplicate image id", images=13)
+    # finding 14: the report names the file and the record in their own fields
+    assert reject["file"] == str(small_coco / ANNOTATIONS) and reject["record"] == "image 7", reject
 
 
 def test_missing_image(small_coco, tmp_path, capsys):

@@ -11,6 +11,9 @@ costly one runs in parallel:
 
 from __future__ import annotations
 
+import os
+
+from ..errors import InputError
 from .builtin import BuiltinSource
 from .coco import CocoSource
 from .jsonl import JsonlSource
@@ -18,13 +21,17 @@ from .jsonl import JsonlSource
 SOURCE_HELP = "scenes (built-in rendered scenes), coco:PATH (COCO root or instances_*.json), jsonl:PATH"
 
 
-def open_source(spec: str, seed: int = 0, num_images: int | None = None):
-    """``scenes`` | ``coco:PATH`` | ``jsonl:PATH`` -> a source object."""
+def open_source(spec: str, seed: int = 0, num_images: int | None = None, image_root: str | None = None):
+    """``scenes`` | ``coco:PATH`` | ``jsonl:PATH`` -> a source object; ``image_root``: where images may lie."""
     kind, _, path = spec.partition(":")
     if kind == "scenes" and not path:
+        if image_root:
+            raise ValueError("--image-root is for sources that read image files, not the built-in scenes")
         return BuiltinSource(seed=seed, num_images=num_images or BuiltinSource.default_num_images)
+    if image_root and not os.path.isdir(image_root):
+        raise InputError(image_root, None, "--image-root: no such folder")
     if kind == "coco" and path:
-        return CocoSource(path)
+        return CocoSource(path, image_root)
     if kind == "jsonl" and path:
-        return JsonlSource(path)
+        return JsonlSource(path, image_root)
     raise ValueError(f"unknown source {spec!r}: use {SOURCE_HELP}")

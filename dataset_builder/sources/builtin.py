@@ -341,7 +341,8 @@ class BuiltinSource:
                 [o.name for o in objects],
                 [a for o in objects for a in o.attributes],
                 index,
-                f"{self.origin} [record {index}]",
+                self.origin,
+                str(index),
             )
 
     def scene(self, index: int) -> Scene:

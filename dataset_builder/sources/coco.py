@@ -4,6 +4,11 @@
 images from ``ROOT/<split>/`` or ``ROOT/images/<split>/``; ``coco:PATH/instances_<split>.json`` reads one split.
 Boxes come as ``[x, y, w, h]`` and become ``[x0, y0, x1, y1]``; ``iscrowd`` boxes are kept but marked, so no
 question counts or relates them as a single object; the captions of an image are joined into one dense caption.
+
+Every value is read in the type the COCO format gives it (``Fields``: ids are whole numbers, boxes four numbers,
+names and captions text). A bad annotation or caption rejects its whole image, since a scene missing one of its
+objects would make wrong counting questions; one that names no known image, and a bad or repeated category or
+licence, is a reject of its own. Images must lie inside the COCO root (or ``--image-root``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import os
 from collections.abc import Iterator
 
 from ..errors import InputError
-from ..scene import Entry, Scene, SceneObject, check_scene
+from ..images import local_image
+from ..scene import IMAGE_SIDE, INT64, REQUIRED, Entry, Fields, Scene, SceneObject, check_scene
 
 
 def read_json(path: str) -> dict:
@@ -30,10 +36,13 @@ def read_json(path: str) -> dict:
         raise InputError(path, None, f"not UTF-8 text ({err.reason})") from None
 
 
-def _require(path: str, data: dict, keys: tuple[str, ...]) -> None:
+def _require(path: str, data: dict, keys: tuple[str, ...]) -> Fields:
+    """The file's top level; no record of a file without its lists can be trusted, so this raises at once."""
+    fields = Fields(data, path, None, "the file")
     missing = [k for k in keys if k not in data]
     if missing:
         raise InputError(path, None, f"not a COCO annotation file: missing {', '.join(missing)}")
+    return fields
 
 
 def _image_dir(root: str, split: str, instances_path: str) -> str:
@@ -55,7 +64,7 @@ def _sentence(text: str) -> str:
 class CocoSource:
     name = "coco"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, image_root: str | None = None):
         path = os.path.abspath(path)
         if os.path.isdir(path):
             pattern = os.path.join(path, "annotations", "instances_*.json")
@@ -68,6 +77,7 @@ class CocoSource:
                 raise InputError(path, None, "file not found")
             self.instance_files = [path]
             self.root = os.path.dirname(os.path.dirname(path))
+        self.image_root = os.path.realpath(image_root or self.root)
         self.description = (
             "COCO-format annotations ("
             + ", ".join(os.path.basename(p) for p in self.instance_files)
@@ -79,83 +89,177 @@ class CocoSource:
         )
 
     def entries(self) -> Iterator[Entry | InputError]:
-        """An entry per image (its payload: the unchecked ``Scene``), or the ``InputError`` of an unusable image.
+        """An entry per image (its payload: the unchecked ``Scene``), or the ``InputError`` of an unusable record.
 
-        File-level problems (missing or malformed JSON) raise at once: no record of such a file can be trusted.
+        File-level problems (missing or malformed JSON, a top-level list missing) raise at once: no record of such
+        a file can be trusted.
         """
         for instances_path in self.instance_files:
             yield from self._split_entries(instances_path)
 
-    @staticmethod
-    def scene(payload: tuple[Scene, str]) -> Scene:
+    def scene(self, payload: tuple[Scene, str]) -> Scene:
         scene, record = payload
+        scene.image = local_image(scene.image, self.image_root, scene.origin, record)
         return check_scene(scene, record)
 
     def _split_entries(self, instances_path: str) -> Iterator[Entry | InputError]:
         name = os.path.basename(instances_path)
         split = name[len("instances_") : -len(".json")] if name.startswith("instances_") else name[: -len(".json")]
         captions_path = os.path.join(os.path.dirname(instances_path), f"captions_{split}.json")
-        instances = read_json(instances_path)
-        _require(instances_path, instances, ("images", "annotations", "categories"))
-        captions = read_json(captions_path)
-        _require(captions_path, captions, ("annotations",))
+        instances = _require(instances_path, read_json(instances_path), ("images", "annotations", "categories"))
+        captions = _require(captions_path, read_json(captions_path), ("annotations",))
         image_dir = _image_dir(self.root, split, instances_path)
 
-        categories = {c["id"]: c["name"] for c in instances["categories"]}
-        licenses = {
-            lic["id"]: f"{lic.get('name', '')} ({lic.get('url', '')})" for lic in instances.get("licenses", [])
-        }
+        rejects: list[InputError] = []
+        categories = _Table(instances.items("categories"), instances_path, "category", _category_name, rejects)
+        licenses = _Table(instances.items("licenses", []), instances_path, "license", _license_text, rejects)
+        images = [
+            _read_item(item, instances_path, "image", index) for index, item in enumerate(instances.items("images"))
+        ]
+        known = {image_id for _, image_id in images if image_id is not None}
+        objects, broken = _objects(instances.items("annotations"), instances_path, known, categories, rejects)
+        texts = _captions(captions.items("annotations"), captions_path, known, broken, rejects)
+        del instances, captions  # keep memory to what the scenes need
+        yield from rejects
 
-        objects_by_image: dict[int, list] = {}
-        bad_images: dict[int, InputError] = {}
-        for ann in instances["annotations"]:
-            image_id = ann.get("image_id")
-            record = f"annotation {ann.get('id')} (image {image_id})"
-            category = categories.get(ann.get("category_id"))
-            if category is None:
-                bad_images.setdefault(
-                    image_id, InputError(instances_path, record, f"unknown category_id {ann.get('category_id')}")
-                )
+        for fields, image_id in images:
+            if image_id in broken:
+                yield broken[image_id]
                 continue
-            bbox = ann.get("bbox")
-            if not isinstance(bbox, list) or len(bbox) != 4:
-                bad_images.setdefault(image_id, InputError(instances_path, record, f"bbox {bbox} is not [x, y, w, h]"))
-                continue
-            x, y, w, h = bbox
-            objects_by_image.setdefault(image_id, []).append(
-                SceneObject(id=ann["id"], name=category, bbox=[x, y, x + w, y + h], crowd=bool(ann.get("iscrowd")))
-            )
-
-        captions_by_image: dict[int, list[str]] = {}
-        for ann in captions["annotations"]:
-            text = (ann.get("caption") or "").strip()
-            if text:
-                captions_by_image.setdefault(ann.get("image_id"), []).append(text)
-
-        del instances["annotations"], captions  # keep memory to what the scenes need
-        for image in instances["images"]:
-            image_id = image.get("id")
-            record = f"image {image_id}"
-            if image_id in bad_images:
-                yield bad_images[image_id]
-                continue
-            caption = " ".join(_sentence(c) for c in captions_by_image.get(image_id, []))
             try:
-                objects = objects_by_image.get(image_id, [])
+                if isinstance(fields, InputError):
+                    raise fields
                 scene = Scene(
                     image_id=f"coco-{split}-{image_id}",
-                    image=os.path.join(image_dir, image["file_name"]),
-                    width=image["width"],
-                    height=image["height"],
-                    caption=caption,
-                    objects=objects,
+                    image=os.path.join(image_dir, fields.text("file_name")),
+                    width=fields.whole("width", IMAGE_SIDE),
+                    height=fields.whole("height", IMAGE_SIDE),
+                    caption=" ".join(_sentence(c) for c in texts.get(image_id, [])),
+                    objects=objects.get(image_id, []),
                     source="coco",
-                    license=licenses.get(image.get("license"), ""),
+                    license=licenses.lookup(fields, "license", required=False),
                     origin=instances_path,
                 )
-            except KeyError as err:
-                yield InputError(instances_path, record, f"image entry lacks {err.args[0]!r}")
+            except InputError as err:
+                yield err
                 continue
-            yield Entry(
-                scene.image_id, [o.name for o in objects], [], (scene, record), f"{instances_path} [record {record}]"
+            names = [o.name for o in scene.objects]
+            yield Entry(scene.image_id, names, [], (scene, fields.record), instances_path, fields.record)
+
+
+def _label(item, kind: str, index: int) -> str:
+    """How a reject names a COCO list item: by its id where it has one (``annotation 21``), else by position."""
+    item_id = item.get("id") if isinstance(item, dict) else None
+    return f"{kind} {item_id}" if type(item_id) is int else f"{kind} #{index}"
+
+
+def _read_item(item, path: str, kind: str, index: int) -> tuple[Fields | InputError, int | None]:
+    """An item of a COCO list with its id, or its ``InputError`` (and the id, when that much could be read)."""
+    try:
+        fields = Fields(item, path, _label(item, kind, index))
+        return fields, fields.whole("id", INT64)
+    except InputError as err:
+        return err, None
+
+
+class _Table:
+    """A COCO id table (categories, licenses): ``{id: value}``, and why each id that cannot be used cannot.
+
+    A bad entry is a reject of its own; so is an id given twice, and since which of the two is meant cannot be
+    known, the id is then unusable rather than silently the last one.
+    """
+
+    def __init__(self, items: list, path: str, kind: str, read, rejects: list[InputError]):
+        self.kind, self.values, self.unusable = kind, {}, {}
+        for index, item in enumerate(items):
+            fields, item_id = _read_item(item, path, kind, index)
+            try:
+                if isinstance(fields, InputError):
+                    raise fields
+                if item_id in self.values or item_id in self.unusable:
+                    self.values.pop(item_id, None)
+                    self.unusable[item_id] = f"{kind} id {item_id} is defined more than once"
+                    raise fields.error(self.unusable[item_id])
+                self.values[item_id] = read(fields)
+            except InputError as err:
+                rejects.append(err)
+                if item_id is not None:
+                    self.unusable.setdefault(item_id, f"{kind} {item_id} is unusable ({err.problem})")
+
+    def lookup(self, fields: Fields, key: str, required: bool = True) -> str:
+        """The value for the id in ``fields[key]`` ("" when an optional id is absent); unknown ids are errors."""
+        item_id = fields.whole(key, INT64, default=REQUIRED if required else None)
+        if item_id is None:
+            return ""
+        if item_id in self.unusable:
+            raise fields.error(self.unusable[item_id])
+        if item_id not in self.values:
+            raise fields.error(f"unknown {key} {item_id}")
+        return self.values[item_id]
+
+
+def _category_name(fields: Fields) -> str:
+    name = fields.text("name")
+    if not name.strip():
+        raise fields.error("'name' is empty")
+    return name
+
+
+def _license_text(fields: Fields) -> str:
+    return f"{fields.text('name', default='')} ({fields.text('url', default='')})"
+
+
+def _image_of(item, path: str, kind: str, index: int, known: set[int], rejects: list[InputError]):
+    """``(fields, image_id)`` of an annotation or caption; ``None`` (and a reject) when it names no known image."""
+    try:
+        fields = Fields(item, path, _label(item, kind, index))
+        image_id = fields.whole("image_id", INT64)
+        if image_id not in known:
+            raise fields.error(f"image_id {image_id} is not among the images")
+    except InputError as err:
+        rejects.append(err)
+        return None
+    fields.record = f"{fields.record} (image {image_id})"
+    return fields, image_id
+
+
+def _objects(items: list, path: str, known: set[int], categories: _Table, rejects: list[InputError]):
+    """The objects of each image, and the first problem of each image with a bad annotation."""
+    objects: dict[int, list[SceneObject]] = {}
+    broken: dict[int, InputError] = {}
+    for index, item in enumerate(items):
+        found = _image_of(item, path, "annotation", index, known, rejects)
+        if found is None:
+            continue
+        ann, image_id = found
+        try:
+            x, y, w, h = ann.numbers("bbox", 4)
+            obj = SceneObject(
+                id=ann.whole("id", INT64),
+                name=categories.lookup(ann, "category_id"),
+                bbox=[x, y, x + w, y + h],
+                crowd=ann.flag("iscrowd"),
             )
+        except InputError as err:
+            broken.setdefault(image_id, err)
+            continue
+        objects.setdefault(image_id, []).append(obj)
+    return objects, broken
+
+
+def _captions(items: list, path: str, known: set[int], broken: dict, rejects: list[InputError]):
+    """The caption texts of each image; a caption that is not text breaks its image."""
+    texts: dict[int, list[str]] = {}
+    for index, item in enumerate(items):
+        found = _image_of(item, path, "caption", index, known, rejects)
+        if found is None:
+            continue
+        caption, image_id = found
+        try:
+            text = caption.text("caption").strip()
+        except InputError as err:
+            broken.setdefault(image_id, err)
+            continue
+        if text:
+            texts.setdefault(image_id, []).append(text)
+    return texts

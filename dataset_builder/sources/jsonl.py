@@ -1,17 +1,19 @@
 """JSON Lines scenes: the format to convert DOCCI, Visual Genome or detector output into.
 
-One scene per line::
+One scene per line (UTF-8)::
 
-    {"image_id": "docci-000123",            # unique; defaults to the line number
+    {"image_id": "docci-000123",            # text, unique; defaults to "line-N"
      "image": "images/000123.jpg",          # path, relative to the .jsonl file's folder (or absolute)
-     "width": 1024, "height": 768,          # optional: read from the image header when absent
+     "width": 1024, "height": 768,          # optional (both or neither): read from the image header when absent
      "caption": "A long, dense description ...",
-     "objects": [{"id": 0, "name": "dog", "bbox": [x0, y0, x1, y1],   # absolute pixels
-                  "attributes": ["brown", "sitting"], "score": 0.93}],  # both optional
+     "objects": [{"id": 0, "name": "dog", "bbox": [x0, y0, x1, y1],   # absolute pixels; id defaults to the index
+                  "attributes": ["brown", "sitting"], "score": 0.93}],  # both optional; score in [0, 1]
      "license": "CC BY 4.0"}                # optional
 
-Lines are streamed, so memory stays flat however large the file is; the first pass reads only ids and names, the
-workers parse and check the rest.
+Every value must have the type shown (``Fields``: no coercion; an optional field may be ``null``); the image must
+lie inside the .jsonl file's folder (or ``--image-root``). Lines are streamed, so memory stays flat however large
+the file is: the first pass parses and checks each line but keeps only its id and names, the workers parse it
+again and check the rest (image, geometry).
 """
 
 from __future__ import annotations
@@ -21,84 +23,81 @@ import os
 from collections.abc import Iterator
 
 from ..errors import InputError
-from ..images import image_size
-from ..scene import Entry, Scene, SceneObject, check_scene
+from ..images import image_size, local_image
+from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene
 
 
-def _scene_from_line(data: dict, line_no: int, path: str, folder: str) -> Scene:
+def _parse(line: str, line_no: int, path: str) -> Scene:
+    """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
     record = f"line {line_no}"
-    if not isinstance(data, dict):
-        raise InputError(path, record, "a line must hold one JSON object")
-    for key in ("image", "caption", "objects"):
-        if key not in data:
-            raise InputError(path, record, f"missing required field {key!r}")
-    if not isinstance(data["objects"], list):
-        raise InputError(path, record, "'objects' must be a list")
-    image = os.path.join(folder, data["image"])
-    objects = []
-    for i, obj in enumerate(data["objects"]):
-        if not isinstance(obj, dict) or "name" not in obj or "bbox" not in obj:
-            raise InputError(path, record, f"object {i} needs 'name' and 'bbox'")
-        bbox = obj["bbox"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            raise InputError(path, record, f"object {i} bbox {bbox} is not four numbers [x0, y0, x1, y1]")
-        attributes = obj.get("attributes") or []
-        objects.append(
-            SceneObject(
-                id=int(obj.get("id", i)),
-                name=str(obj["name"]),
-                bbox=[float(v) for v in bbox],
-                attributes=[str(a) for a in attributes],
-                score=obj.get("score"),
-            )
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, a 5,000-digit number, [[[[...]]]] too deep
+        problem = f"column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else str(err)
+        raise InputError(path, record, f"malformed JSON at {problem}") from None
+    fields = Fields(data, path, record)
+    objects = [
+        SceneObject(
+            id=obj.whole("id", INT64, default=index),
+            name=obj.text("name"),
+            bbox=obj.numbers("bbox", 4),
+            attributes=obj.texts("attributes"),
+            score=obj.number("score", (0, 1), default=None),
         )
-    width, height = data.get("width"), data.get("height")
-    if width is None or height is None:
-        width, height = image_size(image, data.get("image_id", record))
-    scene = Scene(
-        image_id=str(data.get("image_id", f"line-{line_no}")),
-        image=image,
+        for index, obj in enumerate(fields.records("objects", "object"))
+    ]
+    width, height = fields.whole("width", IMAGE_SIDE, default=None), fields.whole("height", IMAGE_SIDE, default=None)
+    if (width is None) != (height is None):
+        raise fields.error("give both 'width' and 'height', or neither (then they are read from the image)")
+    return Scene(
+        image_id=fields.text("image_id", default=f"line-{line_no}"),
+        image=fields.text("image"),
         width=width,
         height=height,
-        caption=str(data["caption"] or ""),
+        caption=fields.text("caption"),
         objects=objects,
         source="jsonl",
-        license=str(data.get("license", "")),
+        license=fields.text("license", default=""),
         origin=path,
     )
-    return check_scene(scene, record)
 
 
 class JsonlSource:
     name = "jsonl"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, image_root: str | None = None):
         self.path = os.path.abspath(path)
         if not os.path.isfile(self.path):
             raise InputError(self.path, None, "file not found")
+        self.folder = os.path.dirname(self.path)
+        self.image_root = os.path.realpath(image_root or self.folder)
         self.description = f"Scenes from the JSON Lines file `{os.path.basename(self.path)}`."
         self.license = "As stated per row in the `license` column by the provider of the annotations."
 
     def entries(self) -> Iterator[Entry | InputError]:
-        with open(self.path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
+        """Every line checked (types, ranges); each bad one, also one that is not UTF-8, is an ``InputError``."""
+        with open(self.path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
                 try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield InputError(self.path, f"line {line_no}", f"malformed JSON at column {err.colno}: {err.msg}")
+                    line = raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
+                    if not line.strip():
+                        continue
+                    scene = _parse(line, line_no, self.path)
+                except UnicodeDecodeError as err:
+                    yield InputError(self.path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
                     continue
-                if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
-                    yield InputError(self.path, f"line {line_no}", "a line must hold one JSON object with 'objects'")
+                except InputError as err:
+                    yield err
                     continue
-                names = [str(o.get("name")) for o in data["objects"] if isinstance(o, dict)]
-                attributes = [
-                    str(a) for o in data["objects"] if isinstance(o, dict) for a in o.get("attributes") or []
-                ]
-                image_id = str(data.get("image_id", f"line-{line_no}"))
-                yield Entry(image_id, names, attributes, (line_no, line), f"{self.path} [record line {line_no}]")
+                names = [o.name for o in scene.objects]
+                attributes = [a for o in scene.objects for a in o.attributes]
+                yield Entry(scene.image_id, names, attributes, (line_no, line), self.path, f"line {line_no}")
 
     def scene(self, payload: tuple[int, str]) -> Scene:
         line_no, line = payload
-        return _scene_from_line(json.loads(line), line_no, self.path, os.path.dirname(self.path))
+        record = f"line {line_no}"
+        scene = _parse(line, line_no, self.path)
+        scene.image = local_image(os.path.join(self.folder, scene.image), self.image_root, self.path, record)
+        if scene.width is None:
+            scene.width, scene.height = image_size(scene.image, scene.image_id)
+        return check_scene(scene, record)
