@@ -21,7 +21,7 @@ from datasets.arrow_writer import ParquetWriter, get_writer_batch_size_from_data
 from . import __version__
 from .builder import FEATURES, LGTBuilder, LGTConfig
 from .card import write_card
-from .errors import EmptyBuildError
+from .errors import EmptyBuildError, InputError
 from .output import staged_output
 
 BUILD_INFO_FILE = "lgt_build.json"
@@ -136,9 +136,7 @@ def _refuse_empty(configs: tuple[str, ...], rows: dict, rejects: list[dict], out
     if not empty:
         return
     if rejects:
-        first = rejects[0]
-        where = first["file"] if first["record"] is None else f"{first['file']} [record {first['record']}]"
-        why = f"{len(rejects):,} bad record(s) were skipped, the first: {where}: {first['problem']}"
+        why = f"{len(rejects):,} bad record(s) were skipped, the first: {InputError.from_reject(rejects[0])}"
     else:
         why = "no scene gave a row for it (questions need scenes with objects)"
     raise EmptyBuildError(f"config {', '.join(empty)} came out empty: {why}; {output} was left as it was")

@@ -30,7 +30,7 @@ from datasets import Features, Image, List, Value
 from tqdm.auto import tqdm
 
 from .answers import LETTERS, LetterBalancer, arrange_options
-from .errors import InputError
+from .errors import EmptyBuildError, InputError
 from .images import check_image_file, check_size, load_image
 from .scene import Scene
 from .sources import open_source
@@ -108,7 +108,7 @@ class LGTConfig(datasets.BuilderConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.num_images is not None and (type(self.num_images) is not int or self.num_images < 1):
-            raise ValueError(f"num_images must be a whole number from 1 up (or None: all), not {self.num_images!r}")
+            raise ValueError(f"num_images must be a whole number from 1 up (unset: all images), not {self.num_images!r}")
         if type(self.seed) is not int:
             raise ValueError(f"seed must be a whole number, not {self.seed!r}")
         if self.images not in ("embed", "path"):
@@ -191,7 +191,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             for handle, _ in open_shards.values():
                 handle.close()
         if not first_seen:
-            raise InputError(self.config.source, None, "no usable image in this source")
+            bad = _read_rejects(os.path.join(self._work_dir, "rejects"))
+            why = f"; all {len(bad):,} record(s) were bad, the first: {InputError.from_reject(bad[0])}" if bad else ""
+            raise EmptyBuildError(f"{self.config.source}: no usable image in this source{why}")
         vocab = stage1.Vocabulary(
             names=sorted(names),
             colours=sorted(attributes.intersection(stage1.COLOUR_WORDS)),

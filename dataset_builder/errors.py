@@ -29,6 +29,10 @@ class InputError(ValueError):
     def as_reject(self) -> dict:
         return {"file": self.source, "record": self.record, "problem": self.problem}
 
+    @classmethod
+    def from_reject(cls, reject: dict) -> InputError:
+        return cls(reject["file"], reject["record"], reject["problem"])
+
 
 class BuildError(RuntimeError):
     """The build cannot finish for a reason outside the records; the previous build at ``--output`` is untouched."""

@@ -69,13 +69,12 @@ class Fields:
             raise self.error(f"{key!r} is not valid Unicode (a lone surrogate at character {err.start})") from None
         return value
 
-    def _checked_number(self, key: str, value: Any, low: float, high: float, expected: str) -> int | float:
+    @staticmethod
+    def _is_number(value: Any, low: float, high: float) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._refuse(key, expected, value)
+            return False
         finite = math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
-        if not (finite and low <= value <= high):
-            raise self._refuse(key, expected, value)
-        return value
+        return finite and low <= value <= high
 
     def text(self, key: str, default: Any = REQUIRED) -> str:
         present, value = self._value(key, default)
@@ -90,25 +89,24 @@ class Fields:
 
     def whole(self, key: str, limits: tuple[int, int], default: Any = REQUIRED) -> int:
         present, value = self._value(key, default)
-        if not present:
-            return value
-        if not isinstance(value, int):  # 3.0 is no id: whole numbers are written without a fraction
+        if present and not (isinstance(value, int) and self._is_number(value, *limits)):  # 3.0 is not whole
             raise self._refuse(key, f"a whole number from {limits[0]} to {limits[1]}", value)
-        return self._checked_number(key, value, *limits, f"a whole number from {limits[0]} to {limits[1]}")
+        return value
 
     def number(self, key: str, limits: tuple[float, float], default: Any = REQUIRED) -> int | float:
         present, value = self._value(key, default)
-        if not present:
-            return value
-        return self._checked_number(key, value, *limits, f"a number from {limits[0]} to {limits[1]}")
+        if present and not self._is_number(value, *limits):
+            raise self._refuse(key, f"a number from {limits[0]} to {limits[1]}", value)
+        return value
 
     def numbers(self, key: str, count: int) -> list[int | float]:
         """Exactly ``count`` finite numbers, e.g. a box."""
         _, value = self._value(key, REQUIRED)
-        expected = f"{count} finite numbers"
-        if not isinstance(value, list) or len(value) != count:
-            raise self._refuse(key, expected, value)
-        return [self._checked_number(key, v, -math.inf, math.inf, expected) for v in value]
+        if not (isinstance(value, list) and len(value) == count):
+            raise self._refuse(key, f"{count} finite numbers", value)
+        if not all(self._is_number(v, -math.inf, math.inf) for v in value):
+            raise self._refuse(key, f"{count} finite numbers", value)
+        return value
 
     def flag(self, key: str) -> bool:
         """An optional yes/no: ``true``/``false`` or ``1``/``0`` (absent or null: no)."""
