@@ -54,3 +54,49 @@ def test_push_failure_is_one_line_and_never_shows_the_token(built, capsys, monke
     assert code == 1
     assert captured.err.startswith("lgt: error: upload failed") and len(captured.err.strip().splitlines()) == 1
     assert SECRET not in captured.out + captured.err
+
+
+def copy_of(built, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(built, folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda card: card.replace("configs:", "configs: [", 1), "the YAML header cannot be read"),
+        (lambda card: card.replace("  data_files:", "  no_files:", 1), "config 'scenes' has no data_files list"),
+        (
+            lambda card: card.replace("path: scenes/train-*.parquet", "path: ../../*/*", 1),
+            "config 'scenes' split 'train' points outside the folder: ../../*/*",
+        ),
+        (
+            lambda card: card.replace("path: scenes/train-*.parquet", "path: /etc/host*", 1),
+            "points outside the folder: /etc/host*",
+        ),
+    ],
+)
+def test_a_bad_card_is_a_bad_folder_not_an_upload_failure(built, tmp_path, capsys, edit, problem):
+    """Finding 13: a malformed card or data_files were reported as "upload failed (ParserError / KeyError)", and
+    data_files pointing outside the folder passed the check and listed files outside it."""
+    folder = copy_of(built, tmp_path)
+    card = folder / "README.md"
+    card.write_text(edit(card.read_text()))
+    with pytest.raises(PushError, match=problem.replace("*", r"\*").replace("[", r"\[")):
+        check_build_folder(str(folder))
+    assert main(["push", str(folder), "--repo-id", "org/lgt"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("lgt: error: ") and problem in line and "upload failed" not in line
+
+
+def test_a_symlink_out_of_the_folder_is_not_uploaded(built, tmp_path):
+    folder = copy_of(built, tmp_path)
+    shard = next((folder / "scenes").glob("train-*.parquet"))
+    outside = tmp_path / "elsewhere.parquet"
+    shard.rename(outside)
+    shard.symlink_to(outside)
+    with pytest.raises(PushError, match="lists a file outside the folder"):
+        check_build_folder(str(folder))

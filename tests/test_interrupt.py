@@ -1,0 +1,201 @@
+"""kill -9, Ctrl-C and SIGTERM at many points of a real `lgt build` process (findings 1, 7, 11, 12).
+
+Each run starts from a finished build at --output (seed 0) and builds a new one (seed 1) with two workers, paused at
+one point by a wrapper that patches a single function. Afterwards --output holds the old or the new build, loadable
+with `load_dataset`, no process of the build is left, and the next build cleans up whatever the killed one left.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from datasets import load_dataset
+from lgt.build import build
+from lgt.cli import main
+from lgt.errors import InputError
+
+# Runs `lgt build` with one function wrapped to pause (writing its pid to a marker file) at the point to hit.
+WRAPPER = r"""
+import os, sys, time
+import lgt.build, lgt.builder, lgt.output
+from lgt.sources.builtin import BuiltinSource
+
+def pause():
+    with open(os.environ["PAUSE_MARKER"], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(float(os.environ["PAUSE_S"]))
+
+def before(function):
+    def paused(*args, **kwargs):
+        pause()
+        return function(*args, **kwargs)
+    return paused
+
+def after(function):
+    def paused(*args, **kwargs):
+        result = function(*args, **kwargs)
+        pause()
+        return result
+    return paused
+
+def rename_then_pause(rename):
+    def paused(source, target):
+        rename(source, target)
+        if target.endswith("-previous"):
+            pause()
+    return paused
+
+lgt.builder.SCENES_PER_SHARD = 2  # several shards per split, so --num-proc 2 starts two workers
+point = os.environ["PAUSE_AT"]
+if point == "worker":  # inside both workers, while they make rows
+    BuiltinSource.scene = before(BuiltinSource.scene)
+elif point == "card":  # main process, staging complete, lock held
+    lgt.build.write_card = before(lgt.build.write_card)
+elif point == "swap":  # main process, just before the swap, signals deferred
+    lgt.output._swap_into_place = before(lgt.output._swap_into_place)
+elif point == "exchanged":  # right after the atomic exchange, the old build still in staging
+    lgt.output._exchange = after(lgt.output._exchange)
+elif point == "between-renames":  # the fallback swap, between its two renames
+    lgt.output._exchange = lambda a, b: False
+    os.rename = rename_then_pause(os.rename)
+from lgt.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def old_build(tmp_path_factory):
+    output = tmp_path_factory.mktemp("old") / "out"
+    build(source="scenes", num_images=6, seed=0, output=str(output))
+    return output
+
+
+def holds(output) -> str:
+    """Which build --output holds: "old" (seed 0) or "new" (seed 1), after loading both configs."""
+    assert len(load_dataset(str(output), "mcq_stage1", split="train")) > 0
+    ids = {r["image_id"] for split in load_dataset(str(output), "scenes").values() for r in split}
+    seeds = {image_id.split("-")[1] for image_id in ids}
+    assert seeds in ({"0"}, {"1"}), ids
+    return {"0": "old", "1": "new"}[seeds.pop()]
+
+
+def group_processes(group: int) -> list:
+    alive = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return alive
+
+
+def interrupted_build(tmp_path, old_build, point: str, signum: int, to_group: bool, pause_s: float = 60):
+    """Start a build that pauses at ``point``, send ``signum`` once it is there; return (exit code, stderr)."""
+    output, marker, scratch = tmp_path / "out", tmp_path / "paused", tmp_path / "tmp"
+    shutil.copytree(old_build, output)
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "PAUSE_AT": point,
+        "PAUSE_MARKER": str(marker),
+        "PAUSE_S": str(pause_s),
+        "TMPDIR": str(scratch),
+    }
+    command = [sys.executable, "-c", WRAPPER, "build", "--seed", "1", "--num-images", "8", "--num-proc", "2"]
+    process = subprocess.Popen(
+        [*command, "--output", str(output)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+    pauses = 2 if point == "worker" else 1  # both workers inside a scene
+    deadline = time.time() + 120
+    while not (marker.exists() and len(marker.read_text().split()) >= pauses):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.time() < deadline, "the build never reached the pause point"
+        time.sleep(0.05)
+    yield process
+    os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    deadline = time.time() + 10
+    while group_processes(process.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not group_processes(process.pid), "a process of the killed build is still running"
+    assert not list(scratch.glob("lgt-build-*"))
+    yield process.returncode, [line for line in err.splitlines() if line.startswith("lgt:")], err
+
+
+def finish(run):
+    next(run)
+    return next(run)
+
+
+OLD_KEPT = "{output} still holds the previous build"
+NEW_IN_PLACE = "the new build was already complete and is in place at {output}"
+CASES = [
+    # point, signal, sent to the whole process group (as Ctrl-C in a terminal is), what --output holds, message
+    ("worker", signal.SIGINT, True, "old", OLD_KEPT),
+    ("worker", signal.SIGTERM, False, "old", OLD_KEPT),
+    ("worker", signal.SIGKILL, False, "old", None),
+    ("swap", signal.SIGINT, True, "new", NEW_IN_PLACE),
+    ("exchanged", signal.SIGKILL, False, "new", None),
+    ("between-renames", signal.SIGINT, True, "new", NEW_IN_PLACE),
+]
+
+
+@pytest.mark.parametrize(("point", "signum", "to_group", "expected", "message"), CASES)
+def test_interrupted_build_leaves_the_old_or_the_new_build(
+    tmp_path, old_build, point, signum, to_group, expected, message
+):
+    deferred = point in ("swap", "between-renames")  # signals wait for the swap: a short pause, then it goes on
+    code, lines, err = finish(interrupted_build(tmp_path, old_build, point, signum, to_group, 3 if deferred else 60))
+    output = tmp_path / "out"
+    if signum == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+    else:
+        assert code == 128 + signum and "Traceback" not in err, err
+        assert lines == ["lgt: interrupted; " + message.format(output=output)], err
+    assert holds(output) == expected
+    assert_next_build_cleans_up(tmp_path)
+
+
+def assert_next_build_cleans_up(tmp_path):
+    build(source="scenes", num_images=4, seed=2, output=str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "paused", "tmp"]
+
+
+def test_kill_between_the_renames_of_the_fallback_swap_is_repaired(tmp_path, old_build):
+    """With no atomic exchange, a kill between the renames leaves the old build aside; the next build restores it."""
+    code, _, _ = finish(interrupted_build(tmp_path, old_build, "between-renames", signal.SIGKILL, False))
+    assert code == -signal.SIGKILL
+    output = tmp_path / "out"
+    assert not output.exists() and (tmp_path / ".out-previous").is_dir()
+    with pytest.raises(InputError):  # any later build of this output, even one that fails, repairs it first
+        build(source=f"jsonl:{tmp_path / 'missing.jsonl'}", output=str(output))
+    assert holds(output) == "old"
+    assert_next_build_cleans_up(tmp_path)
+
+
+def test_a_second_build_of_the_same_output_is_refused_while_the_first_runs(tmp_path, old_build, capsys):
+    """Finding 11: one build per output at a time; kill -9 of the holder frees the output for the next build."""
+    run = interrupted_build(tmp_path, old_build, "card", signal.SIGKILL, False)
+    process = next(run)
+    output = tmp_path / "out"
+    assert main(["build", "--num-images", "2", "--output", str(output)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"lgt: error: {output}: another lgt build (pid {process.pid}) is writing it; wait for it to finish or "
+        "choose another --output"
+    )
+    assert holds(output) == "old"
+    code, _, _ = next(run)
+    assert code == -signal.SIGKILL and holds(output) == "old"
+    assert (tmp_path / ".out.lock").exists() and list(tmp_path.glob(".out-building-*"))  # what kill -9 leaves
+    assert_next_build_cleans_up(tmp_path)
