@@ -21,7 +21,7 @@ class InputError(ValueError):
         self.record = None if record is None else str(record)
         self.problem = problem
         where = self.source if self.record is None else f"{self.source} [record {self.record}]"
-        super().__init__(f"{where}: {problem}")
+        super().__init__(one_line(f"{where}: {problem}"))
 
     def __reduce__(self):  # keep the fields when the error crosses a process boundary (num_proc workers)
         return (type(self), (self.source, self.record, self.problem))
@@ -52,6 +52,11 @@ class BuildInterrupted(KeyboardInterrupt):
     def __init__(self, signum: int, outcome: str):
         self.exit_code = 128 + signum
         super().__init__(outcome)
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped: a name may hold any of them."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def find_cause(error: BaseException | None, kind: type | tuple[type, ...]) -> BaseException | None:
