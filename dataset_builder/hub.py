@@ -7,6 +7,7 @@ published. The token comes from ``HF_TOKEN`` or ``hf auth login`` and is never p
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 from huggingface_hub import HfApi, get_token
@@ -45,6 +46,16 @@ def check_build_folder(folder: str) -> list[str]:
 def push(folder: str, repo_id: str, private: bool = False, revision: str | None = None) -> str:
     """Create the dataset repo if needed and upload ``folder``; return the repo URL. Re-running resumes."""
     files = check_build_folder(folder)
+    try:
+        with open(os.path.join(folder, BUILD_INFO_FILE), encoding="utf-8") as f:
+            arguments = json.load(f).get("arguments", {})
+    except json.JSONDecodeError as err:
+        raise PushError(f"{folder}/{BUILD_INFO_FILE}: not valid JSON ({err}); run `lgt build` again") from None
+    if arguments.get("images") == "path":
+        raise PushError(
+            f"{folder} was built with --images path: its rows point at image files on this machine, which nobody "
+            "who downloads it has; rebuild with --images embed (the default) to publish it"
+        )
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise PushError(f"--repo-id {repo_id!r}: expected ORG/NAME")
     token = get_token()
