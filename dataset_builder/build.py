@@ -154,9 +154,9 @@ def build(
         started = time.time()
         needed = needed_configs(configs)
         for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
-            builder = LGTBuilder(
-                config_name=config,
-                cache_dir=os.path.join(staging, "cache"),
+            builder = LGTBuilder.with_settings(
+                config,
+                os.path.join(staging, "cache"),
                 source=source,
                 num_images=num_images,
                 seed=seed,

@@ -121,6 +121,10 @@ class LGTConfig(datasets.BuilderConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.check()
+
+    def check(self) -> None:
+        """``ValueError`` for settings that cannot work together (``datasets`` sets overrides after ``__init__``)."""
         if self.images not in ("embed", "path"):
             raise ValueError(f"images must be 'embed' or 'path', not {self.images!r}")
         if self.on_error not in ("raise", "skip"):
@@ -166,7 +170,18 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.config.check()
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
+
+    @classmethod
+    def with_settings(cls, config_name: str, cache_dir: str, **settings) -> LGTBuilder:
+        """A builder whose config spells out every setting, defaults included.
+
+        ``datasets`` names a config's cache folder by a hash of the keyword arguments given, not of the config they
+        make; spelling all of them out is what lets a child find the parent that an earlier builder prepared.
+        """
+        defaults = {f.name: f.default for f in dataclasses.fields(LGTConfig) if f.name in _SHARED_FIELDS}
+        return cls(config_name=config_name, cache_dir=cache_dir, **{**defaults, **settings})
 
     def _info(self):
         return datasets.DatasetInfo(
@@ -191,8 +206,8 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     # ---- a child config: slices of its parent's prepared Arrow files ----
 
     def _parent_splits(self, parent: str, dl_manager) -> list[datasets.SplitGenerator]:
-        shared = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
-        builder = LGTBuilder(config_name=parent, cache_dir=self._cache_dir_root, **shared)
+        settings = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
+        builder = LGTBuilder.with_settings(parent, self._cache_dir_root, **settings)
         force = dl_manager.download_config.force_download
         builder.download_and_prepare(
             file_format="arrow",

@@ -167,10 +167,25 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when ``main`` ran (tests swap it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging(verbose: int, quiet: int) -> None:
     """``lgt`` status lines on stderr at INFO; ``-v`` adds DEBUG, ``-vv`` datasets' INFO, ``-q`` keeps warnings."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet == 1 else logging.ERROR if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("lgt: %(message)s"))
     root = logging.getLogger("lgt")
     root.handlers[:] = [handler]
