@@ -61,6 +61,8 @@ def write_image(path: Path, size=(320, 240), mode="RGB", fmt=None, colour=(200, 
     for x in range(40, 120):
         for y in range(40, 100):
             image.putpixel((x, y), colour)
+    if mode.startswith("I;16"):  # Pillow before 11 makes 16-bit grey only from grey
+        image = image.convert("L")
     if mode != "RGB":
         image = image.convert(mode)
     image.save(path, format=fmt)
