@@ -165,7 +165,9 @@ def build(
                 max_pixels=max_pixels,
             )
             logger.info(f"Preparing {config}")
+            prepared = time.time()
             builder.download_and_prepare(file_format="arrow", num_proc=num_proc)
+            logger.debug(f"{config} prepared in {time.time() - prepared:.1f} s in {builder.cache_dir}")
             if config in configs:
                 logger.info(f"Writing {config} as parquet")
                 rows[config] = _arrow_to_parquet(builder, config, os.path.join(folder, config))

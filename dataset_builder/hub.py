@@ -10,10 +10,13 @@ import glob
 import json
 import os
 
+from datasets.utils import logging
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.repocard import RepoCard
 
 from .build import BUILD_INFO_FILE
+
+logger = logging.get_logger(__name__)
 
 
 class PushError(RuntimeError):
@@ -64,6 +67,7 @@ def push(folder: str, repo_id: str, private: bool = False, revision: str | None 
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     patterns = ["README.md", BUILD_INFO_FILE, "preview.png", *files]
+    logger.info(f"Uploading {len(patterns)} files to {url}")
     if hasattr(api, "upload_large_folder"):  # huggingface_hub < 2: the resumable uploader is a separate call
         api.upload_large_folder(
             repo_id=repo_id,
