@@ -27,7 +27,7 @@ _BOX = "`[x0, y0, x1, y1]` in absolute pixels of the stored image (origin top le
 FIELDS = {
     "scenes": {
         "image_id": "Stable id of the image (e.g. `coco-val2017-139`); a hash of it fixes the split.",
-        "image": "The image, 8-bit RGB, its bytes embedded.",
+        "image": "The image, 8-bit RGB, its bytes embedded (a `--images path` build references local files).",
         "width": "Image width in pixels (after `--max-pixels` downscaling, if the build used it).",
         "height": "Image height in pixels; boxes live in this `width` x `height` pixel space.",
         "caption": "Dense caption (COCO: the human captions joined; built-in scenes: written from the layout).",
@@ -253,6 +253,15 @@ def license_metadata(source: str, image_licenses: Counter) -> dict:
     return metadata
 
 
+def _source_datasets(spec: str) -> list[str]:
+    """``original`` for the built-in scenes, else ``extended|other-NAME`` (the Hub's form for a non-Hub source)."""
+    kind, _, path = source_label(spec).partition(":")
+    if kind == "scenes":
+        return ["original"]
+    name = kind if kind == "coco" else os.path.splitext(path)[0]
+    return [f"extended|other-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"]
+
+
 def size_category(rows: int) -> str:
     """The Hub's size bucket for a number of rows."""
     return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "1B<n<10B")
@@ -278,7 +287,7 @@ def write_card(folder: str, build_info: dict) -> str:
         **SOURCE_METADATA.get(source["name"], SOURCE_METADATA["jsonl"]),
         multilinguality="monolingual",
         size_categories=[size_category(max(sum(rows[c].values()) for c in configs))],
-        source_datasets=["original"] if source["name"] == "scenes" else [f"extended|other-{source['name']}"],
+        source_datasets=_source_datasets(arguments["source"]),
         task_categories=["visual-question-answering", "multiple-choice"],
         task_ids=["visual-question-answering", "multiple-choice-qa"],
         tags=["lgt", "grounded-reasoning", "visual-grounding", *(["synthetic"] if source["name"] == "scenes" else [])],

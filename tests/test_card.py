@@ -101,6 +101,7 @@ def test_jsonl_card_licence_comes_from_the_rows(tmp_path):
     info = build(source=f"jsonl:{tmp_path / 'scenes.jsonl'}", output=str(output))
     data = _card(output).data
     assert data.license == "cc-by-4.0" and "synthetic" not in data.tags
+    assert data.source_datasets == ["extended|other-scenes"]  # named after the file: scenes.jsonl
     assert info["arguments"]["source"] == "jsonl:scenes.jsonl"
     assert str(tmp_path) not in (output / "README.md").read_text() + (output / "lgt_build.json").read_text()
 
