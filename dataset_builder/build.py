@@ -4,11 +4,13 @@ Layout: ``<output>/<config>/<split>-NNNNN-of-MMMMM.parquet`` + ``README.md`` (th
 + ``lgt_build.json`` (what was built, how). Everything is written into a staging folder beside the output and
 swapped into place only when complete (``output.py``), so a failed, interrupted or killed build leaves the previous
 output untouched.
+
+Configs are prepared parents first (``scenes`` before ``mcq_stage1``) in one cache folder, so each image is decoded
+or rendered once per build; a parent that was not asked for is prepared but not written.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -16,16 +18,25 @@ import time
 
 import datasets
 import pyarrow as pa
-from datasets.arrow_writer import ParquetWriter, get_writer_batch_size_from_data_size
+import pyarrow.parquet as pq
+from datasets.arrow_writer import get_writer_batch_size_from_data_size
+from datasets.features.features import require_storage_embed
+from datasets.utils import logging
+from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__
-from .builder import FEATURES, LGTBuilder, LGTConfig
+from .builder import FEATURES, PARENTS, LGTBuilder, LGTConfig, arrow_shards, source_label
 from .card import write_card
 from .errors import EmptyBuildError, InputError
 from .output import staged_output
 
+logger = logging.get_logger(__name__)
+
 BUILD_INFO_FILE = "lgt_build.json"
 CONFIGS = tuple(FEATURES)
+# A dictionary page holds a row group's distinct images; past this size parquet falls back to storing every row's
+# image again. Row groups are cut at datasets' ~100 MB of expanded rows, so their distinct images stay below it.
+DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
 
 
 def rejects_path(output: str) -> str:
@@ -33,24 +44,56 @@ def rejects_path(output: str) -> str:
     return os.path.abspath(output).rstrip(os.sep) + ".rejects.jsonl"
 
 
+def parquet_writer(path: str, features: datasets.Features) -> pq.ParquetWriter:
+    """A parquet writer as ``datasets`` writes its files, except that image columns are dictionary-encoded.
+
+    Kept from ``datasets``: the features in the schema metadata, content-defined chunking (so the Hub deduplicates
+    unchanged pages across uploads), a page index, media bytes uncompressed and snappy elsewhere. Changed: with rows
+    grouped by image, a dictionary-encoded image column stores each image once per row group instead of once per
+    row (``datasets`` writes media PLAIN); readers decode it to the same values.
+    """
+    schema = features.arrow_schema
+    compression = {
+        leaf: "none" if require_storage_embed(features[field.name]) else "snappy"
+        for field in schema
+        for leaf in _leaf_paths(field.name, field.type)
+    }
+    cdc = datasets.config.DEFAULT_CDC_OPTIONS
+    writer = pq.ParquetWriter(
+        path,
+        schema,
+        use_dictionary=True,
+        dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
+        compression=compression,
+        use_content_defined_chunking=cdc,
+        write_page_index=True,
+    )
+    writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
+    return writer
+
+
+def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
+    """Parquet's names for the leaf columns of an Arrow field (``image.bytes``, ``options.list.element``)."""
+    if pa.types.is_struct(pa_type):
+        return [leaf for field in pa_type for leaf in _leaf_paths(f"{path}.{field.name}", field.type)]
+    if pa.types.is_list(pa_type) or pa.types.is_large_list(pa_type) or pa.types.is_fixed_size_list(pa_type):
+        return _leaf_paths(f"{path}.list.element", pa_type.value_type)
+    return [path]
+
+
 def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[str, int]:
-    """Rewrite the builder's arrow shards as ``<split>-NNNNN-of-MMMMM.parquet`` with datasets' own writer."""
+    """Rewrite the builder's Arrow shards as ``<split>-NNNNN-of-MMMMM.parquet``, in row order (grouped by image)."""
     rows = {}
     os.makedirs(out_dir, exist_ok=True)
-    for split, info in builder.info.splits.items():
-        pattern = os.path.join(builder.cache_dir, f"{builder.dataset_name}-{split}")
-        shards = sorted(glob.glob(pattern + ".arrow") + glob.glob(pattern + "-*.arrow"))
-        # A worker whose scenes were all rejected leaves an empty shard: keep only shards with rows.
-        lengths = info.shard_lengths or [info.num_examples]
-        shards = [path for path, length in zip(shards, lengths, strict=True) if length]
-        for index, path in enumerate(shards):
+    for split in builder.info.splits:
+        shards = arrow_shards(builder, split)
+        for index, (path, _) in enumerate(shards):
             target = os.path.join(out_dir, f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
-            writer = ParquetWriter(features=FEATURES[config], path=target, embed_local_files=False)
-            with pa.OSFile(path) as source:  # read batch by batch (a memory map would keep every page resident)
+            with parquet_writer(target, FEATURES[config]) as writer, pa.OSFile(path) as source:
+                # Read batch by batch (a memory map would keep every page resident). Row groups of ~100 MB of
+                # expanded rows, as datasets aims for, written one at a time so memory stays flat.
                 batches, group_rows = [], None
                 for batch in pa.ipc.open_stream(source):
-                    # Row groups of ~100 MB as datasets aims for (its default of 1,000 rows is 3x slower here),
-                    # written one at a time so memory stays flat however large the shard.
                     group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
                     batches.append(batch)
                     if sum(b.num_rows for b in batches) >= group_rows:
@@ -58,10 +101,18 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
                         batches = []
                 if batches:
                     writer.write_table(pa.Table.from_batches(batches), group_rows)
-            count, _ = writer.finalize()
-            writer.close()
-            rows[split] = rows.get(split, 0) + count
+            rows[split] = rows.get(split, 0) + pq.ParquetFile(target).metadata.num_rows
     return rows
+
+
+def needed_configs(configs: tuple[str, ...]) -> list[str]:
+    """``configs`` and every config they are made from, parents first."""
+    needed = set()
+    for config in configs:
+        while config and config not in needed:
+            needed.add(config)
+            config = PARENTS[config]
+    return [config for config in CONFIGS if config in needed]
 
 
 def build(
@@ -73,6 +124,7 @@ def build(
     seed: int = 0,
     images: str = "embed",
     on_error: str = "raise",
+    max_pixels: int | None = None,
     image_root: str | None = None,
 ) -> dict:
     """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
@@ -86,34 +138,49 @@ def build(
         raise ValueError(f"unknown config(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(CONFIGS)}")
     if num_proc is not None and (type(num_proc) is not int or num_proc < 1):
         raise ValueError(f"num_proc must be a whole number from 1 up, not {num_proc!r}")
-    settings = dict(
-        source=source, num_images=num_images, seed=seed, images=images, on_error=on_error, image_root=image_root
-    )
+    settings = dict(source=source, num_images=num_images, seed=seed, images=images, on_error=on_error)
+    settings.update(max_pixels=max_pixels, image_root=image_root)
     LGTConfig(name=configs[0], **settings)  # checks every setting, before anything is touched
     output = os.path.realpath(output)
     if not os.path.basename(output):
         raise ValueError(f"--output {output!r} must name a folder to write, not the root of the filesystem")
+    arguments = {  # no local path (neither the source's folder nor --image-root): this file is published
+        "source": source_label(source),
+        "configs": list(configs),
+        "num_images": num_images,
+        "seed": seed,
+        "images": images,
+        "on_error": on_error,
+        "max_pixels": max_pixels,
+    }
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, source_info = {}, None
+        rows, num_bytes, source_info = {}, {}, None
         started = time.time()
-        for config in configs:
-            builder = LGTBuilder(config_name=config, cache_dir=staging.cache, **settings)
-            builder.download_and_prepare(
-                file_format="arrow", num_proc=num_proc, download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD
-            )
-            rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
+        needed = needed_configs(configs)
+        for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
+            builder = LGTBuilder.with_settings(config, staging.cache, **settings)
+            logger.info(f"Preparing {config}")
+            prepared = time.time()
+            builder.download_and_prepare(file_format="arrow", num_proc=num_proc)
+            logger.debug(f"{config} prepared in {time.time() - prepared:.1f} s in {builder.cache_dir}")
+            if config in configs:
+                logger.info(f"Writing {config} as parquet")
+                rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
+                num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
             source_info = builder.source_info
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
-            shutil.rmtree(builder.cache_dir, ignore_errors=True)
+            if config not in (PARENTS[later] for later in needed[position + 1 :]):
+                shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
         _refuse_empty(configs, rows, list(rejects.values()), output)
         info = {
             "lgt_version": __version__,
             "datasets_version": datasets.__version__,
-            "arguments": {**settings, "configs": list(configs)},
+            "arguments": arguments,
             "configs": list(configs),
             "rows": rows,
+            "num_bytes": num_bytes,  # Arrow size per split: what load_dataset's cache of the parquet files takes
             "source": source_info,
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),

@@ -1,10 +1,16 @@
-"""The ``datasets`` builder: scenes from a source -> per-split scene shards -> ``scenes`` / ``mcq_stage1`` tables.
+"""The ``datasets`` builder: a source -> the ``scenes`` config -> configs made from its rows (``mcq_stage1``).
+
+A config is made by a stage from its parent config's rows (``PARENTS``), never from the source again: ``scenes`` is
+the only config that reads the source, so each image is decoded (or rendered) and checked once per build, and every
+later config reuses its stored bytes. A child builder prepares its parent in the same cache folder first, or finds
+it there already prepared (``lgt build`` prepares the configs in order).
 
 Splits are disjoint by image: an image's split is fixed by a hash of its id, so every config built from the same
-source agrees on it and adding images never moves an old one. One process streams the source's cheap entries (id,
-names, a small payload) into shard files per split, checking ids for duplicates and collecting the vocabulary; the
-``num_proc`` workers then turn shards into tables, each parsing, rendering or decoding and checking only its own
-scenes. Memory stays flat however large the source.
+source agrees on it and adding images never moves an old one. For ``scenes``, one process streams the source's
+cheap entries (id, names, a small payload) into shard files per split, checking ids for duplicates; the ``num_proc``
+workers then turn shards into tables, each parsing, rendering or decoding and checking only its own scenes. A child
+config's workers read slices of the parent's Arrow files, memory-mapped. Memory stays flat however large the source.
+Rows of one image are consecutive, which is what lets the parquet files store each image once (see ``build.py``).
 
 This is an ``ArrowBasedBuilder`` (``_generate_tables``) rather than a ``GeneratorBasedBuilder``: the latter encodes
 every example in Python, measured at ~44 us per MCQ row here, i.e. 22 s of the 30 s budget for 1M MCQs on two
@@ -14,6 +20,7 @@ a few microseconds per row.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -23,18 +30,23 @@ import random
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Features, Image, List, Value
-from tqdm.auto import tqdm
+from datasets.utils import logging
+from datasets.utils.tqdm import tqdm
 
 from .answers import LETTERS, LetterBalancer, arrange_options
 from .errors import EmptyBuildError, InputError
-from .images import check_image_file, check_size, load_image
+from .images import check_image_file, check_size, fit_pixels, load_image
 from .scene import Scene
 from .sources import open_source
 from .synthesis import stage1
+
+logger = logging.get_logger(__name__)
 
 CITATION = """@misc{lgt2025,
   title         = {Long Grounded Thoughts},
@@ -91,6 +103,8 @@ DESCRIPTIONS = {
     "scenes": "The normalised source records: image, size, dense caption, objects with absolute-pixel boxes.",
     "mcq_stage1": "Stage-1 grounded multiple-choice questions, verifiable by construction from the boxes.",
 }
+# The config whose rows each config is made from; None: the source itself.
+PARENTS: dict[str, str | None] = {"scenes": None, "mcq_stage1": "scenes"}
 
 
 @dataclass
@@ -104,17 +118,42 @@ class LGTConfig(datasets.BuilderConfig):
     on_error: str = "raise"  # "raise": stop at the first bad record; "skip": skip, count and report it
     image_root: str | None = None  # images may come from this folder; by default only from the source's own
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    max_pixels: int | None = None  # downscale larger images to at most this many pixels (boxes scale with them)
 
     def __post_init__(self):
         super().__post_init__()
+        self.check()
+
+    def check(self) -> None:
+        """``ValueError`` for settings that cannot work together (``datasets`` sets overrides after ``__init__``)."""
         if self.num_images is not None and (type(self.num_images) is not int or self.num_images < 1):
-            raise ValueError(f"num_images must be a whole number from 1 up (unset: all images), not {self.num_images!r}")
+            raise ValueError(
+                f"num_images must be a whole number from 1 up (unset: all images), not {self.num_images!r}"
+            )
         if type(self.seed) is not int:
             raise ValueError(f"seed must be a whole number, not {self.seed!r}")
         if self.images not in ("embed", "path"):
             raise ValueError(f"images must be 'embed' or 'path', not {self.images!r}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {self.on_error!r}")
+        if self.max_pixels is not None and (type(self.max_pixels) is not int or self.max_pixels < 1):
+            raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
+        if self.max_pixels and self.images == "path":
+            raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
+
+
+# The fields a child config shares with its parent: everything but the name and datasets' own fields.
+_BASE_FIELDS = {f.name for f in dataclasses.fields(datasets.BuilderConfig)}
+_SHARED_FIELDS = [f.name for f in dataclasses.fields(LGTConfig) if f.name not in _BASE_FIELDS]
+
+
+class ParentSlice(NamedTuple):
+    """A worker's share of a parent config's split: ``length`` rows from ``start`` of one Arrow file."""
+
+    name: str  # "<split>-NNNNN", stable across runs and --num-proc
+    path: str
+    start: int
+    length: int
 
 
 def split_of(image_id: str, fractions: tuple[float, float, float]) -> str:
@@ -136,6 +175,21 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     BUILDER_CONFIGS = [LGTConfig(name=name, description=DESCRIPTIONS[name]) for name in FEATURES]
     DEFAULT_CONFIG_NAME = "mcq_stage1"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config.check()
+        self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
+
+    @classmethod
+    def with_settings(cls, config_name: str, cache_dir: str, **settings) -> LGTBuilder:
+        """A builder whose config spells out every setting, defaults included.
+
+        ``datasets`` names a config's cache folder by a hash of the keyword arguments given, not of the config they
+        make; spelling all of them out is what lets a child find the parent that an earlier builder prepared.
+        """
+        defaults = {f.name: f.default for f in dataclasses.fields(LGTConfig) if f.name in _SHARED_FIELDS}
+        return cls(config_name=config_name, cache_dir=cache_dir, **{**defaults, **settings})
+
     def _info(self):
         return datasets.DatasetInfo(
             description=DESCRIPTIONS[self.config.name],
@@ -144,9 +198,54 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             homepage="https://arxiv.org/abs/2511.05705",
         )
 
-    # ---- stage A, one process: stream the source's entries into per-split shards ----
+    @property
+    def source_info(self) -> dict:
+        """What the card says of the source: its kind, a description and its licence."""
+        source = self._source()
+        return {"name": source.name, "description": source.description, "license": source.license}
 
     def _split_generators(self, dl_manager):
+        parent = PARENTS[self.config.name]
+        if parent is None:
+            return self._source_splits()
+        return self._parent_splits(parent, dl_manager)
+
+    # ---- a child config: slices of its parent's prepared Arrow files ----
+
+    def _parent_splits(self, parent: str, dl_manager) -> list[datasets.SplitGenerator]:
+        settings = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
+        builder = LGTBuilder.with_settings(parent, self._cache_dir_root, **settings)
+        force = dl_manager.download_config.force_download
+        builder.download_and_prepare(
+            file_format="arrow",
+            num_proc=dl_manager.download_config.num_proc,
+            download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD if force else None,
+        )
+        self.rejects = builder.rejects
+        files = {split: arrow_shards(builder, split) for split in builder.info.splits}
+        vocab = _vocabulary([path for paths in files.values() for path, _ in paths])
+        generators = []
+        for split, paths in files.items():
+            slices = [
+                (path, start, min(SCENES_PER_SHARD, rows - start))
+                for path, rows in paths
+                for start in range(0, rows, SCENES_PER_SHARD)
+            ]
+            slices = [ParentSlice(f"{split}-{i:05d}", *piece) for i, piece in enumerate(slices)]
+            if slices:
+                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": slices, "vocab": vocab}))
+        return generators
+
+    def _parent_scenes(self, piece: ParentSlice):
+        with pa.memory_map(piece.path) as source:
+            table = pa.ipc.open_stream(source).read_all().slice(piece.start, piece.length)
+            for batch in table.to_batches(max_chunksize=64):
+                for row in batch.to_pylist():
+                    yield Scene.from_row(row), row["image"]
+
+    # ---- the source's config, stage A, one process: stream the source's entries into per-split shards ----
+
+    def _source_splits(self) -> list[datasets.SplitGenerator]:
         # Scratch in the cache folder, which `lgt build` keeps in its staging folder: gone with it even after kill -9.
         os.makedirs(self._cache_dir_root, exist_ok=True)
         self._work_dir = tempfile.mkdtemp(prefix="lgt-build-", dir=self._cache_dir_root)
@@ -156,12 +255,10 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 "--images path references image files, but the built-in scenes are rendered in memory: "
                 "use --images embed"
             )
-        self.source_info = {"name": source.name, "description": source.description, "license": source.license}
         shards: dict[str, list[str]] = {split: [] for split in SPLITS}
         open_shards: dict[str, tuple] = {}
         first_seen: dict[str, str] = {}
-        names, attributes = set(), set()
-        progress = tqdm(desc=f"Reading {self.config.source}", unit=" images")
+        progress = tqdm(desc=f"Reading {source_label(self.config.source)}", unit=" images")
         try:
             for entry in source.entries():
                 if not isinstance(entry, InputError) and entry.image_id in first_seen:
@@ -181,8 +278,6 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                     handle, count = open(path, "wb"), 0
                 pickle.dump(entry.payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
                 open_shards[split] = (handle, count + 1)
-                names.update(entry.names)
-                attributes.update(entry.attributes)
                 progress.update()
                 if self.config.num_images and len(first_seen) >= self.config.num_images:
                     break
@@ -194,13 +289,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             bad = _read_rejects(os.path.join(self._work_dir, "rejects"))
             why = f"; all {len(bad):,} record(s) were bad, the first: {InputError.from_reject(bad[0])}" if bad else ""
             raise EmptyBuildError(f"{self.config.source}: no usable image in this source{why}")
-        vocab = stage1.Vocabulary(
-            names=sorted(names),
-            colours=sorted(attributes.intersection(stage1.COLOUR_WORDS)),
-            attributes=sorted(attributes.difference(stage1.COLOUR_WORDS)),
-        )
+        logger.info(f"{len(first_seen):,} images read from {source_label(self.config.source)}")
         return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"shards": paths, "vocab": vocab})
+            datasets.SplitGenerator(name=split, gen_kwargs={"shards": paths})
             for split, paths in shards.items()
             if paths
         ]
@@ -225,42 +316,49 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             raise error
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        self._work_dir = None
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
-            work_dir = getattr(self, "_work_dir", None)
-            fatal = _read_rejects(os.path.join(work_dir, "fatal")) if work_dir else []
+            fatal = _read_rejects(os.path.join(self._work_dir, "fatal")) if self._work_dir else []
             if fatal and not isinstance(error, InputError):
                 raise InputError(fatal[0]["file"], fatal[0]["record"], fatal[0]["problem"]) from error
             raise
         finally:
-            work_dir = getattr(self, "_work_dir", None)
-            if work_dir:
-                self.rejects = _read_rejects(os.path.join(work_dir, "rejects"))
-                shutil.rmtree(work_dir, ignore_errors=True)
+            if self._work_dir:
+                self.rejects = _read_rejects(os.path.join(self._work_dir, "rejects"))
+                shutil.rmtree(self._work_dir, ignore_errors=True)
 
-    # ---- stage B, num_proc workers: scene shards -> tables ----
+    # ---- stage B, num_proc workers: shards of scenes -> tables ----
 
-    def _generate_tables(self, shards, vocab):
+    def _generate_tables(self, shards, vocab=None):
         schema = self.info.features.arrow_schema
         make_rows = self._scene_rows if self.config.name == "scenes" else self._mcq_rows
-        source = self._source()
+        read = self._source_scenes if PARENTS[self.config.name] is None else self._parent_scenes
         for shard_index, shard in enumerate(shards):
-            balancer = LetterBalancer(f"{self.config.seed}:{os.path.basename(shard)}")
+            balancer = LetterBalancer(f"{self.config.seed}:{_shard_name(shard)}")
             rows, batch = [], 0
-            for payload in _read_shard(shard):
-                try:
-                    scene = source.scene(payload)
-                    image = self._image(scene)
-                except InputError as err:
-                    self._reject(err)
-                    continue
+            for scene, image in read(shard):
                 rows.extend(make_rows(scene, image, vocab, balancer))
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
             if rows:
                 yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
+
+    def _source_scenes(self, shard: str):
+        """The checked scenes of a source shard with their stored images; a bad record is rejected."""
+        source = self._source()
+        for payload in _read_shard(shard):
+            try:
+                scene = source.scene(payload)
+                image = self._image(scene)
+                if self.config.max_pixels and image["bytes"]:
+                    scene, image = self._fit(scene, image)
+            except InputError as err:
+                self._reject(err)
+                continue
+            yield scene, image
 
     def _image(self, scene: Scene) -> dict:
         """The ``Image`` feature's storage: decoded-and-checked bytes, or a checked reference to the file."""
@@ -272,6 +370,14 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         data, width, height = load_image(scene.image, scene.image_id)
         check_size(scene.image, scene.image_id, (width, height), (scene.width, scene.height))
         return {"bytes": data, "path": os.path.basename(scene.image)}
+
+    def _fit(self, scene: Scene, image: dict) -> tuple[Scene, dict]:
+        """The scene on its image downscaled to ``max_pixels`` (boxes scaled with it), or as it is if small enough."""
+        fitted = fit_pixels(image["bytes"], self.config.max_pixels)
+        if fitted is None:
+            return scene, image
+        data, suffix, width, height = fitted
+        return scene.resized(width, height), {"bytes": data, "path": os.path.splitext(image["path"])[0] + suffix}
 
     @staticmethod
     def _scene_rows(scene: Scene, image: dict, vocab, balancer) -> list[dict]:
@@ -305,6 +411,43 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 }
             )
         return rows
+
+
+def arrow_shards(builder: datasets.DatasetBuilder, split: str) -> list[tuple[str, int]]:
+    """The Arrow files of a prepared split and their row counts, in order; empty shards are left out.
+
+    A worker whose scenes were all rejected leaves an empty shard behind.
+    """
+    info = builder.info.splits[split]
+    pattern = os.path.join(builder.cache_dir, f"{builder.dataset_name}-{split}")
+    paths = sorted(glob.glob(pattern + ".arrow") + glob.glob(pattern + "-*.arrow"))
+    lengths = info.shard_lengths or [info.num_examples]
+    return [(path, length) for path, length in zip(paths, lengths, strict=True) if length]
+
+
+def _vocabulary(paths: list[str]) -> stage1.Vocabulary:
+    """What a distractor may name: every category and attribute in the scenes' Arrow files, read column-wise."""
+    names, attributes = set(), set()
+    for path in paths:
+        with pa.memory_map(path) as source:
+            objects = pc.list_flatten(pa.ipc.open_stream(source).read_all().column("objects"))
+            names.update(pc.unique(pc.struct_field(objects, "name")).to_pylist())
+            attributes.update(pc.unique(pc.list_flatten(pc.struct_field(objects, "attributes"))).to_pylist())
+    return stage1.Vocabulary(
+        names=sorted(names),
+        colours=sorted(attributes.intersection(stage1.COLOUR_WORDS)),
+        attributes=sorted(attributes.difference(stage1.COLOUR_WORDS)),
+    )
+
+
+def _shard_name(shard: str | ParentSlice) -> str:
+    return shard.name if isinstance(shard, ParentSlice) else os.path.basename(shard)
+
+
+def source_label(spec: str) -> str:
+    """The source spec without its local folders: what a card, a log line or ``lgt_build.json`` may show."""
+    kind, _, path = spec.partition(":")
+    return f"{kind}:{os.path.basename(os.path.normpath(path))}" if path else kind
 
 
 def _read_shard(path: str):

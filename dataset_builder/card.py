@@ -1,6 +1,8 @@
-"""The dataset card: YAML ``configs`` that ``load_dataset`` reads, then statistics a person reads.
+"""The dataset card: Hub metadata (YAML ``configs`` that ``load_dataset`` reads, licence, sizes, task categories),
+then what a person reads: fields, statistics, uses and limitations.
 
-Every figure is read back from the written parquet files, not from what the build meant to write.
+Counts are read back from the written parquet files, not from what the build meant to write; the Arrow size (what
+``load_dataset``'s cache takes, every row with its own copy of the image) comes from the build itself.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 from collections import Counter
 
 import pyarrow.compute as pc
@@ -15,12 +18,76 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS
+from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
 
-# The card's `license:` id per source; per-image licences stay in the rows.
-LICENSE_IDS = {"scenes": "cc0-1.0", "coco": "cc-by-4.0", "jsonl": "other"}
 DEFAULT_CONFIG = "mcq_stage1"
 PREVIEW_FILE = "preview.png"
+_BOX = "`[x0, y0, x1, y1]` in absolute pixels of the stored image (origin top left, x right, y down)"
+# What every column holds, for the card's field tables; a test keeps these in step with FEATURES.
+FIELDS = {
+    "scenes": {
+        "image_id": "Stable id of the image (e.g. `coco-val2017-139`); a hash of it fixes the split.",
+        "image": "The image, 8-bit RGB, its bytes embedded (a `--images path` build references local files).",
+        "width": "Image width in pixels (after `--max-pixels` downscaling, if the build used it).",
+        "height": "Image height in pixels; boxes live in this `width` x `height` pixel space.",
+        "caption": "Dense caption (COCO: the human captions joined; built-in scenes: written from the layout).",
+        "objects": f"Boxed objects: `id` (unique in the image), `name` (category), `bbox` {_BOX}, `attributes` "
+        "(e.g. colours), `score` (detector confidence; null for human boxes), `crowd` (a box over a group).",
+        "source": "The source the record was read from: `scenes` (built in), `coco` or `jsonl`.",
+        "license": "The licence of this image as the source states it.",
+    },
+    "mcq_stage1": {
+        "id": "Stable content hash of image id, question, options and answer.",
+        "image_id": "The image asked about; joins to `scenes.image_id`.",
+        "image": "The same image as the scene's (stored once per parquet row group, see Storage).",
+        "question": "The question, answerable from the image alone.",
+        "options": "Four answer options, lettered A-D in this order.",
+        "answer": "The letter of the correct option: `A` is `options[0]` ... `D` is `options[3]`.",
+        "skill": "What the question tests (counting, spatial_relation, relative_size, relative_distance, "
+        "existence, attribute, localization).",
+        "level": "1 for stage-1 questions; composed multi-hop questions (later stages) have 2 or more.",
+        "grounding": f"The objects the question is about: `object_id` (into the scene's `objects`), `name`, "
+        f"`bbox` {_BOX}.",
+        "parents": "Ids of the questions this one was composed from (empty at stage 1).",
+        "generator": "What wrote the question: `template@version`.",
+        "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
+        "license": "The licence of the image as the source states it.",
+    },
+}
+# Hub metadata that depends on where the annotations came from. The questions are always written by templates.
+SOURCE_METADATA = {
+    "scenes": {"annotations_creators": ["machine-generated"], "language_creators": ["machine-generated"]},
+    "coco": {
+        "annotations_creators": ["crowdsourced", "machine-generated"],
+        "language_creators": ["crowdsourced", "machine-generated"],
+    },
+    "jsonl": {
+        "annotations_creators": ["found", "machine-generated"],
+        "language_creators": ["found", "machine-generated"],
+    },
+}
+# Licences of a source's annotations (the images' licences are in the rows); where the source's terms are published.
+ANNOTATION_LICENSES = {"coco": "cc-by-4.0"}
+LICENSE_LINKS = {"coco": "https://cocodataset.org/#termsofuse"}
+# Creative Commons licences the Hub knows by id (https://huggingface.co/docs/hub/repositories-licenses).
+HUB_CC_LICENSES = {
+    "cc0-1.0",
+    *(f"cc-by-{v}" for v in ("2.0", "2.5", "3.0", "4.0")),
+    *(f"cc-by-sa-{v}" for v in ("3.0", "4.0")),
+    *(f"cc-by-nc-{v}" for v in ("2.0", "3.0", "4.0")),
+    "cc-by-nd-4.0",
+    *(f"cc-by-nc-nd-{v}" for v in ("3.0", "4.0")),
+    *(f"cc-by-nc-sa-{v}" for v in ("2.0", "3.0", "4.0")),
+}
+SIZE_CATEGORIES = (
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"),
+    (10**9, "100M<n<1B"),
+)
 
 
 def split_files(folder: str, config: str, split: str) -> list[str]:
@@ -36,13 +103,9 @@ def count_rows(folder: str, config: str) -> dict[str, int]:
     return counts
 
 
-def count_bytes(folder: str, config: str, split: str) -> int:
-    """Uncompressed size of a split, the figure the Hub shows as the dataset's size."""
-    total = 0
-    for path in split_files(folder, config, split):
-        metadata = pq.ParquetFile(path).metadata
-        total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-    return total
+def parquet_bytes(folder: str, config: str) -> int:
+    """The size of a config's parquet files: what a download of it costs."""
+    return sum(os.path.getsize(path) for split in SPLITS for path in split_files(folder, config, split))
 
 
 def column_counts(folder: str, config: str, split: str, column: str) -> Counter:
@@ -50,6 +113,18 @@ def column_counts(folder: str, config: str, split: str, column: str) -> Counter:
     for path in split_files(folder, config, split):
         for item in pc.value_counts(pq.read_table(path, columns=[column]).column(column)).to_pylist():
             counts[item["values"]] += item["counts"]
+    return counts
+
+
+def image_licenses(folder: str, config: str) -> Counter:
+    """How many distinct images carry each licence text."""
+    counts: Counter = Counter()
+    for split in SPLITS:
+        for path in split_files(folder, config, split):
+            pairs = (
+                pq.read_table(path, columns=["image_id", "license"]).group_by(["image_id", "license"]).aggregate([])
+            )
+            counts.update(pairs.column("license").to_pylist())
     return counts
 
 
@@ -145,10 +220,61 @@ def _scene_statistics(folder: str) -> str:
     )
 
 
-def _source_name(spec: str) -> str:
-    """The source spec without the builder's local folders, which mean nothing on the Hub."""
-    kind, _, path = spec.partition(":")
-    return f"{kind}:{os.path.basename(os.path.normpath(path))}" if path else kind
+def hub_license(text: str) -> str | None:
+    """The Hub's id for a licence as a source states it ("CC BY 4.0", a creativecommons.org URL), if it has one."""
+    text = text.lower()
+    if "publicdomain/zero" in text or re.search(r"\bcc0\b", text):
+        return "cc0-1.0"
+    found = re.search(r"creativecommons\.org/licenses/([a-z-]+)/(\d\.\d)", text) or re.search(
+        r"\bcc[ -](by(?:[ -](?:nc|sa|nd))*)[ -](\d\.\d)\b", text
+    )
+    if not found:
+        return None
+    licence = f"cc-{found.group(1).replace(' ', '-')}-{found.group(2)}"
+    return licence if licence in HUB_CC_LICENSES else None
+
+
+def license_metadata(source: str, image_licenses: Counter) -> dict:
+    """The card's licence fields, true of every row: the Hub ids of all licences in play, or ``other`` explained.
+
+    A row's image keeps its own licence (COCO: its Flickr licence); the source's annotations add theirs. When each
+    of these has a Hub id the card lists them all; otherwise it says ``other`` and names every licence with its count.
+    """
+    licences = {hub_license(text) for text in image_licenses}
+    if source in ANNOTATION_LICENSES:
+        licences.add(ANNOTATION_LICENSES[source])
+    if image_licenses and None not in licences:
+        ids = sorted(licences)
+        return {"license": ids[0] if len(ids) == 1 else ids}
+    stated = "; ".join(f"{text or 'none stated'} ({n:,} images)" for text, n in image_licenses.most_common())
+    annotations = f"annotations {ANNOTATION_LICENSES[source]}; " if source in ANNOTATION_LICENSES else ""
+    metadata = {
+        "license": "other",
+        "license_name": "per-image-licenses",
+        "license_details": f"Each image keeps the licence given in its row's `license` column ({annotations}"
+        f"images: {stated}).",
+    }
+    if source in LICENSE_LINKS:
+        metadata["license_link"] = LICENSE_LINKS[source]
+    return metadata
+
+
+def _source_datasets(spec: str) -> list[str]:
+    """``original`` for the built-in scenes, else ``extended|other-NAME`` (the Hub's form for a non-Hub source)."""
+    kind, _, path = source_label(spec).partition(":")
+    if kind == "scenes":
+        return ["original"]
+    name = kind if kind == "coco" else os.path.splitext(path)[0]
+    return [f"extended|other-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"]
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size bucket for a number of rows."""
+    return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "1B<n<10B")
+
+
+def _mb(num_bytes: int) -> str:
+    return f"{num_bytes / 1e6:,.1f} MB"
 
 
 def write_card(folder: str, build_info: dict) -> str:
@@ -156,12 +282,21 @@ def write_card(folder: str, build_info: dict) -> str:
     rows = {config: count_rows(folder, config) for config in build_info["configs"]}
     configs = [config for config in build_info["configs"] if rows[config]]
     source = build_info["source"]
+    arguments = build_info["arguments"]
+    arrow_bytes = build_info["num_bytes"]
+    download = {config: parquet_bytes(folder, config) for config in configs}
+    licenses = image_licenses(folder, configs[0])
     card_data = DatasetCardData(
         pretty_name="Long Grounded Thoughts (lgt)",
-        license=LICENSE_IDS.get(source["name"], "other"),
         language=["en"],
-        task_categories=["visual-question-answering"],
-        tags=["lgt", "grounded-reasoning", "multiple-choice", "synthetic"],
+        **license_metadata(source["name"], licenses),
+        **SOURCE_METADATA.get(source["name"], SOURCE_METADATA["jsonl"]),
+        multilinguality="monolingual",
+        size_categories=[size_category(max(sum(rows[c].values()) for c in configs))],
+        source_datasets=_source_datasets(arguments["source"]),
+        task_categories=["visual-question-answering", "multiple-choice"],
+        task_ids=["visual-question-answering", "multiple-choice-qa"],
+        tags=["lgt", "grounded-reasoning", "visual-grounding", *(["synthetic"] if source["name"] == "scenes" else [])],
         configs=[
             {
                 "config_name": config,
@@ -175,9 +310,11 @@ def write_card(folder: str, build_info: dict) -> str:
                 "config_name": config,
                 "features": FEATURES[config]._to_yaml_list(),
                 "splits": [
-                    {"name": s, "num_bytes": count_bytes(folder, config, s), "num_examples": n}
+                    {"name": s, "num_bytes": arrow_bytes[config][s], "num_examples": n}
                     for s, n in rows[config].items()
                 ],
+                "download_size": download[config],
+                "dataset_size": sum(arrow_bytes[config][s] for s in rows[config]),
             }
             for config in configs
         ],
@@ -198,8 +335,28 @@ def write_card(folder: str, build_info: dict) -> str:
     sections.append(
         "## Configs\n\n"
         + _table(
-            ["config", "what it holds", *SPLITS],
-            [[f"`{c}`", DESCRIPTIONS[c], *(f"{rows[c].get(s, 0):,}" for s in SPLITS)] for c in configs],
+            ["config", "what it holds", *SPLITS, "download", "Arrow cache"],
+            [
+                [
+                    f"`{c}`",
+                    DESCRIPTIONS[c],
+                    *(f"{rows[c].get(s, 0):,}" for s in SPLITS),
+                    _mb(download[c]),
+                    _mb(sum(arrow_bytes[c].values())),
+                ]
+                for c in configs
+            ],
+        )
+    )
+    sections.append(
+        "## Dataset structure\n\n"
+        "Splits are disjoint by image (a hash of `image_id` picks the split), and every config agrees on them. "
+        "Boxes are "
+        + _BOX
+        + ".\n\n"
+        + "\n\n".join(
+            f"`{c}`:\n\n" + _table(["field", "meaning"], [[f"`{name}`", text] for name, text in FIELDS[c].items()])
+            for c in configs
         )
     )
     if "scenes" in configs:
@@ -231,13 +388,19 @@ def write_card(folder: str, build_info: dict) -> str:
             + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items()))
             + "."
         )
+    sections.append(_storage_section(configs, download, arrow_bytes, arguments))
+    sections.append(USES)
+    sections.append(LIMITATIONS)
     rejects = build_info.get("rejects", 0)
     sections.append(
         "## Source and licence\n\n"
-        f"Built with `lgt {build_info['lgt_version']}` from `{_source_name(build_info['arguments']['source'])}`: "
+        f"Built with `lgt {build_info['lgt_version']}` from `{source_label(arguments['source'])}`: "
         f"{source['description']}\n\n{source['license']}\n\n"
-        f"Images: {build_info['arguments']['num_images'] or 'all'} requested, "
-        f"seed {build_info['arguments']['seed']}, images {build_info['arguments']['images']}. "
+        "Licences of the images, as the rows state them: "
+        + "; ".join(f"{text or 'none stated'} ({n:,} images)" for text, n in licenses.most_common(10))
+        + ".\n\n"
+        f"Images: {arguments['num_images'] or 'all'} requested, seed {arguments['seed']}"
+        + (f", downscaled to at most {arguments['max_pixels']:,} pixels. " if arguments.get("max_pixels") else ". ")
         + (
             f"{rejects:,} input records were skipped as unusable; they are listed in the build's reject report."
             if rejects
@@ -248,3 +411,53 @@ def write_card(folder: str, build_info: dict) -> str:
     card = DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
     card.save(os.path.join(folder, "README.md"))
     return str(card)
+
+
+def _storage_section(configs: list[str], download: dict, arrow_bytes: dict, arguments: dict) -> str:
+    """How the images are stored, and what that means for ``load_dataset`` at scale: when to stream, when to cap."""
+    ratios = [
+        f"`{c}` takes {_mb(sum(arrow_bytes[c].values()))} there for a {_mb(download[c])} download"
+        for c in configs
+        if "image" in FEATURES[c]
+    ]
+    pixels = (
+        f"This build capped images at {arguments['max_pixels']:,} pixels."
+        if arguments.get("max_pixels")
+        else "This build kept the source's image sizes."
+    )
+    return (
+        "## Storage: when to stream, when to cap pixels\n\n"
+        "Rows of one image are stored next to each other and the parquet `image` column is dictionary-encoded, so "
+        "each parquet row group stores an image once however many questions ask about it. `load_dataset` then "
+        "writes an Arrow cache in which every row holds its own copy of its image: "
+        + "; ".join(ratios)
+        + ". At the paper's scale (~750K stage-1 questions on ~15K images, ~50 per image) that cache would hold "
+        "every image ~50 times. So:\n\n"
+        "- **Stream** (`load_dataset(..., streaming=True)`) to train or evaluate straight from the parquet files "
+        "as stored, with no cache; it yields the same rows and pixels.\n"
+        "- **Cap pixels** when building (`lgt build --max-pixels 262144`, i.e. 512x512, the most the paper trains "
+        "on) so that every copy is small; boxes are scaled with the image. " + pixels + "\n"
+        "- A plain `load_dataset` is fine while the cache (the table above) fits your disk comfortably."
+    )
+
+
+USES = """## Uses
+
+- **Supervised fine-tuning and evaluation of vision-language models** on grounded perception: each question has
+  one correct letter that can be checked by string match, and `grounding` says which boxes it is about, so
+  answers and rationales can be verified against the annotations.
+- **Stage 1 of the Long Grounded Thoughts pipeline**: later stages compose these questions into multi-hop ones and
+  distil chain-of-thought traces from them.
+- **Not for**: judging a model's general visual understanding (the questions cover a few perception skills only),
+  or any use the images' licences do not allow (see below)."""
+
+LIMITATIONS = """## Bias, risks and limitations
+
+- Questions are written by templates from boxes: the answers are exactly as correct as the annotations. Missing
+  boxes (an unlabelled instance in a COCO photo) make counting and existence questions wrong for a person looking
+  at the image; the templates avoid crowds and tiny instances, but cannot see what was never annotated.
+- The questions are template-written English; a model can learn the templates' phrasing.
+- Built-in scenes are synthetic shapes on plain backgrounds: good for checking a pipeline end to end, not a
+  substitute for natural images.
+- COCO images come from Flickr and carry its demographic and geographic skews; each keeps its own licence,
+  named in the row's `license` column."""

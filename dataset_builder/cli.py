@@ -1,14 +1,30 @@
-"""The ``lgt`` command: ``lgt build`` writes the dataset, ``lgt push`` publishes it."""
+"""The ``lgt`` command: ``lgt build`` writes the dataset, ``lgt push`` publishes it, ``lgt env`` describes the setup.
+
+Status goes to stderr through the ``lgt`` loggers (``-v`` for more, ``-q`` for warnings only, which also hides the
+progress bars); the results a command was asked for (row counts, the folder written, the repo URL, ``lgt env``)
+go to stdout. Bare ``lgt`` prints this help and exits with status 2, like any other incomplete command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import logging
 import os
+import platform
 import sys
 
+import datasets
+
+from . import __version__
 from .builder import LGTConfig
 from .errors import BuildError, InputError, find_cause
 from .sources import SOURCE_HELP
+
+logger = datasets.utils.logging.get_logger(__name__)
+
+# What `lgt env` reports: the packages a bug report needs, installed or not.
+ENV_PACKAGES = ("datasets", "huggingface_hub", "pyarrow", "pillow", "numpy", "torch", "transformers", "trl")
 
 
 def _build(args) -> int:
@@ -24,6 +40,7 @@ def _build(args) -> int:
         images=args.images,
         on_error=args.on_error,
         image_root=args.image_root,
+        max_pixels=args.max_pixels,
     )
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
@@ -46,71 +63,163 @@ def _push(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(
-        prog="lgt", description="Build the lgt dataset (lgt build) and publish it (lgt push)."
-    )
-    commands = cli.add_subparsers(dest="command", required=True)
+def environment() -> dict[str, str]:
+    """Versions to paste into a bug report; optional packages say ``not installed`` (none is imported)."""
+    info = {"lgt": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for package in ENV_PACKAGES:
+        try:
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package] = "not installed"
+    return info
 
-    build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)")
-    build.add_argument("--source", default="scenes", help=SOURCE_HELP)
+
+def _env(args) -> int:
+    print("\n".join(f"- {name}: {version}" for name, version in environment().items()))
+    return 0
+
+
+def _verbosity_flags(parser: argparse.ArgumentParser, default) -> None:
+    """``-v``/``-q`` on the main parser and every command, so they may come before or after the command."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more detail (-vv: datasets' own too)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=default, help="warnings and errors only, no progress bars"
+    )
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in ``--help``; where the default is "none", the help text says what that means."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser() -> argparse.ArgumentParser:
+    formatter = _DefaultsFormatter
+    cli = argparse.ArgumentParser(
+        prog="lgt",
+        description="Build the lgt dataset (lgt build), publish it (lgt push), describe this setup (lgt env).",
+        epilog="Bare `lgt` prints this help and exits with status 2.",
+        formatter_class=formatter,
+    )
+    cli.add_argument("--version", action="version", version=f"lgt {__version__}")
+    _verbosity_flags(cli, default=0)
+    commands = cli.add_subparsers(dest="command", metavar="{build,push,env}")
+    subcommand = {"formatter_class": formatter}
+
+    build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
+    build.add_argument("--source", default=LGTConfig.source, help=SOURCE_HELP)
     build.add_argument("--configs", default="scenes,mcq_stage1", help="comma-separated configs to build")
-    build.add_argument("--output", default="lgt", help="output folder (default ./lgt)")
-    build.add_argument("--num-images", type=int, default=None, help="use the first N images of the source")
-    build.add_argument("--num-proc", type=int, default=None, help="worker processes")
+    build.add_argument("--output", default="lgt", help="output folder")
+    build.add_argument(
+        "--num-images", type=int, default=None, help="use the first N images (default: all; built-in scenes: 1000)"
+    )
+    build.add_argument("--num-proc", type=int, default=None, help="worker processes (default: work in this process)")
     build.add_argument(
         "--seed", type=int, default=LGTConfig.seed, help="seed of the built-in scenes and of the question choices"
     )
     build.add_argument(
         "--images",
         choices=("embed", "path"),
-        default="embed",
-        help="embed image bytes in the rows (default) or reference the files",
+        default=LGTConfig.images,
+        help="embed the image bytes in the rows (publishable) or reference the local files",
+    )
+    build.add_argument(
+        "--max-pixels",
+        type=int,
+        default=LGTConfig.max_pixels,
+        help="downscale larger images to at most N pixels, boxes with them; 262144 is 512x512 (default: keep sizes)",
     )
     build.add_argument(
         "--on-error",
         choices=("raise", "skip"),
-        default="raise",
-        help="stop at the first bad record (default) or skip, count and report bad records",
+        default=LGTConfig.on_error,
+        help="stop at the first bad record, or skip, count and report bad records",
     )
     build.add_argument(
         "--image-root", default=None, help="a folder images may come from (default: only inside the source's own)"
     )
+    _verbosity_flags(build, default=argparse.SUPPRESS)
     build.set_defaults(run=_build)
 
-    push = commands.add_parser("push", help="upload a built folder to a Hub dataset repo")
-    push.add_argument("folder", nargs="?", default="lgt", help="built folder (default ./lgt)")
+    push = commands.add_parser("push", help="upload a built folder to a Hub dataset repo", **subcommand)
+    push.add_argument("folder", nargs="?", default="lgt", help="built folder")
     push.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
-    push.add_argument("--private", action="store_true")
-    push.add_argument("--revision", default=None, help="branch to upload to")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", default=None, help="branch to upload to (default: the repo's default branch)")
+    _verbosity_flags(push, default=argparse.SUPPRESS)
     push.set_defaults(run=_push)
+
+    env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
+    _verbosity_flags(env, default=argparse.SUPPRESS)
+    env.set_defaults(run=_env)
     return cli
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when ``main`` ran (tests swap it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    """``lgt`` status lines on stderr at INFO; ``-v`` adds DEBUG, ``-vv`` datasets' INFO, ``-q`` keeps warnings."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet == 1 else logging.ERROR if quiet else logging.INFO
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("lgt: %(message)s"))
+    root = logging.getLogger("lgt")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    datasets.utils.logging.set_verbosity(
+        logging.INFO if verbose > 1 else logging.ERROR if quiet else datasets.utils.logging.get_verbosity()
+    )
+    if quiet:
+        datasets.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.command is None:
+        cli.print_help()
+        return 2
+    configure_logging(args.verbose, args.quiet)
     try:
         return args.run(args)
     except KeyboardInterrupt as interrupt:  # a BuildInterrupted says what --output holds now
-        print("lgt: interrupted" + (f"; {interrupt}" if str(interrupt) else ""), file=sys.stderr)
+        logger.error("interrupted" + (f"; {interrupt}" if str(interrupt) else ""))
         return getattr(interrupt, "exit_code", 130)
     except Exception as error:  # one clear line for anything the user can fix; tracebacks only for our bugs
         from .hub import PushError
 
         if isinstance(error, BuildError):
-            print(f"lgt: error: {error}", file=sys.stderr)
+            logger.error(f"error: {error}")
             return error.exit_code
         found = find_cause(error, InputError)  # also when a num_proc worker raised it inside datasets
         if found is not None:
-            print(f"lgt: error: {found}", file=sys.stderr)
+            logger.error(f"error: {found}")
             if args.command == "build":
-                print("lgt: nothing was written; fix the record or pass --on-error skip", file=sys.stderr)
+                logger.error("nothing was written; fix the record or pass --on-error skip")
             return 2
         if isinstance(error, (PushError, FileExistsError, ValueError)):
-            print(f"lgt: error: {error}", file=sys.stderr)
+            logger.error(f"error: {error}")
             return 2
         if args.command == "push":
-            print(f"lgt: error: upload failed ({type(error).__name__}: {error})", file=sys.stderr)
+            logger.error(f"error: upload failed ({type(error).__name__}: {error})")
             return 1
         raise
 

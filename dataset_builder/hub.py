@@ -7,12 +7,16 @@ published. The token comes from ``HF_TOKEN`` or ``hf auth login`` and is never p
 from __future__ import annotations
 
 import glob
+import json
 import os
 
+from datasets.utils import logging
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.repocard import RepoCard
 
 from .build import BUILD_INFO_FILE
+
+logger = logging.get_logger(__name__)
 
 
 class PushError(RuntimeError):
@@ -70,6 +74,16 @@ def _split_pattern(card: str, config: str, data_file) -> tuple[str, str]:
 def push(folder: str, repo_id: str, private: bool = False, revision: str | None = None) -> str:
     """Create the dataset repo if needed and upload ``folder``; return the repo URL. Re-running resumes."""
     files = check_build_folder(folder)
+    try:
+        with open(os.path.join(folder, BUILD_INFO_FILE), encoding="utf-8") as f:
+            arguments = json.load(f).get("arguments", {})
+    except json.JSONDecodeError as err:
+        raise PushError(f"{folder}/{BUILD_INFO_FILE}: not valid JSON ({err}); run `lgt build` again") from None
+    if arguments.get("images") == "path":
+        raise PushError(
+            f"{folder} was built with --images path: its rows point at image files on this machine, which nobody "
+            "who downloads it has; rebuild with --images embed (the default) to publish it"
+        )
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise PushError(f"--repo-id {repo_id!r}: expected ORG/NAME")
     token = get_token()
@@ -78,6 +92,7 @@ def push(folder: str, repo_id: str, private: bool = False, revision: str | None 
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     patterns = ["README.md", BUILD_INFO_FILE, "preview.png", *files]
+    logger.info(f"Uploading {len(patterns)} files to {url}")
     if hasattr(api, "upload_large_folder"):  # huggingface_hub < 2: the resumable uploader is a separate call
         api.upload_large_folder(
             repo_id=repo_id,

@@ -11,6 +11,7 @@ and symlinks are resolved. An annotation file is data, often someone else's: it 
 from __future__ import annotations
 
 import io
+import math
 import os
 
 from PIL import Image, ImageFile
@@ -97,3 +98,26 @@ def local_image(path: str, root: str, source: str, record: str) -> str:
             "folder (pass --image-root to allow another)",
         )
     return real
+
+
+def fit_pixels(data: bytes, max_pixels: int) -> tuple[bytes, str, int, int] | None:
+    """Downscale encoded 8-bit RGB image bytes to at most ``max_pixels`` pixels, keeping the aspect ratio.
+
+    Returns ``(bytes, file suffix, width, height)``, or ``None`` when the image is already small enough (its
+    bytes are then kept as they are). Training resizes to a pixel budget anyway (the paper: 512x512 at most), so
+    storing more pixels only costs space. Both sides shrink by one factor, rounded down (to 1 pixel at least), so
+    the result stays within the budget; JPEG stays JPEG (quality 95), anything else becomes PNG (lossless).
+    ``data`` was decoded before (``load_image``, or a source that made it), so it is not checked again.
+    """
+    image = Image.open(io.BytesIO(data))
+    if image.width * image.height <= max_pixels:
+        return None
+    width = max(1, math.isqrt(max_pixels * image.width // image.height))  # integers: the budget holds exactly
+    height = max(1, width * image.height // image.width)
+    small = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = io.BytesIO()
+    if image.format == "JPEG":
+        small.save(out, format="JPEG", quality=95)
+        return out.getvalue(), ".jpg", width, height
+    small.save(out, format="PNG")
+    return out.getvalue(), ".png", width, height

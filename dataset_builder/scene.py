@@ -12,7 +12,7 @@ import json
 import math
 import struct
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from .errors import InputError
@@ -182,6 +182,31 @@ class Scene:
             "license": self.license,
             "origin": self.origin,
         }
+
+    @classmethod
+    def from_row(cls, row: dict) -> Scene:
+        """A ``scenes`` config row back as a ``Scene``: later configs are made from these rows, not from the source.
+
+        The image stays as stored (its bytes, or the path of a ``--images path`` build); nothing is decoded.
+        """
+        return cls(
+            image_id=row["image_id"],
+            image=row["image"]["bytes"] or row["image"]["path"],
+            width=row["width"],
+            height=row["height"],
+            caption=row["caption"],
+            objects=[SceneObject(**o) for o in row["objects"]],
+            source=row["source"],
+            license=row["license"],
+        )
+
+    def resized(self, width: int, height: int) -> Scene:
+        """The same scene on an image resized to ``width`` x ``height``: every box scales with the image."""
+        sx, sy = width / self.width, height / self.height
+        objects = [
+            replace(o, bbox=[o.bbox[0] * sx, o.bbox[1] * sy, o.bbox[2] * sx, o.bbox[3] * sy]) for o in self.objects
+        ]
+        return replace(self, width=width, height=height, objects=objects)
 
 
 class Entry(NamedTuple):

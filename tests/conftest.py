@@ -44,6 +44,16 @@ def coco_build(tmp_path_factory):
     return output, info
 
 
+@pytest.fixture(scope="session")
+def scenes_build(tmp_path_factory):
+    """One default-settings build of 120 built-in scenes, shared by the tests that only read it."""
+    from lgt.build import build
+
+    output = tmp_path_factory.mktemp("builtin") / "lgt"
+    info = build(source="scenes", num_images=120, output=str(output))
+    return output, info
+
+
 def write_image(path: Path, size=(320, 240), mode="RGB", fmt=None, colour=(200, 60, 60)) -> Path:
     from PIL import Image
 
@@ -51,6 +61,8 @@ def write_image(path: Path, size=(320, 240), mode="RGB", fmt=None, colour=(200, 
     for x in range(40, 120):
         for y in range(40, 100):
             image.putpixel((x, y), colour)
+    if mode.startswith("I;16"):  # Pillow before 11 makes 16-bit grey only from grey
+        image = image.convert("L")
     if mode != "RGB":
         image = image.convert(mode)
     image.save(path, format=fmt)

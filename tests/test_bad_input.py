@@ -17,7 +17,7 @@ def run(capsys, *args):
 
 def messages(err: str) -> list[str]:
     """What lgt itself wrote to stderr (progress bars aside)."""
-    return [line for line in err.splitlines() if line.startswith("lgt:")]
+    return [line for line in err.splitlines() if line.startswith(("lgt: error", "lgt: interrupted"))]
 
 
 def assert_refused(capsys, tmp_path, source, *needles):

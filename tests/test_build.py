@@ -1,10 +1,7 @@
 """`lgt build` end to end on the built-in scenes: layout, `load_dataset`, splits, letters, ids, atomic output."""
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 
 import pyarrow.parquet as pq
@@ -12,13 +9,6 @@ import pytest
 from datasets import Image, load_dataset
 from lgt.build import build
 from lgt.builder import FEATURES, LGTBuilder
-
-
-@pytest.fixture(scope="module")
-def scenes_build(tmp_path_factory):
-    output = tmp_path_factory.mktemp("builtin") / "lgt"
-    info = build(source="scenes", num_images=120, output=str(output))
-    return output, info
 
 
 def test_layout_and_card(scenes_build):
@@ -146,16 +136,3 @@ def test_the_builder_alone_works_like_any_datasets_builder(tmp_path):
     builder.download_and_prepare()
     data = builder.as_dataset()
     assert sum(len(d) for d in data.values()) > 8 and isinstance(data["train"].features["image"], Image)
-
-
-def test_cli_end_to_end(tmp_path):
-    """The installed console script, as a user runs it."""
-    lgt = shutil.which("lgt", path=os.path.dirname(sys.executable)) or shutil.which("lgt")
-    assert lgt, "the `lgt` console script is not installed"
-    result = subprocess.run(
-        [lgt, "build", "--num-images", "8"], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    assert 'load_dataset("lgt", "mcq_stage1")' in result.stdout
-    info = json.loads((tmp_path / "lgt" / "lgt_build.json").read_text())
-    assert info["configs"] == ["scenes", "mcq_stage1"] and info["arguments"]["source"] == "scenes"

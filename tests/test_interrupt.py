@@ -130,7 +130,11 @@ def interrupted_build(tmp_path, old_build, point: str, signum: int, to_group: bo
         time.sleep(0.1)
     assert not group_processes(process.pid), "a process of the killed build is still running"
     assert not list(scratch.glob("lgt-build-*"))
-    yield process.returncode, [line for line in err.splitlines() if line.startswith("lgt:")], err
+    yield (
+        process.returncode,
+        [line for line in err.splitlines() if line.startswith(("lgt: error", "lgt: interrupted"))],
+        err,
+    )
 
 
 def finish(run):

@@ -30,7 +30,7 @@ def copy(old_build, tmp_path):
 
 
 def error_lines(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("lgt:")]
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("lgt: error")]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
@@ -62,6 +62,9 @@ def test_read_only_parent_is_one_line_and_keeps_the_old_build(old_build, tmp_pat
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*")) == before
 
 
+LGT = "import sys; from lgt.cli import main; sys.exit(main())"  # the `lgt` command of this interpreter
+
+
 def _limit_file_size():
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
@@ -71,13 +74,13 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_build(old_build, tmp_path):
     """A write that fails half-way (here: past a file-size limit, as on a full disk) inside datasets' workers."""
     output, before = copy(old_build, tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "lgt.cli", "build", "--num-images", "60", "--output", str(output)],
+        [sys.executable, "-c", LGT, "build", "--num-images", "60", "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=300,
         preexec_fn=_limit_file_size,
     )
-    lines = [line for line in result.stderr.splitlines() if line.startswith("lgt:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("lgt: error")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(lines) == 1 and "File too large" in lines[0] and f"{output} still holds the previous build" in lines[0]
     assert sorted(str(p.relative_to(output)) for p in output.rglob("*")) == before

@@ -56,6 +56,17 @@ def test_push_failure_is_one_line_and_never_shows_the_token(built, capsys, monke
     assert SECRET not in captured.out + captured.err
 
 
+def test_push_refuses_a_build_that_references_local_files(small_coco, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)  # with a token, only the refusal stops it before the upload
+    output = tmp_path / "lgt"
+    build(source=f"coco:{small_coco}", output=str(output), images="path", configs=("mcq_stage1",))
+    capsys.readouterr()
+    assert main(["push", str(output), "--repo-id", "org/lgt"]) == 2
+    err = capsys.readouterr().err
+    assert "built with --images path" in err and "rebuild with --images embed" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def copy_of(built, tmp_path):
     import shutil
 

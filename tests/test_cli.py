@@ -1,0 +1,69 @@
+"""The `lgt` command line: help, version, env, defaults in --help, and status/progress output that obeys -q and
+HF_DATASETS_DISABLE_PROGRESS_BARS."""
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+
+import datasets
+import pytest
+from lgt import __version__
+from lgt.cli import main
+
+
+def test_bare_lgt_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lgt") and all(command in out for command in ("build", "push", "env"))
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"lgt {__version__}"
+
+
+def test_env_lists_the_versions_a_bug_report_needs(capsys):
+    assert main(["env"]) == 0
+    lines = dict(line[2:].split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["lgt"] == __version__ and lines["datasets"] == datasets.__version__
+    assert lines["pyarrow"] == importlib.metadata.version("pyarrow") and lines["python"].count(".") == 2
+    assert {"platform", "huggingface_hub", "pillow", "numpy", "torch", "transformers", "trl"} <= set(lines)
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: scenes)", "(default: embed)", "(default: raise)", "(default: lgt)", "(default: 0)"):
+        assert default in text
+    assert "(default: None)" not in text and "--max-pixels" in text
+
+
+def _lgt(*args, cwd, **env):
+    lgt = shutil.which("lgt", path=os.path.dirname(sys.executable)) or shutil.which("lgt")
+    assert lgt, "the `lgt` console script is not installed"
+    environment = {k: v for k, v in os.environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
+    return subprocess.run(
+        [lgt, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**environment, **env}
+    )
+
+
+def test_cli_end_to_end_with_status_and_progress_on_stderr(tmp_path):
+    """The installed console script, as a user runs it: results on stdout, status and progress bars on stderr."""
+    result = _lgt("build", "--num-images", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'load_dataset("lgt", "mcq_stage1")' in result.stdout and "lgt: Preparing scenes" not in result.stdout
+    assert "lgt: Preparing scenes" in result.stderr and "Reading scenes: " in result.stderr
+    assert (tmp_path / "lgt" / "lgt_build.json").is_file()
+
+
+def test_progress_bars_obey_the_datasets_switch_and_quiet_silences_status(tmp_path):
+    plain = _lgt("build", "--num-images", "4", "--output", "a", cwd=tmp_path, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    assert plain.returncode == 0, plain.stderr
+    assert "lgt: Preparing scenes" in plain.stderr and "Reading scenes" not in plain.stderr
+    assert "examples/s" not in plain.stderr
+    quiet = _lgt("build", "--num-images", "4", "--output", "b", "-q", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "" and "wrote" in quiet.stdout

@@ -1,0 +1,125 @@
+"""Storage: each image stored once per row group, files that load/stream/decode the same, --max-pixels, and one
+decode or render per image per build."""
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from datasets import load_dataset
+from lgt.build import build
+from lgt.builder import LGTBuilder
+from lgt.images import fit_pixels
+from lgt.sources.builtin import BuiltinSource
+from PIL import Image
+
+
+def _distinct_image_bytes(path) -> int:
+    images = pq.read_table(path, columns=["image"]).column("image").combine_chunks().field("bytes").to_pylist()
+    return sum(len(data) for data in {hashlib.sha1(data).digest(): data for data in images}.values())
+
+
+def test_each_image_is_stored_once_per_row_group(scenes_build):
+    output, _ = scenes_build
+    files = sorted((output / "mcq_stage1").glob("*.parquet"))
+    assert files
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        metadata = parquet.metadata
+        for group in range(metadata.num_row_groups):
+            columns = {metadata.row_group(group).column(i).path_in_schema: i for i in range(metadata.num_columns)}
+            chunk = metadata.row_group(group).column(columns["image.bytes"])
+            assert chunk.has_dictionary_page and "RLE_DICTIONARY" in chunk.encodings, chunk
+            assert chunk.compression == "UNCOMPRESSED"  # as datasets stores media, so the Hub can deduplicate it
+        assert path.stat().st_size <= 1.5 * _distinct_image_bytes(path), path.name
+        # datasets' own parquet conventions are kept: features in the schema, content-defined chunking
+        assert b"huggingface" in metadata.metadata
+        assert json.loads(metadata.metadata[b"content_defined_chunking"])["min_chunk_size"] > 0
+        # rows of one image are consecutive: each image id is one run
+        ids = pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
+        runs = [image_id for i, image_id in enumerate(ids) if i == 0 or ids[i - 1] != image_id]
+        assert len(runs) == len(set(runs))
+
+
+def test_dictionary_encoded_files_load_stream_and_decode_the_same(scenes_build):
+    output, _ = scenes_build
+    loaded = load_dataset(str(output), "mcq_stage1", split="validation")
+    streamed = list(load_dataset(str(output), "mcq_stage1", split="validation", streaming=True))
+    scenes = {row["image_id"]: row["image"] for row in load_dataset(str(output), "scenes", split="validation")}
+    assert len(streamed) == len(loaded) > 0
+    for row, streamed_row in zip(loaded, streamed, strict=True):
+        pixels = np.asarray(row["image"])
+        assert np.array_equal(pixels, np.asarray(streamed_row["image"]))
+        assert np.array_equal(pixels, np.asarray(scenes[row["image_id"]]))
+        del row["image"], streamed_row["image"]
+        assert row == streamed_row
+
+
+def _png(size) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_fit_pixels_keeps_the_aspect_ratio_within_the_budget():
+    assert fit_pixels(_png((512, 512)), 512 * 512) is None  # small enough: the bytes are kept as they are
+    data, suffix, width, height = fit_pixels(_png((1024, 768)), 512 * 512)
+    assert suffix == ".png" and width * height <= 512 * 512 and abs(width / height - 1024 / 768) < 0.01
+    assert Image.open(io.BytesIO(data)).size == (width, height)
+    jpeg = io.BytesIO()
+    Image.new("RGB", (3000, 1000)).save(jpeg, format="JPEG")
+    data, suffix, width, height = fit_pixels(jpeg.getvalue(), 10_000)
+    assert suffix == ".jpg" and Image.open(io.BytesIO(data)).format == "JPEG" and (width, height) == (173, 57)
+
+
+def test_max_pixels_downscales_images_and_scales_boxes(small_coco, tmp_path):
+    """COCO images of 320x240 capped at 160x120 pixels: every box halves, and the questions use the new boxes."""
+    build(source=f"coco:{small_coco}", output=str(tmp_path / "full"))
+    info = build(source=f"coco:{small_coco}", output=str(tmp_path / "small"), max_pixels=160 * 120)
+    assert info["arguments"]["max_pixels"] == 160 * 120
+    before = {r["image_id"]: r for r in load_dataset(str(tmp_path / "full"), "scenes", split="train")}
+    after = load_dataset(str(tmp_path / "small"), "scenes", split="train")
+    assert len(after) == len(before) > 0
+    for scene in after:
+        original = before[scene["image_id"]]
+        assert (scene["width"], scene["height"]) == (160, 120) == scene["image"].size
+        assert scene["image"].format == "JPEG"  # a JPEG source stays JPEG
+        for box, original_box in zip(scene["objects"], original["objects"], strict=True):
+            assert box["bbox"] == pytest.approx([v / 2 for v in original_box["bbox"]])
+    for mcq in load_dataset(str(tmp_path / "small"), "mcq_stage1", split="train"):
+        assert mcq["image"].size == (160, 120)
+        for ground in mcq["grounding"]:
+            assert all(0 <= v <= 160 for v in ground["bbox"][::2]) and all(0 <= v <= 120 for v in ground["bbox"][1::2])
+    with pytest.raises(ValueError, match="needs --images embed"):
+        build(source=f"coco:{small_coco}", output=str(tmp_path / "x"), images="path", max_pixels=1000)
+
+
+def test_each_scene_is_rendered_once_per_build_and_only_asked_configs_are_written(tmp_path, monkeypatch):
+    rendered = []
+    render = BuiltinSource.scene
+
+    def counting_render(self, index):
+        rendered.append(index)
+        return render(self, index)
+
+    monkeypatch.setattr(BuiltinSource, "scene", counting_render)
+    info = build(source="scenes", num_images=12, output=str(tmp_path / "both"))
+    assert sorted(rendered) == list(range(12)) and info["configs"] == ["scenes", "mcq_stage1"]
+    rendered.clear()
+    info = build(source="scenes", num_images=12, output=str(tmp_path / "mcq"), configs=("mcq_stage1",))
+    assert sorted(rendered) == list(range(12))  # the scenes are still made once, as the parent ...
+    assert info["configs"] == ["mcq_stage1"]
+    assert sorted(p.name for p in (tmp_path / "mcq").iterdir() if p.is_dir()) == ["mcq_stage1"]  # ... not written
+
+
+def test_a_child_builder_alone_prepares_its_parent_in_the_same_cache(tmp_path):
+    builder = LGTBuilder(config_name="mcq_stage1", source="scenes", num_images=6, cache_dir=str(tmp_path))
+    builder.download_and_prepare()
+    parent = LGTBuilder.with_settings("scenes", str(tmp_path), source="scenes", num_images=6)
+    assert os.path.isfile(os.path.join(parent.cache_dir, "dataset_info.json"))  # prepared by the child
+    mcqs = builder.as_dataset(split="train")
+    scenes = {row["image_id"]: row for row in parent.as_dataset(split="train")}
+    assert set(mcqs["image_id"]) <= set(scenes)
