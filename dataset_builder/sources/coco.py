@@ -117,8 +117,9 @@ class CocoSource:
             _read_item(item, instances_path, "image", index) for index, item in enumerate(instances.items("images"))
         ]
         known = {image_id for _, image_id in images if image_id is not None}
-        objects, broken = _objects(instances.items("annotations"), instances_path, known, categories, rejects)
-        texts = _captions(captions.items("annotations"), captions_path, known, broken, rejects)
+        broken: dict[int, InputError] = {}  # the first problem of each image with a bad annotation or caption
+        objects = _per_image(instances, "annotation", _object_reader(categories), known, broken, rejects)
+        texts = _per_image(captions, "caption", _caption_text, known, broken, rejects)
         del instances, captions  # keep memory to what the scenes need
         yield from rejects
 
@@ -134,7 +135,7 @@ class CocoSource:
                     image=os.path.join(image_dir, fields.text("file_name")),
                     width=fields.whole("width", IMAGE_SIDE),
                     height=fields.whole("height", IMAGE_SIDE),
-                    caption=" ".join(_sentence(c) for c in texts.get(image_id, [])),
+                    caption=" ".join(_sentence(c) for c in texts.get(image_id, []) if c),
                     objects=objects.get(image_id, []),
                     source="coco",
                     license=licenses.lookup(fields, "license", required=False),
@@ -223,43 +224,37 @@ def _image_of(item, path: str, kind: str, index: int, known: set[int], rejects: 
     return fields, image_id
 
 
-def _objects(items: list, path: str, known: set[int], categories: _Table, rejects: list[InputError]):
-    """The objects of each image, and the first problem of each image with a bad annotation."""
-    objects: dict[int, list[SceneObject]] = {}
-    broken: dict[int, InputError] = {}
-    for index, item in enumerate(items):
-        found = _image_of(item, path, "annotation", index, known, rejects)
+def _per_image(file: Fields, kind: str, read, known: set[int], broken: dict, rejects: list) -> dict:
+    """``read(fields)`` of each item of the file's ``annotations`` (boxes or captions), by image.
+
+    A record that cannot be read breaks its image (the first problem is kept for it); one that names no known image
+    is a reject of its own.
+    """
+    values: dict[int, list] = {}
+    for index, item in enumerate(file.items("annotations")):
+        found = _image_of(item, file.source, kind, index, known, rejects)
         if found is None:
             continue
-        ann, image_id = found
+        fields, image_id = found
         try:
-            x, y, w, h = ann.numbers("bbox", 4)
-            obj = SceneObject(
-                id=ann.whole("id", INT64),
-                name=categories.lookup(ann, "category_id"),
-                bbox=[x, y, x + w, y + h],
-                crowd=ann.flag("iscrowd"),
-            )
+            values.setdefault(image_id, []).append(read(fields))
         except InputError as err:
             broken.setdefault(image_id, err)
-            continue
-        objects.setdefault(image_id, []).append(obj)
-    return objects, broken
+    return values
 
 
-def _captions(items: list, path: str, known: set[int], broken: dict, rejects: list[InputError]):
-    """The caption texts of each image; a caption that is not text breaks its image."""
-    texts: dict[int, list[str]] = {}
-    for index, item in enumerate(items):
-        found = _image_of(item, path, "caption", index, known, rejects)
-        if found is None:
-            continue
-        caption, image_id = found
-        try:
-            text = caption.text("caption").strip()
-        except InputError as err:
-            broken.setdefault(image_id, err)
-            continue
-        if text:
-            texts.setdefault(image_id, []).append(text)
-    return texts
+def _object_reader(categories: _Table):
+    def read(ann: Fields) -> SceneObject:
+        x, y, w, h = ann.numbers("bbox", 4)
+        return SceneObject(
+            id=ann.whole("id", INT64),
+            name=categories.lookup(ann, "category_id"),
+            bbox=[x, y, x + w, y + h],
+            crowd=ann.flag("iscrowd"),
+        )
+
+    return read
+
+
+def _caption_text(caption: Fields) -> str:
+    return caption.text("caption").strip()
