@@ -31,13 +31,14 @@ MCQS_PER_IMAGE = 8.2  # measured yield of these scenes (≈7 objects of 4-7 cate
 
 def write_annotations(path: str, num_images: int, seed: int = 0) -> None:
     rng = random.Random(seed)
-    image = os.path.join(os.path.dirname(path), "shared.jpg")
     from PIL import Image
 
-    Image.new("RGB", (640, 480), (120, 140, 160)).save(image)
+    heights = (427, 480, 512)
+    for height in heights:  # one image per size: `--images path` checks each file's size against the annotations
+        Image.new("RGB", (640, height), (120, 140, 160)).save(os.path.join(os.path.dirname(path), f"640x{height}.jpg"))
     with open(path, "w") as f:
         for i in range(num_images):
-            width, height = 640, rng.choice((427, 480, 512))
+            width, height = 640, rng.choice(heights)
             names = rng.sample(CATEGORIES, rng.randint(4, 7))
             objects = []
             for j in range(max(1, round(rng.gauss(7, 2)))):
@@ -55,7 +56,7 @@ def write_annotations(path: str, num_images: int, seed: int = 0) -> None:
                 json.dumps(
                     {
                         "image_id": f"img-{i:07d}",
-                        "image": "shared.jpg",
+                        "image": f"640x{height}.jpg",
                         "width": width,
                         "height": height,
                         "caption": caption,

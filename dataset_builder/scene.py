@@ -23,6 +23,16 @@ BOX_TOLERANCE_PX = 2.0
 INT64 = (-(2**63), 2**63 - 1)
 IMAGE_SIDE = (1, 2**31 - 1)
 REQUIRED = object()  # the default of a field that must be present
+_ABSENT = object()
+
+
+FLOAT_MAX = sys.float_info.max
+
+
+def _finite(value: Any) -> bool:
+    """A finite JSON number: ``true`` is none, nor are ``NaN``, ``Infinity`` or ``1e400`` (read as infinity)."""
+    kind = type(value)
+    return (kind is float and math.isfinite(value)) or (kind is int and -FLOAT_MAX <= value <= FLOAT_MAX)
 
 
 def shown(value: Any) -> str:
@@ -35,14 +45,15 @@ class Fields:
     """One JSON object of the user's input, read field by field, each in its one accepted type and range.
 
     Nothing is coerced: no ``str(None)``, no ``int("3")``, no ``float("1e400")``; booleans are not numbers, numbers
-    must be finite, text must be valid Unicode (no lone surrogates). So a value either reaches the dataset as
-    written or its record is refused with ``InputError("FILE [record R]: problem")``, ``name`` saying where inside
-    the record (``object 2``). A field that is optional may be absent or ``null``; unknown fields are ignored.
+    must be finite, text must be valid Unicode (no lone surrogates); types are JSON's own, compared exactly. So a
+    value either reaches the dataset as written or its record is refused with ``InputError("FILE [record R]: ...")``,
+    ``name`` saying where inside the record (``object 2``). A field that is optional may be absent or ``null``;
+    unknown fields are ignored.
     """
 
     def __init__(self, data: Any, source: str, record: str | None, name: str = ""):
         self.source, self.record, self.name = source, record, name
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             raise InputError(source, record, f"{name or 'the record'} must be a JSON object, not {shown(data)}")
         self.data = data
 
@@ -51,30 +62,25 @@ class Fields:
 
     def _value(self, key: str, default: Any) -> tuple[bool, Any]:
         """``(True, value)``, or ``(False, default)`` for an optional field that is absent or null."""
-        if key not in self.data or (self.data[key] is None and default is not REQUIRED):
+        value = self.data.get(key, _ABSENT)
+        if value is _ABSENT or (value is None and default is not REQUIRED):
             if default is REQUIRED:
                 raise self.error(f"missing required field {key!r}")
             return False, default
-        return True, self.data[key]
+        return True, value
 
     def _refuse(self, key: str, expected: str, value: Any) -> InputError:
         return self.error(f"{key!r} must be {expected}, not {shown(value)}")
 
     def _checked_text(self, key: str, value: Any) -> str:
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise self._refuse(key, "text", value)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise self.error(f"{key!r} is not valid Unicode (a lone surrogate at character {err.start})") from None
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise self.error(f"{key!r} is not valid Unicode (a lone surrogate at character {err.start})") from None
         return value
-
-    @staticmethod
-    def _is_number(value: Any, low: float, high: float) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        finite = math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
-        return finite and low <= value <= high
 
     def text(self, key: str, default: Any = REQUIRED) -> str:
         present, value = self._value(key, default)
@@ -83,42 +89,40 @@ class Fields:
     def texts(self, key: str) -> list[str]:
         """An optional list of text (absent: empty)."""
         _, value = self._value(key, [])
-        if not isinstance(value, list):
+        if type(value) is not list:
             raise self._refuse(key, "a list of text", value)
         return [self._checked_text(key, item) for item in value]
 
     def whole(self, key: str, limits: tuple[int, int], default: Any = REQUIRED) -> int:
         present, value = self._value(key, default)
-        if present and not (isinstance(value, int) and self._is_number(value, *limits)):  # 3.0 is not whole
+        if present and not (type(value) is int and limits[0] <= value <= limits[1]):  # 3.0 and true are not whole
             raise self._refuse(key, f"a whole number from {limits[0]} to {limits[1]}", value)
         return value
 
     def number(self, key: str, limits: tuple[float, float], default: Any = REQUIRED) -> int | float:
         present, value = self._value(key, default)
-        if present and not self._is_number(value, *limits):
+        if present and not (_finite(value) and limits[0] <= value <= limits[1]):
             raise self._refuse(key, f"a number from {limits[0]} to {limits[1]}", value)
         return value
 
     def numbers(self, key: str, count: int) -> list[int | float]:
         """Exactly ``count`` finite numbers, e.g. a box."""
         _, value = self._value(key, REQUIRED)
-        if not (isinstance(value, list) and len(value) == count):
-            raise self._refuse(key, f"{count} finite numbers", value)
-        if not all(self._is_number(v, -math.inf, math.inf) for v in value):
+        if not (type(value) is list and len(value) == count and all(map(_finite, value))):
             raise self._refuse(key, f"{count} finite numbers", value)
         return value
 
     def flag(self, key: str) -> bool:
         """An optional yes/no: ``true``/``false`` or ``1``/``0`` (absent or null: no)."""
         _, value = self._value(key, False)
-        if not (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+        if not (type(value) is bool or (type(value) is int and value in (0, 1))):
             raise self._refuse(key, "true, false, 1 or 0", value)
         return bool(value)
 
     def items(self, key: str, default: Any = REQUIRED) -> list:
         """A JSON list, its items left for the caller to read one by one."""
         _, value = self._value(key, default)
-        if not isinstance(value, list):
+        if type(value) is not list:
             raise self._refuse(key, "a list", value)
         return value
 
