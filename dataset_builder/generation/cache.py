@@ -1,0 +1,153 @@
+"""The generation cache: model outputs on disk, addressed by the content of the request that produced them.
+
+One SQLite file in WAL mode, so any number of processes read while one writes, and a writer waits for another
+instead of failing. Outputs are stored, never re-derived: GPU inference is not bit-reproducible, and a published
+cache must rebuild the published dataset exactly. Each ``put_many`` is one transaction, so a process killed with
+``kill -9`` loses only what it had not yet handed over.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from datasets import Dataset, Features, List, Value
+from datasets.utils import logging
+
+from .request import Response
+
+logger = logging.get_logger(__name__)
+
+# SQLite binds at most 32766 parameters per statement; a few hundred per IN list reads fastest here.
+_READ_CHUNK = 500
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS generations (
+    key BLOB PRIMARY KEY,
+    model TEXT NOT NULL,
+    template TEXT NOT NULL,
+    response TEXT NOT NULL
+) WITHOUT ROWID
+"""
+EXPORT_FEATURES = Features(
+    {
+        "key": Value("string"),
+        "model": Value("string"),
+        "template": Value("string"),
+        "texts": List(Value("string")),
+        "finish_reasons": List(Value("string")),
+        "prompt_tokens": Value("int64"),
+        "output_tokens": Value("int64"),
+    }
+)
+
+
+def default_cache_path() -> Path:
+    """``$LGT_CACHE_DIR/generations.sqlite``, else under ``~/.cache/lgt``: one cache shared by every build."""
+    root = os.environ.get("LGT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lgt")
+    return Path(root) / "generations.sqlite"
+
+
+class GenerationCache:
+    """Persistent map from request key (32-byte sha256) to ``Response``, safe for several processes at once."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are opened explicitly, one per batch written.
+        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a killed process; only a power cut can lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> GenerationCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, Response]:
+        """The cached responses among ``keys``, read a few hundred per statement."""
+        keys = list(keys)
+        found: dict[bytes, Response] = {}
+        for start in range(0, len(keys), _READ_CHUNK):
+            chunk = keys[start : start + _READ_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key, response FROM generations WHERE key IN ({marks})", chunk)
+            found.update((key, Response.from_json(value)) for key, value in rows)
+        return found
+
+    def put_many(self, items: Iterable[tuple[bytes, str, str, Response]]) -> None:
+        """Store ``(key, model, template, response)`` rows in one transaction; a key already present is kept."""
+        rows = [(key, model, template, response.to_json()) for key, model, template, response in items]
+        if not rows:
+            return
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking on upgrade.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def to_dataset(self) -> Dataset:
+        """Every cached generation as a ``datasets.Dataset``, so a published dataset can ship its generations."""
+        # A fresh fingerprint: the export must show the cache as it is now, never an earlier export of it.
+        return Dataset.from_generator(
+            _export_rows, features=EXPORT_FEATURES, gen_kwargs={"path": str(self.path)}, fingerprint=uuid.uuid4().hex
+        )
+
+    def import_dataset(self, dataset: Dataset, batch_size: int = 10_000) -> int:
+        """Add the rows of a dataset written by ``to_dataset``; returns how many rows it held."""
+        missing = set(EXPORT_FEATURES) - set(dataset.column_names)
+        if missing:
+            raise ValueError(f"not a generation cache export: columns {sorted(missing)} are missing")
+        for batch in dataset.iter(batch_size=batch_size):
+            self.put_many(
+                (
+                    bytes.fromhex(key),
+                    model,
+                    template,
+                    Response(tuple(texts), tuple(reasons), prompt_tokens, output_tokens),
+                )
+                for key, model, template, texts, reasons, prompt_tokens, output_tokens in zip(
+                    batch["key"],
+                    batch["model"],
+                    batch["template"],
+                    batch["texts"],
+                    batch["finish_reasons"],
+                    batch["prompt_tokens"],
+                    batch["output_tokens"],
+                    strict=True,
+                )
+            )
+        logger.info(f"imported {len(dataset)} generations into {self.path}")
+        return len(dataset)
+
+
+def _export_rows(path: str) -> Iterator[dict]:
+    db = sqlite3.connect(path)
+    try:
+        for key, model, template, value in db.execute("SELECT key, model, template, response FROM generations"):
+            response = Response.from_json(value)
+            yield {
+                "key": key.hex(),
+                "model": model,
+                "template": template,
+                "texts": list(response.texts),
+                "finish_reasons": list(response.finish_reasons),
+                "prompt_tokens": response.prompt_tokens,
+                "output_tokens": response.output_tokens,
+            }
+    finally:
+        db.close()
