@@ -85,8 +85,10 @@ def test_text_and_image_requests_run_on_the_tiny_vlm(models, tmp_path):
     for request, response in zip(requests, responses, strict=True):
         assert set(response.finish_reasons) <= {"stop", "length"}
         assert 0 < response.output_tokens <= request.sampling.n * request.sampling.max_tokens
-    # The image costs prompt tokens: the same text with an image is a longer prompt.
+    # The image costs prompt tokens: the same text with an image is a longer prompt, and fewer under a lower cap.
     assert responses[0].prompt_tokens > responses[2].prompt_tokens
+    capped = _engine(models, "tiny-qwen2.5-vl", tmp_path, max_pixels=28 * 28).generate(requests[:1])[0]
+    assert capped.prompt_tokens < responses[0].prompt_tokens
     assert engine.stats.misses == 4 and engine.stats.hits == 0
     assert engine.stats.output_tokens == sum(r.output_tokens for r in responses)
 

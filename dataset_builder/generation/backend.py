@@ -110,6 +110,18 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[Request]) -> Iterator[list[tuple[int, Response]]]: ...
 
 
+def processor_size(max_pixels: int) -> dict:
+    """The image processor's ``size`` for a pixel cap, as Qwen2-VL-family processors (the paper's teachers) read it."""
+    return {"shortest_edge": min(56 * 56, max_pixels), "longest_edge": max_pixels}
+
+
+def load_processor(model: str, max_pixels: int | None = None):
+    """The model's processor (a tokenizer for a text model), its images capped at ``max_pixels``."""
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(model, **({"size": processor_size(max_pixels)} if max_pixels else {}))
+
+
 def input_settings(options: dict) -> dict:
     """The backend options that change what the model sees, and so belong in the cache key."""
     return {"max_pixels": options["max_pixels"]} if options.get("max_pixels") else {}

@@ -8,6 +8,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .backend import load_processor
 from .engine import Engine
 from .request import Request, chat_messages
 
@@ -25,12 +26,6 @@ class Bill:
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-def _load_tokenizer(model: str):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(model)
 
 
 def _image_tokens(tokenizer, request: Request) -> int:
@@ -58,7 +53,7 @@ def dry_run_bill(requests: Sequence[Request], engine: Engine, tokenizer=None) ->
     pending = [request for key, request in unique.items() if key not in cached]
     prompt_tokens = 0
     if pending:
-        tokenizer = tokenizer or _load_tokenizer(engine.spec.model)
+        tokenizer = tokenizer or load_processor(engine.spec.model, engine.options.get("max_pixels"))
         text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         prompts = [
             tokenizer.apply_chat_template(

@@ -13,6 +13,7 @@ from itertools import groupby
 
 from datasets.utils import logging
 
+from .backend import load_processor
 from .request import Request, Response, chat_messages
 
 logger = logging.get_logger(__name__)
@@ -53,7 +54,6 @@ class TransformersBackend:
             AutoConfig,
             AutoModelForCausalLM,
             AutoModelForImageTextToText,
-            AutoProcessor,
             AutoTokenizer,
         )
 
@@ -63,10 +63,7 @@ class TransformersBackend:
         config = AutoConfig.from_pretrained(path)
         self.multimodal = getattr(config, "vision_config", None) is not None
         if self.multimodal:
-            pixels = (
-                {"size": {"shortest_edge": min(56 * 56, max_pixels), "longest_edge": max_pixels}} if max_pixels else {}
-            )
-            self.processor = AutoProcessor.from_pretrained(path, **pixels)
+            self.processor = load_processor(path, max_pixels)
             self.tokenizer = self.processor.tokenizer
             self.model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
         else:

@@ -8,27 +8,33 @@ cache the moment it finishes instead of when the last one does. Images go in as 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Sequence
 
 from datasets.utils import logging
 
+from .backend import processor_size
 from .request import ImagePart, Request, Response, chat_messages
 
 logger = logging.get_logger(__name__)
 
-# One engine per process and model: loading one takes minutes and holds the GPU's memory.
-_ENGINES: dict[tuple, object] = {}
+# One engine at a time per process: it holds the GPU's memory. A build that asks a second model (a verifier after
+# the teacher) shuts the first down, and a later call to it loads it again.
+_LOADED: dict[tuple, object] = {}
 
 
 def _engine(model: str, engine_args: dict):
     from vllm import LLM
 
     key = (model, repr(sorted(engine_args.items())))
-    if key not in _ENGINES:
-        if _ENGINES:
-            raise RuntimeError(f"a vLLM engine is already loaded in this process; cannot also load {model}")
-        _ENGINES[key] = LLM(model=model, **engine_args)
-    return _ENGINES[key]
+    if key not in _LOADED:
+        for previous in _LOADED.values():
+            logger.info("shutting down the loaded vLLM engine to load %s", model)
+            previous.llm_engine.engine_core.shutdown()
+        _LOADED.clear()
+        gc.collect()
+        _LOADED[key] = LLM(model=model, **engine_args)
+    return _LOADED[key]
 
 
 def _sampling_params(request: Request):
@@ -58,31 +64,29 @@ class VLLMBackend:
     supports_schema = True
     supports_banned_words = True
 
-    def __init__(self, model: str, *, max_pixels: int | None = None, max_images: int = 1, **engine_args):
+    def __init__(self, model: str, *, max_pixels: int | None = None, **engine_args):
         if max_pixels:
-            engine_args.setdefault(
-                "mm_processor_kwargs",
-                {"size": {"shortest_edge": min(56 * 56, max_pixels), "longest_edge": max_pixels}},
-            )
-        engine_args.setdefault("limit_mm_per_prompt", {"image": max_images})
-        self.llm = _engine(model, engine_args)
+            engine_args.setdefault("mm_processor_kwargs", {"size": processor_size(max_pixels)})
+        self.model, self.engine_args = model, engine_args
+        _engine(model, engine_args)
 
     def generate(self, requests: Sequence[Request]) -> Iterator[list[tuple[int, Response]]]:
+        llm = _engine(self.model, self.engine_args)
         index_of: dict[str, int] = {}
         # enqueue_chat takes one prefill setting per call: queue the plain requests, then those that continue one.
         for prefilled in (False, True):
             chosen = [i for i, request in enumerate(requests) if bool(request.prefill) == prefilled]
             if not chosen:
                 continue
-            ids = self.llm.enqueue_chat(
+            ids = llm.enqueue_chat(
                 [chat_messages(requests[i], image=_pil_part) for i in chosen],
                 [_sampling_params(requests[i]) for i in chosen],
                 use_tqdm=False,
                 add_generation_prompt=not prefilled,
                 continue_final_message=prefilled,
             )
-            index_of.update(zip(ids, chosen, strict=True))
-        engine = self.llm.llm_engine
+            index_of.update(zip(map(_external_id, ids), chosen, strict=True))
+        engine = llm.llm_engine
         try:
             while engine.has_unfinished_requests():
                 finished = [output for output in engine.step() if output.finished]
@@ -91,6 +95,12 @@ class VLLMBackend:
         finally:
             if index_of:  # stopped early (an error, an interrupt): leave no request behind in the engine
                 engine.abort_request(list(index_of))
+
+
+def _external_id(request_id: str) -> str:
+    """``enqueue_chat`` returns vLLM's internal ids, ``ID-xxxxxxxx``; outputs and ``abort_request`` use ``ID``."""
+    head, sep, tail = request_id.rpartition("-")
+    return head if sep and len(tail) == 8 else request_id
 
 
 def _response(output) -> Response:
