@@ -28,6 +28,7 @@ from lgt.generation import (  # noqa: E402
     Sampling,
     dry_run_bill,
 )
+from lgt.generation.bill import format_bills  # noqa: E402
 from PIL import Image  # noqa: E402
 from tiny_models import tiny_models  # noqa: E402
 
@@ -143,6 +144,9 @@ def test_bill_counts_prompt_tokens_with_the_model_tokenizer(models, tmp_path):
     assert before.prompt_tokens == sum(r.prompt_tokens for r in responses), "the bill must count as the model does"
     after = dry_run_bill(requests, engine)
     assert (after.cached, after.to_generate, after.prompt_tokens) == (2, 0, 0)
+    table = format_bills({"mcq_stage1": before, "verify": after}).splitlines()
+    assert table[0].split()[:3] == ["stage", "requests", "cached"]
+    assert table[1].split() == ["mcq_stage1", "3", "0", "2", f"{before.prompt_tokens:,}", "24"]
 
 
 _RUN = textwrap.dedent(

@@ -41,7 +41,10 @@ SKILLS = (
 TEMPLATE = "llm"
 MAX_QUESTION_CHARS = 300
 MAX_OPTION_CHARS = 120
-_NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```$", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FIELDS = {"question": str, "options": list, "answer": str, "skill": str, "objects": list}
@@ -123,8 +126,7 @@ def _load_json(text: str):
 
 def _normalise(option: str) -> str:
     """Options that mean the same compare equal: case, spacing, trailing full stop, and number words vs digits."""
-    words = option.casefold().strip().rstrip(".").split()
-    return " ".join(str(_NUMBER_WORDS.index(w)) if w in _NUMBER_WORDS else w for w in words)
+    return " ".join([_NUMBER_WORDS.get(word, word) for word in option.casefold().rstrip(".").split()])
 
 
 def _mentions(text: str, phrase: str) -> bool:
