@@ -2,6 +2,7 @@
 
     python benchmarks/generation_cache.py                  # 100K MCQs (25K scenes x 4 questions)
     python benchmarks/generation_cache.py --mcqs 20000
+    python benchmarks/generation_cache.py --questions-per-scene 1   # 100K generations of one question each
 
 It makes synthetic COCO-like scenes, stores one realistic teacher answer per scene (4 questions, ~1.3 KB of JSON)
 under the key the engine computes for that scene's request, then times, in a fresh process state:
@@ -23,32 +24,39 @@ import time
 from lgt.generation import Engine, Response
 from lgt.scene import Scene, SceneObject
 from lgt.synthesis.llm_mcq import MCQWriter, write_mcqs
+from stage1_scale import write_annotations
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CATEGORIES = [f"category {i}" for i in range(80)]
-QUESTIONS_PER_SCENE = 4
 
 
-def make_scene(i: int, rng: random.Random) -> Scene:
-    width, height = 640, rng.choice((427, 480, 512))
-    names = rng.sample(CATEGORIES, rng.randint(4, 7))
-    objects = []
-    for j in range(max(2, round(rng.gauss(7, 2)))):
-        w, h = rng.uniform(20, width / 2), rng.uniform(20, height / 2)
-        x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
-        objects.append(SceneObject(j, rng.choice(names), [round(x, 2), round(y, 2), round(x + w, 2), round(y + h, 2)]))
-    caption = " ".join(f"Caption {k} of image {i}, which shows {rng.choice(names)}." for k in range(5))
-    return Scene(f"img-{i:07d}", "shared.jpg", width, height, caption, objects, "bench")
+def make_scenes(count: int, work: str) -> list[Scene]:
+    """The synthetic COCO-scale scenes of ``stage1_scale.py``, read back as ``Scene`` records."""
+    path = os.path.join(work, "annotations.jsonl")
+    write_annotations(path, count)
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    return [
+        Scene(
+            r["image_id"],
+            r["image"],
+            r["width"],
+            r["height"],
+            r["caption"],
+            [SceneObject(o["id"], o["name"], o["bbox"]) for o in r["objects"]],
+            "bench",
+        )
+        for r in records
+    ]
 
 
-def teacher_answer(scene: Scene, rng: random.Random) -> str:
-    """Four well-formed questions of different skills, as a good teacher writes them."""
-    first, second = scene.objects[0], scene.objects[1]
-    count = sum(o.name == first.name for o in scene.objects)
+def teacher_answer(scene: Scene, rng: random.Random, count: int) -> str:
+    """Up to four well-formed questions of different skills, as a good teacher writes them."""
+    first, second = scene.objects[0], scene.objects[-1]
+    instances = sum(o.name == first.name for o in scene.objects)
     questions = [
         {
             "question": f"How many {first.name} objects can be seen in the picture?",
-            "options": [str(count), str(count + 1), str(count + 2), str(count + 3)],
+            "options": [str(instances + k) for k in range(4)],
             "answer": "A",
             "skill": "counting",
             "objects": [o.id for o in scene.objects if o.name == first.name],
@@ -75,12 +83,13 @@ def teacher_answer(scene: Scene, rng: random.Random) -> str:
             "objects": [first.id, second.id],
         },
     ]
-    return json.dumps({"questions": questions}, indent=2)
+    return json.dumps({"questions": questions[:count]}, indent=2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mcqs", type=int, default=100_000)
+    parser.add_argument("--questions-per-scene", type=int, default=4, choices=(1, 2, 3, 4))
     parser.add_argument("--work", default=os.path.join(HERE, "_work", "generation_cache"))
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
@@ -88,14 +97,14 @@ def main() -> None:
     cache_path = os.path.join(args.work, "generations.sqlite")
 
     rng = random.Random(0)
-    scenes = [make_scene(i, rng) for i in range(args.mcqs // QUESTIONS_PER_SCENE)]
-    writer = MCQWriter(questions_per_scene=QUESTIONS_PER_SCENE)
+    scenes = make_scenes(args.mcqs // args.questions_per_scene, args.work)
+    writer = MCQWriter(questions_per_scene=args.questions_per_scene)
     engine = Engine("openai:bench-teacher", cache=cache_path, cache_only=True, progress=False)
     start = time.perf_counter()
     rows = []
     for scene in scenes:
         request = writer.request(scene)
-        response = Response((teacher_answer(scene, rng),), ("stop",), 700, 400)
+        response = Response((teacher_answer(scene, rng, args.questions_per_scene),), ("stop",), 700, 400)
         rows.append((engine.key(request), engine.spec.name, request.template, response))
     for first in range(0, len(rows), 5000):
         engine.cache.put_many(rows[first : first + 5000])
@@ -111,7 +120,7 @@ def main() -> None:
     assert len(found) == len(keys)
 
     start = time.perf_counter()
-    result = write_mcqs(scenes, reader, writer)
+    result = write_mcqs(scenes, reader, writer, max_attempts=1)  # one stored answer per scene
     stage_seconds = time.perf_counter() - start
     items = sum(map(len, result.drafts.values()))
     assert reader.stats.misses == 0 and reader._backend is None

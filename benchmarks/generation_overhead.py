@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
 import time
@@ -25,18 +24,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from generation_cache import make_scene  # noqa: E402
+from generation_cache import make_scenes  # noqa: E402
 from lgt.generation import Engine, Request, Sampling  # noqa: E402
 from lgt.generation.request import chat_messages  # noqa: E402
 from lgt.synthesis.llm_mcq import MCQWriter  # noqa: E402
 
 
 def requests_for(count: int, max_tokens: int) -> list[Request]:
-    rng = random.Random(0)
     writer = MCQWriter(questions_per_scene=4)
     return [
         Request(request.messages, Sampling(temperature=0, max_tokens=max_tokens), template=request.template)
-        for request in (writer.request(make_scene(i, rng)) for i in range(count))
+        for request in (writer.request(scene) for scene in make_scenes(count, tempfile.mkdtemp(prefix="lgt-bench-")))
     ]
 
 

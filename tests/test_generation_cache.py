@@ -123,3 +123,13 @@ def test_two_processes_writing_at_once_corrupt_nothing(tmp_path):
     found = cache.get_many(keys)
     assert len(found) == len(cache) == 5000
     assert all(found[key].texts == (f"answer {i}" * 20,) and found[key].prompt_tokens == i for key, i in keys.items())
+
+
+def test_a_cache_in_another_format_is_refused(tmp_path):
+    GenerationCache(tmp_path / "c.sqlite").close()
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match=r"c\.sqlite is a generation cache in format 99; this lgt reads format 1"):
+        GenerationCache(tmp_path / "c.sqlite")

@@ -281,3 +281,14 @@ def test_parser_fuzz_never_crashes_and_counts_every_reject():
         if reason is not None:
             assert rejects[reason] >= 1, f"{category}: expected {reason}, got {dict(rejects)} for {text[:200]!r}"
     assert sum(cases.values()) == 10_000 and min(cases.values()) >= 700
+
+
+def test_prompt_placeholders_braces_and_missing_values():
+    from lgt.prompts import Prompt
+
+    prompt = Prompt("p", 3, 'Reply {"answer": "$letter"} for $$5 about ${thing}s.')
+    assert prompt.render(letter="A", thing="cat") == 'Reply {"answer": "A"} for $5 about cats.'
+    with pytest.raises(ValueError, match=r"prompt p@3 needs a value for \$thing"):
+        prompt.render(letter="A")
+    with pytest.raises(ValueError, match="no prompt named 'nope'"):
+        load_prompt("nope")

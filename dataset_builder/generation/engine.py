@@ -101,6 +101,7 @@ class Engine:
                 missing.setdefault(key, request)
         self.stats.requests += len(requests)
         self.stats.hits += len(requests) - len(missing)
+        logger.info(f"{desc}: {len(requests) - len(missing)} of {len(requests)} requests answered by the cache")
         if missing:
             if self.cache_only:
                 raise CacheMissError(

@@ -128,25 +128,6 @@ class Response:
     prompt_tokens: int
     output_tokens: int
 
-    def to_record(self) -> str:
-        """One string for the cache: a small JSON header line, then the texts back to back.
-
-        The texts, the bulk of it, are sliced out by their lengths instead of parsed: a warm rebuild reads
-        hundreds of thousands of these, and parsing long escaped JSON strings would cost more than the read.
-        """
-        header = [list(self.finish_reasons), self.prompt_tokens, self.output_tokens, [len(t) for t in self.texts]]
-        return json.dumps(header) + "\n" + "".join(self.texts)
-
-    @classmethod
-    def from_record(cls, record: str) -> Response:
-        header, _, body = record.partition("\n")
-        finish_reasons, prompt_tokens, output_tokens, lengths = json.loads(header)
-        texts, start = [], 0
-        for length in lengths:
-            texts.append(body[start : start + length])
-            start += length
-        return cls(tuple(texts), tuple(finish_reasons), prompt_tokens, output_tokens)
-
 
 def _part_key(part: Part) -> str | dict:
     return part if isinstance(part, str) else {"image": part.sha256}

@@ -1,4 +1,4 @@
-"""Prompt templates as versioned files: ``NAME.vN.txt`` beside this module, filled with ``string.Template``.
+"""Prompt templates as versioned files: ``NAME.vN.txt`` beside this module, with ``$placeholders``.
 
 A prompt's id, ``NAME@N``, goes into every request's cache key and every row's ``generator``: editing a prompt
 means adding the next version, so a build never mixes two wordings under one name.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from string import Template
 
@@ -24,9 +25,34 @@ class Prompt:
     def id(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @cached_property
+    def _format(self) -> str:
+        """The text as a ``str.format`` pattern: a stage renders one prompt per image, and format is 10x faster."""
+        parts, end = [], 0
+        for match in Template.pattern.finditer(self.text):
+            parts += [_literal(self.text[end : match.start()]), _as_format_field(match)]
+            end = match.end()
+        return "".join(parts) + _literal(self.text[end:])
+
     def render(self, **values) -> str:
         """The prompt with its ``$placeholders`` filled; a placeholder left unfilled is an error."""
-        return Template(self.text).substitute(values)
+        try:
+            return self._format.format(**values)
+        except KeyError as missing:
+            raise ValueError(f"prompt {self.id} needs a value for ${missing.args[0]}") from None
+
+
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _as_format_field(match: re.Match) -> str:
+    if match["escaped"] is not None:
+        return "$"
+    name = match["named"] or match["braced"]
+    if name is None:
+        raise ValueError(f"invalid placeholder in a prompt: {match.group(0)!r}")
+    return "{" + name + "}"
 
 
 def load_prompt(name: str, version: int | None = None) -> Prompt:
