@@ -30,12 +30,12 @@ from lgt.generation import (  # noqa: E402
 )
 from lgt.generation.bill import format_bills  # noqa: E402
 from PIL import Image  # noqa: E402
-from tiny_models import tiny_models  # noqa: E402
+from tiny_models import build_all  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def models() -> Path:
-    return tiny_models()
+def models(tmp_path_factory) -> Path:
+    return build_all(tmp_path_factory.mktemp("tiny-models"))
 
 
 def _png(colour, size=(120, 90)) -> ImagePart:

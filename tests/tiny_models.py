@@ -9,10 +9,8 @@ here and carries the Qwen2.5-VL chat template, so prompts render exactly as with
 
 from __future__ import annotations
 
-import functools
 import random
 import sys
-import tempfile
 from pathlib import Path
 
 # The Qwen2.5-VL chat template (as the released model ships it), also used for the text model.
@@ -168,12 +166,6 @@ def build_all(root: Path) -> Path:
     build_tiny_vlm(root / "tiny-qwen2.5-vl")
     build_tiny_llm(root / "tiny-qwen2")
     return root
-
-
-@functools.cache
-def tiny_models() -> Path:
-    """Both models, built once per test process into a temporary folder."""
-    return build_all(Path(tempfile.mkdtemp(prefix="lgt-tiny-models-")))
 
 
 if __name__ == "__main__":
