@@ -18,7 +18,7 @@ import datasets
 import pyarrow as pa
 from datasets.arrow_writer import ParquetWriter, get_writer_batch_size_from_data_size
 
-from . import __version__
+from . import __version__, audit
 from .builder import FEATURES, LGTBuilder
 from .card import write_card
 
@@ -75,8 +75,12 @@ def build(
     seed: int = 0,
     images: str = "embed",
     on_error: str = "raise",
+    strict: bool = False,
 ) -> dict:
-    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments)."""
+    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
+
+    ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
+    """
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise ValueError(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
@@ -127,6 +131,9 @@ def build(
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
+        if rows.get("mcq_stage1"):
+            info[audit.BUILD_INFO_KEY] = audit.audit_build(folder)
+            audit.enforce(info[audit.BUILD_INFO_KEY], strict)
         with open(os.path.join(folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         write_card(folder, info)

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
+from . import audit
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS
 
 # The card's `license:` id per source; per-image licences stay in the rows.
@@ -225,6 +226,8 @@ def write_card(folder: str, build_info: dict) -> str:
             + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items()))
             + "."
         )
+    if audit.BUILD_INFO_KEY in build_info:
+        sections.append(audit.card_section(build_info[audit.BUILD_INFO_KEY]))
     rejects = build_info.get("rejects", 0)
     sections.append(
         "## Source and licence\n\n"

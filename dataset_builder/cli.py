@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from .audit import MARGIN
 from .builder import LGTConfig
 from .errors import InputError
 from .sources import SOURCE_HELP
@@ -34,6 +35,7 @@ def _build(args) -> int:
         seed=args.seed,
         images=args.images,
         on_error=args.on_error,
+        strict=args.strict,
     )
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
@@ -82,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
         choices=("raise", "skip"),
         default="raise",
         help="stop at the first bad record (default) or skip, count and report bad records",
+    )
+    build.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
     )
     build.set_defaults(run=_build)
 

@@ -44,6 +44,16 @@ def coco_build(tmp_path_factory):
     return output, info
 
 
+@pytest.fixture(scope="session")
+def builtin_build(tmp_path_factory):
+    """One build of 300 built-in scenes (a shard per split), shared by the tests that only read it."""
+    from lgt.build import build
+
+    output = tmp_path_factory.mktemp("builtin300") / "lgt"
+    info = build(source="scenes", num_images=300, output=str(output))
+    return output, info
+
+
 def write_image(path: Path, size=(320, 240), mode="RGB", fmt=None, colour=(200, 60, 60)) -> Path:
     from PIL import Image
 
