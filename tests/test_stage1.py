@@ -196,11 +196,16 @@ def test_relations_name_objects_one_phrase_fits():
     assert "red dog" in draft.question and "blue dog" in draft.question
 
 
-def test_size_bins_and_margin():
-    big, small = SceneObject(0, "a", [0, 0, 300, 300]), SceneObject(1, "b", [0, 0, 100, 100])
-    assert stage1.size_bin(big, small) == 3 and stage1.size_bin(small, big) == 0
-    assert stage1.size_bin(SceneObject(0, "a", [0, 0, 100, 141]), small) == 2  # ratio 1.41: clearly in (1, 2)
-    assert stage1.size_bin(SceneObject(0, "a", [0, 0, 100, 105]), small) is None  # ratio 1.05: too close to 1
+def test_size_bins_margin_and_frame():
+    big, small = SceneObject(0, "a", [10, 10, 410, 410]), SceneObject(1, "b", [10, 10, 110, 110])
+    assert stage1.size_bin(big, small) == 3 and stage1.size_bin(small, big) == 0  # 16 times the area
+    assert stage1.size_bin(SceneObject(0, "a", [10, 10, 110, 180]), small) == 2  # 1.7 times: clearly in (1, 3)
+    assert stage1.size_bin(SceneObject(0, "a", [10, 10, 110, 130]), small) is None  # 1.2 times: too close to 1
+    assert stage1.size_bin(SceneObject(0, "a", [10, 10, 110, 350]), small) is None  # 3.4 times: too close to 3
+    cut = scene(obj("cat", (0, 100, 300, 400)), obj("dog", (500, 100, 600, 200)))  # the cat reaches the left edge
+    assert not by_template(drafts(cut), "size")
+    whole = scene(obj("cat", (5, 100, 300, 400)), obj("dog", (500, 100, 600, 200)))
+    assert by_template(drafts(whole), "size")
 
 
 def test_location_needs_the_box_inside_one_quadrant():
