@@ -23,12 +23,14 @@ A skill with at least ``MIN_JUDGED_ITEMS`` scored questions whose best reader be
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.utils import logging
 
@@ -41,7 +43,8 @@ CHANCE = 1 / len(LETTERS)
 # project set for "the image is needed".
 MARGIN = 0.10
 # Below this many scored questions a skill is reported but not judged: at 100 questions the standard error of an
-# accuracy near 25% is 4.3 points, so a reader 10 points above chance by luck alone happens about 1% of the time.
+# accuracy near 25% is 4.3 points, so one reader lands 10 points above chance by luck about 1% of the time (the
+# best of the five a few percent); fewer questions would flag fair data.
 MIN_JUDGED_ITEMS = 100
 # The audit reads at most this many questions per skill (an even spread over the rows): 5,000 put the standard
 # error under 0.7 points and keep the audit of a paper-scale build to seconds.
@@ -65,14 +68,16 @@ class ShortcutError(ValueError):
 
 @dataclass
 class _Items:
-    """One skill's questions as the readers see them: no image, no grounding."""
+    """One skill's questions as the readers see them (no image, no grounding), with what they read worked out once."""
 
-    questions: list[list[str]]  # words
-    options: list[list[list[str]]]  # per question, per option: the option's own words (not in the question)
-    texts: list[list[str]]  # per question, the option strings
+    options: list[list[str]]  # per question, per option: the option's own words (not in the question), joined
     templates: list[str]
     answers: np.ndarray  # index of the correct option
     splits: np.ndarray  # index into the sorted split names
+    lengths: np.ndarray  # (questions, 4) characters per option
+    numbers: np.ndarray  # (questions, 4) the options as numbers, NaN where one is not a number
+    feature_ids: np.ndarray  # the text classifier's features: one entry per (option, feature) ...
+    feature_owners: np.ndarray  # ... and the option it belongs to, question * 4 + option
 
     def __len__(self) -> int:
         return len(self.answers)
@@ -82,26 +87,74 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _number(text: str) -> float | None:
+def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        return None
+        return math.nan
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Each option's rank (0 = smallest) within its question."""
+    return np.argsort(np.argsort(values, axis=1, kind="stable"), axis=1, kind="stable")
+
+
+def _option_features(template, question, own, numbers, length_ranks, number_ranks, content) -> list[list[str]]:
+    """The classifier's view of one question's four options: their words, the question's rare words crossed with
+    them, their letter, length rank and, for numbers, rank and shape of the window around them."""
+    topic = [w for w in question if w in content]
+    numeric = not np.isnan(numbers).any()
+    found = []
+    for j, text in enumerate(own):
+        words = text.split()
+        feats = [f"o:{text}", f"t:{template}|o:{text}", f"pos:{j}", f"len:{length_ranks[j]}"]
+        feats += [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+        feats += [f"q:{w}|o:{text}" for w in topic]
+        if numeric:
+            below = [numbers[j] - v for v in numbers if v < numbers[j]]
+            above = [v - numbers[j] for v in numbers if v > numbers[j]]
+            gaps = f"{min(below, default=-1):g}|{min(above, default=-1):g}"  # the window's shape around it
+            # and its neighbours in display order: a fixed distractor order shows up here
+            order = "|".join(f"{numbers[k] - numbers[j]:g}" for k in (j - 1, j + 1) if 0 <= k < len(numbers))
+            rank = number_ranks[j]
+            feats += [f"rank:{rank}", f"rank:{rank}|min:{min(numbers):g}", f"gaps:{gaps}", f"order:{j}:{order}"]
+        found.append(feats)
+    return found
 
 
 def _items(rows: dict[str, list]) -> _Items:
     questions = [_words(q) for q in rows["question"]]
-    options = []
-    for words, opts in zip(questions, rows["options"], strict=True):
+    own = []
+    for words, options in zip(questions, rows["options"], strict=True):
         asked = set(words)
-        options.append([[w for w in _words(o) if w not in asked] for o in opts])
+        own.append([" ".join(w for w in _words(o) if w not in asked) for o in options])
+    lengths = np.array([[len(o) for o in options] for options in rows["options"]]).reshape(-1, len(LETTERS))
+    numbers = np.array([[_number(o) for o in options] for options in rows["options"]]).reshape(-1, len(LETTERS))
+    # Question words rare in the skill are its topics (object names), not its wording; read without answers.
+    share: dict[str, int] = {}
+    for words in questions:
+        for w in set(words):
+            share[w] = share.get(w, 0) + 1
+    content = {w for w, n in share.items() if n <= CONTENT_WORD_SHARE * len(questions)}
+    length_ranks, number_ranks = _ranks(lengths), _ranks(numbers)
+    index: dict[str, int] = {}
+    ids, owners = [], []
+    for i, (template, words) in enumerate(zip(rows["generator"], questions, strict=True)):
+        option_features = _option_features(
+            template, words, own[i], numbers[i], length_ranks[i], number_ranks[i], content
+        )
+        for j, feats in enumerate(option_features):
+            ids += [index.setdefault(f, len(index)) for f in feats]
+            owners += [i * len(LETTERS) + j] * len(feats)
     return _Items(
-        questions=questions,
-        options=options,
-        texts=rows["options"],
+        options=own,
         templates=rows["generator"],
-        answers=np.array([LETTERS.index(a) for a in rows["answer"]]),
+        answers=np.array([LETTERS.index(a) for a in rows["answer"]], dtype=np.int64),
         splits=np.unique(rows["split"], return_inverse=True)[1],
+        lengths=lengths,
+        numbers=numbers,
+        feature_ids=np.array(ids, dtype=np.int64),
+        feature_owners=np.array(owners, dtype=np.int64),
     )
 
 
@@ -127,24 +180,19 @@ class AnswerPriorReader:
         self.shown: dict[tuple, int] = {}
         self.correct: dict[tuple, int] = {}
         for i in rows:
-            for j, words in enumerate(items.options[i]):
-                key = (items.templates[i], " ".join(words))
+            for j, text in enumerate(items.options[i]):
+                key = (items.templates[i], text)
                 self.shown[key] = self.shown.get(key, 0) + 1
                 self.correct[key] = self.correct.get(key, 0) + (j == items.answers[i])
 
     def predict(self, items: _Items, rows: np.ndarray) -> np.ndarray:
         picks = []
         for i in rows:
-            keys = [(items.templates[i], " ".join(words)) for words in items.options[i]]
+            keys = [(items.templates[i], text) for text in items.options[i]]
             # Laplace-smoothed share of appearances that were correct; unseen options score exactly chance.
             scores = [(self.correct.get(k, 0) + 1) / (self.shown.get(k, 0) + len(LETTERS)) for k in keys]
             picks.append(int(np.argmax(scores)))
         return np.array(picks)
-
-
-def _numeric(items: _Items, i: int) -> list[float] | None:
-    values = [_number(text) for text in items.texts[i]]
-    return None if None in values else values
 
 
 class NumericRankReader:
@@ -154,19 +202,14 @@ class NumericRankReader:
 
     @staticmethod
     def applies(items: _Items) -> bool:
-        return all(_numeric(items, i) is not None for i in range(len(items)))
-
-    @staticmethod
-    def _ranks(items: _Items, rows: np.ndarray) -> np.ndarray:
-        return np.array([np.argsort(np.argsort(_numeric(items, i), kind="stable")) for i in rows])
+        return not np.isnan(items.numbers).any()
 
     def fit(self, items: _Items, rows: np.ndarray) -> None:
-        ranks = self._ranks(items, rows)
-        correct_rank = ranks[np.arange(len(rows)), items.answers[rows]]
+        correct_rank = _ranks(items.numbers[rows])[np.arange(len(rows)), items.answers[rows]]
         self.rank = int(np.bincount(correct_rank, minlength=len(LETTERS)).argmax())
 
     def predict(self, items: _Items, rows: np.ndarray) -> np.ndarray:
-        return np.argmax(self._ranks(items, rows) == self.rank, axis=1)
+        return np.argmax(_ranks(items.numbers[rows]) == self.rank, axis=1)
 
 
 class OptionLengthReader:
@@ -174,18 +217,12 @@ class OptionLengthReader:
 
     name = "option length"
 
-    @staticmethod
-    def _lengths(items: _Items, rows: np.ndarray) -> np.ndarray:
-        return np.array([[len(t) for t in items.texts[i]] for i in rows])
-
     def fit(self, items: _Items, rows: np.ndarray) -> None:
-        lengths, answers = self._lengths(items, rows), items.answers[rows]
-        longest = np.mean(lengths.argmax(axis=1) == answers)
-        shortest = np.mean(lengths.argmin(axis=1) == answers)
-        self.longest = bool(longest >= shortest)
+        lengths, answers = items.lengths[rows], items.answers[rows]
+        self.longest = bool(np.mean(lengths.argmax(axis=1) == answers) >= np.mean(lengths.argmin(axis=1) == answers))
 
     def predict(self, items: _Items, rows: np.ndarray) -> np.ndarray:
-        lengths = self._lengths(items, rows)
+        lengths = items.lengths[rows]
         return lengths.argmax(axis=1) if self.longest else lengths.argmin(axis=1)
 
 
@@ -194,72 +231,37 @@ class TextClassifierReader:
 
     name = "text classifier"
 
-    def __init__(self):
-        self.features: dict[str, int] = {}
-
-    def _option_features(self, items: _Items, i: int, content: set[str]) -> list[list[str]]:
-        template = items.templates[i]
-        topic = [w for w in items.questions[i] if w in content]
-        numbers = _numeric(items, i)
-        number_ranks = np.argsort(np.argsort(numbers, kind="stable")) if numbers else None
-        length_ranks = np.argsort(np.argsort([len(t) for t in items.texts[i]], kind="stable"))
-        smallest = min(numbers) if numbers else None
-        found = []
-        for j, words in enumerate(items.options[i]):
-            own = " ".join(words)
-            feats = [f"o:{own}", f"t:{template}|o:{own}", f"pos:{j}", f"len:{length_ranks[j]}"]
-            feats += [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
-            feats += [f"q:{w}|o:{own}" for w in topic]
-            if numbers:
-                below = [numbers[j] - v for v in numbers if v < numbers[j]]
-                above = [v - numbers[j] for v in numbers if v > numbers[j]]
-                gaps = f"{min(below, default=-1):g}|{min(above, default=-1):g}"  # the window's shape around it
-                # and its neighbours in display order: a fixed distractor order shows up here
-                order = "|".join(f"{numbers[k] - numbers[j]:g}" for k in (j - 1, j + 1) if 0 <= k < len(numbers))
-                feats += [f"rank:{number_ranks[j]}", f"rank:{number_ranks[j]}|min:{smallest:g}", f"gaps:{gaps}"]
-                feats += [f"order:{j}:{order}"]
-            found.append(feats)
-        return found
-
-    def _encode(self, items: _Items, rows: np.ndarray, grow: bool) -> tuple[np.ndarray, np.ndarray]:
-        ids, owners = [], []
-        for n, i in enumerate(rows):
-            for j, feats in enumerate(self._option_features(items, i, self.content)):
-                for f in feats:
-                    index = self.features.setdefault(f, len(self.features)) if grow else self.features.get(f)
-                    if index is not None:
-                        ids.append(index)
-                        owners.append(n * len(LETTERS) + j)
-        return np.array(ids, dtype=np.int64), np.array(owners, dtype=np.int64)
+    @staticmethod
+    def _select(items: _Items, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The feature entries of ``rows``, their owners renumbered to positions in ``rows``."""
+        position = np.full(len(items), -1)
+        position[rows] = np.arange(len(rows))
+        question = position[items.feature_owners // len(LETTERS)]
+        keep = question >= 0
+        return items.feature_ids[keep], question[keep] * len(LETTERS) + items.feature_owners[keep] % len(LETTERS)
 
     @staticmethod
     def _scores(weights, ids, owners, count) -> np.ndarray:
         return np.bincount(owners, weights=weights[ids], minlength=count * len(LETTERS)).reshape(count, -1)
 
     def fit(self, items: _Items, rows: np.ndarray) -> None:
-        share: dict[str, int] = {}
-        for i in rows:
-            for w in set(items.questions[i]):
-                share[w] = share.get(w, 0) + 1
-        self.content = {w for w, n in share.items() if n <= CONTENT_WORD_SHARE * len(rows)}
-        self.features = {}
-        ids, owners = self._encode(items, rows, grow=True)
+        ids, owners = self._select(items, rows)
         target = np.zeros((len(rows), len(LETTERS)))
         target[np.arange(len(rows)), items.answers[rows]] = 1
-        weights = np.zeros(len(self.features))
-        squared = np.full(len(self.features), 1e-8)
-        for _ in range(CLASSIFIER_EPOCHS):  # full-batch AdaGrad on the mean log-loss
+        size = int(items.feature_ids.max(initial=-1)) + 1
+        weights, squared = np.zeros(size), np.full(size, 1e-8)
+        for _ in range(CLASSIFIER_EPOCHS):  # full-batch AdaGrad on the mean log-loss; unseen features stay 0
             scores = self._scores(weights, ids, owners, len(rows))
             probs = np.exp(scores - scores.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             residual = (probs - target).ravel() / len(rows)
-            gradient = np.bincount(ids, weights=residual[owners], minlength=len(weights)) + CLASSIFIER_L2 * weights
+            gradient = np.bincount(ids, weights=residual[owners], minlength=size) + CLASSIFIER_L2 * weights
             squared += gradient**2
             weights -= CLASSIFIER_STEP * gradient / np.sqrt(squared)
         self.weights = weights
 
     def predict(self, items: _Items, rows: np.ndarray) -> np.ndarray:
-        ids, owners = self._encode(items, rows, grow=False)
+        ids, owners = self._select(items, rows)
         return self._scores(self.weights, ids, owners, len(rows)).argmax(axis=1)
 
 
@@ -303,16 +305,20 @@ def audit_skill(rows: dict[str, list]) -> dict:
     }
 
 
+def _by_skill(skills: list[str]) -> dict[str, list[int]]:
+    """Row indices per skill, at most ``MAX_ITEMS_PER_SKILL`` of each, spread evenly over its rows."""
+    found: dict[str, list[int]] = {}
+    for index, skill in enumerate(skills):
+        found.setdefault(skill, []).append(index)
+    return {skill: indices[:: -(-len(indices) // MAX_ITEMS_PER_SKILL)] for skill, indices in sorted(found.items())}
+
+
 def audit_rows(rows: dict[str, list]) -> dict:
     """The audit of MCQ rows, a dict of ``COLUMNS`` + ``split``: per skill, every reader's held-out accuracy."""
-    by_skill: dict[str, list[int]] = {}
-    for index, skill in enumerate(rows["skill"]):
-        by_skill.setdefault(skill, []).append(index)
-    skills = {}
-    for skill, indices in sorted(by_skill.items()):
-        step = max(1, -(-len(indices) // MAX_ITEMS_PER_SKILL))
-        chosen = indices[::step]
-        skills[skill] = audit_skill({column: [rows[column][i] for i in chosen] for column in rows})
+    skills = {
+        skill: audit_skill({column: [rows[column][i] for i in chosen] for column in rows})
+        for skill, chosen in _by_skill(rows["skill"]).items()
+    }
     return {
         "chance": CHANCE,
         "margin": MARGIN,
@@ -323,14 +329,18 @@ def audit_rows(rows: dict[str, list]) -> dict:
 
 
 def read_rows(folder: str, config: str = "mcq_stage1") -> dict[str, list]:
-    """The audited columns of every split of a built config (``<split>-NNNNN-of-MMMMM.parquet``), no images."""
-    columns: dict[str, list] = {column: [] for column in [*COLUMNS, "split"]}
+    """The audited columns of a built config's splits (``<split>-NNNNN-of-MMMMM.parquet``), never the images;
+    only the rows the audit reads become Python objects, so a paper-scale build is read in seconds."""
+    tables = []
     for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
         table = pq.read_table(path, columns=COLUMNS)
-        for column in COLUMNS:
-            columns[column].extend(table.column(column).to_pylist())
-        columns["split"].extend([os.path.basename(path).split("-")[0]] * table.num_rows)
-    return columns
+        split = os.path.basename(path).split("-")[0]
+        tables.append(table.append_column("split", pa.array([split] * table.num_rows, pa.string())))
+    if not tables:
+        return {column: [] for column in [*COLUMNS, "split"]}
+    table = pa.concat_tables(tables)
+    chosen = sorted(i for indices in _by_skill(table.column("skill").to_pylist()).values() for i in indices)
+    return table.take(chosen).to_pydict()
 
 
 def audit_build(folder: str, config: str = "mcq_stage1") -> dict:

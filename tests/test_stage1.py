@@ -156,7 +156,8 @@ def test_count_windows_keep_every_value_equally_likely_per_window():
     answers = Counter()
     for i in range(2000):
         n = 1 if i % 10 < 9 else rng.choice((0, 2, 3, 4))
-        draft = balance.choose(stage1._count_forms("dog", n, [], "How many dogs?"), rng)
+        dogs = [SceneObject(k, "dog", [10 * k, 0, 10 * k + 5, 5]) for k in range(n)]
+        draft = balance.choose(stage1._count_forms("dog", dogs, rng), rng)
         if draft is not None:
             answers[draft.correct] += 1
     for counts in balance.classes.values():

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
 from .grammar import article, plural, singular
@@ -99,6 +100,9 @@ SKILLS = {
 # quarter of its showings in its stream is dropped. (A question with answer classes, such as a count's window,
 # is dropped unless its class is among the least used of its key: those never differ by more than one.)
 TEXT_SLACK = 1
+# Choosing among absent categories (the answer of "which is missing?", the topic of a count of 0), balancing
+# weighs this many drawn at random, so the cost per image does not grow with the source's vocabulary.
+POOL = 16
 # At most this many questions per template per image, so one crowded image does not dominate a skill.
 PER_TEMPLATE = {
     "count": 3,
@@ -186,8 +190,9 @@ WORDINGS = {
 
 def _say(template: str, rng: random.Random, a: str = "", b: str = "", p: str = "") -> str:
     """One of ``template``'s phrasings about the things named ``a`` and ``b`` (or the plural ``p``)."""
+    wording = rng.choice(WORDINGS[template])
     a, b = singular(a), singular(b)
-    return rng.choice(WORDINGS[template]).format(a=a, b=b, p=p, an=article(a))
+    return wording.format(a=a, b=b, p=p, an=article(a) if "{an}" in wording else "")
 
 
 @dataclass(slots=True)
@@ -244,6 +249,7 @@ class Balance:
     counted: Counter = field(default_factory=Counter)  # category -> count questions with a non-zero answer
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
+    owing: dict[str, set] = field(default_factory=dict)  # template -> option texts with a positive debt
 
     def debt(self, template: str, text: str) -> int:
         """Positive when ``text`` has been the answer more than a quarter of the times it was shown."""
@@ -253,9 +259,12 @@ class Balance:
         """How many questions the draft's answer is ahead of its even share: its class over its key's least used
         class, or its option text's times as the answer over a quarter of its showings."""
         if draft.key:
-            used = self.classes.get(draft.key, Counter())
-            return used[draft.answer_class] - min(used[c] for c in draft.classes)
+            used = self.classes.get(draft.key)
+            return used[draft.answer_class] - min(map(used.__getitem__, draft.classes)) if used else 0
         return self.debt(draft.template, draft.correct) / OPTIONS
+
+    def _letter_use(self, draft: Draft) -> int:
+        return self.positions[draft.template, draft.position] if draft.ordered else 0
 
     def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
         """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead.
@@ -263,11 +272,11 @@ class Balance:
         Between forms equally even, ordered options go where their answer's letter has been least used, so the
         letters of a count stay even from a stream's first questions on, not only once its windows fill up.
         """
-        excess = {id(d): self._excess(d) for d in forms}
-        admissible = [d for d in forms if excess[id(d)] <= (0 if d.key else TEXT_SLACK)]
+        scored = [(self._excess(d), d) for d in forms]
+        admissible = [(excess, d) for excess, d in scored if excess <= (0 if d.key else TEXT_SLACK)]
         if not admissible:
             return None
-        draft = min(admissible, key=lambda d: (excess[id(d)], self.positions[d.template, d.position], rng.random()))
+        draft = min(admissible, key=lambda pair: (pair[0], self._letter_use(pair[1]), rng.random()))[1]
         if draft.ordered:
             self.positions[draft.template, draft.position] += 1
         if draft.key:
@@ -275,18 +284,24 @@ class Balance:
         self.correct[draft.template, draft.correct] += 1
         for text in draft.distractors:
             self.wrong[draft.template, text] += 1
+        owing = self.owing.setdefault(draft.template, set())
+        for text in (draft.correct, *draft.distractors):
+            (owing.add if self.debt(draft.template, text) > 0 else owing.discard)(text)
         if draft.template == "count":
             (self.zeros if draft.correct == "0" else self.counted)[draft.topic] += 1
         return draft
 
     def distractors(self, template: str, texts: list[str], rng: random.Random) -> list[str]:
-        """Three of ``texts``: those that have been the answer most often relative to their showings."""
-        ranked = sorted(texts, key=lambda t: (-self.debt(template, t), rng.random()))
-        return ranked[: OPTIONS - 1]
+        """Three of ``texts``: first those owed showings as a distractor (the answer more than a quarter of the
+        times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
+        owing = self.owing.get(template, set())
+        owed = sorted((t for t in texts if t in owing), key=lambda t: -self.debt(template, t))[: OPTIONS - 1]
+        others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
+        return (owed + others)[: OPTIONS - 1]
 
     def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
-        """The one of ``texts`` most owed a turn as the answer."""
-        return min(texts, key=lambda t: (self.debt(template, t), rng.random()))
+        """The one of ``texts`` most owed a turn as the answer (ties at random)."""
+        return _least(texts, [self.debt(template, t) for t in texts], rng)
 
     def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
         """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
@@ -294,10 +309,21 @@ class Balance:
         So "how many giraffes" is answered 0 about as often, relative to its other answers, as "how many people",
         and the category alone says nothing of whether the count is 0.
         """
-        known = [name for name in absent if self.counted[name]]
+        known = [name for name in absent if name in self.counted]
         if not known:
             return None
-        return min(known, key=lambda n: ((self.zeros[n] + 1) / self.counted[n], rng.random()))
+        return _least(known, [(self.zeros[n] + 1) / self.counted[n] for n in known], rng)
+
+
+def _pool(names: list[str], rng: random.Random) -> list[str]:
+    """At most ``POOL`` of ``names`` at random: what balancing weighs among a vocabulary of any size."""
+    return names if len(names) <= POOL else rng.sample(names, POOL)
+
+
+def _least(texts: list[str], scores: list[float], rng: random.Random) -> str:
+    """The text with the lowest score, ties broken at random."""
+    lowest = min(scores)
+    return rng.choice([t for t, score in zip(texts, scores, strict=True) if score == lowest])
 
 
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
@@ -415,130 +441,151 @@ class _SceneFacts:
             self.groups += [(phrase, [o]) for phrase, o in named]
 
 
-# ---- templates: each yields, per question, the list of forms it may take (``Balance`` picks one or none) ----
+# ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
+# made only when offered (most are not: each template stops at its quota per image), and ``Balance`` keeps one
+# form or none ----
+
+Candidate = tuple[str, Callable[[], list[Draft]]]
 
 
-def _count_forms(name: str, n: int, grounding: list[SceneObject], question: str) -> list[Draft]:
-    """The question with each window of four consecutive counts in [0, MAX_COUNT] around ``n``."""
+def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
+    """ "How many <name>?" with each window of four consecutive counts in [0, MAX_COUNT] around the count."""
+    n, question = len(objs), _say("count", rng, p=plural(name))
     forms = []
     for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1):
         window = tuple(range(start, start + OPTIONS))
         distractors = [str(v) for v in window if v != n]
+        forms.append(Draft("count", question, str(n), distractors, objs, True, ("count", start), window, n, name))
+    return forms
+
+
+def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    for name in facts.countable:
+        yield "count", partial(_count_forms, name, facts.by_name[name], rng)
+    zero = balance.zero_topic(_pool(facts.absent, rng), rng)
+    if zero is not None:  # a category the image lacks: 0 is a legitimate answer
+        yield "count", partial(_count_forms, zero, [], rng)
+
+
+def _pair_forms(one, other, rng: random.Random, template: str, answer_of, options_of, classes: tuple) -> list[Draft]:
+    """The question about two named objects either way round: ``answer_of(first, second)`` is the answer class
+    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text."""
+    forms = []
+    for (a, first), (b, second) in ((one, other), (other, one)):
+        answer = answer_of(first, second)
+        if answer is None:
+            continue
+        options = options_of(singular(b))
+        correct = options.pop(answer)
+        distractors = list(options.values())
+        rng.shuffle(distractors)
+        question = _say(template, rng, a, b)
         forms.append(
-            Draft("count", question, str(n), distractors, grounding, True, ("count", start), window, n, topic=name)
+            Draft(template, question, correct, distractors, [first, second], False, (template,), classes, answer)
         )
     return forms
 
 
-def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
-    for name in facts.countable:
-        objs = facts.by_name[name]
-        yield _count_forms(name, len(objs), objs, _say("count", rng, p=plural(name)))
-    zero = balance.zero_topic(facts.absent, rng)
-    if zero is not None:  # a category the image lacks: 0 is a legitimate answer
-        yield _count_forms(zero, 0, [], _say("count", rng, p=plural(zero)))
-
-
-def _pair_questions(named: list, rng: random.Random, template: str, answer_of, options_of, classes: tuple):
-    """Each pair of ``named`` objects, asked either way round: ``answer_of(first, second)`` is the answer class
-    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text."""
+def _pairs(named: list, rng: random.Random, template: str, answer_of, options_of, classes: tuple):
     for i, one in enumerate(named):
         for other in named[i + 1 :]:
-            forms = []
-            for (a, first), (b, second) in ((one, other), (other, one)):
-                answer = answer_of(first, second)
-                if answer is None:
-                    continue
-                options = options_of(singular(b))
-                correct = options.pop(answer)
-                distractors = list(options.values())
-                rng.shuffle(distractors)
-                question = _say(template, rng, a, b)
-                grounding = [first, second]
-                forms.append(
-                    Draft(template, question, correct, distractors, grounding, False, (template,), classes, answer)
-                )
-            if forms:
-                yield forms
+            yield template, partial(_pair_forms, one, other, rng, template, answer_of, options_of, classes)
 
 
-def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
-    def options_of(second: str) -> dict:
-        return {key: f"{phrase} the {second}" for key, phrase in RELATION_PHRASES.items()}
-
-    yield from _pair_questions(facts.named, rng, "relation", relation, options_of, tuple(RELATION_PHRASES))
+def _relation_options(second: str) -> dict:
+    return {key: f"{phrase} the {second}" for key, phrase in RELATION_PHRASES.items()}
 
 
-def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
-    def options_of(second: str) -> dict:
-        return {index: text.format(b=second) for index, text in enumerate(SIZE_BINS)}
+def _size_options(second: str) -> dict:
+    return {index: text.format(b=second) for index, text in enumerate(SIZE_BINS)}
 
+
+def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    yield from _pairs(facts.named, rng, "relation", relation, _relation_options, tuple(RELATION_PHRASES))
+
+
+def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     whole = [(phrase, obj) for phrase, obj in facts.named if not _cut_by_frame(obj, facts.scene)]
-    yield from _pair_questions(whole, rng, "size", size_bin, options_of, tuple(range(len(SIZE_BINS))))
+    yield from _pairs(whole, rng, "size", size_bin, _size_options, tuple(range(len(SIZE_BINS))))
 
 
-def _distance(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
-    scene = facts.scene
-    clear = DISTANCE_GAP * math.hypot(scene.width, scene.height)
+def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
+    # every other group by its gap to the anchor; a group touching the anchor is never an option
+    gaps = sorted((min(gap(anchor, o) for o in objs), name, objs) for name, objs in facts.groups if anchor not in objs)
+    gaps = [entry for entry in gaps if entry[0] > 0]
+    if len(gaps) < OPTIONS:
+        return []
+    (nearest_gap, nearest, objs), second_gap = gaps[0], gaps[1][0]
+    clear = DISTANCE_GAP * math.hypot(facts.scene.width, facts.scene.height)
+    if nearest_gap > DISTANCE_RATIO * second_gap or second_gap - nearest_gap < clear:
+        return []
+    others = balance.distractors("distance", [name for _, name, _ in gaps[1:]], rng)
+    return [Draft("distance", _say("distance", rng, phrase), nearest, others, [anchor, *objs])]
+
+
+def _distance(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, anchor in facts.named:
-        # every other group by its gap to the anchor; a group touching the anchor is never an option
-        gaps = sorted(
-            (min(gap(anchor, o) for o in objs), name, objs) for name, objs in facts.groups if anchor not in objs
-        )
-        gaps = [entry for entry in gaps if entry[0] > 0]
-        if len(gaps) < OPTIONS:
-            continue
-        (nearest_gap, nearest, objs), second_gap = gaps[0], gaps[1][0]
-        if nearest_gap > DISTANCE_RATIO * second_gap or second_gap - nearest_gap < clear:
-            continue
-        others = balance.distractors("distance", [name for _, name, _ in gaps[1:]], rng)
-        yield [Draft("distance", _say("distance", rng, phrase), nearest, others, [anchor, *objs])]
+        yield "distance", partial(_distance_forms, facts, phrase, anchor, rng, balance)
 
 
-def _existence(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
-    absent, present = facts.absent, facts.visible
-    if present and len(absent) >= OPTIONS - 1:
-        name = balance.owed_answer("existence", present, rng)
-        distractors = balance.distractors("existence", absent, rng)
-        yield [Draft("existence", _say("existence", rng), name, distractors, facts.by_name[name])]
-    if len(present) >= OPTIONS - 1 and absent:
-        shown = balance.distractors("absence", present, rng)
-        name = balance.owed_answer("absence", absent, rng)
-        grounding = [o for n in shown for o in facts.by_name[n]]
-        yield [Draft("absence", _say("absence", rng), name, shown, grounding)]
+def _present_forms(facts: _SceneFacts, rng: random.Random, balance: Balance) -> list[Draft]:
+    name = balance.owed_answer("existence", facts.visible, rng)
+    distractors = balance.distractors("existence", facts.absent, rng)
+    return [Draft("existence", _say("existence", rng), name, distractors, facts.by_name[name])]
 
 
-def _colours(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
+def _absent_forms(facts: _SceneFacts, rng: random.Random, balance: Balance) -> list[Draft]:
+    shown = balance.distractors("absence", facts.visible, rng)
+    name = balance.owed_answer("absence", _pool(facts.absent, rng), rng)
+    grounding = [o for n in shown for o in facts.by_name[n]]
+    return [Draft("absence", _say("absence", rng), name, shown, grounding)]
+
+
+def _existence(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    if facts.visible and len(facts.absent) >= OPTIONS - 1:
+        yield "existence", partial(_present_forms, facts, rng, balance)
+    if len(facts.visible) >= OPTIONS - 1 and facts.absent:
+        yield "absence", partial(_absent_forms, facts, rng, balance)
+
+
+def _colour_forms(phrase: str, obj: SceneObject, others: list[str], rng, balance: Balance) -> list[Draft]:
+    distractors = balance.distractors("colour", others, rng)
+    return [Draft("colour", _say("colour", rng, phrase), colour_of(obj), distractors, [obj])]
+
+
+def _colours(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, obj in facts.named:
-        colour = colour_of(obj)
         others = [c for c in vocab.colours if c not in obj.attributes]
-        if phrase != obj.name or colour is None or len(others) < OPTIONS - 1:  # "the red circle" tells its colour
-            continue
-        distractors = balance.distractors("colour", others, rng)
-        yield [Draft("colour", _say("colour", rng, phrase), colour, distractors, [obj])]
+        if phrase == obj.name and colour_of(obj) and len(others) >= OPTIONS - 1:  # "the red circle" tells its colour
+            yield "colour", partial(_colour_forms, phrase, obj, others, rng, balance)
 
 
-def _attribute(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
+def _attribute_forms(phrase, obj, own: list[str], others: list[str], rng, balance: Balance) -> list[Draft]:
+    correct = balance.owed_answer("attribute", own, rng)
+    distractors = balance.distractors("attribute", others, rng)
+    return [Draft("attribute", _say("attribute", rng, phrase), correct, distractors, [obj])]
+
+
+def _attribute(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, obj in facts.named:
         own = [a for a in obj.attributes if a not in COLOUR_WORDS]
         others = [a for a in vocab.attributes if a not in obj.attributes]
-        if not own or len(others) < OPTIONS - 1:
-            continue
-        correct = balance.owed_answer("attribute", own, rng)
-        distractors = balance.distractors("attribute", others, rng)
-        yield [Draft("attribute", _say("attribute", rng, phrase), correct, distractors, [obj])]
+        if own and len(others) >= OPTIONS - 1:
+            yield "attribute", partial(_attribute_forms, phrase, obj, own, others, rng, balance)
 
 
-def _location(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[list[Draft]]:
-    scene = facts.scene
+def _location_forms(phrase: str, obj: SceneObject, where: str, rng: random.Random) -> list[Draft]:
+    distractors = [q for q in QUADRANTS if q != where]
+    rng.shuffle(distractors)
+    question = _say("location", rng, phrase)
+    return [Draft("location", question, where, distractors, [obj], False, ("location",), QUADRANTS, where)]
+
+
+def _location(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, obj in facts.named:
-        where = quadrant(obj, scene.width, scene.height)
-        if where is None:
-            continue
-        distractors = [q for q in QUADRANTS if q != where]
-        rng.shuffle(distractors)
-        question = _say("location", rng, phrase)
-        yield [Draft("location", question, where, distractors, [obj], False, ("location",), QUADRANTS, where)]
+        where = quadrant(obj, facts.scene.width, facts.scene.height)
+        if where is not None:
+            yield "location", partial(_location_forms, phrase, obj, where, rng)
 
 
 _GENERATORS = (_count, _relation, _size, _distance, _existence, _colours, _attribute, _location)
@@ -554,15 +601,17 @@ def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balan
     facts = _SceneFacts(scene, vocab)
     drafts: list[Draft] = []
     asked: set[tuple] = set()
+    kept: Counter = Counter()
     for generator in _GENERATORS:
         candidates = list(generator(facts, vocab, rng, balance))
         rng.shuffle(candidates)
-        kept: Counter = Counter()
-        for forms in candidates:
-            forms = [d for d in forms if d.fact not in asked and kept[d.template] < PER_TEMPLATE[d.template]]
+        for template, make in candidates:
+            if kept[template] == PER_TEMPLATE[template]:
+                continue
+            forms = [d for d in make() if d.fact not in asked]
             draft = balance.choose(forms, rng) if forms else None
             if draft is not None:
-                kept[draft.template] += 1
+                kept[template] += 1
                 asked.add(draft.fact)
                 drafts.append(draft)
     return drafts
