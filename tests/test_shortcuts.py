@@ -208,6 +208,8 @@ def test_localised_boxes_lie_in_one_quadrant(built):
             0, min(y1, qy0 + scene["height"] / 2) - max(y0, qy0)
         )
         assert inside >= 0.9 * (x1 - x0) * (y1 - y0), (row["question"], where)
+        cx, cy = (x0 + x1) / 2 / scene["width"], (y0 + y1) / 2 / scene["height"]
+        assert min(abs(cx - 0.5), abs(cy - 0.5)) >= 0.05, (row["question"], where)  # not astride a midline
 
 
 def test_relations_hold_along_one_clear_axis_only(built):

@@ -215,6 +215,8 @@ def test_location_needs_the_box_inside_one_quadrant():
     assert stage1.quadrant(SceneObject(0, "a", [450, 50, 550, 150]), 1000, 800) is None  # on the vertical midline
     assert stage1.quadrant(SceneObject(0, "a", [0, 0, 700, 500]), 1000, 800) is None  # centre top left, box spans
     assert stage1.quadrant(SceneObject(0, "a", [0, 0, 520, 300]), 1000, 800) == "top left"  # 96% inside
+    assert stage1.quadrant(SceneObject(0, "a", [440, 50, 510, 150]), 1000, 800) is None  # 86% inside
+    assert stage1.quadrant(SceneObject(0, "a", [450, 50, 502, 150]), 1000, 800) is None  # 96%, centre near midline
 
 
 def test_existence_and_absence_options():
