@@ -169,7 +169,7 @@ def test_the_default_build_keeps_every_skill_within_ten_points_of_chance(tmp_pat
 def test_coco_has_no_skill_a_blind_reader_answers(coco_build):
     """The 51-image COCO sample holds too few questions per skill to judge 10 points (none reaches the minimum),
     so every skill gets a noise allowance instead: two standard errors above the margin. The old counting (77% of
-    119 questions by a reader of the options' order) fails it by far."""
+    119 questions answered blind by the text classifier) fails it by far."""
     report = coco_build[1][audit.BUILD_INFO_KEY]
     print(report_lines(report))
     assert not report["flagged"], report_lines(report)
