@@ -24,7 +24,7 @@ from datasets.features.features import require_storage_embed
 from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from . import __version__
+from . import __version__, audit
 from .builder import FEATURES, PARENTS, LGTBuilder, arrow_shards, source_label
 from .card import write_card
 
@@ -127,8 +127,12 @@ def build(
     images: str = "embed",
     on_error: str = "raise",
     max_pixels: int | None = None,
+    strict: bool = False,
 ) -> dict:
-    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments)."""
+    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
+
+    ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
+    """
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise ValueError(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
@@ -188,6 +192,9 @@ def build(
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
+        if rows.get("mcq_stage1"):
+            info[audit.BUILD_INFO_KEY] = audit.audit_build(folder)
+            audit.enforce(info[audit.BUILD_INFO_KEY], strict)
         with open(os.path.join(folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         write_card(folder, info)

@@ -17,6 +17,7 @@ import sys
 import datasets
 
 from . import __version__
+from .audit import MARGIN
 from .builder import LGTConfig
 from .errors import InputError
 from .sources import SOURCE_HELP
@@ -51,6 +52,7 @@ def _build(args) -> int:
         images=args.images,
         on_error=args.on_error,
         max_pixels=args.max_pixels,
+        strict=args.strict,
     )
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
@@ -151,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
         help="stop at the first bad record, or skip, count and report bad records",
     )
     _verbosity_flags(build, default=argparse.SUPPRESS)
+    build.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
+    )
     build.set_defaults(run=_build)
 
     push = commands.add_parser("push", help="upload a built folder to a Hub dataset repo", **subcommand)

@@ -25,19 +25,12 @@ from ..answers import LETTERS, arrange_options
 from ..generation import Engine, Message, Request, Response, Sampling
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
+from . import stage1
 from .stage1 import Draft
 
 logger = logging.get_logger(__name__)
 
-SKILLS = (
-    "counting",
-    "spatial_relation",
-    "relative_size",
-    "relative_distance",
-    "existence",
-    "attribute",
-    "localization",
-)
+SKILLS = tuple(dict.fromkeys(stage1.SKILLS.values()))  # the skills, in the templates' order
 TEMPLATE = "llm"
 MAX_QUESTION_CHARS = 300
 MAX_OPTION_CHARS = 120
@@ -173,7 +166,7 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
     grounding = [objects[i] for i in dict.fromkeys(ids)]
     if item["skill"] == "counting" and _normalise(correct).isdigit() and int(_normalise(correct)) != len(grounding):
         return None, "count_mismatch"
-    return Draft(item["skill"], TEMPLATE, question, correct, distractors, grounding), None
+    return Draft(TEMPLATE, question, correct, distractors, grounding, skill=item["skill"]), None
 
 
 def parse_mcqs(text: str, scene: Scene, finish_reason: str = "stop") -> tuple[list[Draft], Counter]:
