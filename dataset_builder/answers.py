@@ -8,21 +8,24 @@ LETTERS = "ABCD"
 
 
 class LetterBalancer:
-    """Positions for the correct option, a shuffled block of A-D at a time.
+    """Positions for the correct option, a shuffled block of A-D at a time, per stream (a skill).
 
-    Every four questions in a stream use each letter once, so each split's letters stay within a question per
-    stream of 25% however small the split is, while the shuffle keeps the letter unpredictable from the skill.
+    Every four questions of a stream use each letter once, so each skill's letters stay within a question per
+    stream of 25% in every split however small, while the shuffle keeps the letter unpredictable.
     """
 
     def __init__(self, seed: str):
-        self._rng = random.Random(seed)
-        self._block: list[int] = []
+        self._seed = seed
+        self._rngs: dict[str, random.Random] = {}
+        self._blocks: dict[str, list[int]] = {}
 
-    def next_position(self) -> int:
-        if not self._block:
-            self._block = [0, 1, 2, 3]
-            self._rng.shuffle(self._block)
-        return self._block.pop()
+    def next_position(self, stream: str = "") -> int:
+        block = self._blocks.setdefault(stream, [])
+        if not block:
+            rng = self._rngs.setdefault(stream, random.Random(f"{self._seed}:{stream}"))
+            block.extend(range(len(LETTERS)))
+            rng.shuffle(block)
+        return block.pop()
 
 
 def arrange_options(correct: str, distractors: list[str], position: int) -> list[str]:
@@ -30,3 +33,13 @@ def arrange_options(correct: str, distractors: list[str], position: int) -> list
     options = list(distractors[: len(LETTERS) - 1])
     options.insert(position, correct)
     return options
+
+
+def letter_options(correct: str, distractors: list[str], ordered: bool, balancer: LetterBalancer, stream: str):
+    """``(options, answer letter)``: numbers ``ordered`` ascending (the correct one's rank is its letter, kept
+    balanced by the question's maker); anything else with the correct one at ``stream``'s next balanced letter."""
+    if ordered:
+        options = sorted([correct, *distractors], key=float)
+        return options, LETTERS[options.index(correct)]
+    position = balancer.next_position(stream)
+    return arrange_options(correct, distractors, position), LETTERS[position]

@@ -24,7 +24,7 @@ from datasets.features.features import require_storage_embed
 from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from . import __version__
+from . import __version__, audit
 from .builder import FEATURES, PARENTS, LGTBuilder, LGTConfig, arrow_shards, source_label
 from .card import write_card
 from .errors import EmptyBuildError, InputError
@@ -126,11 +126,13 @@ def build(
     on_error: str = "raise",
     max_pixels: int | None = None,
     image_root: str | None = None,
+    strict: bool = False,
 ) -> dict:
     """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
 
     Every argument is checked before anything is written; the build is staged and swapped in whole (``output.py``),
     and a config that would come out empty stops it with ``EmptyBuildError``, the previous build left in place.
+    ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
     """
     configs = tuple(dict.fromkeys(configs))
     unknown = [c for c in configs if c not in CONFIGS]
@@ -185,6 +187,9 @@ def build(
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
+        if rows.get("mcq_stage1"):
+            info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder)
+            audit.enforce(info[audit.BUILD_INFO_KEY], strict)
         with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         write_card(staging.folder, info)

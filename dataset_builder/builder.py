@@ -39,7 +39,7 @@ from datasets import Features, Image, List, Value
 from datasets.utils import logging
 from datasets.utils.tqdm import tqdm
 
-from .answers import LETTERS, LetterBalancer, arrange_options
+from .answers import LetterBalancer, letter_options
 from .errors import EmptyBuildError, InputError
 from .images import check_image_file, check_size, fit_pixels, load_image
 from .scene import Scene
@@ -336,10 +336,11 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         make_rows = self._scene_rows if self.config.name == "scenes" else self._mcq_rows
         read = self._source_scenes if PARENTS[self.config.name] is None else self._parent_scenes
         for shard_index, shard in enumerate(shards):
-            balancer = LetterBalancer(f"{self.config.seed}:{_shard_name(shard)}")
+            # letters per skill and stage-1 answer classes are kept even along each shard's stream of questions
+            streams = (LetterBalancer(f"{self.config.seed}:{_shard_name(shard)}"), stage1.Balance())
             rows, batch = [], 0
             for scene, image in read(shard):
-                rows.extend(make_rows(scene, image, vocab, balancer))
+                rows.extend(make_rows(scene, image, vocab, streams))
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
@@ -380,19 +381,18 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return scene.resized(width, height), {"bytes": data, "path": os.path.splitext(image["path"])[0] + suffix}
 
     @staticmethod
-    def _scene_rows(scene: Scene, image: dict, vocab, balancer) -> list[dict]:
+    def _scene_rows(scene: Scene, image: dict, vocab, streams) -> list[dict]:
         record = scene.to_dict()
         del record["origin"]
         record["image"] = image
         return [record]
 
-    def _mcq_rows(self, scene: Scene, image: dict, vocab, balancer: LetterBalancer) -> list[dict]:
+    def _mcq_rows(self, scene: Scene, image: dict, vocab, streams: tuple) -> list[dict]:
+        balancer, balance = streams
         rng = random.Random(f"{self.config.seed}:{scene.image_id}")
         rows = []
-        for draft in stage1.generate(scene, vocab, rng):
-            position = balancer.next_position()
-            options = arrange_options(draft.correct, draft.distractors, position)
-            answer = LETTERS[position]
+        for draft in stage1.generate(scene, vocab, rng, balance):
+            options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, balancer, draft.skill)
             rows.append(
                 {
                     "id": mcq_id(scene.image_id, draft.question, options, answer),

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
+from . import audit
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
 
 DEFAULT_CONFIG = "mcq_stage1"
@@ -391,6 +392,8 @@ def write_card(folder: str, build_info: dict) -> str:
     sections.append(_storage_section(configs, download, arrow_bytes, arguments))
     sections.append(USES)
     sections.append(LIMITATIONS)
+    if audit.BUILD_INFO_KEY in build_info:
+        sections.append(audit.card_section(build_info[audit.BUILD_INFO_KEY]))
     rejects = build_info.get("rejects", 0)
     sections.append(
         "## Source and licence\n\n"

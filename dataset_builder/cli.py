@@ -17,6 +17,7 @@ import sys
 import datasets
 
 from . import __version__
+from .audit import MARGIN
 from .builder import LGTConfig
 from .errors import BuildError, InputError, find_cause
 from .sources import SOURCE_HELP
@@ -41,6 +42,7 @@ def _build(args) -> int:
         on_error=args.on_error,
         image_root=args.image_root,
         max_pixels=args.max_pixels,
+        strict=args.strict,
     )
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
@@ -144,6 +146,11 @@ def parser() -> argparse.ArgumentParser:
         "--image-root", default=None, help="a folder images may come from (default: only inside the source's own)"
     )
     _verbosity_flags(build, default=argparse.SUPPRESS)
+    build.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
+    )
     build.set_defaults(run=_build)
 
     push = commands.add_parser("push", help="upload a built folder to a Hub dataset repo", **subcommand)

@@ -45,12 +45,12 @@ def coco_build(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def scenes_build(tmp_path_factory):
-    """One default-settings build of 120 built-in scenes, shared by the tests that only read it."""
+def builtin_build(tmp_path_factory):
+    """One default-settings build of 300 built-in scenes (a shard per split), shared by the tests that only read it."""
     from lgt.build import build
 
     output = tmp_path_factory.mktemp("builtin") / "lgt"
-    info = build(source="scenes", num_images=120, output=str(output))
+    info = build(source="scenes", num_images=300, output=str(output))
     return output, info
 
 

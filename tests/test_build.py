@@ -11,8 +11,8 @@ from lgt.build import build
 from lgt.builder import FEATURES, LGTBuilder
 
 
-def test_layout_and_card(scenes_build):
-    output, info = scenes_build
+def test_layout_and_card(builtin_build):
+    output, info = builtin_build
     assert sorted(os.listdir(output)) == ["README.md", "lgt_build.json", "mcq_stage1", "preview.png", "scenes"]
     for config in ("scenes", "mcq_stage1"):
         files = sorted(os.listdir(output / config))
@@ -23,18 +23,18 @@ def test_layout_and_card(scenes_build):
     card = (output / "README.md").read_text()
     assert "config_name: scenes" in card and "config_name: mcq_stage1" in card and "default: true" in card
     assert "by skill" in card and "counting" in card and "![" in card
-    assert "## `scenes` at a glance\n\n120 images," in card
+    assert "## `scenes` at a glance\n\n300 images," in card
     for rows in info["rows"]["mcq_stage1"].values():
         assert f"{rows:,}" in card
 
 
-def test_load_dataset_by_name_from_the_parent_folder(scenes_build, monkeypatch):
-    output, info = scenes_build
+def test_load_dataset_by_name_from_the_parent_folder(builtin_build, monkeypatch):
+    output, info = builtin_build
     monkeypatch.chdir(output.parent)
     mcqs = load_dataset("lgt", "mcq_stage1")
     scenes = load_dataset("lgt", "scenes")
     assert {s: len(d) for s, d in mcqs.items()} == info["rows"]["mcq_stage1"]
-    assert sum(len(d) for d in scenes.values()) == 120
+    assert sum(len(d) for d in scenes.values()) == 300
     assert mcqs["train"].features == FEATURES["mcq_stage1"] and scenes["train"].features == FEATURES["scenes"]
     row = mcqs["train"][0]
     assert row["image"].mode == "RGB" and row["image"].size[0] >= 32
@@ -42,8 +42,8 @@ def test_load_dataset_by_name_from_the_parent_folder(scenes_build, monkeypatch):
     assert scene["image"].size == (scene["width"], scene["height"])
 
 
-def test_splits_are_disjoint_by_image_and_agree_across_configs(scenes_build):
-    output, _ = scenes_build
+def test_splits_are_disjoint_by_image_and_agree_across_configs(builtin_build):
+    output, _ = builtin_build
     mcqs = load_dataset(str(output), "mcq_stage1").remove_columns("image")
     scenes = load_dataset(str(output), "scenes").remove_columns("image")
     by_split = {s: set(d["image_id"]) for s, d in mcqs.items()}
@@ -56,8 +56,8 @@ def test_splits_are_disjoint_by_image_and_agree_across_configs(scenes_build):
         assert ids <= set(scenes[split]["image_id"])
 
 
-def test_mcq_rows_are_well_formed_and_balanced(scenes_build):
-    output, _ = scenes_build
+def test_mcq_rows_are_well_formed_and_balanced(builtin_build):
+    output, _ = builtin_build
     mcqs = load_dataset(str(output), "mcq_stage1").remove_columns("image")
     scenes = {r["image_id"]: r for d in load_dataset(str(output), "scenes").values() for r in d}
     skills = Counter()
@@ -90,10 +90,10 @@ def test_mcq_rows_are_well_formed_and_balanced(scenes_build):
     }, skills
 
 
-def test_rebuild_is_identical_and_num_proc_does_not_change_rows(scenes_build, tmp_path):
-    output, info = scenes_build
+def test_rebuild_is_identical_and_num_proc_does_not_change_rows(builtin_build, tmp_path):
+    output, info = builtin_build
     again = tmp_path / "again"
-    build(source="scenes", num_images=120, output=str(again), num_proc=2)
+    build(source="scenes", num_images=300, output=str(again), num_proc=2)
     for config in ("scenes", "mcq_stage1"):
         for split in info["rows"][config]:
             first = load_dataset(str(output), config, split=split).remove_columns("image")
@@ -113,9 +113,9 @@ def test_path_mode_references_images(small_coco, tmp_path):
         build(source="scenes", num_images=2, output=str(tmp_path / "x"), images="path")
 
 
-def test_failed_build_keeps_the_previous_output(scenes_build, tmp_path):
+def test_failed_build_keeps_the_previous_output(builtin_build, tmp_path):
     output = tmp_path / "lgt"
-    shutil.copytree(scenes_build[0], output)
+    shutil.copytree(builtin_build[0], output)
     before = sorted(p.name for p in output.rglob("*"))
     with pytest.raises(ValueError):
         build(source="jsonl:" + str(tmp_path / "missing.jsonl"), output=str(output))

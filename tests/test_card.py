@@ -27,8 +27,8 @@ def _card(folder) -> DatasetCard:
     return DatasetCard.load(folder / "README.md", ignore_metadata_errors=False)
 
 
-def test_card_metadata_is_valid_hub_metadata(scenes_build):
-    output, info = scenes_build
+def test_card_metadata_is_valid_hub_metadata(builtin_build):
+    output, info = builtin_build
     card = _card(output)
     data = card.data
     assert isinstance(data, DatasetCardData)
@@ -47,8 +47,8 @@ def test_card_metadata_is_valid_hub_metadata(scenes_build):
     assert set(configs) == {"scenes", "mcq_stage1"} and configs.get_default_config_name() == "mcq_stage1"
 
 
-def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(scenes_build):
-    output, info = scenes_build
+def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(builtin_build):
+    output, info = builtin_build
     infos = DatasetInfosDict.from_dataset_card_data(_card(output).data)
     for config in ("scenes", "mcq_stage1"):
         parquet = sum(path.stat().st_size for path in (output / config).glob("*.parquet"))
@@ -64,8 +64,8 @@ def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(scenes_build):
     assert "streaming=True" in text and "--max-pixels 262144" in text
 
 
-def test_every_field_is_described(scenes_build):
-    output, _ = scenes_build
+def test_every_field_is_described(builtin_build):
+    output, _ = builtin_build
     text = (output / "README.md").read_text()
     for config, features in FEATURES.items():
         assert list(FIELDS[config]) == list(features)

@@ -5,11 +5,11 @@ their own, plainer criteria.
 """
 
 import json
-import re
 from collections import defaultdict
 
 from datasets import load_dataset
 from lgt.sources.coco import CocoSource
+from lgt.synthesis.grammar import plural
 
 
 def raw_annotations(coco_root):
@@ -58,16 +58,21 @@ def built_mcqs(output, skill):
 def test_count_answers_match_the_coco_boxes(coco_build, coco_root):
     output, _ = coco_build
     raw = raw_annotations(coco_root)
-    checked = 0
+    names = {name for image in raw.values() for name in image}
+    checked = zeros = 0
     for row in built_mcqs(output, "counting"):
-        category = row["grounding"][0]["name"]
+        if row["grounding"]:
+            category = row["grounding"][0]["name"]
+        else:  # a count of 0 grounds nothing: the category is the one the question names
+            category = max((n for n in names if plural(n) in row["question"]), key=len)
+            zeros += 1
         instances = raw[row["image_id"]][category]
         assert not any(crowd for _, crowd in instances), "a category with a crowd box must not be counted"
         answer = int(row["options"]["ABCD".index(row["answer"])])
         assert answer == len(instances), (row["question"], category)
         assert len(set(row["options"])) == 4
         checked += 1
-    assert checked >= 30
+    assert checked >= 20 and 0 < zeros < checked
 
 
 def test_relation_answers_match_the_coco_boxes(coco_build, coco_root):
@@ -75,12 +80,12 @@ def test_relation_answers_match_the_coco_boxes(coco_build, coco_root):
     raw = raw_annotations(coco_root)
     checked = 0
     for row in built_mcqs(output, "spatial_relation"):
-        first, second = re.fullmatch(r"Where is the (.+) relative to the (.+)\?", row["question"]).groups()
+        first, second = (ground["name"] for ground in row["grounding"])  # the subject, then the reference
         ((a, a_crowd),) = raw[row["image_id"]][first]  # exactly one instance of each, or the question is ambiguous
         ((b, b_crowd),) = raw[row["image_id"]][second]
         assert not a_crowd and not b_crowd
         answer = row["options"]["ABCD".index(row["answer"])]
-        assert answer.endswith(f"the {second}")
+        assert answer.endswith(second)
         a_cx, a_cy, b_cx, b_cy = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         if answer.startswith("to the left of"):  # A lies left of B's middle, and they share vertical extent
             assert a[2] <= b_cx and a_cx < b[0] and a[3] > b[1] and b[3] > a[1]

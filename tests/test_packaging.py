@@ -8,14 +8,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_built_lgt_folder_does_not_shadow_the_package(scenes_build, tmp_path):
+def test_a_built_lgt_folder_does_not_shadow_the_package(builtin_build, tmp_path):
     """`lgt build` writes `./lgt/`, which Python takes for a namespace package `lgt` before the import hook of a
     (default, "lenient") editable install is asked; setup.cfg makes editable installs link a real package instead.
 
     Checked twice from the folder that holds a build: with this environment's own install, and with a fresh
     editable install of a copy of the project (``-S``: nothing but that install on the path).
     """
-    work = scenes_build[0].parent
+    work = builtin_build[0].parent
     assert (work / "lgt" / "README.md").is_file()
     result = subprocess.run(
         [sys.executable, "-c", "from lgt.build import build; from lgt.cli import main"],

@@ -1,17 +1,102 @@
-"""Stage-1 templates on hand-made scenes whose answers are known."""
+"""Stage-1 templates on hand-made scenes whose answers are known, the answer balancing, and the grammar."""
 
 import random
+import re
 from collections import Counter
 
 import pytest
-from lgt.answers import LETTERS, LetterBalancer, arrange_options
+from lgt.answers import LETTERS, LetterBalancer, arrange_options, letter_options
 from lgt.scene import Scene, SceneObject
 from lgt.synthesis import stage1
+from lgt.synthesis.grammar import article, plural, singular
 
 VOCAB = stage1.Vocabulary(
     names=["cat", "dog", "car", "tree", "person", "bus", "cup", "chair"],
     colours=["red", "green", "blue", "yellow", "black"],
     attributes=["wooden", "striped", "shiny", "old"],
+)
+# The 80 COCO category names, as the COCO annotations spell them.
+COCO_NAMES = (
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 
@@ -31,28 +116,53 @@ def obj(name, bbox, **kw):
     return name, bbox, kw
 
 
-def drafts(s, seed=0):
-    return stage1.generate(s, VOCAB, random.Random(seed))
+def drafts(s, seed=0, balance=None):
+    return stage1.generate(s, VOCAB, random.Random(seed), balance)
 
 
 def by_template(ds, template):
     return [d for d in ds if d.template == template]
 
 
-def test_counting_counts_instances_and_skips_crowds_and_tiny_objects():
+def test_counting_counts_instances_and_skips_crowds_tiny_objects_and_large_counts():
     s = scene(
         obj("dog", (0, 0, 100, 100)),
         obj("dog", (200, 0, 300, 100)),
         obj("dog", (400, 0, 500, 100)),
         obj("person", (0, 300, 200, 700)),
         obj("person", (300, 300, 900, 700), crowd=True),
-        obj("cup", (600, 600, 620, 620)),  # 0.05% of the image: too small to count
+        obj("cup", (600, 600, 650, 650)),  # 0.3% of the image: too small to count at a glance
+        *(obj("chair", (100 * i, 720, 100 * i + 90, 800)) for i in range(6)),  # six: more than MAX_COUNT
     )
-    counts = {d.question: d for d in by_template(drafts(s), "count")}
-    assert set(counts) == {"How many dogs are there in the image?"}
-    dog = counts["How many dogs are there in the image?"]
-    assert dog.correct == "3" and len(set(dog.distractors) | {"3"}) == 4 and all(int(x) >= 0 for x in dog.distractors)
-    assert len(dog.grounding) == 3
+    (dog,) = by_template(drafts(s), "count")
+    assert "dogs" in dog.question
+    assert dog.correct == "3" and dog.ordered and len(dog.grounding) == 3
+    values = sorted(int(v) for v in [dog.correct, *dog.distractors])
+    assert values == list(range(values[0], values[0] + 4)) and values[0] >= 0 and values[-1] <= stage1.MAX_COUNT
+
+
+def test_a_count_may_be_zero_for_a_category_the_image_lacks():
+    balance = stage1.Balance()
+    counted = scene(obj("cat", (0, 0, 200, 200)), obj("dog", (300, 0, 500, 200)))
+    drafts(counted, balance=balance)  # the stream has now counted cats and dogs
+    zeros = [d for d in by_template(drafts(scene(obj("car", (0, 0, 200, 200))), balance=balance), "count")]
+    zero = next(d for d in zeros if d.correct == "0")
+    assert zero.topic in {"cat", "dog"} and zero.grounding == [] and sorted(zero.distractors) == ["1", "2", "3"]
+
+
+def test_count_windows_keep_every_value_equally_likely_per_window():
+    """A stream of counts where 1 is nine times as common as 3: each window's answers stay even, 1 cannot dominate."""
+    balance, rng = stage1.Balance(), random.Random(0)
+    answers = Counter()
+    for i in range(2000):
+        n = 1 if i % 10 < 9 else rng.choice((0, 2, 3, 4))
+        dogs = [SceneObject(k, "dog", [10 * k, 0, 10 * k + 5, 5]) for k in range(n)]
+        draft = balance.choose(stage1._count_forms("dog", dogs, rng), rng)
+        if draft is not None:
+            answers[draft.correct] += 1
+    for counts in balance.classes.values():
+        assert max(counts.values()) - min(counts.values()) <= 1
+    assert answers["1"] / sum(answers.values()) < 0.35
 
 
 @pytest.mark.parametrize(
@@ -64,13 +174,14 @@ def test_counting_counts_instances_and_skips_crowds_and_tiny_objects():
         ((120, 400, 280, 600), (100, 0, 300, 200), "below"),
         ((0, 0, 200, 200), (400, 400, 600, 600), None),  # diagonal: both left and above
         ((0, 100, 300, 300), (200, 120, 500, 280), None),  # overlapping horizontally
+        ((0, 0, 100, 100), (150, 50, 400, 700), None),  # level with the other's top edge only: left and above
     ],
 )
 def test_relation_is_asked_only_when_exactly_one_holds(a, b, expected):
     assert stage1.relation(SceneObject(0, "a", list(a)), SceneObject(1, "b", list(b))) == expected
 
 
-def test_relations_use_only_single_instances():
+def test_relations_name_objects_one_phrase_fits():
     s = scene(
         obj("cat", (0, 100, 200, 300)),
         obj("dog", (400, 120, 600, 280)),
@@ -79,19 +190,33 @@ def test_relations_use_only_single_instances():
     )
     questions = [d.question for d in by_template(drafts(s), "relation")]
     assert questions and all("dog" not in q for q in questions)
+    coloured = scene(
+        obj("dog", (0, 100, 200, 300), attributes=["red"]), obj("dog", (400, 120, 600, 280), attributes=["blue"])
+    )
+    (draft,) = by_template(drafts(coloured), "relation")
+    assert "red dog" in draft.question and "blue dog" in draft.question
 
 
-def test_size_bins_and_margin():
-    big, small = SceneObject(0, "a", [0, 0, 300, 300]), SceneObject(1, "b", [0, 0, 100, 100])
-    assert stage1.size_bin(big, small) == 3 and stage1.size_bin(small, big) == 0
-    assert stage1.size_bin(SceneObject(0, "a", [0, 0, 100, 141]), small) == 2  # ratio 1.41: clearly in (1, 2)
-    assert stage1.size_bin(SceneObject(0, "a", [0, 0, 100, 105]), small) is None  # ratio 1.05: too close to 1
+def test_size_bins_margin_and_frame():
+    big, small = SceneObject(0, "a", [10, 10, 410, 410]), SceneObject(1, "b", [10, 10, 110, 110])
+    assert stage1.size_bin(big, small) == 3 and stage1.size_bin(small, big) == 0  # 16 times the area
+    assert stage1.size_bin(SceneObject(0, "a", [10, 10, 110, 180]), small) == 2  # 1.7 times: clearly in (1, 3)
+    assert stage1.size_bin(SceneObject(0, "a", [10, 10, 110, 130]), small) is None  # 1.2 times: too close to 1
+    assert stage1.size_bin(SceneObject(0, "a", [10, 10, 110, 350]), small) is None  # 3.4 times: too close to 3
+    cut = scene(obj("cat", (0, 100, 300, 400)), obj("dog", (500, 100, 600, 200)))  # the cat reaches the left edge
+    assert not by_template(drafts(cut), "size")
+    whole = scene(obj("cat", (5, 100, 300, 400)), obj("dog", (500, 100, 600, 200)))
+    assert by_template(drafts(whole), "size")
 
 
-def test_location_quadrants_and_margin():
-    s = scene(obj("cat", (50, 50, 150, 150)), obj("dog", (800, 600, 900, 700)), obj("car", (450, 50, 550, 150)))
-    where = {d.grounding[0].name: d.correct for d in by_template(drafts(s), "location")}
-    assert where == {"cat": "top left", "dog": "bottom right"}  # the car sits on the vertical midline
+def test_location_needs_the_box_inside_one_quadrant():
+    assert stage1.quadrant(SceneObject(0, "a", [50, 50, 150, 150]), 1000, 800) == "top left"
+    assert stage1.quadrant(SceneObject(0, "a", [800, 600, 900, 700]), 1000, 800) == "bottom right"
+    assert stage1.quadrant(SceneObject(0, "a", [450, 50, 550, 150]), 1000, 800) is None  # on the vertical midline
+    assert stage1.quadrant(SceneObject(0, "a", [0, 0, 700, 500]), 1000, 800) is None  # centre top left, box spans
+    assert stage1.quadrant(SceneObject(0, "a", [0, 0, 520, 300]), 1000, 800) == "top left"  # 96% inside
+    assert stage1.quadrant(SceneObject(0, "a", [440, 50, 510, 150]), 1000, 800) is None  # 86% inside
+    assert stage1.quadrant(SceneObject(0, "a", [450, 50, 502, 150]), 1000, 800) is None  # 96%, centre near midline
 
 
 def test_existence_and_absence_options():
@@ -103,12 +228,28 @@ def test_existence_and_absence_options():
     assert absent.correct not in {"cat", "dog", "car"} and set(absent.distractors) == {"cat", "dog", "car"}
 
 
+def test_distance_by_gap_between_boxes_among_present_objects_only(monkeypatch):
+    monkeypatch.setitem(stage1.PER_TEMPLATE, "distance", 10)  # every anchor, not two drawn at random
+    row = [obj(name, (x, 600, x + 100, 700)) for name, x in (("car", 0), ("tree", 300), ("bus", 600), ("cup", 850))]
+    s = scene(obj("cat", (0, 0, 100, 100)), obj("dog", (150, 0, 250, 100)), *row)
+    (near,) = [d for d in by_template(drafts(s), "distance") if d.grounding[0].name == "cat"]
+    assert near.correct == "dog" and set(near.distractors) <= {"car", "tree", "bus", "cup"}
+    # The anchor's box overlaps the person's: the person is never an option, even though its gap is 0.
+    touching = scene(
+        obj("cat", (0, 0, 100, 100)), obj("person", (50, 50, 300, 300)), *row[:3], obj("cup", (150, 0, 250, 100))
+    )
+    options = [{d.correct, *d.distractors} for d in by_template(drafts(touching), "distance") if "cat" in d.question]
+    assert options and all("person" not in o for o in options)
+    three_others = scene(obj("cat", (0, 0, 100, 100)), obj("dog", (150, 0, 250, 100)), *row[:2])
+    assert not by_template(drafts(three_others), "distance")  # no absent names to fill the options
+
+
 def test_distance_needs_a_clear_nearest():
-    s = scene(obj("cat", (0, 0, 100, 100)), obj("dog", (150, 0, 250, 100)), obj("car", (800, 600, 900, 700)))
-    near = [d for d in by_template(drafts(s), "distance") if d.question.endswith("the cat?")]
-    assert near and near[0].correct == "dog" and "car" in near[0].distractors
-    tie = scene(obj("cat", (400, 300, 500, 400)), obj("dog", (600, 300, 700, 400)), obj("car", (200, 300, 300, 400)))
-    assert not [d for d in by_template(drafts(tie), "distance") if d.question.endswith("the cat?")]
+    row = [obj(name, (x, 700, x + 50, 750)) for name, x in (("car", 0), ("tree", 300), ("bus", 600))]
+    tie = scene(
+        obj("cat", (400, 300, 500, 400)), obj("dog", (600, 300, 700, 400)), obj("cup", (200, 300, 300, 400)), *row
+    )
+    assert not [d for d in by_template(drafts(tie), "distance") if "cat" in d.question]
 
 
 def test_colour_and_attribute_questions():
@@ -119,9 +260,10 @@ def test_colour_and_attribute_questions():
     assert attribute.correct == "striped" and "striped" not in attribute.distractors
 
 
-def test_no_question_twice_and_four_distinct_options():
+def test_no_fact_twice_and_four_distinct_options():
     rng = random.Random(1)
-    for _ in range(200):
+    balance = stage1.Balance()
+    for _ in range(300):
         objects = []
         for _ in range(rng.randint(1, 9)):
             x, y = rng.uniform(0, 800), rng.uniform(0, 600)
@@ -132,28 +274,99 @@ def test_no_question_twice_and_four_distinct_options():
                     attributes=[rng.choice(VOCAB.colours)],
                 )
             )
-        ds = drafts(scene(*objects), seed=rng.random())
-        assert len({d.question for d in ds}) == len(ds)
+        ds = drafts(scene(*objects), seed=rng.random(), balance=balance)
+        assert len({d.fact for d in ds}) == len(ds) and len({d.question for d in ds}) == len(ds)
         for d in ds:
             assert len(set([d.correct, *d.distractors])) == 4, d
 
 
-def test_plural():
-    assert [stage1.plural(n) for n in ("dog", "bus", "person", "wine glass", "teddy bear", "baby", "toy")] == [
-        "dogs",
-        "buses",
-        "people",
-        "wine glasses",
-        "teddy bears",
-        "babies",
-        "toys",
-    ]
+def test_every_template_has_at_least_five_wordings_and_each_skill_uses_them():
+    assert all(len(set(wordings)) >= 5 for wordings in stage1.WORDINGS.values())
+    assert set(stage1.WORDINGS) == set(stage1.PER_TEMPLATE) == set(stage1.SKILLS)
+    rng = random.Random(0)
+    said = {stage1._say("location", rng, "cat") for _ in range(200)}
+    assert len(said) == len(stage1.WORDINGS["location"])
 
 
-def test_letter_balancer_is_exact_per_block_and_seeded():
-    positions = [LetterBalancer("x").next_position() for _ in range(1)]
+def test_plural_holds_for_every_coco_category():
+    irregular = {
+        "person": "people",
+        "bus": "buses",
+        "bench": "benches",
+        "sheep": "sheep",
+        "skis": "pairs of skis",
+        "wine glass": "wine glasses",
+        "knife": "knives",
+        "sandwich": "sandwiches",
+        "broccoli": "pieces of broccoli",
+        "couch": "couches",
+        "mouse": "mice",
+        "scissors": "pairs of scissors",
+        "toothbrush": "toothbrushes",
+    }
+    names = COCO_NAMES
+    assert len(names) == 80
+    for name in names:
+        assert plural(name) == irregular.get(name, name + "s"), name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("teddy bear", "teddy bears"),
+        ("baby", "babies"),
+        ("toy", "toys"),
+        ("red skis", "pairs of red skis"),
+        ("pair of shoes", "pairs of shoes"),
+        ("snowman", "snowmen"),
+        ("human", "humans"),
+        ("TV", "TVs"),
+        ("potato", "potatoes"),
+        ("photo", "photos"),
+        ("wolf", "wolves"),
+        ("giraffe", "giraffes"),
+        ("glasses", "pairs of glasses"),
+        ("box", "boxes"),
+        ("Fish", "Fish"),
+    ],
+)
+def test_plural_rules(name, expected):
+    assert plural(name) == expected
+
+
+def test_singular_and_article():
+    assert (
+        singular("skis") == "pair of skis" and singular("dog") == "dog" and singular("red scissors").startswith("pair")
+    )
+    words = ["apple", "umbrella", "unicycle", "hour", "elephant", "European car", "SUV", "TV", "one-way sign", "cat"]
+    assert [article(w) for w in words] == ["an", "an", "a", "an", "an", "a", "an", "a", "a", "a"]
+
+
+def test_questions_read_well_for_every_coco_name():
+    """Every wording filled with every COCO name: no doubled article, no "is" before a plural, no unfilled slot."""
+    rng = random.Random(0)
+    for name in COCO_NAMES:
+        for wordings in stage1.WORDINGS.values():
+            for wording in wordings:
+                text = wording.format(a=singular(name), b="cup", p=plural(name), an=article(singular(name)))
+                assert "{" not in text and "  " not in text and not re.search(r"\b(a|an) (a|an)\b", text), text
+                assert not re.search(r"\bis the (skis|scissors)\b", text), text
+        assert stage1._say("location", rng, name)
+
+
+def test_letter_balancer_is_exact_per_stream_block_and_seeded():
     balancer = LetterBalancer("x")
-    stream = [balancer.next_position() for _ in range(400)]
-    assert all(Counter(stream[i : i + 4]) == Counter(range(4)) for i in range(0, 400, 4))
-    assert stream[:1] == positions and stream != [LetterBalancer("y").next_position() for _ in range(400)][:400]
+    stream = [balancer.next_position("counting") for _ in range(400)]
+    other = [balancer.next_position("existence") for _ in range(400)]
+    for positions in (stream, other):
+        assert all(Counter(positions[i : i + 4]) == Counter(range(4)) for i in range(0, 400, 4))
+    again = LetterBalancer("x")
+    assert stream != other and stream == [again.next_position("counting") for _ in range(400)]
     assert arrange_options("x", ["a", "b", "c"], 2) == ["a", "b", "x", "c"] and LETTERS == "ABCD"
+
+
+def test_ordered_options_are_ascending_with_the_answer_at_its_rank():
+    options, answer = letter_options("3", ["5", "2", "4"], True, LetterBalancer("x"), "counting")
+    assert options == ["2", "3", "4", "5"] and answer == "B"
+    options, answer = letter_options("cat", ["dog", "car", "cup"], False, LetterBalancer("x"), "existence")
+    assert options[LETTERS.index(answer)] == "cat" and sorted(options) == ["car", "cat", "cup", "dog"]

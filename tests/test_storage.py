@@ -22,8 +22,8 @@ def _distinct_image_bytes(path) -> int:
     return sum(len(data) for data in {hashlib.sha1(data).digest(): data for data in images}.values())
 
 
-def test_each_image_is_stored_once_per_row_group(scenes_build):
-    output, _ = scenes_build
+def test_each_image_is_stored_once_per_row_group(builtin_build):
+    output, _ = builtin_build
     files = sorted((output / "mcq_stage1").glob("*.parquet"))
     assert files
     for path in files:
@@ -44,8 +44,8 @@ def test_each_image_is_stored_once_per_row_group(scenes_build):
         assert len(runs) == len(set(runs))
 
 
-def test_dictionary_encoded_files_load_stream_and_decode_the_same(scenes_build):
-    output, _ = scenes_build
+def test_dictionary_encoded_files_load_stream_and_decode_the_same(builtin_build):
+    output, _ = builtin_build
     loaded = load_dataset(str(output), "mcq_stage1", split="validation")
     streamed = list(load_dataset(str(output), "mcq_stage1", split="validation", streaming=True))
     scenes = {row["image_id"]: row["image"] for row in load_dataset(str(output), "scenes", split="validation")}

@@ -1,37 +1,74 @@
-"""Stage 1: grounded multiple-choice questions that are correct by construction from a scene's boxes.
+"""Stage 1: grounded multiple-choice questions that are correct by construction and need the image.
 
 Each template reads only the boxes (and attributes) of a ``Scene``, so its answer can be re-derived by anyone
-from the same annotations. A template asks nothing a reader of the image could dispute: objects it relates must
-be the only instance of their category and large enough to see, relations must clear a margin, and a category
-with a crowd box is never counted. A template yields ``Draft`` questions (correct option + three distractors);
-the builder letters them so the correct letter stays balanced per split.
+from the same annotations, and asks nothing a person looking at the image with its boxes drawn could dispute:
+objects it names are the only one their phrase fits ("the dog", or "the red circle" where every circle has its own
+colour) and large enough to see, geometric answers clear a margin, counts are small and of instances large
+enough to count.
+
+A question must also be unanswerable without the image. Two things see to that:
+
+- ``Balance``, one per stream of questions (the builder keeps one per shard): a template offers each question
+  in every form it could take (a count with each window of options around it, a pair of objects in either
+  order), and ``Balance`` keeps the form that keeps its answer classes even, or drops the question. So a count
+  of 1 is asked no more often than a count of 3 with the same options, "more than twice the size" no more often
+  than "smaller, but more than half", and an option text (a category, a colour) is the answer about a quarter
+  of the times it is shown. It is deterministic: the same stream makes the same choices.
+- varied wording: every template has several phrasings, chosen per question, so no sentence is a tell.
+
+A template yields ``Draft`` questions (correct option + three distractors); the builder letters them.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 
-from ..scene import Scene, SceneObject
+from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
+from .grammar import article, plural, singular
 
-VERSION = 1
+VERSION = 2
+OPTIONS = 4
 # An object must cover this share of the image to be the subject of a question a person should answer.
 MIN_VISIBLE_SHARE = 0.004
-# Every instance of a counted category must cover this share: tiny background instances make counts disputable.
-MIN_COUNTED_SHARE = 0.0015
-MAX_COUNT = 12
+# Counting asks only about categories whose every instance covers at least 1/150 of the image, twice the area
+# below which COCO calls an object "small" (32x32 pixels of a 640x480 image). In the COCO sample the counts a
+# person could not verify were those with a smaller instance: a 58x23-pixel truck among background traffic,
+# 22x37-pixel vases on a kitchen counter, a 102x12-pixel sliver of a chair behind a diner. A rendered shape of
+# the built-in scenes is easier to see at the same size, but one rule for every source keeps counts verifiable.
+MIN_COUNTED_SHARE = 1 / 150
+# Counts above 5 are not asked: of the 23 counts above 4 in the COCO sample, the only one the size rule lets
+# through is a pile of 12 overlapping suitcases with more behind them, which nobody can verify; up to 5 large
+# instances can be counted at a glance.
+MAX_COUNT = 5
 # Two boxes are "level" on an axis when their extents overlap by at least this share of the smaller one, and
-# "apart" when they overlap by at most SEPARATED; a relation is asked only when one axis is apart, the other level.
+# "apart" when they overlap by at most SEPARATED; a relation is asked only when one axis is apart, the other
+# level, and the line between the box centres is within AXIS_DOMINANCE (rise over run) of that axis, so a
+# diagonal neighbour, of which two relations hold at once, is never asked about.
 LEVEL = 0.5
 SEPARATED = 0.1
-# Size bins are log2(area ratio) edges; a ratio within SIZE_MARGIN (in log2 units) of an edge is not asked.
-SIZE_MARGIN = 0.3
-# The nearest option must be at most this fraction of the distance to the next nearest.
-DISTANCE_MARGIN = 0.7
-# A location is asked only when the box centre is this share of the image away from both midlines.
-LOCATION_MARGIN = 0.08
+AXIS_DOMINANCE = 0.5
+# Relative size compares box areas in four bins with edges at a third, equal and three times (SIZE_EDGES, in
+# log2 of the area ratio); a ratio within SIZE_MARGIN of an edge is not asked, so every answer is at least 1.4
+# times away from the next bin. (Bins at a half and twice with a margin of 0.3 let pairs 1.2 times apart
+# through; judged against the COCO photos, those could not be told apart by eye.) An object cut by the image
+# frame is never compared: its box is smaller than the object.
+SIZE_EDGES = (-math.log2(3), 0.0, math.log2(3))
+SIZE_MARGIN = 0.5
+# Distance is the gap between two boxes (0 when they touch). The nearest option's gap must be at most
+# DISTANCE_RATIO of the next nearest and shorter by DISTANCE_GAP of the image diagonal, so the answer is plain
+# to the eye; objects touching the anchor are never options (every gap to a box it overlaps is 0).
+DISTANCE_RATIO = 0.5
+DISTANCE_GAP = 0.05
+# A location is asked only when this share of the box lies in one quadrant of the image, and its centre is at
+# least LOCATION_MARGIN of the image's side from both midlines (a small object straddling a midline was
+# ambiguous in the COCO sample although 90% of its box lay on one side).
+LOCATION_INSIDE = 0.9
+LOCATION_MARGIN = 0.05
 COLOUR_WORDS = (
     "red",
     "orange",
@@ -50,6 +87,25 @@ COLOUR_WORDS = (
     "gold",
     "silver",
 )
+# The skill each template exercises.
+SKILLS = {
+    "count": "counting",
+    "relation": "spatial_relation",
+    "size": "relative_size",
+    "distance": "relative_distance",
+    "existence": "existence",
+    "absence": "existence",
+    "colour": "attribute",
+    "attribute": "attribute",
+    "location": "localization",
+}
+# A question whose answer text (a category, a colour) has been the answer more than this many times beyond a
+# quarter of its showings in its stream is dropped. (A question with answer classes, such as a count's window,
+# is dropped unless its class is among the least used of its key: those never differ by more than one.)
+TEXT_SLACK = 1
+# Choosing among absent categories (the answer of "which is missing?", the topic of a count of 0), balancing
+# weighs this many drawn at random, so the cost per image does not grow with the source's vocabulary.
+POOL = 16
 # At most this many questions per template per image, so one crowded image does not dominate a skill.
 PER_TEMPLATE = {
     "count": 3,
@@ -63,55 +119,118 @@ PER_TEMPLATE = {
     "location": 2,
 }
 
-_IRREGULAR_PLURALS = {
-    "person": "people",
-    "mouse": "mice",
-    "sheep": "sheep",
-    "skis": "pairs of skis",
-    "scissors": "pairs of scissors",
-    "knife": "knives",
-    "wine glass": "wine glasses",
-    "bus": "buses",
-    "glass": "glasses",
-    "cross": "crosses",
-    "child": "children",
-    "man": "men",
-    "woman": "women",
-    "fish": "fish",
-    "deer": "deer",
-    "shelf": "shelves",
-    "leaf": "leaves",
-    "fox": "foxes",
-    "box": "boxes",
-    "couch": "couches",
-    "bench": "benches",
-    "sandwich": "sandwiches",
+# Phrasings per template; ``{a}``/``{b}`` are singular noun phrases, ``{p}`` a plural one, ``{an}`` an article.
+WORDINGS = {
+    "count": (
+        "How many {p} are there in the image?",
+        "How many {p} can you see in this picture?",
+        "Count the {p} in the image. How many are there?",
+        "What is the number of {p} shown in the image?",
+        "How many {p} does the picture contain?",
+        "In this image, how many {p} are visible?",
+    ),
+    "relation": (
+        "Where is the {a} relative to the {b}?",
+        "Where is the {a} located with respect to the {b}?",
+        "Relative to the {b}, where is the {a}?",
+        "How is the {a} positioned in relation to the {b}?",
+        "Which of these describes where the {a} is, relative to the {b}?",
+        "Looking at the {a} and the {b}, where is the {a}?",
+    ),
+    "size": (
+        "Comparing the boxes that enclose them, how large is the {a} relative to the {b}?",
+        "By the area of their bounding boxes, how big is the {a} compared with the {b}?",
+        "Measured by box area, how does the size of the {a} compare with the {b}?",
+        "How large is the box around the {a} relative to the box around the {b}?",
+        "Judging by their bounding boxes, what is the size of the {a} relative to the {b}?",
+    ),
+    "distance": (
+        "Which of these is closest to the {a}?",
+        "Which of these objects is nearest to the {a}?",
+        "Of the following, which is closest to the {a} in the image?",
+        "Which of these lies nearest the {a}?",
+        "Measured by the gap between their boxes, which of these is closest to the {a}?",
+        "What is the nearest of these objects to the {a}?",
+    ),
+    "existence": (
+        "Which of these objects can be seen in the image?",
+        "Which of these appears in the picture?",
+        "One of these objects is in the image. Which one?",
+        "Which of the following is visible in this image?",
+        "Which of these can you find in the picture?",
+    ),
+    "absence": (
+        "Which of these objects does not appear anywhere in the image?",
+        "Which of these is missing from the picture?",
+        "Which of the following cannot be seen in the image?",
+        "Three of these objects are in the image. Which one is not?",
+        "Which of these objects is absent from the picture?",
+    ),
+    "colour": (
+        "What colour is the {a}?",
+        "What is the colour of the {a}?",
+        "Which colour is the {a}?",
+        "The {a} in the image is which colour?",
+        "Which of these colours best describes the {a}?",
+    ),
+    "attribute": (
+        "Which of these words describes the {a}?",
+        "Which word best describes the {a}?",
+        "Which of these fits the {a} in the image?",
+        "How would you describe the {a}?",
+        "Which of these words applies to the {a}?",
+    ),
+    "location": (
+        "In which part of the image is the {a}?",
+        "Where in the image is the {a}?",
+        "Which quarter of the picture contains the {a}?",
+        "The image shows {an} {a}. Which part of the image is it in?",
+        "Where is the {a} located in the picture?",
+        "In which corner region of the image does the {a} lie?",
+    ),
 }
 
 
-def plural(name: str) -> str:
-    if name in _IRREGULAR_PLURALS:
-        return _IRREGULAR_PLURALS[name]
-    head, _, last = name.rpartition(" ")
-    if last in _IRREGULAR_PLURALS:
-        return f"{head} {_IRREGULAR_PLURALS[last]}"
-    if last.endswith(("s", "x", "z", "ch", "sh")):
-        return name + "es"
-    if last.endswith("y") and last[-2:-1] not in "aeiou":
-        return name[:-1] + "ies"
-    return name + "s"
+def _say(template: str, rng: random.Random, a: str = "", b: str = "", p: str = "") -> str:
+    """One of ``template``'s phrasings about the things named ``a`` and ``b`` (or the plural ``p``)."""
+    wording = rng.choice(WORDINGS[template])
+    a, b = singular(a), singular(b)
+    return wording.format(a=a, b=b, p=p, an=article(a) if "{an}" in wording else "")
 
 
 @dataclass(slots=True)
 class Draft:
-    """A question before lettering: the builder places ``correct`` among ``distractors`` at a balanced letter."""
+    """A question before lettering: the builder places ``correct`` among ``distractors`` at a balanced letter.
 
-    skill: str
+    ``ordered`` options (numbers) are shown in ascending order, so the correct one's rank is its letter. Drafts
+    sharing a ``key`` compete for even answer classes: ``answer_class`` is one of that key's ``classes``; drafts
+    without a key are balanced by their option texts. ``topic`` is the category a count asks about.
+    """
+
     template: str
     question: str
     correct: str
     distractors: list[str]
     grounding: list[SceneObject]
+    ordered: bool = False
+    key: tuple = ()
+    classes: tuple = ()
+    answer_class: object = None
+    topic: str = ""
+    skill: str = ""  # the template's skill unless a model tagged the question itself
+
+    def __post_init__(self):
+        self.skill = self.skill or SKILLS[self.template]
+
+    @property
+    def position(self) -> int | None:
+        """Where ordered options put the correct one (so its letter); None when the builder places it."""
+        return sorted([self.correct, *self.distractors], key=float).index(self.correct) if self.ordered else None
+
+    @property
+    def fact(self) -> tuple:
+        """What the question asks about, whatever its wording: one image is never asked the same fact twice."""
+        return self.template, self.topic, tuple(o.id for o in self.grounding)
 
 
 @dataclass(slots=True)
@@ -121,6 +240,93 @@ class Vocabulary:
     names: list[str]
     colours: list[str]
     attributes: list[str]
+
+
+@dataclass
+class Balance:
+    """The answer classes and option texts one stream of questions has used so far (see the module docstring)."""
+
+    classes: dict[tuple, Counter] = field(default_factory=dict)
+    correct: Counter = field(default_factory=Counter)  # (template, option text) -> times it was the answer
+    wrong: Counter = field(default_factory=Counter)  # (template, option text) -> times it was a distractor
+    counted: Counter = field(default_factory=Counter)  # category -> count questions with a non-zero answer
+    zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
+    positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
+    owing: dict[str, set] = field(default_factory=dict)  # template -> option texts with a positive debt
+
+    def debt(self, template: str, text: str) -> int:
+        """Positive when ``text`` has been the answer more than a quarter of the times it was shown."""
+        return self.correct[template, text] * (OPTIONS - 1) - self.wrong[template, text]
+
+    def _excess(self, draft: Draft) -> float:
+        """How many questions the draft's answer is ahead of its even share: its class over its key's least used
+        class, or its option text's times as the answer over a quarter of its showings."""
+        if draft.key:
+            used = self.classes.get(draft.key)
+            return used[draft.answer_class] - min(map(used.__getitem__, draft.classes)) if used else 0
+        return self.debt(draft.template, draft.correct) / OPTIONS
+
+    def _letter_use(self, draft: Draft) -> int:
+        return self.positions[draft.template, draft.position] if draft.ordered else 0
+
+    def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
+        """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead.
+
+        Between forms equally even, ordered options go where their answer's letter has been least used, so the
+        letters of a count stay even from a stream's first questions on, not only once its windows fill up.
+        """
+        scored = [(self._excess(d), d) for d in forms]
+        admissible = [(excess, d) for excess, d in scored if excess <= (0 if d.key else TEXT_SLACK)]
+        if not admissible:
+            return None
+        draft = min(admissible, key=lambda pair: (pair[0], self._letter_use(pair[1]), rng.random()))[1]
+        if draft.ordered:
+            self.positions[draft.template, draft.position] += 1
+        if draft.key:
+            self.classes.setdefault(draft.key, Counter())[draft.answer_class] += 1
+        self.correct[draft.template, draft.correct] += 1
+        for text in draft.distractors:
+            self.wrong[draft.template, text] += 1
+        owing = self.owing.setdefault(draft.template, set())
+        for text in (draft.correct, *draft.distractors):
+            (owing.add if self.debt(draft.template, text) > 0 else owing.discard)(text)
+        if draft.template == "count":
+            (self.zeros if draft.correct == "0" else self.counted)[draft.topic] += 1
+        return draft
+
+    def distractors(self, template: str, texts: list[str], rng: random.Random) -> list[str]:
+        """Three of ``texts``: first those owed showings as a distractor (the answer more than a quarter of the
+        times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
+        owing = self.owing.get(template, set())
+        owed = sorted((t for t in texts if t in owing), key=lambda t: -self.debt(template, t))[: OPTIONS - 1]
+        others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
+        return (owed + others)[: OPTIONS - 1]
+
+    def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
+        """The one of ``texts`` most owed a turn as the answer (ties at random)."""
+        return _least(texts, [self.debt(template, t) for t in texts], rng)
+
+    def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
+        """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
+
+        So "how many giraffes" is answered 0 about as often, relative to its other answers, as "how many people",
+        and the category alone says nothing of whether the count is 0.
+        """
+        known = [name for name in absent if name in self.counted]
+        if not known:
+            return None
+        return _least(known, [(self.zeros[n] + 1) / self.counted[n] for n in known], rng)
+
+
+def _pool(names: list[str], rng: random.Random) -> list[str]:
+    """At most ``POOL`` of ``names`` at random: what balancing weighs among a vocabulary of any size."""
+    return names if len(names) <= POOL else rng.sample(names, POOL)
+
+
+def _least(texts: list[str], scores: list[float], rng: random.Random) -> str:
+    """The text with the lowest score, ties broken at random."""
+    lowest = min(scores)
+    return rng.choice([t for t, score in zip(texts, scores, strict=True) if score == lowest])
 
 
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
@@ -134,19 +340,20 @@ def relation(a: SceneObject, b: SceneObject) -> str | None:
     bx0, by0, bx1, by1 = b.bbox
     x_overlap, y_overlap = _overlap(ax0, ax1, bx0, bx1), _overlap(ay0, ay1, by0, by1)
     (acx, acy), (bcx, bcy) = a.center, b.center
-    if x_overlap <= SEPARATED and y_overlap >= LEVEL:
+    dx, dy = abs(acx - bcx), abs(acy - bcy)
+    if x_overlap <= SEPARATED and y_overlap >= LEVEL and dy <= AXIS_DOMINANCE * dx:
         return "left" if acx < bcx else "right"
-    if y_overlap <= SEPARATED and x_overlap >= LEVEL:
+    if y_overlap <= SEPARATED and x_overlap >= LEVEL and dx <= AXIS_DOMINANCE * dy:
         return "above" if acy < bcy else "below"
     return None
 
 
 RELATION_PHRASES = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
 SIZE_BINS = (
-    "less than half the size of the {b}",
-    "smaller than the {b}, but more than half its size",
-    "larger than the {b}, but less than twice its size",
-    "more than twice the size of the {b}",
+    "less than a third the size of the {b}",
+    "smaller than the {b}, but more than a third its size",
+    "larger than the {b}, but less than three times its size",
+    "more than three times the size of the {b}",
 )
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 
@@ -154,22 +361,45 @@ QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 def size_bin(a: SceneObject, b: SceneObject) -> int | None:
     """Index into ``SIZE_BINS`` of ``a``'s box area relative to ``b``'s, None when too close to a bin edge."""
     ratio = math.log2(a.area / b.area)
-    if any(abs(ratio - edge) < SIZE_MARGIN for edge in (-1.0, 0.0, 1.0)):
+    if any(abs(ratio - edge) < SIZE_MARGIN for edge in SIZE_EDGES):
         return None
-    return sum(ratio > edge for edge in (-1.0, 0.0, 1.0))
+    return sum(ratio > edge for edge in SIZE_EDGES)
 
 
 def quadrant(obj: SceneObject, width: int, height: int) -> str | None:
+    """The quadrant holding at least ``LOCATION_INSIDE`` of the box, None when the box spans several or its
+    centre is near a midline."""
+    x0, y0, x1, y1 = obj.bbox
     cx, cy = obj.center
-    dx, dy = cx / width - 0.5, cy / height - 0.5
-    if abs(dx) < LOCATION_MARGIN or abs(dy) < LOCATION_MARGIN:
+    if min(abs(cx / width - 0.5), abs(cy / height - 0.5)) < LOCATION_MARGIN:
         return None
-    return QUADRANTS[(dy > 0) * 2 + (dx > 0)]
+    for index, name in enumerate(QUADRANTS):
+        qx0, qy0 = (index % 2) * width / 2, (index // 2) * height / 2
+        inside_x = max(0.0, min(x1, qx0 + width / 2) - max(x0, qx0))
+        inside_y = max(0.0, min(y1, qy0 + height / 2) - max(y0, qy0))
+        if inside_x * inside_y >= LOCATION_INSIDE * obj.area:
+            return name
+    return None
 
 
-def _distance(a: SceneObject, b: SceneObject) -> float:
-    (ax, ay), (bx, by) = a.center, b.center
-    return math.hypot(ax - bx, ay - by)
+def _cut_by_frame(obj: SceneObject, scene: Scene) -> bool:
+    """Whether the box reaches the image border (within the rounding every source's boxes are clipped by)."""
+    x0, y0, x1, y1 = obj.bbox
+    margin = BOX_TOLERANCE_PX
+    return min(x0, y0) <= margin or x1 >= scene.width - margin or y1 >= scene.height - margin
+
+
+def gap(a: SceneObject, b: SceneObject) -> float:
+    """The shortest distance between two boxes, 0 when they touch or overlap."""
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    return math.hypot(max(0.0, bx0 - ax1, ax0 - bx1), max(0.0, by0 - ay1, ay0 - by1))
+
+
+def colour_of(obj: SceneObject) -> str | None:
+    """The object's colour when it has exactly one."""
+    colours = [a for a in obj.attributes if a in COLOUR_WORDS]
+    return colours[0] if len(colours) == 1 else None
 
 
 class _SceneFacts:
@@ -182,181 +412,215 @@ class _SceneFacts:
         for obj in scene.objects:
             self.by_name.setdefault(obj.name, []).append(obj)
         self.crowded = {name for name, objs in self.by_name.items() if any(o.crowd for o in objs)}
-        self.visible = {
-            name for name, objs in self.by_name.items() if any(o.area >= MIN_VISIBLE_SHARE * image_area for o in objs)
-        }
-        # Categories whose every instance is countable: no crowd box, none too small to see.
-        self.countable = {
+        self.visible = sorted(
             name
             for name, objs in self.by_name.items()
-            if name not in self.crowded and all(o.area >= MIN_COUNTED_SHARE * image_area for o in objs)
-        }
-        self.absent = [name for name in vocab.names if name not in self.by_name]
-        # The only instance of its category, visible: "the <name>" then names exactly one thing.
-        self.singles = [
-            objs[0]
+            if name not in self.crowded and any(o.area >= MIN_VISIBLE_SHARE * image_area for o in objs)
+        )
+        # Categories whose every instance is countable: no crowd box, none too small to see, not too many.
+        self.countable = sorted(
+            name
             for name, objs in self.by_name.items()
-            if len(objs) == 1 and name not in self.crowded and objs[0].area >= MIN_VISIBLE_SHARE * image_area
-        ]
-
-
-def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    for name in sorted(facts.countable):
-        n = len(facts.by_name[name])
-        if n > MAX_COUNT:
-            continue
-        nearby = [c for c in (n - 1, n + 1, n - 2, n + 2, n + 3, n - 3, n + 4) if c >= 0][:4]
-        del nearby[rng.randrange(4)]
-        distractors = nearby
-        yield Draft(
-            "counting",
-            "count",
-            f"How many {plural(name)} are there in the image?",
-            str(n),
-            [str(d) for d in distractors],
-            facts.by_name[name],
+            if name not in self.crowded
+            and len(objs) <= MAX_COUNT
+            and all(o.area >= MIN_COUNTED_SHARE * image_area for o in objs)
         )
-
-
-def _ordered_pairs(singles: list[SceneObject], rng: random.Random) -> Iterator[tuple[SceneObject, SceneObject]]:
-    """Each pair of single objects once, in a random order, so neither role favours the first-listed object."""
-    for i, a in enumerate(singles):
-        for b in singles[i + 1 :]:
-            yield (a, b) if rng.random() < 0.5 else (b, a)
-
-
-def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    for first, second in _ordered_pairs(facts.singles, rng):
-        rel = relation(first, second)
-        if rel is None:
-            continue
-        correct = f"{RELATION_PHRASES[rel]} the {second.name}"
-        distractors = [f"{phrase} the {second.name}" for key, phrase in RELATION_PHRASES.items() if key != rel]
-        rng.shuffle(distractors)
-        question = f"Where is the {first.name} relative to the {second.name}?"
-        yield Draft("spatial_relation", "relation", question, correct, distractors, [first, second])
-
-
-def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    for first, second in _ordered_pairs(facts.singles, rng):
-        index = size_bin(first, second)
-        if index is None:
-            continue
-        options = [text.format(b=second.name) for text in SIZE_BINS]
-        correct = options.pop(index)
-        rng.shuffle(options)
-        question = (
-            f"Comparing the boxes that enclose them, how large is the {first.name} relative to the {second.name}?"
-        )
-        yield Draft("relative_size", "size", question, correct, options, [first, second])
-
-
-def _distance_question(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    candidates = [n for n in facts.by_name if n in facts.countable and n in facts.visible]
-    absent = facts.absent
-    for anchor in facts.singles:
-        present = sorted(
-            ((min(_distance(anchor, o) for o in facts.by_name[n]), n) for n in candidates if n != anchor.name),
-        )
-        if len(present) < 2 or present[0][0] > DISTANCE_MARGIN * present[1][0]:
-            continue
-        others = [n for _, n in present[1:4]]
-        if len(others) < 3:
-            if len(absent) < 3 - len(others):
+        self.absent = [name for name in vocab.names if name not in self.by_name]
+        # Objects a phrase names exactly, visible: the only instance of its category ("the dog"), or, where every
+        # instance of a category has a colour of its own, each instance ("the red circle").
+        self.named: list[tuple[str, SceneObject]] = []
+        # What a distance question may offer: the named objects, and each other visible category as a whole.
+        self.groups: list[tuple[str, list[SceneObject]]] = []
+        for name, objs in self.by_name.items():
+            seen = [o for o in objs if o.area >= MIN_VISIBLE_SHARE * image_area]
+            colours = [colour_of(o) for o in objs]
+            if name in self.crowded or not seen:
                 continue
-            others += rng.sample(absent, 3 - len(others))
-        rng.shuffle(others)
-        nearest = present[0][1]
-        yield Draft(
-            "relative_distance",
-            "distance",
-            f"Which of these is closest to the {anchor.name}?",
-            nearest,
-            others,
-            [anchor, *facts.by_name[nearest]],
-        )
+            if len(objs) == 1:
+                named = [(name, objs[0])]
+            elif None not in colours and len(set(colours)) == len(objs):
+                named = [(f"{colour_of(o)} {name}", o) for o in seen]
+            else:
+                named = []
+                if len(seen) == len(objs):
+                    self.groups.append((name, objs))
+            self.named += named
+            self.groups += [(phrase, [o]) for phrase, o in named]
 
 
-def _existence(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    absent = facts.absent
-    present = sorted(n for n in facts.visible if n not in facts.crowded)
-    if present and len(absent) >= 3:
-        name = rng.choice(present)
-        yield Draft(
-            "existence",
-            "existence",
-            "Which of these objects can be seen in the image?",
-            name,
-            rng.sample(absent, 3),
-            facts.by_name[name],
-        )
-    if len(present) >= 3 and absent:
-        shown = rng.sample(present, 3)
-        yield Draft(
-            "existence",
-            "absence",
-            "Which of these objects does not appear anywhere in the image?",
-            rng.choice(absent),
-            shown,
-            [o for n in shown for o in facts.by_name[n]],
-        )
+# ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
+# made only when offered (most are not: each template stops at its quota per image), and ``Balance`` keeps one
+# form or none ----
+
+Candidate = tuple[str, Callable[[], list[Draft]]]
 
 
-def _colour(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    for obj in facts.singles:
-        colours = [a for a in obj.attributes if a in COLOUR_WORDS]
-        others = [c for c in vocab.colours if c not in colours]
-        if len(colours) != 1 or len(others) < 3:
+def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
+    """ "How many <name>?" with each window of four consecutive counts in [0, MAX_COUNT] around the count."""
+    n, question = len(objs), _say("count", rng, p=plural(name))
+    forms = []
+    for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1):
+        window = tuple(range(start, start + OPTIONS))
+        distractors = [str(v) for v in window if v != n]
+        forms.append(Draft("count", question, str(n), distractors, objs, True, ("count", start), window, n, name))
+    return forms
+
+
+def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    for name in facts.countable:
+        yield "count", partial(_count_forms, name, facts.by_name[name], rng)
+    zero = balance.zero_topic(_pool(facts.absent, rng), rng)
+    if zero is not None:  # a category the image lacks: 0 is a legitimate answer
+        yield "count", partial(_count_forms, zero, [], rng)
+
+
+def _pair_forms(one, other, rng: random.Random, template: str, answer_of, options_of, classes: tuple) -> list[Draft]:
+    """The question about two named objects either way round: ``answer_of(first, second)`` is the answer class
+    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text."""
+    forms = []
+    for (a, first), (b, second) in ((one, other), (other, one)):
+        answer = answer_of(first, second)
+        if answer is None:
             continue
-        yield Draft("attribute", "colour", f"What colour is the {obj.name}?", colours[0], rng.sample(others, 3), [obj])
+        options = options_of(singular(b))
+        correct = options.pop(answer)
+        distractors = list(options.values())
+        rng.shuffle(distractors)
+        question = _say(template, rng, a, b)
+        forms.append(
+            Draft(template, question, correct, distractors, [first, second], False, (template,), classes, answer)
+        )
+    return forms
 
 
-def _attribute(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    for obj in facts.singles:
+def _pairs(named: list, rng: random.Random, template: str, answer_of, options_of, classes: tuple):
+    for i, one in enumerate(named):
+        for other in named[i + 1 :]:
+            yield template, partial(_pair_forms, one, other, rng, template, answer_of, options_of, classes)
+
+
+def _relation_options(second: str) -> dict:
+    return {key: f"{phrase} the {second}" for key, phrase in RELATION_PHRASES.items()}
+
+
+def _size_options(second: str) -> dict:
+    return {index: text.format(b=second) for index, text in enumerate(SIZE_BINS)}
+
+
+def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    yield from _pairs(facts.named, rng, "relation", relation, _relation_options, tuple(RELATION_PHRASES))
+
+
+def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    whole = [(phrase, obj) for phrase, obj in facts.named if not _cut_by_frame(obj, facts.scene)]
+    yield from _pairs(whole, rng, "size", size_bin, _size_options, tuple(range(len(SIZE_BINS))))
+
+
+def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
+    # every other group by its gap to the anchor; a group touching the anchor is never an option
+    gaps = sorted((min(gap(anchor, o) for o in objs), name, objs) for name, objs in facts.groups if anchor not in objs)
+    gaps = [entry for entry in gaps if entry[0] > 0]
+    if len(gaps) < OPTIONS:
+        return []
+    (nearest_gap, nearest, objs), second_gap = gaps[0], gaps[1][0]
+    clear = DISTANCE_GAP * math.hypot(facts.scene.width, facts.scene.height)
+    if nearest_gap > DISTANCE_RATIO * second_gap or second_gap - nearest_gap < clear:
+        return []
+    others = balance.distractors("distance", [name for _, name, _ in gaps[1:]], rng)
+    return [Draft("distance", _say("distance", rng, phrase), nearest, others, [anchor, *objs])]
+
+
+def _distance(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    for phrase, anchor in facts.named:
+        yield "distance", partial(_distance_forms, facts, phrase, anchor, rng, balance)
+
+
+def _present_forms(facts: _SceneFacts, rng: random.Random, balance: Balance) -> list[Draft]:
+    name = balance.owed_answer("existence", facts.visible, rng)
+    distractors = balance.distractors("existence", facts.absent, rng)
+    return [Draft("existence", _say("existence", rng), name, distractors, facts.by_name[name])]
+
+
+def _absent_forms(facts: _SceneFacts, rng: random.Random, balance: Balance) -> list[Draft]:
+    shown = balance.distractors("absence", facts.visible, rng)
+    name = balance.owed_answer("absence", _pool(facts.absent, rng), rng)
+    grounding = [o for n in shown for o in facts.by_name[n]]
+    return [Draft("absence", _say("absence", rng), name, shown, grounding)]
+
+
+def _existence(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    if facts.visible and len(facts.absent) >= OPTIONS - 1:
+        yield "existence", partial(_present_forms, facts, rng, balance)
+    if len(facts.visible) >= OPTIONS - 1 and facts.absent:
+        yield "absence", partial(_absent_forms, facts, rng, balance)
+
+
+def _colour_forms(phrase: str, obj: SceneObject, others: list[str], rng, balance: Balance) -> list[Draft]:
+    distractors = balance.distractors("colour", others, rng)
+    return [Draft("colour", _say("colour", rng, phrase), colour_of(obj), distractors, [obj])]
+
+
+def _colours(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    for phrase, obj in facts.named:
+        others = [c for c in vocab.colours if c not in obj.attributes]
+        if phrase == obj.name and colour_of(obj) and len(others) >= OPTIONS - 1:  # "the red circle" tells its colour
+            yield "colour", partial(_colour_forms, phrase, obj, others, rng, balance)
+
+
+def _attribute_forms(phrase, obj, own: list[str], others: list[str], rng, balance: Balance) -> list[Draft]:
+    correct = balance.owed_answer("attribute", own, rng)
+    distractors = balance.distractors("attribute", others, rng)
+    return [Draft("attribute", _say("attribute", rng, phrase), correct, distractors, [obj])]
+
+
+def _attribute(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    for phrase, obj in facts.named:
         own = [a for a in obj.attributes if a not in COLOUR_WORDS]
         others = [a for a in vocab.attributes if a not in obj.attributes]
-        if not own or len(others) < 3:
-            continue
-        yield Draft(
-            "attribute",
-            "attribute",
-            f"Which of these words describes the {obj.name}?",
-            rng.choice(own),
-            rng.sample(others, 3),
-            [obj],
-        )
+        if own and len(others) >= OPTIONS - 1:
+            yield "attribute", partial(_attribute_forms, phrase, obj, own, others, rng, balance)
 
 
-def _location(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random) -> Iterator[Draft]:
-    scene = facts.scene
-    for obj in facts.singles:
-        where = quadrant(obj, scene.width, scene.height)
-        if where is None:
-            continue
-        distractors = [q for q in QUADRANTS if q != where]
-        rng.shuffle(distractors)
-        yield Draft(
-            "localization", "location", f"In which part of the image is the {obj.name}?", where, distractors, [obj]
-        )
+def _location_forms(phrase: str, obj: SceneObject, where: str, rng: random.Random) -> list[Draft]:
+    distractors = [q for q in QUADRANTS if q != where]
+    rng.shuffle(distractors)
+    question = _say("location", rng, phrase)
+    return [Draft("location", question, where, distractors, [obj], False, ("location",), QUADRANTS, where)]
 
 
-_GENERATORS = (_count, _relation, _size, _distance_question, _existence, _colour, _attribute, _location)
+def _location(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
+    for phrase, obj in facts.named:
+        where = quadrant(obj, facts.scene.width, facts.scene.height)
+        if where is not None:
+            yield "location", partial(_location_forms, phrase, obj, where, rng)
 
 
-def generate(scene: Scene, vocab: Vocabulary, rng: random.Random) -> list[Draft]:
-    """All stage-1 drafts for one scene, at most ``PER_TEMPLATE`` of each template, no question asked twice."""
+_GENERATORS = (_count, _relation, _size, _distance, _existence, _colours, _attribute, _location)
+
+
+def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balance | None = None) -> list[Draft]:
+    """Stage-1 drafts for one scene: at most ``PER_TEMPLATE`` of each template, no fact asked twice.
+
+    Candidates are offered to ``balance`` (a fresh one when not given) in a random order, each template until it
+    has its quota for this image.
+    """
+    balance = balance if balance is not None else Balance()
     facts = _SceneFacts(scene, vocab)
     drafts: list[Draft] = []
-    asked: set[str] = set()
+    asked: set[tuple] = set()
+    kept: Counter = Counter()
     for generator in _GENERATORS:
-        per_template: dict[str, list[Draft]] = {}
-        for draft in generator(facts, vocab, rng):
-            if draft.question not in asked:
-                per_template.setdefault(draft.template, []).append(draft)
-        for template, found in per_template.items():
-            keep = found if len(found) <= PER_TEMPLATE[template] else rng.sample(found, PER_TEMPLATE[template])
-            asked.update(draft.question for draft in keep)
-            drafts.extend(keep)
+        candidates = list(generator(facts, vocab, rng, balance))
+        rng.shuffle(candidates)
+        for template, make in candidates:
+            if kept[template] == PER_TEMPLATE[template]:
+                continue
+            forms = [d for d in make() if d.fact not in asked]
+            draft = balance.choose(forms, rng) if forms else None
+            if draft is not None:
+                kept[template] += 1
+                asked.add(draft.fact)
+                drafts.append(draft)
     return drafts
 
 

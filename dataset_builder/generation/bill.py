@@ -1,0 +1,94 @@
+"""The bill before the build: how many requests a stage would send, and how many tokens, counted by the model's
+own tokenizer, before any GPU is rented. Nothing is generated and no model weights are loaded.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .backend import load_processor
+from .engine import Engine
+from .request import Request, chat_messages
+
+
+@dataclass(frozen=True)
+class Bill:
+    """One stage's cost. ``output_tokens_expected`` is the mean of what the cache holds for the stage, if any."""
+
+    requests: int
+    cached: int
+    to_generate: int
+    prompt_tokens: int
+    output_tokens_max: int
+    output_tokens_expected: int | None
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _image_tokens(tokenizer, request: Request) -> int:
+    """Tokens the processor adds when it expands each image's one placeholder token (0 if it cannot tell)."""
+    if not request.images or not hasattr(tokenizer, "_get_num_multimodal_tokens"):
+        return 0
+    from PIL import Image
+
+    sizes = []
+    for image in request.images:
+        with Image.open(io.BytesIO(image.data)) as opened:  # reads the header only
+            sizes.append((opened.height, opened.width))
+    return sum(tokenizer._get_num_multimodal_tokens(image_sizes=sizes).num_image_tokens) - len(sizes)
+
+
+def dry_run_bill(requests: Sequence[Request], engine: Engine, tokenizer=None) -> Bill:
+    """Count what ``engine.generate(requests)`` would cost: cache hits, prompt tokens, output tokens.
+
+    ``tokenizer`` is the model's tokenizer or processor; by default it is loaded from the engine's model (a hub
+    id or local folder; an OpenAI-compatible server's model needs one passed in).
+    """
+    keys = [engine.key(request) for request in requests]
+    unique = dict(zip(keys, requests, strict=True))
+    cached = engine.cache.get_many(unique)
+    pending = [request for key, request in unique.items() if key not in cached]
+    prompt_tokens = 0
+    if pending:
+        tokenizer = tokenizer or load_processor(engine.spec.model, engine.options.get("max_pixels"))
+        text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+        prompts = [
+            tokenizer.apply_chat_template(
+                chat_messages(request, image=lambda part: {"type": "image"}),
+                tokenize=False,
+                add_generation_prompt=not request.prefill,
+                continue_final_message=bool(request.prefill),
+            )
+            for request in pending
+        ]
+        encoded = text_tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        prompt_tokens = sum(map(len, encoded)) + sum(_image_tokens(tokenizer, request) for request in pending)
+    expected = None
+    if cached:
+        mean = sum(response.output_tokens for response in cached.values()) / len(cached)
+        expected = round(mean * len(pending))
+    return Bill(
+        requests=len(requests),
+        cached=len(requests) - sum(1 for key in keys if key not in cached),
+        to_generate=len(pending),
+        prompt_tokens=prompt_tokens,
+        output_tokens_max=sum(request.sampling.n * request.sampling.max_tokens for request in pending),
+        output_tokens_expected=expected,
+    )
+
+
+def format_bills(bills: dict[str, Bill]) -> str:
+    """The dry-run table: one line per stage."""
+    header = (
+        f"{'stage':<16}{'requests':>10}{'cached':>10}{'to generate':>13}{'prompt tok':>13}{'output tok (max)':>18}"
+    )
+    lines = [header]
+    for stage, bill in bills.items():
+        lines.append(
+            f"{stage:<16}{bill.requests:>10,}{bill.cached:>10,}{bill.to_generate:>13,}"
+            f"{bill.prompt_tokens:>13,}{bill.output_tokens_max:>18,}"
+        )
+    return "\n".join(lines)

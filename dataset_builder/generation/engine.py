@@ -1,0 +1,158 @@
+"""The one door to a model: a whole stage's requests in, responses out, every answer cached by content.
+
+``Engine.generate`` looks every request up in the cache first (batched reads), sends only the misses to the
+backend in one submission so it can keep its batch full, and stores each batch the backend finishes as soon as it
+arrives: a build killed mid-stage resumes where it stopped and repeats no call. The backend is loaded only when
+something is missing, so a rebuild from a warm cache never loads a model, and ``cache_only`` makes a miss an error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from datasets.utils import logging
+from datasets.utils.tqdm import tqdm
+
+from .backend import Backend, ModelSpec, input_settings, open_backend
+from .cache import GenerationCache, default_cache_path
+from .request import Request, Response, request_key
+
+logger = logging.get_logger(__name__)
+
+
+class CacheMissError(RuntimeError):
+    """A cache-only engine was asked for something its cache does not hold."""
+
+
+@dataclass
+class GenerationStats:
+    """What a build's generation cost: requests answered from the cache, sent to the model, tokens and seconds."""
+
+    requests: int = 0
+    hits: int = 0
+    misses: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def output_tokens_per_second(self) -> float:
+        return self.output_tokens / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Engine:
+    """Cached generation with one model, named by a backend string (see ``backend.py``).
+
+    ``options`` go to the backend (``batch_size``, ``max_pixels``, ``concurrency``, vLLM engine arguments ...);
+    ``revision`` pins the model's version in the cache key instead of fingerprinting it.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        cache: GenerationCache | str | None = None,
+        *,
+        cache_only: bool = False,
+        revision: str | None = None,
+        commit_every: int = 256,
+        commit_seconds: float = 10.0,
+        progress: bool = True,
+        **options,
+    ):
+        self.spec = ModelSpec.parse(model)
+        self.cache = cache if isinstance(cache, GenerationCache) else GenerationCache(cache or default_cache_path())
+        self.cache_only = cache_only
+        self.revision = self.spec.revision(revision)
+        self.settings = input_settings(options)
+        self.options = options
+        self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
+        self.progress = progress
+        self.stats = GenerationStats()
+        self._backend: Backend | None = None
+
+    @property
+    def model_id(self) -> str:
+        """The model as rows' ``generator`` names it: ``name@revision``."""
+        return f"{self.spec.name}@{self.revision[:12]}" if self.revision else self.spec.name
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            logger.info(f"loading {self.spec.backend} model {self.spec.model}")
+            self._backend = open_backend(self.spec, self.options)
+        return self._backend
+
+    def key(self, request: Request) -> bytes:
+        return request_key(request, self.spec.name, self.revision, self.settings)
+
+    def generate(self, requests: Sequence[Request], desc: str = "Generating") -> list[Response]:
+        """One response per request, in order: cached ones read back, the rest generated and stored as they finish."""
+        keys = [self.key(request) for request in requests]
+        found = self.cache.get_many(set(keys))
+        missing: dict[bytes, Request] = {}
+        for key, request in zip(keys, requests, strict=True):
+            if key not in found:
+                missing.setdefault(key, request)
+        self.stats.requests += len(requests)
+        self.stats.hits += len(requests) - len(missing)
+        logger.info(f"{desc}: {len(requests) - len(missing)} of {len(requests)} requests answered by the cache")
+        if missing:
+            if self.cache_only:
+                raise CacheMissError(
+                    f"{len(missing)} of {len(requests)} requests to {self.model_id} are not in the generation cache "
+                    f"{self.cache.path} (cache-only mode): run without cache-only to generate them, or import the "
+                    "cache published with the dataset"
+                )
+            found.update(self._generate_missing(missing, desc))
+        return [found[key] for key in keys]
+
+    def _generate_missing(self, missing: dict[bytes, Request], desc: str) -> dict[bytes, Response]:
+        self._warn_unsupported(missing.values())
+        keys, requests = list(missing), list(missing.values())
+        done: dict[bytes, Response] = {}
+        pending: list[tuple[bytes, str, str, Response]] = []
+        last_commit = start = time.perf_counter()
+        bar = tqdm(total=len(requests), desc=f"{desc} ({self.spec.name})", unit=" req", disable=not self.progress)
+        try:
+            for batch in self.backend.generate(requests):
+                for index, response in batch:
+                    done[keys[index]] = response
+                    pending.append((keys[index], self.spec.name, requests[index].template, response))
+                    self.stats.misses += 1
+                    self.stats.prompt_tokens += response.prompt_tokens
+                    self.stats.output_tokens += response.output_tokens
+                now = time.perf_counter()
+                if len(pending) >= self.commit_every or now - last_commit >= self.commit_seconds:
+                    self.cache.put_many(pending)
+                    pending, last_commit = [], now
+                bar.update(len(batch))
+                bar.set_postfix(
+                    hits=self.stats.hits,
+                    misses=self.stats.misses,
+                    tok_s=round(self.stats.output_tokens / max(now - start, 1e-9)),
+                    refresh=False,
+                )
+        finally:
+            # What finished is kept even when the backend fails part-way.
+            self.cache.put_many(pending)
+            self.stats.seconds += time.perf_counter() - start
+            bar.close()
+        if len(done) != len(requests):
+            raise RuntimeError(f"the {self.spec.backend} backend answered {len(done)} of {len(requests)} requests")
+        return done
+
+    def _warn_unsupported(self, requests) -> None:
+        backend = self.backend
+        if not backend.supports_schema and any(r.schema for r in requests):
+            logger.warning(f"the {self.spec.backend} backend cannot constrain output to a JSON schema; parsing only")
+        if not backend.supports_banned_words and any(r.banned_words for r in requests):
+            logger.warning(f"the {self.spec.backend} backend cannot ban words; they are ignored")
+
+    def close(self) -> None:
+        self.cache.close()

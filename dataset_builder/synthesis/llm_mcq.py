@@ -1,0 +1,296 @@
+"""Stage 1 the paper's way: an LLM writes grounded MCQs from a scene's dense caption and boxes.
+
+A model's output is untrusted text. It is parsed strictly (one JSON object, optionally in a code fence) and every
+question is held to the rules a template question meets by construction: four distinct options, one correct
+letter, a known skill, grounding on objects the scene has, no answer given away in the question, and for counting
+a count that matches the objects it names. What fails is counted by reason, never raised: a scene whose output
+gives no usable question is asked again with a new seed, up to ``max_attempts``. An optional verifier model then
+answers each question from the caption and boxes alone, and a question is kept only when it agrees.
+
+Questions become ``stage1.Draft``s (correct option + distractors) so the builder letters them like template ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from datasets.utils import logging
+
+from ..answers import LETTERS, arrange_options
+from ..generation import Engine, Message, Request, Response, Sampling
+from ..prompts import Prompt, load_prompt
+from ..scene import Scene, SceneObject
+from . import stage1
+from .stage1 import Draft
+
+logger = logging.get_logger(__name__)
+
+SKILLS = tuple(dict.fromkeys(stage1.SKILLS.values()))  # the skills, in the templates' order
+TEMPLATE = "llm"
+MAX_QUESTION_CHARS = 300
+MAX_OPTION_CHARS = 120
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```$", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FIELDS = {"question": str, "options": list, "answer": str, "skill": str, "objects": list}
+
+
+def mcq_schema(count: int) -> dict:
+    """The JSON schema backends with structured output decode against."""
+    item = {
+        "type": "object",
+        "properties": {
+            "question": {"type": "string"},
+            "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
+            "answer": {"type": "string", "enum": list(LETTERS)},
+            "skill": {"type": "string", "enum": list(SKILLS)},
+            "objects": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+        },
+        "required": list(_FIELDS),
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"questions": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
+        "required": ["questions"],
+        "additionalProperties": False,
+    }
+
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": list(LETTERS)}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+
+def _scene_values(scene: Scene) -> dict:
+    lines = []
+    for obj in scene.objects:
+        box = ", ".join(str(round(v)) for v in obj.bbox)
+        extra = f" ({', '.join(obj.attributes)})" if obj.attributes else ""
+        lines.append(f"{obj.id}: {obj.name}{extra} [{box}]")
+    return {
+        "width": scene.width,
+        "height": scene.height,
+        "caption": scene.caption.strip(),
+        "objects": "\n".join(lines),
+    }
+
+
+@dataclass(frozen=True)
+class MCQWriter:
+    """How to ask a teacher for stage-1 MCQs; ``request`` renders one scene's request for one attempt."""
+
+    questions_per_scene: int = 8
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int = 0
+    prompt: Prompt = field(default_factory=lambda: load_prompt("stage1_mcq"))
+
+    def request(self, scene: Scene, attempt: int = 0) -> Request:
+        text = self.prompt.render(**_scene_values(scene), count=self.questions_per_scene, skills=", ".join(SKILLS))
+        return Request(
+            messages=(Message.text("user", text),),
+            sampling=Sampling(
+                temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed + attempt
+            ),
+            schema=mcq_schema(self.questions_per_scene),
+            template=self.prompt.id,
+        )
+
+
+def _load_json(text: str):
+    """The one JSON value ``text`` holds, bare or in one Markdown code fence; control characters are tolerated."""
+    text = text.strip()
+    fenced = _FENCE.match(text)
+    return json.loads(fenced.group(1) if fenced else text, strict=False)
+
+
+def _normalise(option: str) -> str:
+    """Options that mean the same compare equal: case, spacing, trailing full stop, and number words vs digits."""
+    return " ".join([_NUMBER_WORDS.get(word, word) for word in option.casefold().rstrip(".").split()])
+
+
+def _mentions(text: str, phrase: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
+
+
+def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | None]:
+    """One question object of the model's output as a ``Draft``, or the reason it is rejected."""
+    if not isinstance(item, dict) or any(name not in item for name in _FIELDS):
+        return None, "missing_field"
+    if any(not isinstance(item[name], kind) for name, kind in _FIELDS.items()):
+        return None, "wrong_type"
+    question, options, answer = item["question"].strip(), item["options"], item["answer"].strip()
+    if not all(isinstance(option, str) for option in options):
+        return None, "wrong_type"
+    options = [option.strip() for option in options]
+    if any(_CONTROL.search(text) for text in (question, *options)):
+        return None, "control_characters"
+    if not question or len(question) > MAX_QUESTION_CHARS:
+        return None, "bad_question_length"
+    if len(options) != len(LETTERS):
+        return None, "option_count"
+    if any(not option or len(option) > MAX_OPTION_CHARS for option in options):
+        return None, "bad_option_length"
+    if len({_normalise(option) for option in options}) != len(options):
+        return None, "duplicate_options"
+    if not answer:
+        return None, "missing_answer"
+    if len(answer) != 1 or answer.upper() not in LETTERS:
+        return None, "answer_not_an_option"
+    if item["skill"] not in SKILLS:
+        return None, "unknown_skill"
+    ids = item["objects"]
+    if not ids:
+        return None, "no_grounding"
+    if any(not isinstance(i, int) or isinstance(i, bool) or i not in objects for i in ids):
+        return None, "unknown_object"
+    correct_index = LETTERS.index(answer.upper())
+    correct = options[correct_index]
+    distractors = options[:correct_index] + options[correct_index + 1 :]
+    lowered = question.casefold()
+    if _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors):
+        return None, "answer_in_question"
+    grounding = [objects[i] for i in dict.fromkeys(ids)]
+    if item["skill"] == "counting" and _normalise(correct).isdigit() and int(_normalise(correct)) != len(grounding):
+        return None, "count_mismatch"
+    return Draft(TEMPLATE, question, correct, distractors, grounding, skill=item["skill"]), None
+
+
+def parse_mcqs(text: str, scene: Scene, finish_reason: str = "stop") -> tuple[list[Draft], Counter]:
+    """The valid questions in one model output for ``scene``, and the count of rejects by reason. Never raises."""
+    rejects: Counter = Counter()
+    try:
+        data = _load_json(text)
+    except (ValueError, RecursionError):
+        rejects["truncated" if finish_reason == "length" else "malformed_json"] += 1
+        return [], rejects
+    items = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        rejects["no_questions"] += 1
+        return [], rejects
+    objects = {obj.id: obj for obj in scene.objects}
+    drafts, asked = [], set()
+    for item in items:
+        draft, reason = _check(item, objects)
+        if draft is not None and draft.question.casefold() in asked:
+            draft, reason = None, "duplicate_question"
+        if reason:
+            rejects[reason] += 1
+            continue
+        asked.add(draft.question.casefold())
+        drafts.append(draft)
+    return drafts, rejects
+
+
+@dataclass
+class LLMStage1:
+    """What the LLM path produced: drafts per image id, rejects by reason, and the ``generator`` every row names."""
+
+    drafts: dict[str, list[Draft]]
+    rejects: Counter
+    generator: str
+
+
+def _verifier_position(draft: Draft) -> int:
+    """Where the verifier sees the correct option: fixed by the question, unrelated to where the writer put it."""
+    return hashlib.sha256(draft.question.encode("utf-8")).digest()[0] % len(LETTERS)
+
+
+def verify_request(scene: Scene, draft: Draft, prompt: Prompt) -> Request:
+    options = arrange_options(draft.correct, draft.distractors, _verifier_position(draft))
+    lettered = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=True))
+    text = prompt.render(**_scene_values(scene), question=draft.question, options=lettered)
+    return Request(
+        messages=(Message.text("user", text),),
+        sampling=Sampling(temperature=0.0, max_tokens=32),
+        schema=ANSWER_SCHEMA,
+        template=prompt.id,
+    )
+
+
+def _verifier_letter(response: Response) -> str | None:
+    try:
+        data = _load_json(response.texts[0])
+    except (ValueError, RecursionError):
+        return None
+    answer = data.get("answer") if isinstance(data, dict) else None
+    return answer.strip().upper() if isinstance(answer, str) and answer.strip().upper() in LETTERS else None
+
+
+def _verify(
+    scenes: dict[str, Scene], drafts: dict[str, list[Draft]], verifier: Engine, prompt: Prompt, rejects: Counter
+) -> dict[str, list[Draft]]:
+    """The drafts the verifier, reading only caption and boxes, answers the same way."""
+    pairs = [(image_id, draft) for image_id, found in drafts.items() for draft in found]
+    responses = verifier.generate(
+        [verify_request(scenes[image_id], draft, prompt) for image_id, draft in pairs], desc="Verifying MCQs"
+    )
+    kept: dict[str, list[Draft]] = {}
+    for (image_id, draft), response in zip(pairs, responses, strict=True):
+        letter = _verifier_letter(response)
+        if letter is None:
+            rejects["verifier_malformed"] += 1
+        elif letter != LETTERS[_verifier_position(draft)]:
+            rejects["verifier_disagrees"] += 1
+        else:
+            kept.setdefault(image_id, []).append(draft)
+    return kept
+
+
+def write_mcqs(
+    scenes: Sequence[Scene],
+    teacher: Engine,
+    writer: MCQWriter | None = None,
+    *,
+    max_attempts: int = 3,
+    verifier: Engine | None = None,
+) -> LLMStage1:
+    """Stage-1 drafts for ``scenes`` written by ``teacher``: each round sends every pending scene at once."""
+    writer = writer or MCQWriter()
+    verify_prompt = load_prompt("stage1_verify")
+    rejects: Counter = Counter()
+    drafts: dict[str, list[Draft]] = {}
+    pending = [scene for scene in scenes if scene.objects]
+    rejects["scene_without_objects"] += len(scenes) - len(pending)
+    for attempt in range(max_attempts):
+        if not pending:
+            break
+        requests = [writer.request(scene, attempt) for scene in pending]
+        responses = teacher.generate(requests, desc=f"Writing MCQs (attempt {attempt + 1})")
+        retry = []
+        for scene, response in zip(pending, responses, strict=True):
+            found: dict[str, Draft] = {}
+            for text, reason in zip(response.texts, response.finish_reasons, strict=True):
+                parsed, reasons = parse_mcqs(text, scene, reason)
+                rejects.update(reasons)
+                for draft in parsed:  # n > 1 samples may ask the same question
+                    found.setdefault(draft.question.casefold(), draft)
+            if found:
+                drafts[scene.image_id] = list(found.values())
+            else:
+                retry.append(scene)
+        pending = retry
+    rejects["scene_gave_no_question"] += len(pending)
+    if verifier is not None and drafts:
+        drafts = _verify({scene.image_id: scene for scene in scenes}, drafts, verifier, verify_prompt, rejects)
+    logger.info(
+        f"LLM stage 1: {sum(map(len, drafts.values()))} questions for {len(drafts)} of {len(scenes)} images; "
+        f"rejects {dict(rejects)}"
+    )
+    generator = f"stage1/{TEMPLATE}@{writer.prompt.version}:{teacher.model_id}"
+    if verifier is not None:
+        generator += f"+verify@{verify_prompt.version}:{verifier.model_id}"
+    return LLMStage1(drafts, +rejects, generator)

