@@ -217,8 +217,6 @@ class Entry(NamedTuple):
     """What a source's cheap, ordered first pass knows of an image; ``payload`` lets a worker make the ``Scene``."""
 
     image_id: str
-    names: list[str]
-    attributes: list[str]
     payload: Any
     origin: str  # the file and the record within it, for a duplicate-id message and reject
     record: str

@@ -3,9 +3,9 @@
 Every source has ``name``, ``description`` and ``license`` (carried into the dataset card) and two steps, so the
 costly one runs in parallel:
 
-- ``entries()``, read once in order in the main process: a lazy iterator of ``Entry`` (the image id, the object
-  names and attributes, where the record is, and a small picklable ``payload``) or of the ``InputError`` of a
-  record whose fields are not of their type; the caller decides whether to stop or to skip and count.
+- ``entries()``, read once in order in the main process, so kept cheap: a lazy iterator of ``Entry`` (the image
+  id, where the record is, and a small picklable ``payload``) or of the ``InputError`` of a record that cannot even
+  be read; the caller decides whether to stop or to skip and count.
 - ``scene(payload)``, run in the ``num_proc`` workers: the checked ``Scene``, or ``InputError``.
 """
 

@@ -332,18 +332,9 @@ class BuiltinSource:
         return check_scene(scene, image_id)
 
     def entries(self) -> Iterator[Entry]:
-        """The layout alone (no pixels) gives the names and attributes; the payload is the scene index."""
+        """One entry per scene, its index the payload: a worker lays the scene out and renders it."""
         for index in range(self.num_images):
-            plan = _plan(self.seed, index)
-            objects = _objects(plan)
-            yield Entry(
-                f"scene-{self.seed}-{index:06d}",
-                [o.name for o in objects],
-                [a for o in objects for a in o.attributes],
-                index,
-                self.origin,
-                str(index),
-            )
+            yield Entry(f"scene-{self.seed}-{index:06d}", index, self.origin, str(index))
 
     def scene(self, index: int) -> Scene:
         image, objects, caption, width, height = render_scene(self.seed, index)

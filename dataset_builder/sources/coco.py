@@ -144,8 +144,7 @@ class CocoSource:
             except InputError as err:
                 yield err
                 continue
-            names = [o.name for o in scene.objects]
-            yield Entry(scene.image_id, names, [], (scene, fields.record), instances_path, fields.record)
+            yield Entry(scene.image_id, (scene, fields.record), instances_path, fields.record)
 
 
 def _label(item, kind: str, index: int) -> str:

@@ -12,8 +12,7 @@ One scene per line (UTF-8)::
 
 Every value must have the type shown (``Fields``: no coercion; an optional field may be ``null``); the image must
 lie inside the .jsonl file's folder (or ``--image-root``). Lines are streamed, so memory stays flat however large
-the file is: the first pass parses and checks each line but keeps only its id and names, the workers parse it
-again and check the rest (image, geometry).
+the file is: the first pass, serial, reads each line's id only; the workers read and check the rest.
 """
 
 from __future__ import annotations
@@ -27,15 +26,24 @@ from ..images import image_size, local_image
 from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene
 
 
-def _parse(line: str, line_no: int, path: str) -> Scene:
-    """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
+def _fields(line: str, line_no: int, path: str) -> Fields:
+    """One line as a JSON object."""
     record = f"line {line_no}"
     try:
         data = json.loads(line)
     except (ValueError, RecursionError) as err:  # JSONDecodeError, a 5,000-digit number, [[[[...]]]] too deep
         problem = f"column {err.colno}: {err.msg}" if isinstance(err, json.JSONDecodeError) else str(err)
         raise InputError(path, record, f"malformed JSON at {problem}") from None
-    fields = Fields(data, path, record)
+    return Fields(data, path, record)
+
+
+def _image_id(fields: Fields, line_no: int) -> str:
+    return fields.text("image_id", default=f"line-{line_no}")
+
+
+def _parse(line: str, line_no: int, path: str) -> Scene:
+    """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
+    fields = _fields(line, line_no, path)
     objects = [
         SceneObject(
             id=obj.whole("id", INT64, default=index),
@@ -50,7 +58,7 @@ def _parse(line: str, line_no: int, path: str) -> Scene:
     if (width is None) != (height is None):
         raise fields.error("give both 'width' and 'height', or neither (then they are read from the image)")
     return Scene(
-        image_id=fields.text("image_id", default=f"line-{line_no}"),
+        image_id=_image_id(fields, line_no),
         image=fields.text("image"),
         width=width,
         height=height,
@@ -75,23 +83,21 @@ class JsonlSource:
         self.license = "As stated per row in the `license` column by the provider of the annotations."
 
     def entries(self) -> Iterator[Entry | InputError]:
-        """Every line checked (types, ranges); each bad one, also one that is not UTF-8, is an ``InputError``."""
+        """Each line's id; a line that is no JSON object, not UTF-8 or has a bad id is an ``InputError``."""
         with open(self.path, "rb") as f:
             for line_no, raw in enumerate(f, start=1):
                 try:
                     line = raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
                     if not line.strip():
                         continue
-                    scene = _parse(line, line_no, self.path)
+                    image_id = _image_id(_fields(line, line_no, self.path), line_no)
                 except UnicodeDecodeError as err:
                     yield InputError(self.path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
                     continue
                 except InputError as err:
                     yield err
                     continue
-                names = [o.name for o in scene.objects]
-                attributes = [a for o in scene.objects for a in o.attributes]
-                yield Entry(scene.image_id, names, attributes, (line_no, line), self.path, f"line {line_no}")
+                yield Entry(image_id, (line_no, line), self.path, f"line {line_no}")
 
     def scene(self, payload: tuple[int, str]) -> Scene:
         line_no, line = payload
