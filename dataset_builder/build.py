@@ -25,8 +25,9 @@ from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__, audit
-from .builder import FEATURES, PARENTS, LGTBuilder, arrow_shards, source_label
+from .builder import FEATURES, PARENTS, LGTBuilder, LGTConfig, arrow_shards, source_label
 from .card import write_card
+from .generation import Bill, ModelSpec
 
 logger = logging.get_logger(__name__)
 
@@ -128,14 +129,16 @@ def build(
     on_error: str = "raise",
     max_pixels: int | None = None,
     strict: bool = False,
+    **generation,
 ) -> dict:
     """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
 
     ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
+    ``generation``: the model settings of ``LGTConfig`` (``teacher``, ``verifier``, ``stage1``,
+    ``generation_cache``, ``cache_only``, ``engine_args``); what the models were asked is in the info's
+    ``generation``.
     """
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        raise ValueError(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
+    _check_configs(configs)
     output = os.path.abspath(output)
     if os.path.exists(output) and not _is_lgt_build(output):
         raise FileExistsError(f"{output} exists and is not an lgt build: choose another --output or remove it")
@@ -149,12 +152,13 @@ def build(
         "images": images,
         "on_error": on_error,
         "max_pixels": max_pixels,
+        **_generation_arguments(generation),
     }
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}-building-", dir=parent)
     try:
         folder = os.path.join(staging, "out")
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info = {}, {}, None
+        rows, num_bytes, source_info, generated = {}, {}, None, None
         started = time.time()
         needed = needed_configs(configs)
         for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
@@ -167,6 +171,7 @@ def build(
                 images=images,
                 on_error=on_error,
                 max_pixels=max_pixels,
+                **generation,
             )
             logger.info(f"Preparing {config}")
             prepared = time.time()
@@ -177,6 +182,8 @@ def build(
                 rows[config] = _arrow_to_parquet(builder, config, os.path.join(folder, config))
                 num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
             source_info = builder.source_info
+            if builder.generation:
+                generated = builder.generation
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
             if config not in (PARENTS[later] for later in needed[position + 1 :]):
@@ -192,6 +199,8 @@ def build(
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
+        if generated:
+            info["generation"] = generated
         if rows.get("mcq_stage1"):
             info[audit.BUILD_INFO_KEY] = audit.audit_build(folder)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
@@ -207,6 +216,49 @@ def build(
         return info
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def dry_run(
+    source: str = "scenes",
+    configs: tuple[str, ...] = CONFIGS,
+    num_proc: int | None = None,
+    **settings,
+) -> dict[str, Bill]:
+    """What building ``configs`` would ask of each model, per stage and model; nothing is generated or written.
+
+    The source is read and checked as the build reads it, in a temporary folder that is removed after, so the
+    requests counted are exactly the build's. ``settings``: those of ``build`` (``num_images``, ``teacher`` ...).
+    """
+    _check_configs(configs)
+    bills = {}
+    for config in needed_configs(configs):
+        with tempfile.TemporaryDirectory(prefix="lgt-dry-run-") as cache:
+            builder = LGTBuilder.with_settings(config, cache, source=source, **settings)
+            bills.update({f"{config} {role}": bill for role, bill in builder.bill(num_proc).items()})
+    return bills
+
+
+def _check_configs(configs: tuple[str, ...]) -> None:
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
+
+
+def _generation_arguments(generation: dict) -> dict:
+    """The model settings as ``lgt_build.json`` records them: models by name (a local folder by its own name only)."""
+    named = {}
+    for role in ("teacher", "verifier"):
+        if generation.get(role):
+            spec = ModelSpec.parse(generation[role])
+            named[role] = f"{spec.backend}:{spec.name}"
+    if not named:
+        return {}
+    return {
+        **named,
+        "stage1": generation.get("stage1"),
+        "questions_per_image": generation.get("questions_per_image", LGTConfig.questions_per_image),
+        "cache_only": bool(generation.get("cache_only")),
+    }
 
 
 def _replace(folder: str, output: str, staging: str) -> None:
