@@ -135,8 +135,8 @@ def build(
 
     ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
     ``generation``: the model settings of ``LGTConfig`` (``teacher``, ``verifier``, ``stage1``,
-    ``generation_cache``, ``cache_only``, ``engine_args``); what the models were asked is in the info's
-    ``generation``.
+    ``questions_per_image``, ``generation_cache``, ``cache_only``, ``engine_args``); what the models were asked,
+    what they cost and what was thrown away is the info's ``generation``.
     """
     _check_configs(configs)
     output = os.path.abspath(output)
