@@ -3,13 +3,16 @@
     python benchmarks/generation_cache.py                  # 100K MCQs (25K scenes x 4 questions)
     python benchmarks/generation_cache.py --mcqs 20000
     python benchmarks/generation_cache.py --questions-per-scene 1   # 100K generations of one question each
+    python benchmarks/generation_cache.py --build          # and a whole `lgt build` from that cache
 
 It makes synthetic COCO-like scenes, stores one realistic teacher answer per scene (4 questions, ~1.3 KB of JSON)
 under the key the engine computes for that scene's request, then times, in a fresh process state:
   - raw cache reads: ``GenerationCache.get_many`` over every key (items/s);
   - the whole LLM stage-1 path with a cache-only engine: render every prompt, hash every request, read the cache,
-    parse and validate every question (``write_mcqs``), which is what a rebuild does before writing rows.
-Images are not involved: the teacher reads captions and boxes only.
+    parse and validate every question (``write_mcqs``), which is what a rebuild does before writing rows;
+  - with ``--build``, the whole rebuild: ``lgt build --teacher ... --cache-only --images path`` from the same
+    annotations, scenes and rows and parquet and card and audit included, with zero model calls.
+Image bytes are not involved: the teacher reads captions and boxes only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import random
 import shutil
 import time
 
+from lgt.build import build
 from lgt.generation import Engine, Response
 from lgt.scene import Scene, SceneObject
 from lgt.synthesis.llm_mcq import MCQWriter, write_mcqs
@@ -91,6 +95,8 @@ def main() -> None:
     parser.add_argument("--mcqs", type=int, default=100_000)
     parser.add_argument("--questions-per-scene", type=int, default=4, choices=(1, 2, 3, 4))
     parser.add_argument("--work", default=os.path.join(HERE, "_work", "generation_cache"))
+    parser.add_argument("--build", action="store_true", help="also time a whole lgt build from the cache")
+    parser.add_argument("--num-proc", type=int, default=None, help="the build's worker processes")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
@@ -133,6 +139,26 @@ def main() -> None:
         f"MCQs/s, {len(scenes) / stage_seconds:,.0f} generations/s; model calls {reader.stats.misses}, "
         f"rejects {dict(result.rejects)}"
     )
+    if args.build:
+        start = time.perf_counter()
+        info = build(
+            source=f"jsonl:{os.path.join(args.work, 'annotations.jsonl')}",
+            configs=("mcq_stage1",),
+            output=os.path.join(args.work, "lgt"),
+            images="path",
+            num_proc=args.num_proc,
+            teacher="openai:bench-teacher",
+            questions_per_image=args.questions_per_scene,
+            generation_cache=cache_path,
+            cache_only=True,
+        )
+        seconds = time.perf_counter() - start
+        rows = sum(info["rows"]["mcq_stage1"].values())
+        calls = info["generation"]["models"]["teacher"]["misses"]
+        print(
+            f"lgt build from the cache      {rows:>12,} MCQ rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s "
+            f"(--images path, --cache-only, num_proc {args.num_proc}, model calls {calls})"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import datasets
@@ -28,6 +29,7 @@ from . import __version__, audit
 from .builder import FEATURES, PARENTS, LGTBuilder, LGTConfig, arrow_shards, source_label
 from .card import write_card
 from .errors import EmptyBuildError, InputError
+from .generation import Bill, ModelSpec
 from .output import staged_output
 
 logger = logging.get_logger(__name__)
@@ -127,21 +129,22 @@ def build(
     max_pixels: int | None = None,
     image_root: str | None = None,
     strict: bool = False,
+    **generation,
 ) -> dict:
     """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
 
     Every argument is checked before anything is written; the build is staged and swapped in whole (``output.py``),
     and a config that would come out empty stops it with ``EmptyBuildError``, the previous build left in place.
     ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
+    ``generation``: the model settings of ``LGTConfig`` (``teacher``, ``verifier``, ``stage1``,
+    ``questions_per_image``, ``generation_cache``, ``cache_only``, ``engine_args``); what the models were asked,
+    what they cost and what was thrown away is the info's ``generation``.
     """
-    configs = tuple(dict.fromkeys(configs))
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown or not configs:
-        raise ValueError(f"unknown config(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(CONFIGS)}")
+    configs = _check_configs(configs)
     if num_proc is not None and (type(num_proc) is not int or num_proc < 1):
         raise ValueError(f"num_proc must be a whole number from 1 up, not {num_proc!r}")
     settings = dict(source=source, num_images=num_images, seed=seed, images=images, on_error=on_error)
-    settings.update(max_pixels=max_pixels, image_root=image_root)
+    settings.update(max_pixels=max_pixels, image_root=image_root, **generation)
     LGTConfig(name=configs[0], **settings)  # checks every setting, before anything is touched
     output = os.path.realpath(output)
     if not os.path.basename(output):
@@ -154,10 +157,11 @@ def build(
         "images": images,
         "on_error": on_error,
         "max_pixels": max_pixels,
+        **_generation_arguments(generation),
     }
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info = {}, {}, None
+        rows, num_bytes, source_info, generated = {}, {}, None, None
         started = time.time()
         needed = needed_configs(configs)
         for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
@@ -171,6 +175,8 @@ def build(
                 rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
                 num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
             source_info = builder.source_info
+            if builder.generation:
+                generated = builder.generation
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
             if config not in (PARENTS[later] for later in needed[position + 1 :]):
@@ -187,6 +193,8 @@ def build(
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
+        if generated:
+            info["generation"] = generated
         if rows.get("mcq_stage1"):
             info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
@@ -212,3 +220,49 @@ def _refuse_empty(configs: tuple[str, ...], rows: dict, rejects: list[dict], out
     else:
         why = "no scene gave a row for it (questions need scenes with objects)"
     raise EmptyBuildError(f"config {', '.join(empty)} came out empty: {why}; {output} was left as it was")
+
+
+def dry_run(
+    source: str = "scenes",
+    configs: tuple[str, ...] = CONFIGS,
+    num_proc: int | None = None,
+    **settings,
+) -> dict[str, Bill]:
+    """What building ``configs`` would ask of each model, per stage and model; nothing is generated or written.
+
+    The source is read and checked as the build reads it, in a temporary folder that is removed after, so the
+    requests counted are exactly the build's. ``settings``: those of ``build`` (``num_images``, ``teacher`` ...).
+    """
+    configs = _check_configs(configs)
+    bills = {}
+    for config in needed_configs(configs):
+        with tempfile.TemporaryDirectory(prefix="lgt-dry-run-") as cache:
+            builder = LGTBuilder.with_settings(config, cache, source=source, **settings)
+            bills.update({f"{config} {role}": bill for role, bill in builder.bill(num_proc).items()})
+    return bills
+
+
+def _check_configs(configs: tuple[str, ...]) -> tuple[str, ...]:
+    """The configs asked for, each once, in order; ``ValueError`` for none or an unknown one."""
+    configs = tuple(dict.fromkeys(configs))
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown or not configs:
+        raise ValueError(f"unknown config(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(CONFIGS)}")
+    return configs
+
+
+def _generation_arguments(generation: dict) -> dict:
+    """The model settings as ``lgt_build.json`` records them: models by name (a local folder by its own name only)."""
+    named = {}
+    for role in ("teacher", "verifier"):
+        if generation.get(role):
+            spec = ModelSpec.parse(generation[role])
+            named[role] = f"{spec.backend}:{spec.name}"
+    if not named:
+        return {}
+    return {
+        **named,
+        "stage1": generation.get("stage1"),
+        "questions_per_image": generation.get("questions_per_image", LGTConfig.questions_per_image),
+        "cache_only": bool(generation.get("cache_only")),
+    }

@@ -41,10 +41,11 @@ from datasets.utils.tqdm import tqdm
 
 from .answers import LetterBalancer, letter_options
 from .errors import EmptyBuildError, InputError
+from .generation import Bill, CacheMissError, Engine, GenerationCache, ModelSpec, default_cache_path
 from .images import check_image_file, check_size, fit_pixels, load_image
 from .scene import Scene
 from .sources import open_source
-from .synthesis import stage1
+from .synthesis import llm_mcq, stage1
 
 logger = logging.get_logger(__name__)
 
@@ -57,6 +58,9 @@ CITATION = """@misc{lgt2025,
 SPLITS = ("train", "validation", "test")
 SCENES_PER_SHARD = 256  # small enough that a 1,000-image build already spreads over --num-proc workers
 ROWS_PER_TABLE = 1000
+
+# What a scene read for its caption and boxes holds in place of its image.
+_NO_IMAGE = {"bytes": None, "path": ""}
 
 _BOX = List(Value("float32"), length=4)
 FEATURES = {
@@ -103,6 +107,8 @@ DESCRIPTIONS = {
     "scenes": "The normalised source records: image, size, dense caption, objects with absolute-pixel boxes.",
     "mcq_stage1": "Stage-1 grounded multiple-choice questions, verifiable by construction from the boxes.",
 }
+# Who may write mcq_stage1: the templates (verifiable by construction), the teacher LLM (the paper's path), or both.
+STAGE1_WRITERS = ("templates", "llm", "both")
 # The config whose rows each config is made from; None: the source itself.
 PARENTS: dict[str, str | None] = {"scenes": None, "mcq_stage1": "scenes"}
 
@@ -119,6 +125,14 @@ class LGTConfig(datasets.BuilderConfig):
     image_root: str | None = None  # images may come from this folder; by default only from the source's own
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     max_pixels: int | None = None  # downscale larger images to at most this many pixels (boxes scale with them)
+    # Model-written stage 1 (the paper's path). Models are named BACKEND:MODEL (see generation/backend.py).
+    teacher: str | None = None  # the LLM that writes stage-1 MCQs from caption and boxes
+    verifier: str | None = None  # answers each written MCQ from caption and boxes; a question is kept on agreement
+    stage1: str | None = None  # who writes mcq_stage1 (STAGE1_WRITERS); unset: "llm" with a teacher, else "templates"
+    questions_per_image: int = 8  # how many questions the teacher is asked to write per image
+    generation_cache: str | None = None  # the generation cache file; unset: generation.default_cache_path()
+    cache_only: bool = False  # a generation missing from the cache is an error, never a model call
+    engine_args: dict | None = None  # the backend's keyword arguments: batch_size, tensor_parallel_size, concurrency
 
     def __post_init__(self):
         super().__post_init__()
@@ -140,6 +154,23 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
         if self.max_pixels and self.images == "path":
             raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
+        for role in ("teacher", "verifier"):
+            if getattr(self, role) is not None:
+                ModelSpec.parse(getattr(self, role))
+        if type(self.questions_per_image) is not int or self.questions_per_image < 1:
+            raise ValueError(f"questions_per_image must be a whole number from 1 up, not {self.questions_per_image!r}")
+        if self.stage1 is not None and self.stage1 not in STAGE1_WRITERS:
+            raise ValueError(f"stage1 must be one of {', '.join(STAGE1_WRITERS)}, not {self.stage1!r}")
+        if self.stage1_writer != "templates" and not self.teacher:
+            raise ValueError(f"stage1 {self.stage1_writer!r} needs a teacher model: pass --teacher BACKEND:MODEL")
+        unused = [flag for flag, value in (("--verifier", self.verifier), ("--cache-only", self.cache_only)) if value]
+        if unused and self.stage1_writer == "templates":
+            raise ValueError(f"{' and '.join(unused)}: only used when a teacher writes stage 1 (--stage1 llm or both)")
+
+    @property
+    def stage1_writer(self) -> str:
+        """Who writes ``mcq_stage1``: ``templates``, ``llm`` (the teacher), or ``both``."""
+        return self.stage1 or ("llm" if self.teacher else "templates")
 
 
 # The fields a child config shares with its parent: everything but the name and datasets' own fields.
@@ -179,6 +210,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         super().__init__(*args, **kwargs)
         self.config.check()
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
+        self.generation: dict | None = None  # what the last preparation asked of its models (teacher, verifier)
 
     @classmethod
     def with_settings(cls, config_name: str, cache_dir: str, **settings) -> LGTBuilder:
@@ -213,28 +245,28 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     # ---- a child config: slices of its parent's prepared Arrow files ----
 
     def _parent_splits(self, parent: str, dl_manager) -> list[datasets.SplitGenerator]:
-        settings = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
-        builder = LGTBuilder.with_settings(parent, self._cache_dir_root, **settings)
         force = dl_manager.download_config.force_download
+        builder = self._prepared_parent(dl_manager.download_config.num_proc, force)
+        files = {split: arrow_shards(builder, split) for split in builder.info.splits}
+        vocab = _vocabulary([path for paths in files.values() for path, _ in paths])
+        slices = _parent_slices(files)
+        drafts = self._write_drafts(slices) if self._model_writes else None
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"shards": pieces, "vocab": vocab, "drafts": drafts})
+            for split, pieces in slices.items()
+        ]
+
+    def _prepared_parent(self, num_proc: int | None, force: bool = False) -> LGTBuilder:
+        """The parent config's builder, prepared in the same cache folder, or found there already prepared."""
+        settings = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
+        builder = LGTBuilder.with_settings(PARENTS[self.config.name], self._cache_dir_root, **settings)
         builder.download_and_prepare(
             file_format="arrow",
-            num_proc=dl_manager.download_config.num_proc,
+            num_proc=num_proc,
             download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD if force else None,
         )
         self.rejects = builder.rejects
-        files = {split: arrow_shards(builder, split) for split in builder.info.splits}
-        vocab = _vocabulary([path for paths in files.values() for path, _ in paths])
-        generators = []
-        for split, paths in files.items():
-            slices = [
-                (path, start, min(SCENES_PER_SHARD, rows - start))
-                for path, rows in paths
-                for start in range(0, rows, SCENES_PER_SHARD)
-            ]
-            slices = [ParentSlice(f"{split}-{i:05d}", *piece) for i, piece in enumerate(slices)]
-            if slices:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": slices, "vocab": vocab}))
-        return generators
+        return builder
 
     def _parent_scenes(self, piece: ParentSlice):
         with pa.memory_map(piece.path) as source:
@@ -242,6 +274,99 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             for batch in table.to_batches(max_chunksize=64):
                 for row in batch.to_pylist():
                     yield Scene.from_row(row), row["image"]
+
+    # ---- model-written stage 1, in the process that drives the build: the whole stage in one engine call ----
+
+    @property
+    def _model_writes(self) -> bool:
+        return self.config.name == "mcq_stage1" and self.config.stage1_writer != "templates"
+
+    def _engines(self, cache: str | None = None) -> tuple[Engine, Engine | None]:
+        """The teacher and the verifier, sharing one generation cache (``cache`` overrides the configured one)."""
+        path = cache or self.config.generation_cache or default_cache_path()
+        if self.config.cache_only and not os.path.isfile(path):
+            raise CacheMissError(
+                f"no generation cache at {path} (cache-only mode): pass --cache FILE, or import the cache "
+                "published with the dataset"
+            )
+        shared = GenerationCache(path)
+        engines = [
+            Engine(model, shared, cache_only=self.config.cache_only, **(self.config.engine_args or {}))
+            for model in (self.config.teacher, self.config.verifier)
+            if model
+        ]
+        return engines[0], (engines[1] if len(engines) > 1 else None)
+
+    def _mcq_writer(self) -> llm_mcq.MCQWriter:
+        return llm_mcq.MCQWriter(questions_per_scene=self.config.questions_per_image, seed=self.config.seed)
+
+    def _stage_scenes(self, slices: dict[str, list[ParentSlice]]) -> dict[str, list[Scene]]:
+        """Every parent slice's scenes without their images: the teacher reads captions and boxes only."""
+        columns = [name for name in FEATURES[PARENTS[self.config.name]] if name != "image"]
+        scenes = {}
+        for piece in (piece for pieces in slices.values() for piece in pieces):
+            with pa.memory_map(piece.path) as source:
+                table = pa.ipc.open_stream(source).read_all().slice(piece.start, piece.length).select(columns)
+                scenes[piece.name] = [Scene.from_row({**row, "image": _NO_IMAGE}) for row in table.to_pylist()]
+        return scenes
+
+    def _write_drafts(self, slices: dict[str, list[ParentSlice]]) -> str:
+        """Have the teacher write the whole stage here; return the folder holding each slice's drafts.
+
+        Every scene goes to the engine in one call, so the backend can keep its batch full and each answer is
+        cached as it finishes (a killed build resumes with no repeated call). The ``num_proc`` workers that make
+        the rows only read their slice's finished drafts.
+        """
+        scenes = self._stage_scenes(slices)
+        everything = [scene for found in scenes.values() for scene in found]
+        teacher, verifier = self._engines()
+        try:
+            writer = self._mcq_writer()
+            result = llm_mcq.write_mcqs(everything, teacher, writer, verifier=verifier)
+        finally:
+            teacher.close()  # the cache both engines share
+        engines = {"teacher": teacher, "verifier": verifier}
+        self.generation = {
+            "stage1": self.config.stage1_writer,
+            "teacher": teacher.model_id,
+            "verifier": verifier.model_id if verifier else None,
+            "generator": result.generator,
+            "prompt": writer.prompt.id,
+            "cache_only": self.config.cache_only,
+            "images": len(everything),
+            "images_with_questions": len(result.drafts),
+            "questions": sum(map(len, result.drafts.values())),
+            "rejects": dict(result.rejects.most_common()),
+            "models": {role: engine.stats.as_dict() for role, engine in engines.items() if engine},
+        }
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        self._drafts_dir = tempfile.mkdtemp(prefix="lgt-drafts-", dir=self._cache_dir_root)
+        for name, found in scenes.items():
+            with open(os.path.join(self._drafts_dir, f"{name}.pickle"), "wb") as f:
+                by_image = {scene.image_id: result.drafts.get(scene.image_id, []) for scene in found}
+                pickle.dump((result.generator, by_image), f, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._drafts_dir
+
+    def bill(self, num_proc: int | None = None) -> dict[str, Bill]:
+        """What preparing this config would ask of each model (``lgt build --dry-run``); nothing is generated.
+
+        The parent is prepared (the source is read, as the build would read it), so the requests are the build's.
+        """
+        if not self._model_writes:
+            return {}
+        builder = self._prepared_parent(num_proc)
+        files = {split: arrow_shards(builder, split) for split in builder.info.splits}
+        scenes = [scene for found in self._stage_scenes(_parent_slices(files)).values() for scene in found]
+        path = self.config.generation_cache or default_cache_path()
+        # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
+        empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
+        teacher, verifier = self._engines(os.path.join(empty, "empty.sqlite") if empty else None)
+        try:
+            return llm_mcq.bill_mcqs(scenes, teacher, self._mcq_writer(), verifier)
+        finally:
+            teacher.close()
+            if empty:
+                shutil.rmtree(empty, ignore_errors=True)
 
     # ---- the source's config, stage A, one process: stream the source's entries into per-split shards ----
 
@@ -316,7 +441,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             raise error
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        self._work_dir = None
+        self._work_dir = self._drafts_dir = None
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
@@ -328,19 +453,22 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             if self._work_dir:
                 self.rejects = _read_rejects(os.path.join(self._work_dir, "rejects"))
                 shutil.rmtree(self._work_dir, ignore_errors=True)
+            if self._drafts_dir:
+                shutil.rmtree(self._drafts_dir, ignore_errors=True)
 
     # ---- stage B, num_proc workers: shards of scenes -> tables ----
 
-    def _generate_tables(self, shards, vocab=None):
+    def _generate_tables(self, shards, vocab=None, drafts=None):
         schema = self.info.features.arrow_schema
         make_rows = self._scene_rows if self.config.name == "scenes" else self._mcq_rows
         read = self._source_scenes if PARENTS[self.config.name] is None else self._parent_scenes
         for shard_index, shard in enumerate(shards):
             # letters per skill and stage-1 answer classes are kept even along each shard's stream of questions
             streams = (LetterBalancer(f"{self.config.seed}:{_shard_name(shard)}"), stage1.Balance())
+            written = _read_drafts(drafts, shard) if drafts else None
             rows, batch = [], 0
             for scene, image in read(shard):
-                rows.extend(make_rows(scene, image, vocab, streams))
+                rows.extend(make_rows(scene, image, vocab, streams, written))
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
@@ -381,17 +509,25 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return scene.resized(width, height), {"bytes": data, "path": os.path.splitext(image["path"])[0] + suffix}
 
     @staticmethod
-    def _scene_rows(scene: Scene, image: dict, vocab, streams) -> list[dict]:
+    def _scene_rows(scene: Scene, image: dict, vocab, streams, written) -> list[dict]:
         record = scene.to_dict()
         del record["origin"]
         record["image"] = image
         return [record]
 
-    def _mcq_rows(self, scene: Scene, image: dict, vocab, streams: tuple) -> list[dict]:
+    def _mcq_rows(self, scene: Scene, image: dict, vocab, streams: tuple, written: tuple | None) -> list[dict]:
+        """The scene's stage-1 rows: the templates' questions, the teacher's (``written``: generator, drafts by
+        image), or both, lettered alike."""
         balancer, balance = streams
-        rng = random.Random(f"{self.config.seed}:{scene.image_id}")
+        drafts = []
+        if self.config.stage1_writer != "llm":
+            rng = random.Random(f"{self.config.seed}:{scene.image_id}")
+            drafts += [(d, stage1.generator_id(d.template)) for d in stage1.generate(scene, vocab, rng, balance)]
+        if written is not None:
+            generator, by_image = written
+            drafts += [(draft, generator) for draft in by_image[scene.image_id]]
         rows = []
-        for draft in stage1.generate(scene, vocab, rng, balance):
+        for draft, generator in drafts:
             options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, balancer, draft.skill)
             rows.append(
                 {
@@ -405,7 +541,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                     "level": 1,
                     "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
                     "parents": [],
-                    "generator": stage1.generator_id(draft.template),
+                    "generator": generator,
                     "source": scene.source,
                     "license": scene.license,
                 }
@@ -438,6 +574,26 @@ def _vocabulary(paths: list[str]) -> stage1.Vocabulary:
         colours=sorted(attributes.intersection(stage1.COLOUR_WORDS)),
         attributes=sorted(attributes.difference(stage1.COLOUR_WORDS)),
     )
+
+
+def _parent_slices(files: dict[str, list[tuple[str, int]]]) -> dict[str, list[ParentSlice]]:
+    """A parent's Arrow files per split, cut into the slices the workers share out (splits without rows left out)."""
+    slices = {}
+    for split, paths in files.items():
+        pieces = [
+            (path, start, min(SCENES_PER_SHARD, rows - start))
+            for path, rows in paths
+            for start in range(0, rows, SCENES_PER_SHARD)
+        ]
+        if pieces:
+            slices[split] = [ParentSlice(f"{split}-{i:05d}", *piece) for i, piece in enumerate(pieces)]
+    return slices
+
+
+def _read_drafts(folder: str, piece: ParentSlice) -> tuple[str, dict]:
+    """The teacher's finished drafts for one slice: ``(generator, drafts by image id)``."""
+    with open(os.path.join(folder, f"{piece.name}.pickle"), "rb") as f:
+        return pickle.load(f)
 
 
 def _shard_name(shard: str | ParentSlice) -> str:

@@ -50,7 +50,9 @@ FIELDS = {
         "grounding": f"The objects the question is about: `object_id` (into the scene's `objects`), `name`, "
         f"`bbox` {_BOX}.",
         "parents": "Ids of the questions this one was composed from (empty at stage 1).",
-        "generator": "What wrote the question: `template@version`.",
+        "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` for a template, "
+        "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the teacher model (`+verify@...:MODEL` when a verifier "
+        "kept it).",
         "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
         "license": "The licence of the image as the source states it.",
     },
@@ -326,7 +328,7 @@ def write_card(folder: str, build_info: dict) -> str:
         "# Long Grounded Thoughts (lgt)",
         "Verifiable, grounded multiple-choice visual questions built from image annotations by "
         "[lgt](https://arxiv.org/abs/2511.05705): every answer follows from the object boxes, every row names the "
-        "objects it is about (`grounding`) and the template that made it (`generator`).",
+        "objects it is about (`grounding`) and the template or model that wrote it (`generator`).",
         "```python\nfrom datasets import load_dataset\n\n"
         + "\n".join(f'{c} = load_dataset("{build_info.get("repo_id") or "path/to/lgt"}", "{c}")' for c in configs)
         + "\n```",
@@ -384,11 +386,9 @@ def write_card(folder: str, build_info: dict) -> str:
             )
             + "."
         )
-        sections.append(
-            "Generators (template@version): "
-            + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items()))
-            + "."
-        )
+        sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
+    if "generation" in build_info:
+        sections.append(generation_section(build_info["generation"]))
     sections.append(_storage_section(configs, download, arrow_bytes, arguments))
     sections.append(USES)
     sections.append(LIMITATIONS)
@@ -414,6 +414,59 @@ def write_card(folder: str, build_info: dict) -> str:
     card = DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
     card.save(os.path.join(folder, "README.md"))
     return str(card)
+
+
+def generation_section(generation: dict) -> str:
+    """Which models wrote questions, what they cost, and what was thrown away and why."""
+    writers = {"llm": "the teacher model", "both": "the templates and the teacher model"}[generation["stage1"]]
+    verifier = (
+        f" A verifier, `{generation['verifier']}`, answered each question from the caption and boxes; only "
+        "questions it answered the same way were kept."
+        if generation["verifier"]
+        else ""
+    )
+    cost = _table(
+        ["role", "model", "requests", "from the cache", "model calls", "prompt tokens", "output tokens", "seconds"],
+        [
+            [
+                role,
+                f"`{generation[role]}`",
+                f"{stats['requests']:,}",
+                f"{stats['hits']:,}",
+                f"{stats['misses']:,}",
+                f"{stats['prompt_tokens']:,}",
+                f"{stats['output_tokens']:,}",
+                f"{stats['seconds']:,.1f}",
+            ]
+            for role, stats in generation["models"].items()
+        ],
+    )
+    rejects = generation["rejects"]
+    thrown = (
+        "Model output thrown away, by reason (a reason counts questions, except `malformed_json`, `truncated` and "
+        "`no_questions`, which count answers, and `scene_*`, which count images):\n\n"
+        + _table(["reason", "count"], [[f"`{reason}`", f"{count:,}"] for reason, count in rejects.items()])
+        if rejects
+        else "No model output was thrown away."
+    )
+    return (
+        "## Generation\n\n"
+        f"`mcq_stage1` was written by {writers}: the teacher, `{generation['teacher']}`, read each image's dense "
+        f"caption and boxes (prompt `{generation['prompt']}`) and wrote grounded questions as JSON, parsed strictly "
+        "and held to the rules a template question meets: four distinct options, one correct letter, a known skill, "
+        f"grounding on objects of the image, no answer given away.{verifier} Its rows name it in `generator`: "
+        f"`{generation['generator']}`. {generation['questions']:,} questions were kept for "
+        f"{generation['images_with_questions']:,} of {generation['images']:,} images.\n\n"
+        + cost
+        + "\n\n"
+        + thrown
+        + "\n\nEvery generation is cached by the content of its request (model and revision, prompt and its "
+        "version, sampling settings), so this build can be repeated with no model call: export the cache with "
+        "`GenerationCache(FILE).to_dataset()`, import it elsewhere with `import_dataset`, and rebuild with "
+        "`lgt build ... --cache FILE --cache-only`.\n\n"
+        "Model-written questions are checked for form and grounding (and by the verifier, when there is one), not "
+        "against the image itself: their answers are as right as the caption and boxes the teacher read."
+    )
 
 
 def _storage_section(configs: list[str], download: dict, arrow_bytes: dict, arguments: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -18,8 +19,9 @@ import datasets
 
 from . import __version__
 from .audit import MARGIN
-from .builder import LGTConfig
+from .builder import STAGE1_WRITERS, LGTConfig
 from .errors import BuildError, InputError, find_cause
+from .generation import CacheMissError, GenerationStats, default_cache_path
 from .sources import SOURCE_HELP
 
 logger = datasets.utils.logging.get_logger(__name__)
@@ -29,32 +31,76 @@ ENV_PACKAGES = ("datasets", "huggingface_hub", "pyarrow", "pillow", "numpy", "to
 
 
 def _build(args) -> int:
-    from .build import build, rejects_path
+    from .build import build, dry_run, rejects_path
 
-    info = build(
-        source=args.source,
-        configs=tuple(c.strip() for c in args.configs.split(",") if c.strip()),
-        output=args.output,
-        num_images=args.num_images,
-        num_proc=args.num_proc,
-        seed=args.seed,
-        images=args.images,
-        on_error=args.on_error,
-        image_root=args.image_root,
-        max_pixels=args.max_pixels,
-        strict=args.strict,
-    )
+    settings = {
+        "source": args.source,
+        "configs": tuple(c.strip() for c in args.configs.split(",") if c.strip()),
+        "num_images": args.num_images,
+        "num_proc": args.num_proc,
+        "seed": args.seed,
+        "images": args.images,
+        "on_error": args.on_error,
+        "max_pixels": args.max_pixels,
+        "image_root": args.image_root,
+        "teacher": args.teacher,
+        "verifier": args.verifier,
+        "stage1": args.stage1,
+        "questions_per_image": args.questions_per_image,
+        "generation_cache": args.cache,
+        "cache_only": args.cache_only,
+        "engine_args": args.engine_args,
+    }
+    if args.dry_run:
+        return _print_bills(dry_run(**settings), args)
+    info = build(output=args.output, strict=args.strict, **settings)
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
         print(f"{config}: {counts}")
     if args.on_error == "skip":
         print(f"skipped {info['rejects']:,} bad record(s); report: {rejects_path(args.output)}")
+    for role, stats in info.get("generation", {}).get("models", {}).items():
+        print(f"{role} {info['generation'][role]}: {GenerationStats(**stats).summary()}")
     name = os.path.basename(os.path.abspath(args.output))
     print(
         f"wrote {os.path.abspath(args.output)} in {info['seconds']} s; from its parent folder: "
         f'load_dataset("{name}", "{info["configs"][-1]}")'
     )
     return 0
+
+
+def _print_bills(bills: dict, args) -> int:
+    """The dry run's answer: the table, and what it cannot count before the models have written."""
+    from .generation.bill import format_bills
+
+    if not bills:
+        print("no model would be called: stage 1 is written by the templates (pass --teacher BACKEND:MODEL)")
+        return 0
+    print(format_bills(bills))
+    print(
+        "Prompt tokens are counted with each model's own tokenizer; output tokens: the most the requests allow, and "
+        "the mean of the cached answers where there are some. Retries (a new seed for an image whose answer held no "
+        "usable question) are not counted."
+    )
+    teacher = bills.get("mcq_stage1 teacher")
+    if args.verifier and teacher and teacher.to_generate:
+        print(
+            f"The verifier is counted for the questions in cached teacher answers only: {teacher.to_generate:,} "
+            f"more images are still to be written, up to {args.questions_per_image} questions each."
+        )
+    print("dry run: nothing was generated or written")
+    return 0
+
+
+def _json_object(text: str) -> dict:
+    """``--engine-args``: a JSON object, or a one-line usage error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error.msg} at column {error.colno}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"batch_size\": 16}}', not {text}")
+    return value
 
 
 def _push(args) -> int:
@@ -145,6 +191,56 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--image-root", default=None, help="a folder images may come from (default: only inside the source's own)"
     )
+    models = build.add_argument_group(
+        "model-written questions (the paper's path)",
+        "MODEL is BACKEND:NAME: vllm:HUB_ID_OR_PATH (offline vLLM, GPU), openai:NAME@URL[,URL...] (OpenAI-compatible "
+        "servers such as `vllm serve`), transformers:HUB_ID_OR_PATH (local, CPU-capable). Every answer is cached "
+        "by content; a rebuild makes no model call for what is cached.",
+    )
+    models.add_argument("--teacher", metavar="MODEL", default=LGTConfig.teacher, help="the LLM that writes stage 1")
+    models.add_argument(
+        "--verifier",
+        metavar="MODEL",
+        default=LGTConfig.verifier,
+        help="a model that answers each written question from caption and boxes; kept only when it agrees",
+    )
+    models.add_argument(
+        "--stage1",
+        choices=STAGE1_WRITERS,
+        default=LGTConfig.stage1,
+        help="who writes mcq_stage1 (default: llm with --teacher, templates without)",
+    )
+    models.add_argument(
+        "--questions-per-image",
+        type=int,
+        default=LGTConfig.questions_per_image,
+        help="how many questions the teacher is asked to write per image",
+    )
+    models.add_argument(
+        "--cache",
+        metavar="FILE",
+        default=LGTConfig.generation_cache,
+        help=f"the generation cache (default: $LGT_CACHE_DIR/generations.sqlite, else {default_cache_path()})",
+    )
+    models.add_argument(
+        "--cache-only",
+        action="store_true",
+        help="never call a model: a generation missing from the cache stops the build (reproducible rebuilds)",
+    )
+    models.add_argument(
+        "--engine-args",
+        metavar="JSON",
+        type=_json_object,
+        default=LGTConfig.engine_args,
+        help="backend settings, e.g. '{\"tensor_parallel_size\": 4}' (vllm), '{\"concurrency\": 64}' (openai), "
+        "'{\"batch_size\": 16}' (transformers)",
+    )
+    models.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the source and print what each model would be asked (requests, tokens, cache hits); "
+        "generate and write nothing",
+    )
     _verbosity_flags(build, default=argparse.SUPPRESS)
     build.add_argument(
         "--strict",
@@ -222,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "build":
                 logger.error("nothing was written; fix the record or pass --on-error skip")
             return 2
-        if isinstance(error, (PushError, FileExistsError, ValueError)):
+        if isinstance(error, (PushError, FileExistsError, ValueError, CacheMissError)):
             logger.error(f"error: {error}")
             return 2
         if args.command == "push":

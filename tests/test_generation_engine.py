@@ -131,6 +131,14 @@ def test_cache_only_miss_is_a_clear_error(models, tmp_path):
     assert cold._backend is None
 
 
+def test_a_setting_the_backend_does_not_take_is_a_clear_error(models, tmp_path):
+    engine = _engine(models, "tiny-qwen2", tmp_path, batch_sise=4)
+    with pytest.raises(
+        ValueError, match=r"transformers backend cannot load .*tiny-qwen2 with the settings \['batch_sise'\]"
+    ):
+        engine.generate([_text("spelled wrong")])
+
+
 def test_bill_counts_prompt_tokens_with_the_model_tokenizer(models, tmp_path):
     engine = _engine(models, "tiny-qwen2.5-vl", tmp_path, max_pixels=56 * 56)
     requests = [
@@ -146,7 +154,8 @@ def test_bill_counts_prompt_tokens_with_the_model_tokenizer(models, tmp_path):
     assert (after.cached, after.to_generate, after.prompt_tokens) == (2, 0, 0)
     table = format_bills({"mcq_stage1": before, "verify": after}).splitlines()
     assert table[0].split()[:3] == ["stage", "requests", "cached"]
-    assert table[1].split() == ["mcq_stage1", "3", "0", "2", f"{before.prompt_tokens:,}", "24"]
+    assert table[1].split() == ["mcq_stage1", "3", "0", "2", f"{before.prompt_tokens:,}", "24", "-"]
+    assert table[2].split() == ["verify", "2", "2", "0", "0", "0", "0"]
 
 
 _RUN = textwrap.dedent(

@@ -81,14 +81,19 @@ def dry_run_bill(requests: Sequence[Request], engine: Engine, tokenizer=None) ->
 
 
 def format_bills(bills: dict[str, Bill]) -> str:
-    """The dry-run table: one line per stage."""
-    header = (
-        f"{'stage':<16}{'requests':>10}{'cached':>10}{'to generate':>13}{'prompt tok':>13}{'output tok (max)':>18}"
-    )
-    lines = [header]
+    """The dry-run table: one line per stage and model. Expected output tokens: ``-`` until the cache holds some."""
+    columns = ("requests", "cached", "to generate", "prompt tok", "output tok (max)", "(expected)")
+    width = max([len("stage"), *map(len, bills)]) + 2
+    lines = [f"{'stage':<{width}}" + "".join(f"{name:>{len(name) + 3}}" for name in columns)]
     for stage, bill in bills.items():
-        lines.append(
-            f"{stage:<16}{bill.requests:>10,}{bill.cached:>10,}{bill.to_generate:>13,}"
-            f"{bill.prompt_tokens:>13,}{bill.output_tokens_max:>18,}"
+        expected = "-" if bill.output_tokens_expected is None else f"{bill.output_tokens_expected:,}"
+        values = (
+            f"{bill.requests:,}",
+            f"{bill.cached:,}",
+            f"{bill.to_generate:,}",
+            f"{bill.prompt_tokens:,}",
+            f"{bill.output_tokens_max:,}",
+            expected,
         )
+        lines.append(f"{stage:<{width}}" + "".join(f"{v:>{len(n) + 3}}" for n, v in zip(columns, values, strict=True)))
     return "\n".join(lines)

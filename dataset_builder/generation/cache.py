@@ -58,8 +58,13 @@ EXPORT_FEATURES = Features(
 
 
 def default_cache_path() -> Path:
-    """``$LGT_CACHE_DIR/generations.sqlite``, else under ``~/.cache/lgt``: one cache shared by every build."""
-    root = os.environ.get("LGT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lgt")
+    """``$LGT_CACHE_DIR/generations.sqlite``, else ``$HF_HOME/lgt/generations.sqlite``: one cache for every build.
+
+    Beside the Hugging Face caches (models, datasets) by default, so it moves with ``HF_HOME`` the way they do.
+    """
+    from huggingface_hub import constants
+
+    root = os.environ.get("LGT_CACHE_DIR") or os.path.join(constants.HF_HOME, "lgt")
     return Path(root) / "generations.sqlite"
 
 

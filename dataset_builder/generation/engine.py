@@ -42,7 +42,16 @@ class GenerationStats:
         return self.output_tokens / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "seconds": round(self.seconds, 2)}
+
+    def summary(self) -> str:
+        """One line for a log, the command's output and the card."""
+        share = f" ({100 * self.hits / self.requests:.0f}%)" if self.requests else ""
+        return (
+            f"{self.requests:,} requests, {self.hits:,} answered by the cache{share}, {self.misses:,} model calls; "
+            f"{self.prompt_tokens:,} prompt and {self.output_tokens:,} output tokens generated in {self.seconds:.1f} s"
+            f" ({self.output_tokens_per_second:,.0f} output tokens/s)"
+        )
 
 
 class Engine:
@@ -75,6 +84,7 @@ class Engine:
         self.progress = progress
         self.stats = GenerationStats()
         self._backend: Backend | None = None
+        self._warned: set[str] = set()
 
     @property
     def model_id(self) -> str:
@@ -85,7 +95,13 @@ class Engine:
     def backend(self) -> Backend:
         if self._backend is None:
             logger.info(f"loading {self.spec.backend} model {self.spec.model}")
-            self._backend = open_backend(self.spec, self.options)
+            try:
+                self._backend = open_backend(self.spec, self.options)
+            except TypeError as error:  # a setting the backend does not take (--engine-args)
+                raise ValueError(
+                    f"the {self.spec.backend} backend cannot load {self.spec.model} with the settings "
+                    f"{sorted(self.options)}: {error}"
+                ) from error
         return self._backend
 
     def key(self, request: Request) -> bytes:
@@ -148,11 +164,17 @@ class Engine:
         return done
 
     def _warn_unsupported(self, requests) -> None:
+        """Say once per engine what the backend cannot enforce (a stage sends several rounds of requests)."""
         backend = self.backend
+        warnings = []
         if not backend.supports_schema and any(r.schema for r in requests):
-            logger.warning(f"the {self.spec.backend} backend cannot constrain output to a JSON schema; parsing only")
+            warnings.append(f"the {self.spec.backend} backend cannot constrain output to a JSON schema; parsing only")
         if not backend.supports_banned_words and any(r.banned_words for r in requests):
-            logger.warning(f"the {self.spec.backend} backend cannot ban words; they are ignored")
+            warnings.append(f"the {self.spec.backend} backend cannot ban words; they are ignored")
+        for warning in warnings:
+            if warning not in self._warned:
+                logger.warning(warning)
+                self._warned.add(warning)
 
     def close(self) -> None:
         self.cache.close()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datasets.utils import logging
 
 from ..answers import LETTERS, arrange_options
-from ..generation import Engine, Message, Request, Response, Sampling
+from ..generation import Bill, Engine, Message, Request, Response, Sampling, dry_run_bill
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
@@ -34,6 +34,8 @@ SKILLS = tuple(dict.fromkeys(stage1.SKILLS.values()))  # the skills, in the temp
 TEMPLATE = "llm"
 MAX_QUESTION_CHARS = 300
 MAX_OPTION_CHARS = 120
+# Room to write one question object (~60-100 tokens of JSON with Qwen's tokenizer), with margin.
+TOKENS_PER_QUESTION = 256
 _NUMBER_WORDS = {
     word: str(value)
     for value, word in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
@@ -94,16 +96,17 @@ class MCQWriter:
     questions_per_scene: int = 8
     temperature: float = 0.7
     top_p: float = 0.95
-    max_tokens: int = 2048
+    max_tokens: int | None = None  # default: TOKENS_PER_QUESTION for each question asked
     seed: int = 0
     prompt: Prompt = field(default_factory=lambda: load_prompt("stage1_mcq"))
 
     def request(self, scene: Scene, attempt: int = 0) -> Request:
         text = self.prompt.render(**_scene_values(scene), count=self.questions_per_scene, skills=", ".join(SKILLS))
+        max_tokens = self.max_tokens or TOKENS_PER_QUESTION * self.questions_per_scene
         return Request(
             messages=(Message.text("user", text),),
             sampling=Sampling(
-                temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed + attempt
+                temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens, seed=self.seed + attempt
             ),
             schema=mcq_schema(self.questions_per_scene),
             template=self.prompt.id,
@@ -250,6 +253,17 @@ def _verify(
     return kept
 
 
+def _response_drafts(scene: Scene, response: Response, rejects: Counter) -> list[Draft]:
+    """The valid questions in all ``n`` texts of one response, each asked once; rejects are counted."""
+    found: dict[str, Draft] = {}
+    for text, reason in zip(response.texts, response.finish_reasons, strict=True):
+        parsed, reasons = parse_mcqs(text, scene, reason)
+        rejects.update(reasons)
+        for draft in parsed:  # n > 1 samples may ask the same question
+            found.setdefault(draft.question.casefold(), draft)
+    return list(found.values())
+
+
 def write_mcqs(
     scenes: Sequence[Scene],
     teacher: Engine,
@@ -272,14 +286,9 @@ def write_mcqs(
         responses = teacher.generate(requests, desc=f"Writing MCQs (attempt {attempt + 1})")
         retry = []
         for scene, response in zip(pending, responses, strict=True):
-            found: dict[str, Draft] = {}
-            for text, reason in zip(response.texts, response.finish_reasons, strict=True):
-                parsed, reasons = parse_mcqs(text, scene, reason)
-                rejects.update(reasons)
-                for draft in parsed:  # n > 1 samples may ask the same question
-                    found.setdefault(draft.question.casefold(), draft)
+            found = _response_drafts(scene, response, rejects)
             if found:
-                drafts[scene.image_id] = list(found.values())
+                drafts[scene.image_id] = found
             else:
                 retry.append(scene)
         pending = retry
@@ -288,9 +297,36 @@ def write_mcqs(
         drafts = _verify({scene.image_id: scene for scene in scenes}, drafts, verifier, verify_prompt, rejects)
     logger.info(
         f"LLM stage 1: {sum(map(len, drafts.values()))} questions for {len(drafts)} of {len(scenes)} images; "
-        f"rejects {dict(rejects)}"
+        f"rejects {dict(+rejects)}"
     )
     generator = f"stage1/{TEMPLATE}@{writer.prompt.version}:{teacher.model_id}"
     if verifier is not None:
         generator += f"+verify@{verify_prompt.version}:{verifier.model_id}"
     return LLMStage1(drafts, +rejects, generator)
+
+
+def bill_mcqs(
+    scenes: Sequence[Scene], teacher: Engine, writer: MCQWriter | None = None, verifier: Engine | None = None
+) -> dict[str, Bill]:
+    """What ``write_mcqs`` would ask of each model, before anything is generated (``lgt build --dry-run``).
+
+    The teacher's bill is its first round, one request per scene with objects. A retry (a new seed for a scene that
+    gave no usable question) and the verifier's questions depend on answers not written yet: the verifier is billed
+    for the questions in the teacher answers the cache already holds, and retries are not billed.
+    """
+    writer = writer or MCQWriter()
+    pending = [scene for scene in scenes if scene.objects]
+    requests = [writer.request(scene, 0) for scene in pending]
+    bills = {"teacher": dry_run_bill(requests, teacher)}
+    if verifier is not None:
+        prompt = load_prompt("stage1_verify")
+        keys = [teacher.key(request) for request in requests]
+        cached = teacher.cache.get_many(set(keys))
+        checks = [
+            verify_request(scene, draft, prompt)
+            for scene, key in zip(pending, keys, strict=True)
+            if key in cached
+            for draft in _response_drafts(scene, cached[key], Counter())
+        ]
+        bills["verifier"] = dry_run_bill(checks, verifier)
+    return bills
