@@ -181,7 +181,7 @@ def build(
                 rejects.setdefault((reject["file"], reject["record"]), reject)
             if config not in (PARENTS[later] for later in needed[position + 1 :]):
                 shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
-        _refuse_empty(configs, rows, list(rejects.values()), output)
+        _refuse_empty(configs, rows, list(rejects.values()), output, generated)
         info = {
             "lgt_version": __version__,
             "datasets_version": datasets.__version__,
@@ -210,12 +210,17 @@ def build(
     return info
 
 
-def _refuse_empty(configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str) -> None:
+def _refuse_empty(
+    configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str, generated: dict | None = None
+) -> None:
     """A config without rows would replace a good build with an empty one: stop, saying why it came out empty."""
     empty = [config for config in configs if not any(rows[config].values())]
     if not empty:
         return
-    if rejects:
+    if generated and not generated["questions"]:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in generated["rejects"].items())
+        why = f"the model kept no question ({reasons}); read its answers in the generation cache or change --teacher"
+    elif rejects:
         why = f"{len(rejects):,} bad record(s) were skipped, the first: {InputError.from_reject(rejects[0])}"
     else:
         why = "no scene gave a row for it (questions need scenes with objects)"

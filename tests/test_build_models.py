@@ -130,6 +130,20 @@ def test_cache_only_miss_is_one_error_line_and_writes_nothing(answered, tmp_path
     assert not missing.parent.exists() and not output.exists()
 
 
+def test_a_teacher_whose_every_question_is_rejected_stops_the_build_saying_why(tmp_path, capsys):
+    source = _jsonl_source(tmp_path, ["never-good"])
+    cache = tmp_path / "generations.sqlite"
+    engine = Engine(FIXTURE_TEACHER, cache=cache, cache_only=True, progress=False)
+    _store(engine, MCQWriter(), {"never-good": ANSWERS["never-good"]})
+    engine.close()
+    output = tmp_path / "out"
+    arguments = ["build", "--source", f"jsonl:{source}", "--output", str(output), "--teacher", FIXTURE_TEACHER]
+    assert main([*arguments, "--cache", str(cache), "--cache-only"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "mcq_stage1 came out empty: the model kept no question (" in errors[0]
+    assert "truncated 1" in errors[0] and not output.exists()
+
+
 def test_model_settings_are_checked_up_front(capsys):
     for settings, message in [
         ({"stage1": "llm"}, "needs a teacher model"),
