@@ -189,7 +189,9 @@ def parser() -> argparse.ArgumentParser:
         help="stop at the first bad record, or skip, count and report bad records",
     )
     build.add_argument(
-        "--image-root", default=None, help="a folder images may come from (default: only inside the source's own)"
+        "--image-root",
+        default=LGTConfig.image_root,
+        help="a folder images may come from (default: only inside the source's own)",
     )
     models = build.add_argument_group(
         "model-written questions (the paper's path)",

@@ -121,3 +121,14 @@ def fit_pixels(data: bytes, max_pixels: int) -> tuple[bytes, str, int, int] | No
         return out.getvalue(), ".jpg", width, height
     small.save(out, format="PNG")
     return out.getvalue(), ".png", width, height
+
+
+def decode(data: bytes) -> Image.Image:
+    """Encoded image bytes as a PIL image, for model backends that take pixels."""
+    return Image.open(io.BytesIO(data))
+
+
+def encoded_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of encoded image bytes, from the header alone."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.width, image.height

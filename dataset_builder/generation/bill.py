@@ -4,10 +4,10 @@ own tokenizer, before any GPU is rented. Nothing is generated and no model weigh
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..images import encoded_size
 from .backend import load_processor
 from .engine import Engine
 from .request import Request, chat_messages
@@ -32,12 +32,7 @@ def _image_tokens(tokenizer, request: Request) -> int:
     """Tokens the processor adds when it expands each image's one placeholder token (0 if it cannot tell)."""
     if not request.images or not hasattr(tokenizer, "_get_num_multimodal_tokens"):
         return 0
-    from PIL import Image
-
-    sizes = []
-    for image in request.images:
-        with Image.open(io.BytesIO(image.data)) as opened:  # reads the header only
-            sizes.append((opened.height, opened.width))
+    sizes = [encoded_size(image.data)[::-1] for image in request.images]  # (height, width), headers only
     return sum(tokenizer._get_num_multimodal_tokens(image_sizes=sizes).num_image_tokens) - len(sizes)
 
 

@@ -8,12 +8,13 @@ it. Everything that could change the answer is in it, so ``request_key`` can add
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+from ..images import decode
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,7 @@ class ImagePart:
 
     def to_pil(self):
         """The decoded image, for backends that take pixels (sources already stored it as 8-bit RGB)."""
-        from PIL import Image
-
-        return Image.open(io.BytesIO(self.data))
+        return decode(self.data)
 
 
 Part = str | ImagePart
