@@ -36,6 +36,8 @@ logger = logging.get_logger(__name__)
 
 BUILD_INFO_FILE = "lgt_build.json"
 CONFIGS = tuple(FEATURES)
+# The configs every other is made from: a build in which one of them is empty is refused.
+ESSENTIAL = ("scenes", "mcq_stage1")
 # A dictionary page holds a row group's distinct images; past this size parquet falls back to storing every row's
 # image again. Row groups are cut at datasets' ~100 MB of expanded rows, so their distinct images stay below it.
 DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
@@ -184,13 +186,15 @@ def build(
                 rejects.setdefault((reject["file"], reject["record"]), reject)
             if not any(config in inputs(later) for later in needed[position + 1 :]):
                 shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
-        _refuse_empty(configs, rows, list(rejects.values()), output, generated)
+        empty = _refuse_empty(configs, rows, list(rejects.values()), output, generated)
+        for config in empty:
+            shutil.rmtree(os.path.join(staging.folder, config), ignore_errors=True)
         info = {
             "lgt_version": __version__,
             "datasets_version": datasets.__version__,
             "arguments": arguments,
-            "configs": list(configs),
-            "rows": rows,
+            "configs": [config for config in configs if config not in empty],
+            "rows": {config: counts for config, counts in rows.items() if config not in empty},
             "num_bytes": num_bytes,  # Arrow size per split: what load_dataset's cache of the parquet files takes
             "source": source_info,
             "rejects": len(rejects),
@@ -217,11 +221,19 @@ def build(
 
 def _refuse_empty(
     configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str, generated: dict | None = None
-) -> None:
-    """A config without rows would replace a good build with an empty one: stop, saying why it came out empty."""
+) -> list[str]:
+    """Stop when the build would replace a good one with an empty one; return the derived configs left empty.
+
+    The configs every other is made from (``scenes``, ``mcq_stage1``) must have rows, and so must at least one of
+    those asked for. A derived config may come out empty on a small source (too few questions of an image to compose
+    a stage-2 question, say): it is left out of the output and the card, with a warning, rather than fail the build.
+    """
     empty = [config for config in configs if not any(rows[config].values())]
-    if not empty:
-        return
+    fatal = [config for config in empty if config in ESSENTIAL] or (empty if len(empty) == len(configs) else [])
+    if not fatal:
+        for config in empty:
+            logger.warning(f"{config} came out empty (too few rows to make it from); it is left out of {output}")
+        return empty
     if generated and not generated["questions"]:
         reasons = ", ".join(f"{reason} {count:,}" for reason, count in generated["rejects"].items())
         why = f"the model kept no question ({reasons}); read its answers in the generation cache or change --writer"
@@ -229,7 +241,7 @@ def _refuse_empty(
         why = f"{len(rejects):,} bad record(s) were skipped, the first: {InputError.from_reject(rejects[0])}"
     else:
         why = "no scene gave a row for it (questions need scenes with objects)"
-    raise EmptyBuildError(f"config {', '.join(empty)} came out empty: {why}; {output} was left as it was")
+    raise EmptyBuildError(f"config {', '.join(fatal)} came out empty: {why}; {output} was left as it was")
 
 
 def dry_run(

@@ -766,7 +766,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         rng = random.Random(f"{self.config.seed}:{scene.image_id}")
         drafts = []
         if self.config.name == "mcq_stage2":
-            drafts += [(d, stage2.generator_id(d.template)) for d in stage2.compose(scene, parent_rows, rng, stream.classes)]
+            drafts += [
+                (d, stage2.generator_id(d.template)) for d in stage2.compose(scene, parent_rows, rng, stream.classes)
+            ]
         elif self.config.stage1_writer != "llm":
             drafts += [
                 (d, stage1.generator_id(d.template)) for d in stage1.generate(scene, vocab, rng, stream.classes)

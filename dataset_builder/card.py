@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from . import audit, decontam, trace_stats
+from . import audit, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
 
 DEFAULT_CONFIG = "mcq_stage1"
@@ -520,8 +520,10 @@ def trace_generation_section(generations: dict) -> str:
     parts = ["## Trace generation"]
     for config, generation in generations.items():
         rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
-        reasoner = f"`{generation['reasoner']}` continued each after a cue" if generation["reasoner"] else (
-            "no reasoner continued them"
+        reasoner = (
+            f"`{generation['reasoner']}` continued each after a cue"
+            if generation["reasoner"]
+            else ("no reasoner continued them")
         )
         parts.append(
             f"`{config}`: the teacher `{generation['teacher']}` wrote short chains of thought for "
@@ -532,8 +534,15 @@ def trace_generation_section(generations: dict) -> str:
             _table(
                 ["model", "id", "requests", "cache hits", "model calls", "output tokens", "seconds"],
                 [
-                    [role, f"`{generation[role]}`", f"{st['requests']:,}", f"{st['hits']:,}", f"{st['misses']:,}",
-                     f"{st['output_tokens']:,}", f"{st['seconds']:.1f}"]
+                    [
+                        role,
+                        f"`{generation[role]}`",
+                        f"{st['requests']:,}",
+                        f"{st['hits']:,}",
+                        f"{st['misses']:,}",
+                        f"{st['output_tokens']:,}",
+                        f"{st['seconds']:.1f}",
+                    ]
                     for role, st in generation["models"].items()
                 ],
             )
