@@ -31,7 +31,7 @@ from datasets.utils import logging
 from .. import formats
 from ..answers import LETTERS, format_options, parse_answer
 from ..generation import Bill, Engine, ImagePart, Message, Request, Response, Sampling, dry_run_bill
-from ..prompts import load_prompt
+from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .grammar import article, plural
@@ -141,8 +141,8 @@ class TraceWriter:
     top_p: float = 0.8
     short_max_tokens: int = SHORT_MAX_TOKENS
     expansion_max_tokens: int = EXPANSION_MAX_TOKENS
-    short_prompt: object = field(default_factory=lambda: load_prompt("trace_short"))
-    expand_prompt: object = field(default_factory=lambda: load_prompt("trace_expand"))
+    short_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_short"))
+    expand_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_expand"))
 
     def short_request(self, mcq: dict, image: bytes) -> Request:
         """The teacher sees exactly what training shows: the system prompt, the image, the question and options."""
@@ -254,11 +254,16 @@ def model_traces(
     items: Sequence[tuple[dict, Scene, bytes]],
     teacher: Engine,
     reasoner: Engine | None,
-    writer: TraceWriter | None = None,
+    n: int = 4,
+    seed: int = 0,
+    **settings,
 ) -> TraceResult:
     """Traces for ``(mcq, scene, image bytes)`` items: ``n`` short CoTs each from ``teacher``, and, with a
-    ``reasoner``, each short CoT continued after a cue. Each step sends its whole stage in one ``generate`` call."""
-    writer = writer or TraceWriter()
+    ``reasoner``, each short CoT continued after a cue. Each step sends its whole stage in one ``generate`` call.
+
+    ``settings`` are ``TraceWriter``'s other fields (cues, temperature, top_p, short/expansion max tokens).
+    """
+    writer = TraceWriter(n=n, seed=seed, **settings)
     rejects: Counter = Counter()
     responses = teacher.generate([writer.short_request(mcq, image) for mcq, _, image in items], desc="Short CoTs")
     shorts = [s for (mcq, scene, _), r in zip(items, responses, strict=True) for s in _shorts(mcq, scene, r, rejects)]
@@ -292,14 +297,16 @@ def bill_traces(
     items: Sequence[tuple[dict, Scene, bytes]],
     teacher: Engine,
     reasoner: Engine | None,
-    writer: TraceWriter | None = None,
+    n: int = 4,
+    seed: int = 0,
+    **settings,
 ) -> dict[str, Bill]:
     """What ``model_traces`` would ask of each model before anything is generated (``lgt build --dry-run``).
 
     The short CoTs are billed in full. The expansions continue short CoTs not written yet: they are billed for the
     short CoTs the cache already holds, one request each (so 0 before the teacher has run).
     """
-    writer = writer or TraceWriter()
+    writer = TraceWriter(n=n, seed=seed, **settings)
     requests = [writer.short_request(mcq, image) for mcq, _, image in items]
     bills = {"short CoTs": dry_run_bill(requests, teacher)}
     if reasoner is not None:
