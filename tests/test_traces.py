@@ -196,33 +196,73 @@ def test_locations_and_distances_use_the_real_geometry(scripted):
         assert f"The smallest gap is {round(gap):,} px." in short, short
 
 
-def test_composed_questions_walk_through_their_steps(builtin_mcqs):
-    (first, scene), (second, _) = [
-        item for item in builtin_mcqs if item[0]["image_id"] == builtin_mcqs[0][0]["image_id"]
-    ][:2]
-    composed = {
-        "id": "composed",
+def _total_of_two_counts(builtin_mcqs) -> tuple[dict, Scene]:
+    """A composite as stage 2 makes one: the total of two counts of one image, its steps the two count questions."""
+    counts = {}
+    for mcq, scene in builtin_mcqs:
+        if _template(mcq) == "count" and mcq["grounding"]:
+            counts.setdefault(mcq["image_id"], []).append((mcq, scene))
+    (first, scene), (second, _) = next(found for found in counts.values() if len(found) >= 2)[:2]
+    values = [len(first["grounding"]), len(second["grounding"])]
+    options = [str(v) for v in range(sum(values) - 1, sum(values) + 3)]
+    composite = {
+        "id": "composite",
         "image_id": first["image_id"],
-        "question": f"{first['question']} And then: {second['question']}",
-        "options": ["both hold", "only the first", "only the second", "neither"],
-        "answer": "A",
-        "skill": "composition",
+        "question": "How many of both kinds are there in total?",
+        "options": options,
+        "answer": LETTERS[options.index(str(sum(values)))],
+        "skill": "set_count",
         "level": 2,
         "grounding": first["grounding"] + second["grounding"],
         "parents": [first["id"], second["id"]],
-        "steps": [
-            {"question": m["question"], "answer": m["options"][LETTERS.index(m["answer"])]} for m in (first, second)
-        ],
-        "generator": "stage2/conjunction@1",
+        "steps": [{"question": m["question"], "answer": str(n)} for m, n in zip((first, second), values, strict=True)],
+        "generator": "stage2/set_count@1",
     }
-    traces = scripted_traces(composed, scene, 6, seed=0)
-    kinds = {t.kind for t in traces}
-    assert {"O", "O→O"} <= kinds
+    return composite, scene
+
+
+def test_composed_questions_work_out_each_step_from_the_boxes(builtin_mcqs):
+    composite, scene = _total_of_two_counts(builtin_mcqs)
+    values = [int(step["answer"]) for step in composite["steps"]]
+    traces = scripted_traces(composite, scene, 12, seed=0)
+    assert {"O", "O→O", "X", "X→O"} <= {t.kind for t in traces}
+    boxes = sorted(_box(g["bbox"]) for g in composite["grounding"])
     for trace in traces:
+        assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
         if not trace.cue and trace.correct:
-            for step in composed["steps"]:
-                assert step["question"] in trace.short and f"The answer to that is {step['answer']}." in trace.short
-        assert not mentions_banned(trace.think)
+            for step in composite["steps"]:
+                assert step["question"] in trace.short
+            assert sorted(_extents(trace.short)) == boxes  # every object counted, each once
+            assert f"In total that is {values[0]} + {values[1]} = {sum(values)}." in trace.short
+        if trace.kind == "X→O":  # the slip is one miscount, and the correction restores the total
+            assert f"= {sum(values)}." in trace.expansion and f"= {sum(values)}." not in trace.short
+
+
+def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
+    stage2 = pytest.importorskip("lgt.synthesis.stage2")
+    by_image = {}
+    for mcq, scene in builtin_mcqs:
+        by_image.setdefault(mcq["image_id"], (scene, []))[1].append(mcq)
+    balancer, kinds, templates = LetterBalancer("2"), Counter(), set()
+    for image_id, (scene, rows) in by_image.items():
+        for c in stage2.compose(scene, rows, random.Random(image_id)):
+            options, answer = letter_options(c.correct, list(c.distractors), c.ordered, balancer, c.skill)
+            composite = {
+                "id": f"{image_id}:{c.question}",
+                "question": c.question,
+                "options": options,
+                "answer": answer,
+                "level": c.level,
+                "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in c.grounding],
+                "steps": [{"question": q, "answer": a} for q, a in c.steps],
+                "generator": stage2.generator_id(c.template),
+            }
+            templates.add(c.template)
+            for trace in scripted_traces(composite, scene, 2, seed=0):
+                kinds[trace.kind] += 1
+                assert trace.correct == (trace.predicted == answer) and not mentions_banned(trace.think)
+                assert trace.correct or "Looking at the image, the answer is" not in trace.short
+    assert len(templates) >= 4 and {"O", "O→O", "X", "X→O"} <= set(kinds), (templates, kinds)
 
 
 def test_scripted_traces_are_cheap(builtin_mcqs):
