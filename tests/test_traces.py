@@ -178,8 +178,11 @@ def test_sizes_use_the_real_areas(scripted):
     checked = 0
     for mcq, _, short in _right_shorts(scripted, "size"):
         areas = [int(v.replace(",", "")) for v in re.findall(r"= ([\d,]+) square pixels", short)]
-        expected = [round(SceneObject(0, "", g["bbox"]).area) for g in mcq["grounding"]]
-        assert areas == expected, short
+        x0, x1, y0, y1 = zip(*(_box(g["bbox"]) for g in mcq["grounding"]), strict=True)
+        assert areas == [(x1[i] - x0[i]) * (y1[i] - y0[i]) for i in range(2)], short
+        ratio = float(re.search(r"The ratio is [\d,]+ / [\d,]+ = ([\d.]+)", short).group(1))
+        a, b = (SceneObject(0, "", g["bbox"]) for g in mcq["grounding"])
+        assert ratio == pytest.approx(a.area / b.area, rel=0.05, abs=0.006), short
         checked += 1
     assert checked > 20
 

@@ -19,6 +19,7 @@ Two ways to write them:
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
@@ -597,11 +598,19 @@ def _size_case(w: _Writer) -> _Case | None:
     if answer is None or any(text not in options for text in texts):
         return None
 
-    def area(obj: SceneObject) -> str:
-        x0, y0, x1, y1 = obj.bbox
-        return f"the {w.phrase(obj)} covers {_n(x1 - x0)} × {_n(y1 - y0)} = {_n(obj.area)} square pixels"
+    # Areas as a reader works them out from the extents shown (whole pixels); stage 1's margin keeps the bin.
+    sides = {
+        obj.id: [round(obj.bbox[2]) - round(obj.bbox[0]), round(obj.bbox[3]) - round(obj.bbox[1])] for obj in (a, b)
+    }
+    area_a, area_b = (sides[obj.id][0] * sides[obj.id][1] for obj in (a, b))
+    ratio = area_a / area_b
+    if sum(math.log2(ratio) > edge for edge in stage1.SIZE_EDGES) != answer:
+        return None
 
-    ratio = a.area / b.area
+    def area(obj: SceneObject) -> str:
+        width, height = sides[obj.id]
+        return f"the {w.phrase(obj)} covers {_n(width)} × {_n(height)} = {_n(width * height)} square pixels"
+
     where = ["below a third", "between a third and 1", "between 1 and 3", "above 3"]
 
     def conclude(choice: int) -> str:
@@ -610,17 +619,17 @@ def _size_case(w: _Writer) -> _Case | None:
     right = [
         f"I measure the extent of each: {w.the(a)}, and {w.the(b)}.",
         f"By area, {area(a)}, and {area(b)}.",
-        f"The ratio is {_n(a.area)} / {_n(b.area)} = {ratio:.2f}, which is {where[answer]}.",
+        f"The ratio is {_n(area_a)} / {_n(area_b)} = {ratio:.2f}, which is {where[answer]}.",
     ]
     check = [
-        f"The other way round, the {second} is {_n(b.area)} / {_n(a.area)} = {1 / ratio:.2f} times the "
+        f"The other way round, the {second} is {_n(area_b)} / {_n(area_a)} = {1 / ratio:.2f} times the "
         f"{w.phrase(a)}, which says the same."
     ]
     case = _Case(options.index(texts[answer]), right, check, conclude)
     flipped = len(stage1.SIZE_BINS) - 1 - answer
     case.wrong = [
         *right[:2],
-        f"The ratio is {_n(b.area)} / {_n(a.area)} = {1 / ratio:.2f}, which is {where[flipped]}.",
+        f"The ratio is {_n(area_b)} / {_n(area_a)} = {1 / ratio:.2f}, which is {where[flipped]}.",
     ]
     case.wrong_choice = options.index(texts[flipped])
     case.catch = [
