@@ -303,18 +303,19 @@ def _unique_nearest(scene: Scene, target: SceneObject, anchor: SceneObject) -> b
     return gaps[0][0] <= stage1.DISTANCE_RATIO * gaps[1][0] and gaps[1][0] - gaps[0][0] >= clear
 
 
-def _referents(facts: _Facts, rng: random.Random) -> Iterator[tuple[SceneObject, str, list[_Step], tuple]]:
-    """(object, a phrase that picks it out through another object, the steps that say so, the phrase's key)."""
+def _referents(facts: _Facts, rng: random.Random) -> Iterator[tuple[SceneObject, SceneObject, str, list, tuple]]:
+    """(object, the object it is found through, the phrase that picks it out, the steps that say so, the phrase's
+    key)."""
     scene = facts.scene
     for fact in facts.relations:
         if _unique_relation(scene, fact):
             wording = rng.choice(REFERENTS["relation"])
             text = wording.format(rel=stage1.RELATION_PHRASES[fact.rel], b=singular(facts.phrase[fact.anchor.id]))
-            yield fact.target, text, [fact.step], (fact.rel, fact.anchor.id)
+            yield fact.target, fact.anchor, text, [fact.step], (fact.rel, fact.anchor.id)
     for target, anchor, step in facts.nearest:
         if _unique_nearest(scene, target, anchor):
             text = rng.choice(REFERENTS["distance"]).format(b=singular(facts.phrase[anchor.id]))
-            yield target, text, [step], ("near", anchor.id)
+            yield target, anchor, text, [step], ("near", anchor.id)
 
 
 # ---- templates: each yields (template, a function making the forms a question may take, as (Draft, meta)) ----
@@ -336,7 +337,8 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
 
 
-def _chain_colour_forms(facts, target, referent, steps, rng, balance: Balance) -> list[Form]:
+def _chain_colour_forms(facts, grounding, referent, steps, rng, balance: Balance) -> list[Form]:
+    target = grounding[0]
     colour = stage1.colour_of(target)
     question = _say("chain_colour", rng, r=referent)
     said = _words(question)
@@ -346,11 +348,12 @@ def _chain_colour_forms(facts, target, referent, steps, rng, balance: Balance) -
     if len(pool) < OPTIONS - 1:
         return []
     distractors = balance.distractors("chain_colour", pool, rng)
-    draft = Draft("chain_colour", question, colour, distractors, [target], skill="chain")
-    return [(draft, _meta([*steps, facts.colours[target.id]], [target]))]
+    draft = Draft("chain_colour", question, colour, distractors, grounding, skill="chain")
+    return [(draft, _meta([*steps, facts.colours[target.id]], grounding))]
 
 
-def _chain_location_forms(facts, target, referent, steps, key, rng) -> list[Form]:
+def _chain_location_forms(facts, grounding, referent, steps, key, rng) -> list[Form]:
+    target = grounding[0]
     where = stage1.quadrant(target, facts.scene.width, facts.scene.height)
     distractors = [q for q in stage1.QUADRANTS if q != where]
     rng.shuffle(distractors)
@@ -361,22 +364,23 @@ def _chain_location_forms(facts, target, referent, steps, key, rng) -> list[Form
         question,
         where,
         distractors,
-        [target],
+        grounding,
         False,
         ("chain_location", key[0]),
         stage1.QUADRANTS,
         where,
         skill="chain",
     )
-    return [(draft, _meta([*steps, facts.locations[target.id]], [target]))]
+    return [(draft, _meta([*steps, facts.locations[target.id]], grounding))]
 
 
 def _chains(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
-    for target, referent, steps, key in _referents(facts, rng):
+    for target, anchor, referent, steps, key in _referents(facts, rng):
+        grounding = [target, anchor]
         if target.id in facts.colours:
-            yield "chain_colour", partial(_chain_colour_forms, facts, target, referent, steps, rng, balance)
+            yield "chain_colour", partial(_chain_colour_forms, facts, grounding, referent, steps, rng, balance)
         if target.id in facts.locations:
-            yield "chain_location", partial(_chain_location_forms, facts, target, referent, steps, key, rng)
+            yield "chain_location", partial(_chain_location_forms, facts, grounding, referent, steps, key, rng)
 
 
 def _window_forms(template: str, question: str, value: int, top: int, steps, grounding, topic: str) -> list[Form]:
@@ -458,11 +462,13 @@ def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Cand
     scene = facts.scene
     whole = [
         (target, referent, steps)
-        for target, referent, steps, key in _referents(facts, rng)
+        for target, _, referent, steps, key in _referents(facts, rng)
         if key[0] != "near" and not stage1._cut_by_frame(target, scene)
     ]
     for one, other in combinations(whole, 2):
-        if one[0].id != other[0].id and one[0].id in facts.phrase and other[0].id in facts.phrase:
+        if one[0].id == other[0].id or set(one[2]) & set(other[2]):  # one relation naming both ways is no pair
+            continue
+        if one[0].id in facts.phrase and other[0].id in facts.phrase:
             yield "comparison_size", partial(_size_forms, facts, one, other, rng)
 
 
@@ -543,6 +549,13 @@ def _composite(draft: Draft, meta: dict) -> Composite:
     )
 
 
+def _fact(draft: Draft) -> tuple:
+    """What a composite asks, whatever its wording or route: a chain asks about its first object, however found."""
+    if SKILLS[draft.template] == "chain":
+        return draft.template, draft.grounding[0].id
+    return draft.template, frozenset(o.id for o in draft.grounding)
+
+
 def compose(scene: Scene, mcqs: list[dict], rng: random.Random, balance: Balance | None = None) -> list[Composite]:
     """Composites of one image's template stage-1 rows (``mcq_stage1`` rows as dicts, the image not needed).
 
@@ -561,17 +574,13 @@ def compose(scene: Scene, mcqs: list[dict], rng: random.Random, balance: Balance
         for template, make in candidates:
             if kept[template] == PER_TEMPLATE[template]:
                 continue
-            forms = [
-                (d, meta)
-                for d, meta in make()
-                if (d.template, frozenset(o.id for o in d.grounding)) not in asked and d.question not in asked
-            ]
+            forms = [(d, meta) for d, meta in make() if _fact(d) not in asked and d.question not in asked]
             chosen = balance.choose([d for d, _ in forms], rng) if forms else None
             if chosen is None:
                 continue
             meta = next(meta for d, meta in forms if d is chosen)
             kept[template] += 1
-            asked |= {(chosen.template, frozenset(o.id for o in chosen.grounding)), chosen.question}
+            asked |= {_fact(chosen), chosen.question}
             composites.append(_composite(chosen, meta))
     return composites
 
