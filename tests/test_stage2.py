@@ -128,14 +128,24 @@ def _named(scene: Scene, phrase: str) -> list[SceneObject]:
     return [o for o in scene.objects if phrase in (o.name, f"{_colour(o)} {o.name}" if o.attributes else o.name)]
 
 
+def _only_beside(scene: Scene, target: SceneObject, anchor: SceneObject, rel: str) -> bool:
+    """``target`` is clearly ``rel`` of ``anchor`` and no other object is, even by a looser reading."""
+    others = [o for o in scene.objects if o is not target and o is not anchor]
+    return _clearly_beside(target.bbox, anchor.bbox, rel) and not any(
+        _beside(o.bbox, anchor.bbox, rel, 0.25) for o in others
+    )
+
+
+def _relations_in(question: str) -> list[str]:
+    """The relations a question names, in order."""
+    return [rel for _, rel in sorted((at, rel) for phrase, rel in RELATIONS.items() for at in _at(question, phrase))]
+
+
 def _referent_ok(scene: Scene, question: str, target: SceneObject, anchor: SceneObject) -> bool:
     """The question finds ``target`` through ``anchor`` and no other object would do by a looser reading."""
-    for phrase, rel in RELATIONS.items():
-        if re.search(rf"\b{phrase} the ", question):
-            others = [o for o in scene.objects if o is not target and o is not anchor]
-            return _clearly_beside(target.bbox, anchor.bbox, rel) and not any(
-                _beside(o.bbox, anchor.bbox, rel, 0.25) for o in others
-            )
+    named = _relations_in(question)
+    if named:
+        return _only_beside(scene, target, anchor, named[0])
     assert re.search(r"\b(closest|nearest)\b", question)
     gaps = sorted((_gap(anchor.bbox, o.bbox), o.id) for o in scene.objects if o is not anchor)
     return gaps[0][1] == target.id and 0 < gaps[0][0] <= 0.5 * gaps[1][0]
@@ -161,14 +171,15 @@ def _expected(scene: Scene, c: Composite, parents: list[dict]) -> str:
             return _colour(target)
         return _quadrant(target.bbox, scene.width, scene.height)
     if c.template == "comparison_size":
+        r1, r2 = _relations_in(c.question)
+        assert _only_beside(scene, g[0], g[2], r1) and _only_beside(scene, g[1], g[3], r2), c.question
         ratio = (g[0].bbox[2] - g[0].bbox[0]) * (g[0].bbox[3] - g[0].bbox[1])
         ratio /= (g[1].bbox[2] - g[1].bbox[0]) * (g[1].bbox[3] - g[1].bbox[1])
         bins = ["less than a third", "smaller", "larger", "more than three times"]
         return next(b for b, edge in zip(bins, (1 / 3, 1, 3, float("inf")), strict=True) if ratio < edge)
     assert c.template == "conjunction"
     target, first, second = g
-    found = sorted((question_at, rel) for phrase, rel in RELATIONS.items() for question_at in _at(c.question, phrase))
-    (_, r1), (_, r2) = found
+    r1, r2 = _relations_in(c.question)
     assert _clearly_beside(target.bbox, first.bbox, r1) and _clearly_beside(target.bbox, second.bbox, r2)
     rivals = [
         o

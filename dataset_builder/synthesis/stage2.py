@@ -428,45 +428,43 @@ def _counts(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Can
 
 
 def _size_forms(facts: _Facts, one, other, rng: random.Random) -> list[Form]:
-    """The sizes of two objects, each named through another, compared either way round."""
+    """The sizes of two objects, each named through another, compared either way round; the last step (their
+    sizes) is recomputed from the boxes, as no stage-1 question needs to have asked it."""
     forms = []
-    for (first, r1, steps1), (second, r2, steps2) in ((one, other), (other, one)):
+    for (first, anchor1, r1, steps1), (second, anchor2, r2, steps2) in ((one, other), (other, one)):
         answer = stage1.size_bin(first, second)
         if answer is None:
             continue
         distractors = [text for i, text in enumerate(SIZE_OPTIONS) if i != answer]
         rng.shuffle(distractors)
         question = _say("comparison_size", rng, r1=r1, r2=r2)
-        last = _Step(
-            f"How large is the {facts.phrase[first.id]} relative to the {facts.phrase[second.id]}?",
-            SIZE_OPTIONS[answer],
-            "",
-        )
+        a, b = singular(facts.phrase[first.id]), singular(facts.phrase[second.id])
+        last = _Step(f"How large is the {a} relative to the {b}?", SIZE_OPTIONS[answer], "")
         draft = Draft(
             "comparison_size",
             question,
             SIZE_OPTIONS[answer],
             distractors,
-            [first, second],
+            [first, second, anchor1, anchor2],
             False,
             ("comparison_size",),
             tuple(range(len(SIZE_OPTIONS))),
             answer,
             skill="comparison",
         )
-        forms.append((draft, _meta([*steps1, *steps2, last], [first, second])))
+        forms.append((draft, _meta([*steps1, *steps2, last], draft.grounding)))
     return forms
 
 
 def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     scene = facts.scene
     whole = [
-        (target, referent, steps)
-        for target, _, referent, steps, key in _referents(facts, rng)
+        (target, anchor, referent, steps)
+        for target, anchor, referent, steps, key in _referents(facts, rng)
         if key[0] != "near" and not stage1._cut_by_frame(target, scene)
     ]
     for one, other in combinations(whole, 2):
-        if one[0].id == other[0].id or set(one[2]) & set(other[2]):  # one relation naming both ways is no pair
+        if one[0].id == other[0].id or set(one[3]) & set(other[3]):  # one relation naming both ways is no pair
             continue
         if one[0].id in facts.phrase and other[0].id in facts.phrase:
             yield "comparison_size", partial(_size_forms, facts, one, other, rng)
