@@ -41,7 +41,16 @@ from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .grammar import plural, singular
-from .llm_mcq import ANSWER_SCHEMA, MAX_OPTION_CHARS, MAX_QUESTION_CHARS, _load_json, _normalise, _scene_values
+from .llm_mcq import (
+    _CONTROL,
+    ANSWER_SCHEMA,
+    MAX_OPTION_CHARS,
+    MAX_QUESTION_CHARS,
+    _load_json,
+    _mentions,
+    _normalise,
+    _scene_values,
+)
 from .stage1 import OPTIONS, Balance, Draft
 
 logger = logging.get_logger(__name__)
@@ -294,18 +303,19 @@ def _unique_nearest(scene: Scene, target: SceneObject, anchor: SceneObject) -> b
     return gaps[0][0] <= stage1.DISTANCE_RATIO * gaps[1][0] and gaps[1][0] - gaps[0][0] >= clear
 
 
-def _referents(facts: _Facts, rng: random.Random) -> Iterator[tuple[SceneObject, str, list[_Step], tuple]]:
-    """(object, a phrase that picks it out through another object, the steps that say so, the phrase's key)."""
+def _referents(facts: _Facts, rng: random.Random) -> Iterator[tuple[SceneObject, SceneObject, str, list, tuple]]:
+    """(object, the object it is found through, the phrase that picks it out, the steps that say so, the phrase's
+    key)."""
     scene = facts.scene
     for fact in facts.relations:
         if _unique_relation(scene, fact):
             wording = rng.choice(REFERENTS["relation"])
             text = wording.format(rel=stage1.RELATION_PHRASES[fact.rel], b=singular(facts.phrase[fact.anchor.id]))
-            yield fact.target, text, [fact.step], (fact.rel, fact.anchor.id)
+            yield fact.target, fact.anchor, text, [fact.step], (fact.rel, fact.anchor.id)
     for target, anchor, step in facts.nearest:
         if _unique_nearest(scene, target, anchor):
             text = rng.choice(REFERENTS["distance"]).format(b=singular(facts.phrase[anchor.id]))
-            yield target, text, [step], ("near", anchor.id)
+            yield target, anchor, text, [step], ("near", anchor.id)
 
 
 # ---- templates: each yields (template, a function making the forms a question may take, as (Draft, meta)) ----
@@ -327,7 +337,8 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
 
 
-def _chain_colour_forms(facts, target, referent, steps, rng, balance: Balance) -> list[Form]:
+def _chain_colour_forms(facts, grounding, referent, steps, rng, balance: Balance) -> list[Form]:
+    target = grounding[0]
     colour = stage1.colour_of(target)
     question = _say("chain_colour", rng, r=referent)
     said = _words(question)
@@ -337,11 +348,12 @@ def _chain_colour_forms(facts, target, referent, steps, rng, balance: Balance) -
     if len(pool) < OPTIONS - 1:
         return []
     distractors = balance.distractors("chain_colour", pool, rng)
-    draft = Draft("chain_colour", question, colour, distractors, [target], skill="chain")
-    return [(draft, _meta([*steps, facts.colours[target.id]], [target]))]
+    draft = Draft("chain_colour", question, colour, distractors, grounding, skill="chain")
+    return [(draft, _meta([*steps, facts.colours[target.id]], grounding))]
 
 
-def _chain_location_forms(facts, target, referent, steps, key, rng) -> list[Form]:
+def _chain_location_forms(facts, grounding, referent, steps, key, rng) -> list[Form]:
+    target = grounding[0]
     where = stage1.quadrant(target, facts.scene.width, facts.scene.height)
     distractors = [q for q in stage1.QUADRANTS if q != where]
     rng.shuffle(distractors)
@@ -352,22 +364,23 @@ def _chain_location_forms(facts, target, referent, steps, key, rng) -> list[Form
         question,
         where,
         distractors,
-        [target],
+        grounding,
         False,
         ("chain_location", key[0]),
         stage1.QUADRANTS,
         where,
         skill="chain",
     )
-    return [(draft, _meta([*steps, facts.locations[target.id]], [target]))]
+    return [(draft, _meta([*steps, facts.locations[target.id]], grounding))]
 
 
 def _chains(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
-    for target, referent, steps, key in _referents(facts, rng):
+    for target, anchor, referent, steps, key in _referents(facts, rng):
+        grounding = [target, anchor]
         if target.id in facts.colours:
-            yield "chain_colour", partial(_chain_colour_forms, facts, target, referent, steps, rng, balance)
+            yield "chain_colour", partial(_chain_colour_forms, facts, grounding, referent, steps, rng, balance)
         if target.id in facts.locations:
-            yield "chain_location", partial(_chain_location_forms, facts, target, referent, steps, key, rng)
+            yield "chain_location", partial(_chain_location_forms, facts, grounding, referent, steps, key, rng)
 
 
 def _window_forms(template: str, question: str, value: int, top: int, steps, grounding, topic: str) -> list[Form]:
@@ -415,45 +428,45 @@ def _counts(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Can
 
 
 def _size_forms(facts: _Facts, one, other, rng: random.Random) -> list[Form]:
-    """The sizes of two objects, each named through another, compared either way round."""
+    """The sizes of two objects, each named through another, compared either way round; the last step (their
+    sizes) is recomputed from the boxes, as no stage-1 question needs to have asked it."""
     forms = []
-    for (first, r1, steps1), (second, r2, steps2) in ((one, other), (other, one)):
+    for (first, anchor1, r1, steps1), (second, anchor2, r2, steps2) in ((one, other), (other, one)):
         answer = stage1.size_bin(first, second)
         if answer is None:
             continue
         distractors = [text for i, text in enumerate(SIZE_OPTIONS) if i != answer]
         rng.shuffle(distractors)
         question = _say("comparison_size", rng, r1=r1, r2=r2)
-        last = _Step(
-            f"How large is the {facts.phrase[first.id]} relative to the {facts.phrase[second.id]}?",
-            SIZE_OPTIONS[answer],
-            "",
-        )
+        a, b = singular(facts.phrase[first.id]), singular(facts.phrase[second.id])
+        last = _Step(f"How large is the {a} relative to the {b}?", SIZE_OPTIONS[answer], "")
         draft = Draft(
             "comparison_size",
             question,
             SIZE_OPTIONS[answer],
             distractors,
-            [first, second],
+            [first, second, anchor1, anchor2],
             False,
             ("comparison_size",),
             tuple(range(len(SIZE_OPTIONS))),
             answer,
             skill="comparison",
         )
-        forms.append((draft, _meta([*steps1, *steps2, last], [first, second])))
+        forms.append((draft, _meta([*steps1, *steps2, last], draft.grounding)))
     return forms
 
 
 def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     scene = facts.scene
     whole = [
-        (target, referent, steps)
-        for target, referent, steps, key in _referents(facts, rng)
+        (target, anchor, referent, steps)
+        for target, anchor, referent, steps, key in _referents(facts, rng)
         if key[0] != "near" and not stage1._cut_by_frame(target, scene)
     ]
     for one, other in combinations(whole, 2):
-        if one[0].id != other[0].id and one[0].id in facts.phrase and other[0].id in facts.phrase:
+        if one[0].id == other[0].id or set(one[3]) & set(other[3]):  # one relation naming both ways is no pair
+            continue
+        if one[0].id in facts.phrase and other[0].id in facts.phrase:
             yield "comparison_size", partial(_size_forms, facts, one, other, rng)
 
 
@@ -534,15 +547,22 @@ def _composite(draft: Draft, meta: dict) -> Composite:
     )
 
 
+def _fact(draft: Draft) -> tuple:
+    """What a composite asks, whatever its wording or route: a chain asks about its first object, however found."""
+    if SKILLS[draft.template] == "chain":
+        return draft.template, draft.grounding[0].id
+    return draft.template, frozenset(o.id for o in draft.grounding)
+
+
 def compose(scene: Scene, mcqs: list[dict], rng: random.Random, balance: Balance | None = None) -> list[Composite]:
     """Composites of one image's template stage-1 rows (``mcq_stage1`` rows as dicts, the image not needed).
 
-    Rows not written by a stage-1 template are ignored (``compose_with_llm`` is their path). Candidates are offered
+    Rows a model wrote are ignored (``compose_with_llm`` is their path). Candidates are offered
     to ``balance`` (a fresh one when not given; one per stream of questions, as in stage 1) in a random order, each
     template until it has its quota for this image; no two composites of an image ask the same fact or question.
     """
     balance = balance if balance is not None else Balance()
-    facts = _facts(scene, [row for row in mcqs if row["generator"].startswith("stage1/")])
+    facts = _facts(scene, [row for row in mcqs if is_template_row(row)])
     composites: list[Composite] = []
     asked: set = set()
     kept: Counter = Counter()
@@ -552,16 +572,322 @@ def compose(scene: Scene, mcqs: list[dict], rng: random.Random, balance: Balance
         for template, make in candidates:
             if kept[template] == PER_TEMPLATE[template]:
                 continue
-            forms = [
-                (d, meta)
-                for d, meta in make()
-                if (d.template, frozenset(o.id for o in d.grounding)) not in asked and d.question not in asked
-            ]
+            forms = [(d, meta) for d, meta in make() if _fact(d) not in asked and d.question not in asked]
             chosen = balance.choose([d for d, _ in forms], rng) if forms else None
             if chosen is None:
                 continue
             meta = next(meta for d, meta in forms if d is chosen)
             kept[template] += 1
-            asked |= {(chosen.template, frozenset(o.id for o in chosen.grounding)), chosen.question}
+            asked |= {_fact(chosen), chosen.question}
             composites.append(_composite(chosen, meta))
     return composites
+
+
+# ---- the LLM path: stage-1 questions a model wrote, composed by a model and kept when a verifier agrees ----
+
+LLM_TEMPLATE = "llm"
+LLM_SKILLS = tuple(dict.fromkeys(SKILLS.values()))
+# Room to write one composite (~150-250 tokens of JSON with its steps), with margin.
+TOKENS_PER_COMPOSITE = 384
+_LLM_FIELDS = {"question": str, "options": list, "answer": str, "skill": str, "parents": list, "steps": list}
+
+
+def is_template_row(row: dict) -> bool:
+    """Whether a stage-1 row was written by a template (``compose``'s input) rather than a model."""
+    template = row["generator"].removeprefix("stage1/").partition("@")[0]
+    return row["generator"].startswith("stage1/") and template in stage1.SKILLS
+
+
+def compose_schema(count: int) -> dict:
+    """The JSON schema backends with structured output decode the writer's answer against."""
+    step = {
+        "type": "object",
+        "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+        "required": ["question", "answer"],
+        "additionalProperties": False,
+    }
+    item = {
+        "type": "object",
+        "properties": {
+            "question": {"type": "string"},
+            "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
+            "answer": {"type": "string", "enum": list(LETTERS)},
+            "skill": {"type": "string", "enum": list(LLM_SKILLS)},
+            "parents": {"type": "array", "items": {"type": "integer"}, "minItems": 2},
+            "steps": {"type": "array", "items": step, "minItems": 2},
+        },
+        "required": list(_LLM_FIELDS),
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"questions": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
+        "required": ["questions"],
+        "additionalProperties": False,
+    }
+
+
+def _numbered(rows: list[dict]) -> str:
+    return "\n".join(
+        f"{i}: {row['question']} -> {row['options'][LETTERS.index(row['answer'])]}" for i, row in enumerate(rows, 1)
+    )
+
+
+@dataclass(frozen=True)
+class ComposeWriter:
+    """How to ask a model for composites of one image's stage-1 questions; ``request`` renders one attempt."""
+
+    composites_per_image: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int | None = None  # default: TOKENS_PER_COMPOSITE for each composite asked
+    seed: int = 0
+    prompt: Prompt = field(default_factory=lambda: load_prompt("stage2_compose"))
+
+    def request(self, scene: Scene, rows: list[dict], attempt: int = 0) -> Request:
+        text = self.prompt.render(
+            **_scene_values(scene),
+            questions=_numbered(rows),
+            count=self.composites_per_image,
+            skills=", ".join(LLM_SKILLS),
+        )
+        max_tokens = self.max_tokens or TOKENS_PER_COMPOSITE * self.composites_per_image
+        return Request(
+            messages=(Message.text("user", text),),
+            sampling=Sampling(
+                temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens, seed=self.seed + attempt
+            ),
+            schema=compose_schema(self.composites_per_image),
+            template=self.prompt.id,
+        )
+
+
+def _check_steps(steps: list) -> list[tuple[str, str]] | None:
+    found = []
+    for step in steps:
+        if not isinstance(step, dict) or not all(isinstance(step.get(k), str) for k in ("question", "answer")):
+            return None
+        question, answer = step["question"].strip(), step["answer"].strip()
+        if not question or not answer or len(question) > MAX_QUESTION_CHARS or len(answer) > MAX_OPTION_CHARS:
+            return None
+        found.append((question, answer))
+    return found
+
+
+def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | None, str | None]:
+    """One composite of the model's output, or the reason it is rejected."""
+    if not isinstance(item, dict) or any(name not in item for name in _LLM_FIELDS):
+        return None, "missing_field"
+    if any(not isinstance(item[name], kind) for name, kind in _LLM_FIELDS.items()):
+        return None, "wrong_type"
+    question, options, answer = item["question"].strip(), item["options"], item["answer"].strip()
+    if not all(isinstance(option, str) for option in options):
+        return None, "wrong_type"
+    options = [option.strip() for option in options]
+    if any(_CONTROL.search(text) for text in (question, *options)):
+        return None, "control_characters"
+    if not question or len(question) > MAX_QUESTION_CHARS:
+        return None, "bad_question_length"
+    if len(options) != len(LETTERS):
+        return None, "option_count"
+    if any(not option or len(option) > MAX_OPTION_CHARS for option in options):
+        return None, "bad_option_length"
+    if len({_normalise(option) for option in options}) != len(options):
+        return None, "duplicate_options"
+    if len(answer) != 1 or answer.upper() not in LETTERS:
+        return None, "answer_not_an_option"
+    if item["skill"] not in LLM_SKILLS:
+        return None, "unknown_skill"
+    numbers = item["parents"]
+    if any(not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(rows) for n in numbers):
+        return None, "unknown_parent"
+    parents = [rows[n - 1] for n in dict.fromkeys(numbers)]
+    if len(parents) < 2:
+        return None, "too_few_parents"
+    steps = _check_steps(item["steps"])
+    if steps is None:
+        return None, "bad_steps"
+    if len(steps) < 2:
+        return None, "too_few_steps"
+    correct_index = LETTERS.index(answer.upper())
+    correct = options[correct_index]
+    distractors = options[:correct_index] + options[correct_index + 1 :]
+    lowered = question.casefold()
+    if _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors):
+        return None, "answer_in_question"
+    objects = {obj.id: obj for obj in scene.objects}
+    ids = dict.fromkeys(g["object_id"] for row in parents for g in row["grounding"] if g["object_id"] in objects)
+    composite = Composite(
+        template=LLM_TEMPLATE,
+        question=question,
+        correct=correct,
+        distractors=tuple(distractors),
+        ordered=False,
+        grounding=tuple(objects[i] for i in ids),
+        skill=item["skill"],
+        level=len(steps),
+        parents=tuple(row["id"] for row in parents),
+        steps=tuple(steps),
+    )
+    return composite, None
+
+
+def parse_composites(text: str, scene: Scene, rows: list[dict], finish_reason: str = "stop"):
+    """The valid composites in one model output for ``scene`` (whose numbered questions are ``rows``), and the
+    count of rejects by reason. Never raises."""
+    rejects: Counter = Counter()
+    try:
+        data = _load_json(text)
+    except (ValueError, RecursionError):
+        rejects["truncated" if finish_reason == "length" else "malformed_json"] += 1
+        return [], rejects
+    items = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        rejects["no_questions"] += 1
+        return [], rejects
+    asked = {row["question"].casefold() for row in rows}  # a composite that repeats a parent is no composite
+    found = []
+    for item in items:
+        composite, reason = _check_composite(item, scene, rows)
+        if composite is not None and composite.question.casefold() in asked:
+            composite, reason = None, "duplicate_question"
+        if reason:
+            rejects[reason] += 1
+            continue
+        asked.add(composite.question.casefold())
+        found.append(composite)
+    return found, rejects
+
+
+@dataclass
+class ComposeResult:
+    """What the LLM path produced: composites per image id, rejects by reason, and the ``generator`` rows name."""
+
+    drafts: dict[str, list[Composite]]
+    rejects: Counter
+    generator: str
+
+
+def _verifier_position(composite: Composite) -> int:
+    """Where the verifier sees the correct option: fixed by the question, unrelated to where the writer put it."""
+    return hashlib.sha256(composite.question.encode("utf-8")).digest()[0] % len(LETTERS)
+
+
+def verify_request(scene: Scene, composite: Composite, prompt: Prompt) -> Request:
+    options = arrange_options(composite.correct, list(composite.distractors), _verifier_position(composite))
+    lettered = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=True))
+    text = prompt.render(**_scene_values(scene), question=composite.question, options=lettered)
+    return Request(
+        messages=(Message.text("user", text),),
+        sampling=Sampling(temperature=0.0, max_tokens=32),
+        schema=ANSWER_SCHEMA,
+        template=prompt.id,
+    )
+
+
+def _verifier_letter(response: Response) -> str | None:
+    try:
+        data = _load_json(response.texts[0])
+    except (ValueError, RecursionError):
+        return None
+    answer = data.get("answer") if isinstance(data, dict) else None
+    return answer.strip().upper() if isinstance(answer, str) and answer.strip().upper() in LETTERS else None
+
+
+def _response_composites(scene: Scene, rows: list[dict], response: Response, rejects: Counter) -> list[Composite]:
+    """The valid composites in all ``n`` texts of one response, each asked once; rejects are counted."""
+    found: dict[str, Composite] = {}
+    for text, reason in zip(response.texts, response.finish_reasons, strict=True):
+        parsed, reasons = parse_composites(text, scene, rows, reason)
+        rejects.update(reasons)
+        for composite in parsed:
+            found.setdefault(composite.question.casefold(), composite)
+    return list(found.values())
+
+
+def _llm_items(items: Sequence[tuple[Scene, list[dict]]], rejects: Counter) -> list[tuple[Scene, list[dict]]]:
+    """The images with at least two model-written stage-1 questions to compose (template rows go to ``compose``)."""
+    kept = []
+    for scene, rows in items:
+        written = [row for row in rows if not is_template_row(row)]
+        if len(written) >= 2:
+            kept.append((scene, written))
+        else:
+            rejects["image_with_fewer_than_two_questions"] += 1
+    return kept
+
+
+def compose_with_llm(
+    items: Sequence[tuple[Scene, list[dict]]],
+    writer: Engine,
+    verifier: Engine,
+    composer: ComposeWriter | None = None,
+    *,
+    max_attempts: int = 2,
+) -> ComposeResult:
+    """Composites of each image's model-written stage-1 rows, written by ``writer`` and kept only where ``verifier``,
+    reading the caption and boxes, picks the same option. Each round sends every pending image at once; an image
+    whose output gave no usable composite is asked again with a new seed, up to ``max_attempts``."""
+    composer = composer or ComposeWriter()
+    verify_prompt = load_prompt("stage2_verify")
+    rejects: Counter = Counter()
+    pending = _llm_items(items, rejects)
+    drafts: dict[str, list[Composite]] = {}
+    scenes = {scene.image_id: scene for scene, _ in pending}
+    for attempt in range(max_attempts):
+        if not pending:
+            break
+        requests = [composer.request(scene, rows, attempt) for scene, rows in pending]
+        responses = writer.generate(requests, desc=f"Composing MCQs (attempt {attempt + 1})")
+        retry = []
+        for (scene, rows), response in zip(pending, responses, strict=True):
+            found = _response_composites(scene, rows, response, rejects)
+            if found:
+                drafts[scene.image_id] = found
+            else:
+                retry.append((scene, rows))
+        pending = retry
+    rejects["image_gave_no_composite"] += len(pending)
+    pairs = [(image_id, c) for image_id, found in drafts.items() for c in found]
+    responses = verifier.generate(
+        [verify_request(scenes[image_id], c, verify_prompt) for image_id, c in pairs], desc="Verifying composites"
+    )
+    kept: dict[str, list[Composite]] = {}
+    for (image_id, composite), response in zip(pairs, responses, strict=True):
+        letter = _verifier_letter(response)
+        if letter is None:
+            rejects["verifier_malformed"] += 1
+        elif letter != LETTERS[_verifier_position(composite)]:
+            rejects["verifier_disagrees"] += 1
+        else:
+            kept.setdefault(image_id, []).append(composite)
+    logger.info(
+        f"LLM stage 2: {sum(map(len, kept.values()))} composites for {len(kept)} of {len(items)} images; "
+        f"rejects {dict(+rejects)}"
+    )
+    generator = (
+        f"stage2/{LLM_TEMPLATE}@{composer.prompt.version}:{writer.model_id}"
+        f"+verify@{verify_prompt.version}:{verifier.model_id}"
+    )
+    return ComposeResult(kept, +rejects, generator)
+
+
+def bill_compose(
+    items: Sequence[tuple[Scene, list[dict]]], writer: Engine, verifier: Engine, composer: ComposeWriter | None = None
+) -> dict[str, Bill]:
+    """What ``compose_with_llm`` would ask of each model, before anything is generated (``lgt build --dry-run``):
+    the writer's first round, and the verifier for the composites in the writer answers the cache already holds
+    (retries and the rest depend on answers not written yet)."""
+    composer = composer or ComposeWriter()
+    pending = _llm_items(items, Counter())
+    requests = [composer.request(scene, rows, 0) for scene, rows in pending]
+    keys = [writer.key(request) for request in requests]
+    cached = writer.cache.get_many(set(keys))
+    prompt = load_prompt("stage2_verify")
+    checks = [
+        verify_request(scene, composite, prompt)
+        for (scene, rows), key in zip(pending, keys, strict=True)
+        if key in cached
+        for composite in _response_composites(scene, rows, cached[key], Counter())
+    ]
+    return {"writer": dry_run_bill(requests, writer), "verifier": dry_run_bill(checks, verifier)}

@@ -19,6 +19,7 @@ Two ways to write them:
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
@@ -31,7 +32,7 @@ from datasets.utils import logging
 from .. import formats
 from ..answers import LETTERS, format_options, parse_answer
 from ..generation import Bill, Engine, ImagePart, Message, Request, Response, Sampling, dry_run_bill
-from ..prompts import load_prompt
+from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .grammar import article, plural
@@ -141,8 +142,8 @@ class TraceWriter:
     top_p: float = 0.8
     short_max_tokens: int = SHORT_MAX_TOKENS
     expansion_max_tokens: int = EXPANSION_MAX_TOKENS
-    short_prompt: object = field(default_factory=lambda: load_prompt("trace_short"))
-    expand_prompt: object = field(default_factory=lambda: load_prompt("trace_expand"))
+    short_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_short"))
+    expand_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_expand"))
 
     def short_request(self, mcq: dict, image: bytes) -> Request:
         """The teacher sees exactly what training shows: the system prompt, the image, the question and options."""
@@ -254,11 +255,16 @@ def model_traces(
     items: Sequence[tuple[dict, Scene, bytes]],
     teacher: Engine,
     reasoner: Engine | None,
-    writer: TraceWriter | None = None,
+    n: int = 4,
+    seed: int = 0,
+    **settings,
 ) -> TraceResult:
     """Traces for ``(mcq, scene, image bytes)`` items: ``n`` short CoTs each from ``teacher``, and, with a
-    ``reasoner``, each short CoT continued after a cue. Each step sends its whole stage in one ``generate`` call."""
-    writer = writer or TraceWriter()
+    ``reasoner``, each short CoT continued after a cue. Each step sends its whole stage in one ``generate`` call.
+
+    ``settings`` are ``TraceWriter``'s other fields (cues, temperature, top_p, short/expansion max tokens).
+    """
+    writer = TraceWriter(n=n, seed=seed, **settings)
     rejects: Counter = Counter()
     responses = teacher.generate([writer.short_request(mcq, image) for mcq, _, image in items], desc="Short CoTs")
     shorts = [s for (mcq, scene, _), r in zip(items, responses, strict=True) for s in _shorts(mcq, scene, r, rejects)]
@@ -292,14 +298,16 @@ def bill_traces(
     items: Sequence[tuple[dict, Scene, bytes]],
     teacher: Engine,
     reasoner: Engine | None,
-    writer: TraceWriter | None = None,
+    n: int = 4,
+    seed: int = 0,
+    **settings,
 ) -> dict[str, Bill]:
     """What ``model_traces`` would ask of each model before anything is generated (``lgt build --dry-run``).
 
     The short CoTs are billed in full. The expansions continue short CoTs not written yet: they are billed for the
     short CoTs the cache already holds, one request each (so 0 before the teacher has run).
     """
-    writer = writer or TraceWriter()
+    writer = TraceWriter(n=n, seed=seed, **settings)
     requests = [writer.short_request(mcq, image) for mcq, _, image in items]
     bills = {"short CoTs": dry_run_bill(requests, teacher)}
     if reasoner is not None:
@@ -533,7 +541,7 @@ def _relation_case(w: _Writer) -> _Case | None:
     lo, hi = (1, 3) if axis == 0 else (0, 2)
 
     def compare(key: str) -> str:
-        smaller = {"left": "left", "right": "left", "above": "higher up", "below": "higher up"}[key]
+        smaller = "further left" if axis == 0 else "higher up"
         first, second = (w.phrase(a), w.phrase(b)) if _AXES[key][1] < 0 else (w.phrase(b), w.phrase(a))
         low, high = (ca, cb) if _AXES[key][1] < 0 else (cb, ca)
         note = " (y grows downwards)" if axis == 1 else ""
@@ -590,11 +598,19 @@ def _size_case(w: _Writer) -> _Case | None:
     if answer is None or any(text not in options for text in texts):
         return None
 
-    def area(obj: SceneObject) -> str:
-        x0, y0, x1, y1 = obj.bbox
-        return f"the {w.phrase(obj)} covers {_n(x1 - x0)} × {_n(y1 - y0)} = {_n(obj.area)} square pixels"
+    # Areas as a reader works them out from the extents shown (whole pixels); stage 1's margin keeps the bin.
+    sides = {
+        obj.id: [round(obj.bbox[2]) - round(obj.bbox[0]), round(obj.bbox[3]) - round(obj.bbox[1])] for obj in (a, b)
+    }
+    area_a, area_b = (sides[obj.id][0] * sides[obj.id][1] for obj in (a, b))
+    ratio = area_a / area_b
+    if sum(math.log2(ratio) > edge for edge in stage1.SIZE_EDGES) != answer:
+        return None
 
-    ratio = a.area / b.area
+    def area(obj: SceneObject) -> str:
+        width, height = sides[obj.id]
+        return f"the {w.phrase(obj)} covers {_n(width)} × {_n(height)} = {_n(width * height)} square pixels"
+
     where = ["below a third", "between a third and 1", "between 1 and 3", "above 3"]
 
     def conclude(choice: int) -> str:
@@ -603,17 +619,17 @@ def _size_case(w: _Writer) -> _Case | None:
     right = [
         f"I measure the extent of each: {w.the(a)}, and {w.the(b)}.",
         f"By area, {area(a)}, and {area(b)}.",
-        f"The ratio is {_n(a.area)} / {_n(b.area)} = {ratio:.2f}, which is {where[answer]}.",
+        f"The ratio is {_n(area_a)} / {_n(area_b)} = {ratio:.2f}, which is {where[answer]}.",
     ]
     check = [
-        f"The other way round, the {second} is {_n(b.area)} / {_n(a.area)} = {1 / ratio:.2f} times the "
+        f"The other way round, the {second} is {_n(area_b)} / {_n(area_a)} = {1 / ratio:.2f} times the "
         f"{w.phrase(a)}, which says the same."
     ]
     case = _Case(options.index(texts[answer]), right, check, conclude)
     flipped = len(stage1.SIZE_BINS) - 1 - answer
     case.wrong = [
         *right[:2],
-        f"The ratio is {_n(b.area)} / {_n(a.area)} = {1 / ratio:.2f}, which is {where[flipped]}.",
+        f"The ratio is {_n(area_b)} / {_n(area_a)} = {1 / ratio:.2f}, which is {where[flipped]}.",
     ]
     case.wrong_choice = options.index(texts[flipped])
     case.catch = [
@@ -785,7 +801,7 @@ def _attribute_case(w: _Writer, template: str) -> _Case | None:
     slipped = w.rng.choice(others)
     if sized:
         case.wrong = [right[0], f"It takes up a fair part of the image, so I would call it {options[slipped]}."]
-        case.catch = [f"I only guessed its size; measured, {right[1][0].lower()}{right[1][1:]}"]
+        case.catch = [f"I only guessed its size; measured, {_lower_first(right[1])}"]
     else:
         case.wrong = [right[0], f"It looks {options[slipped]} to me."]
         case.catch = [f"Looking at the {w.phrase(obj)} itself, it is {value}, not {options[slipped]}."]
@@ -845,51 +861,169 @@ def _generic_case(w: _Writer) -> _Case:
     return case
 
 
+# Sub-questions a composite is made of are stage-1 questions: their wording says which template asked them.
+_SLOTS = {"{a}": "(?P<a>.+?)", "{b}": "(?P<b>.+?)", "{p}": "(?P<p>.+?)", "{an}": "(?:a|an)"}
+_STEP_TEMPLATES = ("count", "relation", "size", "distance", "colour", "location")
+
+
+@cache
+def _step_patterns() -> tuple[tuple[str, re.Pattern], ...]:
+    patterns = []
+    for template in _STEP_TEMPLATES:
+        for wording in stage1.WORDINGS[template]:
+            text = re.escape(wording)
+            for slot, group in _SLOTS.items():  # a slot said twice is the same words twice
+                before, found, after = text.partition(re.escape(slot))
+                if found:
+                    repeat = f"(?P={group[4]})" if group.startswith("(?P<") else group
+                    text = before + group + after.replace(found, repeat)
+            patterns.append((template, re.compile(f"^{text}$")))
+    return tuple(patterns)
+
+
+def _resolve(w: _Writer, phrase: str) -> SceneObject | None:
+    """The one object a phrase names: "circle" (the only circle) or "red circle"."""
+    found = [o for o in w.objects if o.name == phrase]
+    if not found and " " in phrase:
+        colour, _, name = phrase.partition(" ")
+        found = [o for o in w.objects if o.name == name and stage1.colour_of(o) == colour]
+    return found[0] if len(found) == 1 else None
+
+
+def _step_options(w: _Writer, template: str, slots: dict, answer: str) -> tuple[list[str], list[SceneObject]] | None:
+    """The options and grounding stage 1 would have given this sub-question, from the scene."""
+    objs = [_resolve(w, slots[k]) for k in ("a", "b") if slots.get(k)]
+    if None in objs:
+        return None
+    if template == "count":
+        objs = [o for o in w.objects if plural(o.name) == slots["p"]]
+        start = max(0, min(len(objs) - 1, stage1.MAX_COUNT - stage1.OPTIONS + 1))
+        return [str(v) for v in range(start, start + stage1.OPTIONS)], objs
+    if template == "relation":
+        return [f"{phrase} the {slots['b']}" for phrase in stage1.RELATION_PHRASES.values()], objs
+    if template == "size":
+        return [text.format(b=slots["b"]) for text in stage1.SIZE_BINS], objs
+    if template == "location":
+        return list(stage1.QUADRANTS), objs
+    if template == "colour":
+        shown = [*w.options(), "red", "blue", "green", "yellow", "black", "white"]  # the composite's colours first
+        others = [c for c in dict.fromkeys(shown) if c in stage1.COLOUR_WORDS and c not in objs[0].attributes]
+        return [answer, *others[:3]], objs
+    near = [o for o in w.objects if w.phrase(o) == answer]
+    others = [w.phrase(o) for o in w.objects if o.id != objs[0].id and w.phrase(o) != answer][:3]
+    return ([answer, *others], [objs[0], *near]) if near else None
+
+
+def _step_case(w: _Writer, question: str, answer: str, index: int) -> tuple[_Case, list[str]] | None:
+    """A sub-question worked out from the boxes as stage 1 would, when its wording and objects are recognised; with
+    the options it was worked out against."""
+    for template, pattern in _step_patterns():
+        match = pattern.match(question)
+        if match is None:
+            continue
+        found = _step_options(w, template, match.groupdict(), answer)
+        if found is None or answer not in found[0]:
+            return None
+        options, objs = found
+        step = {
+            "id": f"{w.mcq['id']}:{index}",
+            "question": question,
+            "options": options,
+            "answer": LETTERS[options.index(answer)],
+            "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in objs],
+            "generator": stage1.generator_id(template),
+        }
+        case = _template_case(_Writer(step, w.scene, w.rng), template)
+        return (case, options) if case is not None and case.answer == options.index(answer) else None
+    return None
+
+
+def _step(step) -> tuple[str, str]:
+    return (step["question"], step["answer"]) if isinstance(step, dict) else tuple(step)
+
+
 def _composed_case(w: _Writer) -> _Case:
-    """A multi-hop question: each sub-question in turn, with the objects it names, then the options."""
+    """A multi-hop question: each sub-question worked out in turn from the boxes, then the options.
+
+    A planted slip sits in one sub-question; it is used only where its effect on the final answer is known: a
+    miscount in a total or a difference, or a wrong last step whose answer is itself an option.
+    """
     options = w.options()
     answer = LETTERS.index(w.mcq["answer"])
-    steps = list(w.mcq["steps"])
+    steps = [_step(step) for step in w.mcq["steps"]]
+    cases = [_step_case(w, question, reply, i) for i, (question, reply) in enumerate(steps)]
+    template = w.mcq["generator"].partition("/")[2].partition("@")[0]
 
-    def about(text: str) -> list[SceneObject]:
-        lowered = text.casefold()
-        return [o for o in w.grounding if re.search(rf"(?<!\w){re.escape(o.name.casefold())}", lowered)][:3]
-
-    def step_lines(i: int, step: dict, reply: str) -> list[str]:
-        lines = [f"Step {i + 1}: {step['question']}"]
-        seen = about(step["question"] + " " + step["answer"])
-        if seen:
-            lines.append(f"I look at {', '.join(w.the(o) for o in seen)}.")
-        lines.append(f"The answer to that is {reply}.")
-        return lines
+    def worked(i: int, wrong: bool = False) -> list[str]:
+        question, reply = steps[i]
+        head = f"Step {i + 1}: {question}"
+        if cases[i] is None:
+            return [head, f"Looking at the image, the answer is {reply}."]
+        case = cases[i][0]
+        return [
+            head,
+            *(case.wrong if wrong else case.right),
+            case.conclude(case.wrong_choice if wrong else case.answer),
+        ]
 
     def conclude(choice: int) -> str:
-        return f"So the answer is: {options[choice]}."
+        return f"Putting the steps together, the answer is: {options[choice]}."
 
-    right = [f"This breaks into {len(steps)} smaller questions."]
-    for i, step in enumerate(steps):
-        right += step_lines(i, step, step["answer"])
-    check = [f"Going back over the steps: {'; '.join(s['answer'] for s in steps)}. These lead to the same option."]
+    counts = [int(reply) for _, reply in steps if reply.isdigit()]
+    arithmetic = template in ("set_count", "comparison_count") and len(counts) == 2
+
+    def combined(values: list[int]) -> tuple[int, list[str]]:
+        """A total or a difference of two counts, and the sentence that works it out."""
+        if template == "set_count":
+            return sum(values), [f"In total that is {values[0]} + {values[1]} = {sum(values)}."]
+        return values[0] - values[1], [f"The difference is {values[0]} − {values[1]} = {values[0] - values[1]}."]
+
+    combine = combined(counts)[1] if arithmetic else []
+    if template == "conjunction":
+        combine = [f"So the {options[answer]} is the object that fits both."]
+    right = [f"This takes {len(steps)} steps."]
+    for i in range(len(steps)):
+        right += worked(i)
+    right += combine
+    last = cases[-1][0].check if cases and cases[-1] else []
+    check = [*last, "Each step still holds, and together they give the same option."]
     case = _Case(answer, right, check, conclude)
-    slipped = w.rng.choice([i for i in range(len(options)) if i != answer])
-    last = steps[-1] if steps else None
-    case.wrong = right[: len(right) - 1] if last else []
-    case.wrong.append(
-        f"The answer to that is {options[slipped] if last else '…'}, which points to '{options[slipped]}'."
-    )
-    case.wrong_choice = slipped
-    case.catch = [
-        f"I answered the last step too quickly: it is {last['answer']}." if last else "I went too quickly.",
-        f"That leads to '{options[answer]}', not '{options[slipped]}'.",
-    ]
+    for i in w.rng.sample(range(len(steps)), len(steps)):
+        if cases[i] is None or cases[i][0].wrong_choice is None:
+            continue
+        slip, step_options = cases[i]
+        wrong_reply = step_options[slip.wrong_choice]
+        final, tail = None, []
+        if arithmetic and wrong_reply.isdigit():
+            result, tail = combined([int(wrong_reply) if j == i else counts[j] for j in range(2)])
+            if str(result) in options and str(result) != options[answer]:
+                final = options.index(str(result))
+        elif i == len(steps) - 1 and wrong_reply in options and wrong_reply != options[answer]:
+            final = options.index(wrong_reply)
+        if final is None:
+            continue
+        case.wrong = [right[0]]
+        for j in range(len(steps)):
+            case.wrong += worked(j, wrong=j == i)
+        case.wrong += tail
+        case.wrong_choice = final
+        case.catch = [f"In step {i + 1}, {_lower_first(slip.catch[0])}", *slip.catch[1:], *combine]
+        return case
+    if template == "conjunction":  # every step right, then the wrong option taken for the one they single out
+        slipped = w.rng.choice([i for i in range(len(options)) if i != answer])
+        target = _resolve(w, options[slipped])
+        where = f"{w.at(f'the {options[slipped]}', target)} does not fit both" if target else "it does not fit both"
+        case.wrong = [*right[: len(right) - len(combine)], f"Of the options, the {options[slipped]} fits both."]
+        case.wrong_choice = slipped
+        case.catch = [f"Looking at the image, {where}; both steps single out the {options[answer]}."]
     return case
 
 
-def _case(mcq: dict, scene: Scene, rng: random.Random) -> _Case:
-    w = _Writer(mcq, scene, rng)
-    if mcq.get("level", 1) >= 2:
-        return _composed_case(w) if mcq.get("steps") else _generic_case(w)
-    template = mcq["generator"].partition("/")[2].partition("@")[0]
+def _lower_first(sentence: str) -> str:
+    return sentence if sentence.startswith(("I ", "I'")) else sentence[0].lower() + sentence[1:]
+
+
+def _template_case(w: _Writer, template: str) -> _Case | None:
     solvers = {
         "count": lambda: _count_case(w, template),
         "relation": lambda: _relation_case(w),
@@ -901,8 +1035,14 @@ def _case(mcq: dict, scene: Scene, rng: random.Random) -> _Case:
         "attribute": lambda: _attribute_case(w, template),
         "location": lambda: _location_case(w),
     }
-    case = solvers[template]() if template in solvers else None
-    return case or _generic_case(w)
+    return solvers[template]() if template in solvers else None
+
+
+def _case(mcq: dict, scene: Scene, rng: random.Random) -> _Case:
+    w = _Writer(mcq, scene, rng)
+    if mcq.get("level", 1) >= 2:
+        return _composed_case(w) if mcq.get("steps") else _generic_case(w)
+    return _template_case(w, mcq["generator"].partition("/")[2].partition("@")[0]) or _generic_case(w)
 
 
 def _say(lines: list[str]) -> str:
