@@ -69,13 +69,16 @@ def write_explorer(
         raise ValueError(f"n must be a whole number from 1 up, not {n!r}")
     shards = _shards(folder, config, split)
     rows, total = _sample(shards, n, seed)
+    if not rows:
+        raise ValueError(f"{folder}/{config} has no rows in split {split!r}")
     joined = _Joined.read(folder, split, rows)
     items = "\n".join(_item(row, joined) for row in rows)
     page = _page(
         title=f"{config} · {split}",
         summary=f"{len(rows):,} of {total:,} rows of <code>{_e(config)}</code> ({_e(split)}), drawn with seed "
-        f"{seed}, from <code>{_e(os.path.abspath(folder))}</code>. {_e(_joined_note(joined))}",
+        f"{seed}, from <code>{_e(os.path.abspath(folder))}</code>. {_e(joined.note(rows))}",
         items=items,
+        traces=any(key in rows[0] for key in ("text", "messages", "chosen")),
     )
     path = os.path.abspath(out or default_output(folder, config))
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -147,8 +150,8 @@ def _find(folder: str, configs: tuple[str, ...], split: str, key: str, values: s
 class _Joined:
     """What the sampled rows join to in the same folder and split: MCQs, traces and scene captions."""
 
-    def __init__(self, mcqs: dict, traces: dict, captions: dict, present: set):
-        self.mcqs, self.traces, self.captions, self.present = mcqs, traces, captions, present
+    def __init__(self, mcqs: dict, traces: dict, captions: dict):
+        self.mcqs, self.traces, self.captions = mcqs, traces, captions
 
     @classmethod
     def read(cls, folder: str, split: str, rows: list[dict]) -> _Joined:
@@ -157,8 +160,7 @@ class _Joined:
         ids |= {trace["mcq_id"] for trace in traces.values()}
         mcqs = _find(folder, MCQ_CONFIGS, split, "id", ids, MCQ_COLUMNS)
         scenes = _find(folder, ("scenes",), split, "image_id", {row["image_id"] for row in rows}, SCENE_COLUMNS)
-        present = {c for c in (*MCQ_CONFIGS, *TRACE_CONFIGS, "scenes") if os.path.isdir(os.path.join(folder, c))}
-        return cls(mcqs, traces, {s["image_id"]: s["caption"] for s in scenes.values()}, present)
+        return cls(mcqs, traces, {s["image_id"]: s["caption"] for s in scenes.values()})
 
     def mcq_for(self, row: dict) -> dict | None:
         """The row itself when it is an MCQ, else the first MCQ its ``mcq_id``/``parents`` (or their traces) name."""
@@ -177,12 +179,15 @@ class _Joined:
     def _refs(row: dict) -> list[str]:
         return [ref for ref in [row.get("mcq_id"), *(row.get("parents") or [])] if ref]
 
-
-def _joined_note(joined: _Joined) -> str:
-    missing = [c for c in ("mcq_stage1", "traces_stage1", "scenes") if c not in joined.present]
-    if not missing:
-        return ""
-    return f"Not in this folder, so not joined: {', '.join(missing)} (boxes, cues or captions may be missing)."
+    def note(self, rows: list[dict]) -> str:
+        """What could not be joined, so that a missing box or cue reads as missing data, not as a page bug."""
+        missing = {
+            "MCQ (so no boxes)": sum(self.mcq_for(row) is None for row in rows if "objects" not in row),
+            "trace (so no cue)": sum(not self.traces_for(row) for row in rows if "messages" in row or "chosen" in row),
+            "scene (so no caption)": sum(row["image_id"] not in self.captions for row in rows),
+        }
+        found = [f"{count} without its {what}" for what, count in missing.items() if count]
+        return f"Not found in this folder and split: {', '.join(found)}." if found else ""
 
 
 # ------------------------------------------------------------------------------------------------------ rendering
@@ -204,7 +209,7 @@ def _item(row: dict, joined: _Joined) -> str:
     image = row.get("image") or next(iter(row.get("images") or []), None)
     side = [_scene(row) if "objects" in row else _question(row, mcq, traces)]
     below = ""
-    if "steps" in row:
+    if row.get("steps"):
         side.append(_steps(row, joined))
     if "text" in row and "kind" in row:  # a trace row
         side.append(_trace("trace", row["text"], row))
@@ -308,11 +313,12 @@ def _image_bytes(image: dict | None) -> bytes | None:
 
 
 def _question(row: dict, mcq: dict | None, traces: list[dict]) -> str:
-    source = row if "question" in row else mcq
-    if source is None:
+    """The question and the options, the gold one marked (and the trace's answer, when there is one trace)."""
+    question = row.get("question") or (mcq or {}).get("question")
+    options = row.get("options") or (mcq or {}).get("options")
+    gold = row.get("answer") or (mcq or {}).get("answer")
+    if not options:
         return '<div class="qa"><p class="note">The MCQ this row was made from is not in this folder.</p></div>'
-    options = row.get("options") or source["options"]
-    gold = row.get("answer") or source["answer"]
     predicted = row.get("predicted") or next((t["predicted"] for t in traces if len(traces) == 1), "")
     items = []
     for letter, option in zip(LETTERS, options, strict=False):  # show what is there, however odd
@@ -326,7 +332,7 @@ def _question(row: dict, mcq: dict | None, traces: list[dict]) -> str:
             f'<li class="{" ".join(classes)}" data-letter="{letter}"><span class="letter">{letter}</span>'
             f'<span class="text">{_e(option)}</span>{badges}</li>'
         )
-    question = f'<p class="question">{_e(source["question"])}</p>'
+    question = f'<p class="question">{_e(question)}</p>' if question else ""
     return f'<div class="qa">{question}<ol class="options">{"".join(items)}</ol></div>'
 
 
@@ -484,17 +490,17 @@ mark, mark.cue { background: #ffe066; padding: 0 2px; border-radius: 3px; font-w
 """
 
 
-_LEGEND = (
-    '<p class="legend"><span><span class="badge gold">✓ gold</span> the correct option</span>'
+_LEGEND = '<p class="legend"><span><span class="badge gold">✓ gold</span> the correct option</span>{traces}</p>'
+_TRACE_LEGEND = (
     "<span><span class=\"badge model-wrong\">model's answer</span> the trace's final answer</span>"
     '<span>short CoT <mark>cue</mark> <span class="expansion">the reasoner\'s expansion</span></span>'
     '<span>kinds: <span class="kind good">O</span> <span class="kind good">O→O</span> '
     '<span class="kind fixed">X→O</span> <span class="kind bad">X</span> <span class="kind bad">O→X</span> '
-    '<span class="kind bad">X→X</span> (short CoT → after expansion; O right, X wrong)</span></p>'
+    '<span class="kind bad">X→X</span> (short CoT → after expansion; O right, X wrong)</span>'
 )
 
 
-def _page(title: str, summary: str, items: str) -> str:
+def _page(title: str, summary: str, items: str, traces: bool) -> str:
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -505,7 +511,7 @@ def _page(title: str, summary: str, items: str) -> str:
 <style>{_STYLE}</style>
 </head>
 <body>
-<header><h1>lgt · {_e(title)}</h1><p>{summary}</p>{_LEGEND}</header>
+<header><h1>lgt · {_e(title)}</h1><p>{summary}</p>{_LEGEND.format(traces=_TRACE_LEGEND if traces else "")}</header>
 <main>
 {items}
 </main>

@@ -283,7 +283,8 @@ def test_a_row_without_its_parents_in_the_folder_still_shows(every_config, tmp_p
     shutil.copytree(every_config / "sft_stage1", folder / "sft_stage1")
     page = open(write_explorer(str(folder), "sft_stage1", 2)).read()
     assert len(items(page)) == 2 and 'class="edge"' not in page and "not in this folder" in page
-    assert "Not in this folder, so not joined: mcq_stage1, traces_stage1, scenes" in page
+    missing = "2 without its MCQ (so no boxes), 2 without its trace (so no cue), 2 without its scene (so no caption)"
+    assert f"Not found in this folder and split: {missing}." in page
 
 
 def test_unknown_config_or_split_names_what_is_there(every_config):
@@ -295,6 +296,13 @@ def test_unknown_config_or_split_names_what_is_there(every_config):
         write_explorer(str(every_config), "mcq_stage1", 0)
 
 
+def test_an_empty_split_is_an_error_not_an_empty_page(tmp_path):
+    (tmp_path / "rl").mkdir()
+    pq.write_table(FORMAT_FEATURES["rl"].arrow_schema.empty_table(), tmp_path / "rl" / "test-00000-of-00001.parquet")
+    with pytest.raises(ValueError, match="has no rows in split 'test'"):
+        write_explorer(str(tmp_path), "rl", 5, split="test")
+
+
 def test_path_mode_builds_read_the_image_files(small_coco, tmp_path):
     build(source=f"coco:{small_coco}", output=str(tmp_path / "lgt"), images="path", configs=("mcq_stage1",))
     page = open(write_explorer(str(tmp_path / "lgt"), "mcq_stage1", 2)).read()
@@ -304,48 +312,71 @@ def test_path_mode_builds_read_the_image_files(small_coco, tmp_path):
 # -------------------------------------------------------------------------------------------- in a real browser
 
 
-def _chromium():
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    path = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-    if path is None:
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (whose own browser download is not needed)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    executable = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+    if executable is None:
         pytest.skip("no chromium on PATH (apt-get install chromium)")
-    return path
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+# What the page shows, read in the browser: item ids, images decoded, gold letters, questions, and for each item's
+# first box where the browser drew it and where the image puts that box (CSS pixels, relative to the image).
+LOOK = """() => [...document.querySelectorAll("article.item")].map(item => {
+    const img = item.querySelector("img"), edge = item.querySelector("rect.edge");
+    const at = img && img.getBoundingClientRect(), drawn = edge && edge.getBoundingClientRect();
+    const scale = img && at.width / Number(img.getAttribute("width"));
+    return {
+        id: item.id,
+        decoded: img ? img.complete && img.naturalWidth : null,
+        gold: [...item.querySelectorAll("li.option.gold")].map(o => o.dataset.letter),
+        question: (item.querySelector(".question") || {}).innerText,
+        drawn: edge ? [drawn.left - at.left, drawn.top - at.top, drawn.width, drawn.height] : null,
+        box: edge ? ["x", "y", "width", "height"].map(k => Number(edge.getAttribute(k)) * scale) : null,
+    };
+})"""
+
+
+def look(browser, path, screenshot):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"file://{path}", wait_until="load")
+    shown = page.evaluate(LOOK)
+    ran = page.title(), page.locator("main script, main img[src=x]").count()
+    page.screenshot(path=screenshot, full_page=True)
+    page.close()
+    return shown, errors, ran
 
 
 @pytest.mark.parametrize("config", ["mcq_stage2", "traces_stage1", "sft_stage1", "dpo_stage1", "rl", "scenes"])
-def test_a_real_browser_loads_the_page_without_errors(every_config, config, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    executable = _chromium()
+def test_a_real_browser_shows_the_page_without_errors(browser, every_config, config, tmp_path):
     path = write_explorer(str(every_config), config, 6, out=str(tmp_path / f"{config}.html"))
+    shown, errors, (title, injected) = look(browser, path, f"/tmp/lgt-explorer-{config}.png")
+    assert errors == [] and injected == 0 and title == f"lgt · {config} · train"
     rows = rows_of(every_config, config)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"file://{path}", wait_until="load")
-        shown = page.eval_on_selector_all("article.item", "items => items.map(item => item.id)")
-        widths = page.eval_on_selector_all("article img", "images => images.map(i => i.complete && i.naturalWidth)")
-        gold = page.eval_on_selector_all(
-            "article.item",
-            "items => items.map(i => [...i.querySelectorAll('li.option.gold')].map(o => o.dataset.letter))",
-        )
-        questions = page.eval_on_selector_all(".question", "qs => qs.map(q => q.innerText)")
-        title, scripts = page.title(), page.locator("main script, main img[src=x]").count()
-        page.screenshot(path=f"/tmp/lgt-explorer-{config}.png", full_page=True)
-        browser.close()
-    assert errors == [] and scripts == 0 and title == f"lgt · {config} · train"
-    assert len(shown) == 6 and set(shown) <= set(rows)
-    assert len(widths) == 6 and all(width > 0 for width in widths)
-    if config != "scenes":
-        mcqs = {**rows_of(every_config, "mcq_stage1"), **rows_of(every_config, "mcq_stage2")}
-        answers = [
-            rows[i].get("answer") or mcqs[rows[i]["parents"][0]]["answer"]
-            for i in shown
-            if config != "sft_stage1" and config != "dpo_stage1"
-        ]
-        assert all(len(letters) == 1 for letters in gold) and (not answers or [g[0] for g in gold] == answers)
-    if config == "mcq_stage2":
-        assert all(q.startswith(HOSTILE_QUESTION) for q in questions)
+    mcqs = {**rows_of(every_config, "mcq_stage1"), **rows_of(every_config, "mcq_stage2")}
+    traces = rows_of(every_config, "traces_stage1")
+    assert len(shown) == 6 and len({item["id"] for item in shown}) == 6
+    for item in shown:
+        row = rows[item["id"]]
+        assert item["decoded"] > 0
+        # the box lies where the image has it, to within the stroke
+        assert all(abs(d - b) <= 2.5 for d, b in zip(item["drawn"], item["box"], strict=True)), item
+        if config != "scenes":
+            assert item["gold"] == [(row if "grounding" in row else mcq_of(row, mcqs, traces))["answer"]]
+        if config == "mcq_stage2":  # shown as text, not run
+            assert item["question"].startswith(HOSTILE_QUESTION)
+
+
+def test_a_real_browser_shows_real_photos(browser, coco_build, tmp_path):
+    output, _ = coco_build
+    path = write_explorer(str(output), "mcq_stage1", 8, out=str(tmp_path / "coco.html"))
+    shown, errors, _ = look(browser, path, "/tmp/lgt-explorer-coco.png")
+    assert errors == [] and len(shown) == 8 and all(item["decoded"] >= 480 for item in shown)
