@@ -148,10 +148,11 @@ def _find(folder: str, configs: tuple[str, ...], split: str, key: str, values: s
 
 
 class _Joined:
-    """What the sampled rows join to in the same folder and split: MCQs, traces and scene captions."""
+    """What the sampled rows join to in the same folder and split: MCQs, traces, scene captions, and the images of
+    rows that carry none (traces: several per MCQ, they leave the image to the scene)."""
 
-    def __init__(self, mcqs: dict, traces: dict, captions: dict):
-        self.mcqs, self.traces, self.captions = mcqs, traces, captions
+    def __init__(self, mcqs: dict, traces: dict, captions: dict, images: dict):
+        self.mcqs, self.traces, self.captions, self.images = mcqs, traces, captions, images
 
     @classmethod
     def read(cls, folder: str, split: str, rows: list[dict]) -> _Joined:
@@ -160,7 +161,14 @@ class _Joined:
         ids |= {trace["mcq_id"] for trace in traces.values()}
         mcqs = _find(folder, MCQ_CONFIGS, split, "id", ids, MCQ_COLUMNS)
         scenes = _find(folder, ("scenes",), split, "image_id", {row["image_id"] for row in rows}, SCENE_COLUMNS)
-        return cls(mcqs, traces, {s["image_id"]: s["caption"] for s in scenes.values()})
+        captions = {s["image_id"]: s["caption"] for s in scenes.values()}
+        images = {}
+        for configs in (("scenes",), MCQ_CONFIGS):  # the scene's image, else that of any MCQ about it
+            wanted = {row["image_id"] for row in rows if _image_of(row) is None} - set(images)
+            if wanted:
+                found = _find(folder, configs, split, "image_id", wanted, ("image_id", "image"))
+                images.update((image_id, row["image"]) for image_id, row in found.items())
+        return cls(mcqs, traces, captions, images)
 
     def mcq_for(self, row: dict) -> dict | None:
         """The row itself when it is an MCQ, else the first MCQ its ``mcq_id``/``parents`` (or their traces) name."""
@@ -206,7 +214,7 @@ def _item(row: dict, joined: _Joined) -> str:
         boxes = [(f"{o['name']} #{o['id']}", o["bbox"]) for o in row["objects"]]
     else:
         boxes = [(f"{g['name']} #{g['object_id']}", g["bbox"]) for g in (mcq or {}).get("grounding") or []]
-    image = row.get("image") or next(iter(row.get("images") or []), None)
+    image = _image_of(row) or joined.images.get(row["image_id"])
     side = [_scene(row) if "objects" in row else _question(row, mcq, traces)]
     below = ""
     if row.get("steps"):
@@ -297,6 +305,11 @@ def _label_place(label: str, box, font: float, width: int, height: int, placed: 
         if not any(sx < px + pw and px < sx + w and sy < py + ph and py < sy + h for px, py, pw, ph in placed)
     ]
     return (*(free or fits)[0], w, h)
+
+
+def _image_of(row: dict) -> dict | None:
+    """The row's own image (``image``, or the first of ``images``) as stored: ``{"bytes", "path"}``."""
+    return row.get("image") or next(iter(row.get("images") or []), None)
 
 
 def _image_bytes(image: dict | None) -> bytes | None:
