@@ -34,7 +34,7 @@ import re
 import pyarrow.parquet as pq
 from datasets.utils import logging
 
-from .answers import LETTERS
+from .answers import LETTERS, parse_answer
 from .images import encoded_size, fit_pixels
 
 logger = logging.get_logger(__name__)
@@ -43,7 +43,7 @@ MCQ_CONFIGS = ("mcq_stage1", "mcq_stage2")
 TRACE_CONFIGS = ("traces_stage1", "traces_stage2")
 # The columns read from the configs an item is joined to (never their images).
 MCQ_COLUMNS = ("id", "question", "options", "answer", "grounding", "level")
-TRACE_COLUMNS = ("id", "mcq_id", "kind", "short", "cue", "text", "correct", "predicted", "teacher", "reasoner")
+TRACE_COLUMNS = ("id", "mcq_id", "kind", "short", "cue", "text", "correct", "teacher", "reasoner")
 SCENE_COLUMNS = ("image_id", "caption")
 # Larger images are downscaled for the page (about 800x800): enough to judge a box, small enough for 100 items.
 MAX_PIXELS = 640_000
@@ -208,28 +208,33 @@ def _e(text) -> str:
 
 def _item(row: dict, joined: _Joined) -> str:
     """An article: the image beside the question and what the config adds; a DPO pair takes the full width below."""
-    mcq = joined.mcq_for(row)
+    mcq = joined.mcq_for(row) or {}
     traces = joined.traces_for(row)
+    question = row.get("question") or mcq.get("question")
+    options = row.get("options") or mcq.get("options") or []
+    gold = row.get("answer") or mcq.get("answer")
     if "objects" in row:  # a scene: every box
         boxes = [(f"{o['name']} #{o['id']}", o["bbox"]) for o in row["objects"]]
     else:
-        boxes = [(f"{g['name']} #{g['object_id']}", g["bbox"]) for g in (mcq or {}).get("grounding") or []]
+        boxes = [(f"{g['name']} #{g['object_id']}", g["bbox"]) for g in mcq.get("grounding") or []]
     image = _image_of(row) or joined.images.get(row["image_id"])
-    side = [_scene(row) if "objects" in row else _question(row, mcq, traces)]
+    # One trace per row (traces, SFT): the options mark its answer as the one parser reads it.
+    said = [row["text"]] if "text" in row else [_text(m) for m in row.get("messages", []) if m["role"] == "assistant"]
+    predicted = parse_answer(said[-1], options) if said and options else None
+    side = [_scene(row) if "objects" in row else _question(question, options, gold, predicted)]
     below = ""
     if row.get("steps"):
         side.append(_steps(row, joined))
-    if "text" in row and "kind" in row:  # a trace row
-        side.append(_trace("trace", row["text"], row))
+    if "text" in row:  # a trace row
+        side.append(_trace("trace", row["text"], row, options, gold))
     if "messages" in row:
         side.append(_prompt([m for m in row["messages"] if m["role"] != "assistant"]))
-        for message in row["messages"]:
-            if message["role"] == "assistant":
-                side.append(_trace("assistant", _text(message), _match(_text(message), traces, True), row["kind"]))
+        trace = {"kind": row["kind"], **_match(said[-1], traces, True)}
+        side.append(_trace("assistant", said[-1], trace, options, gold))
     if "chosen" in row:
         side.append(_prompt(row["prompt"]))
         pair = [
-            _trace(turn, _text(row[turn][-1]), _match(_text(row[turn][-1]), traces, turn == "chosen"))
+            _trace(turn, _text(row[turn][-1]), _match(_text(row[turn][-1]), traces, turn == "chosen"), options, gold)
             for turn in ("chosen", "rejected")
         ]
         below = f'<div class="pair">{"".join(pair)}</div>'
@@ -325,14 +330,10 @@ def _image_bytes(image: dict | None) -> bytes | None:
         return None
 
 
-def _question(row: dict, mcq: dict | None, traces: list[dict]) -> str:
-    """The question and the options, the gold one marked (and the trace's answer, when there is one trace)."""
-    question = row.get("question") or (mcq or {}).get("question")
-    options = row.get("options") or (mcq or {}).get("options")
-    gold = row.get("answer") or (mcq or {}).get("answer")
+def _question(question: str | None, options: list[str], gold: str | None, predicted: str | None) -> str:
+    """The question and the options, the gold one marked, and the model's answer when the row has one trace."""
     if not options:
         return '<div class="qa"><p class="note">The MCQ this row was made from is not in this folder.</p></div>'
-    predicted = row.get("predicted") or next((t["predicted"] for t in traces if len(traces) == 1), "")
     items = []
     for letter, option in zip(LETTERS, options, strict=False):  # show what is there, however odd
         classes = ["option"] + ["gold"] * (letter == gold) + ["predicted"] * (letter == predicted)
@@ -398,9 +399,11 @@ def _match(text: str, traces: list[dict], correct: bool) -> dict:
     return fitting[0] if len(fitting) == 1 else {}
 
 
-def _trace(title: str, text: str, trace: dict, kind: str | None = None) -> str:
-    """The trace text with its short CoT, its cue (highlighted) and the reasoner's expansion told apart."""
-    kind = trace.get("kind") or kind
+def _trace(title: str, text: str, trace: dict, options: list[str], gold: str | None) -> str:
+    """The trace text with its short CoT, its cue (highlighted) and the reasoner's expansion told apart, and its
+    answer as ``answers.parse_answer`` reads it; a trace recorded as correct that does not parse to gold (or the
+    other way round) is flagged."""
+    kind = trace.get("kind")
     cue, short = trace.get("cue") or "", trace.get("short") or ""
     start = -1
     if cue:
@@ -414,10 +417,14 @@ def _trace(title: str, text: str, trace: dict, kind: str | None = None) -> str:
     else:
         shown = _tagged(text)
     facts = [f'<span class="kind {KIND_CLASSES.get(kind, "other")}">{_e(kind)}</span>' if kind else ""]
-    if "correct" in trace:
-        verdict = "correct" if trace["correct"] else "wrong"
-        answers = f", answers {_e(trace['predicted'])}" if trace.get("predicted") else ""
-        facts.append(f'<span class="{"right" if trace["correct"] else "wrong"}">{verdict}{answers}</span>')
+    if options:
+        letter = parse_answer(text, options)
+        right = letter is not None and letter == gold
+        said = f"answers {letter}" if letter else "no answer parsed"
+        facts.append(f'<span class="{"right" if right else "wrong"}">{"correct" if right else "wrong"}, {said}</span>')
+        if "correct" in trace and bool(trace["correct"]) != right:
+            recorded = "correct" if trace["correct"] else "wrong"
+            facts.append(f'<span class="badge model-wrong">recorded as {recorded}</span>')
     cue_note = f"cue <mark>{_e(cue)}</mark>" if start >= 0 else "no cue" if "cue" in trace else "cue unknown"
     writers = " · ".join(f"{who} {_e(trace[who])}" for who in ("teacher", "reasoner") if trace.get(who))
     return (

@@ -9,93 +9,77 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, Features, Image, List, Value, load_dataset
 from lgt.build import build
+from lgt.builder import FEATURES
 from lgt.explorer import default_output, write_explorer
+from lgt.formats import dpo_row, rl_row, row_style, sft_row, trace_text
 
 HOSTILE_QUESTION = 'Which is it? <script>document.title = "pwned"</script>'
 HOSTILE_EXPANSION = ' <img src=x onerror="document.title=1"> let me look at each box again.'
-SYSTEM = "Think in <think></think>, then answer in <answer></answer>."
 
+# The issue-8 configs' features as the lead's builder defines them (traces carry no image: the scene has it).
 _BOX = List(Value("float32"), length=4)
 _MESSAGES = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
-_COMMON = {
-    "id": Value("string"),
-    "image_id": Value("string"),
-    "skill": Value("string"),
-    "kind": Value("string"),
-    "parents": List(Value("string")),
-    "generator": Value("string"),
-}
-_MCQ = {
-    "id": Value("string"),
-    "image_id": Value("string"),
-    "image": Image(),
-    "question": Value("string"),
-    "options": List(Value("string")),
-    "answer": Value("string"),
+_ROW = {"id": Value("string"), "image_id": Value("string"), "images": List(Image())}
+_PROVENANCE = {
     "skill": Value("string"),
     "level": Value("int32"),
-    "grounding": List({"object_id": Value("int64"), "name": Value("string"), "bbox": _BOX}),
+    "kind": Value("string"),
     "parents": List(Value("string")),
-    "steps": List({"question": Value("string"), "answer": Value("string")}),
     "generator": Value("string"),
     "source": Value("string"),
     "license": Value("string"),
 }
+_STRINGS = ("kind", "short", "cue", "expansion", "text", "predicted", "teacher", "reasoner", "generator", "source")
 FORMAT_FEATURES = {
-    "mcq_stage2": Features(_MCQ),
-    "traces_stage1": Features(
+    "mcq_stage2": Features(
         {
-            **{k: _MCQ[k] for k in ("id", "image_id", "image", "question", "options", "answer", "skill", "level")},
-            "mcq_id": Value("string"),
-            **{k: Value("string") for k in ("kind", "short", "cue", "expansion", "text", "predicted")},
-            "correct": Value("bool"),
-            **{k: Value("string") for k in ("teacher", "reasoner", "generator", "source", "license")},
+            **FEATURES["mcq_stage1"],
+            "steps": List({"question": Value("string"), "answer": Value("string")}),
         }
     ),
-    "sft_stage1": Features({"messages": _MESSAGES, "images": List(Image()), **_COMMON}),
-    "dpo_stage1": Features(
-        {"prompt": _MESSAGES, "chosen": _MESSAGES, "rejected": _MESSAGES, "images": List(Image()), **_COMMON}
+    "traces_stage1": Features(
+        {
+            **{k: FEATURES["mcq_stage1"][k] for k in ("id", "image_id", "question", "options", "answer")},
+            "mcq_id": Value("string"),
+            "skill": Value("string"),
+            "level": Value("int32"),
+            **{k: Value("string") for k in _STRINGS},
+            "correct": Value("bool"),
+            "license": Value("string"),
+        }
     ),
+    "sft_stage1": Features({**_ROW, "messages": _MESSAGES, **_PROVENANCE}),
+    "dpo_stage1": Features({**_ROW, "prompt": _MESSAGES, "chosen": _MESSAGES, "rejected": _MESSAGES, **_PROVENANCE}),
     "rl": Features(
         {
+            **_ROW,
             "prompt": _MESSAGES,
-            "images": List(Image()),
             "solution": Value("string"),
             "answer": Value("string"),
             "options": List(Value("string")),
-            **_COMMON,
+            **_PROVENANCE,
         }
     ),
 }
 
 
-def format_fixture(folder, num_images=10):
-    """A built folder with every config: ``scenes`` and ``mcq_stage1`` from ``lgt.build``, the others hand-made in
-    the row shapes of the issue-8 contract from its train MCQs. A format fixture until the builder makes them."""
+def format_fixture(folder, num_images=10, seed=0):
+    """A built folder with every config: ``scenes`` and ``mcq_stage1`` from ``lgt.build``; ``mcq_stage2`` and the
+    traces hand-made in the row shapes of the issue-8 contract from its train MCQs, and SFT/DPO/RL rows from those
+    by ``lgt.formats``. A format fixture until ``lgt build`` makes them all (then: ``build(configs=CONFIGS)``)."""
     build(source="scenes", num_images=num_images, output=str(folder))
     mcqs = pq.read_table(next((folder / "mcq_stage1").glob("train-*.parquet"))).to_pylist()
-    letters = "ABCD"
-
-    def prompt(mcq):
-        options = "\n".join(f"({letter}) {option}" for letter, option in zip(letters, mcq["options"], strict=True))
-        user = [{"type": "image", "text": None}, {"type": "text", "text": f"{mcq['question']}\n{options}"}]
-        return [{"role": "system", "content": [{"type": "text", "text": SYSTEM}]}, {"role": "user", "content": user}]
-
-    def said(text):
-        return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
-
     stage2, traces, sft, dpo, rl = [], [], [], [], []
     for first, second in zip(mcqs[::2], mcqs[1::2], strict=False):
         if first["image_id"] != second["image_id"]:
             continue
         gold = f"{first['options'][ord(first['answer']) - 65]} / {second['options'][ord(second['answer']) - 65]}"
-        options = [gold, "none / none", "all / all", "some / none"]
         stage2.append(
             {
                 **first,
                 "id": f"s2-{first['id']}",
                 "question": f"{HOSTILE_QUESTION} {first['question']} And: {second['question']}",
-                "options": options,
+                "options": [gold, "none / none", "all / all", "some / none"],
                 "answer": "A",
                 "level": 2,
                 "grounding": first["grounding"] + second["grounding"],
@@ -108,75 +92,40 @@ def format_fixture(folder, num_images=10):
         )
     for mcq in mcqs:
         gold, wrong = mcq["answer"], "ABCD"[("ABCD".index(mcq["answer"]) + 1) % 4]
-        kinds = {
+        style = row_style(seed, mcq["id"])
+        made = {}
+        for kind, (first, cue, expansion, final) in {
             "O": (gold, "", "", gold),
             "X→O": (wrong, "Wait,", HOSTILE_EXPANSION, gold),
             "X": (wrong, "", "", wrong),
-        }
-        made = {}
-        for kind, (first_answer, cue, expansion, final) in kinds.items():
-            short = f"I look at the boxes for: {mcq['question']} It is ({first_answer})."
-            text = f"<think>{short}{' ' + cue + expansion if cue else ''}</think> <answer>({final})</answer>"
-            made[kind] = trace = {
-                **{k: mcq[k] for k in ("image_id", "image", "question", "options", "answer", "skill", "level")},
+        }.items():
+            short = f"I look at the boxes for: {mcq['question']} It is ({first})."
+            made[kind] = {
+                **{k: mcq[k] for k in ("image_id", "question", "options", "answer", "skill", "level", "source")},
                 "id": f"t-{kind}-{mcq['id']}",
                 "mcq_id": mcq["id"],
                 "kind": kind,
                 "short": short,
                 "cue": cue,
                 "expansion": expansion,
-                "text": text,
+                "text": trace_text(f"{short} {cue}{expansion}" if cue else short, final, mcq["options"], style),
                 "predicted": final,
                 "correct": final == gold,
                 "teacher": "scripted/teacher@1",
                 "reasoner": "scripted/reasoner@1" if cue else "",
                 "generator": "scripted",
-                "source": mcq["source"],
                 "license": mcq["license"],
             }
-            traces.append(trace)
-        common = {"image_id": mcq["image_id"], "skill": mcq["skill"], "generator": "scripted"}
-        for kind in ("O", "X→O"):
-            row_id = f"sft-{made[kind]['id']}"
-            messages = prompt(mcq) + said(made[kind]["text"])
-            sft.append({**common, "id": row_id, "kind": kind, "parents": [made[kind]["id"]], "messages": messages})
-        pair = [made["X→O"], made["X"]]
-        dpo.append(
-            {
-                **common,
-                "id": f"dpo-{mcq['id']}",
-                "kind": "X→O>X",
-                "parents": [t["id"] for t in pair],
-                "prompt": prompt(mcq),
-                "chosen": said(pair[0]["text"]),
-                "rejected": said(pair[1]["text"]),
-            }
-        )
-        rl.append(
-            {
-                **common,
-                "id": f"rl-{mcq['id']}",
-                "kind": "",
-                "parents": [mcq["id"]],
-                "prompt": prompt(mcq),
-                "solution": f"({gold})",
-                "answer": gold,
-                "options": mcq["options"],
-            }
-        )
-    for row in sft + dpo + rl:
-        row["images"] = [next(m["image"] for m in mcqs if m["image_id"] == row["image_id"])]
-    for config, rows in {
-        "mcq_stage2": stage2,
-        "traces_stage1": traces,
-        "sft_stage1": sft,
-        "dpo_stage1": dpo,
-        "rl": rl,
-    }.items():
+        traces += made.values()
+        with_image = {kind: {**trace, "image": mcq["image"]} for kind, trace in made.items()}
+        sft += [sft_row(with_image["O"], seed), sft_row(with_image["X→O"], seed)]
+        dpo.append(dpo_row(with_image["X→O"], with_image["X"], seed))
+        rl.append(rl_row(mcq, seed))
+    made = {"mcq_stage2": stage2, "traces_stage1": traces, "sft_stage1": sft, "dpo_stage1": dpo, "rl": rl}
+    for config, rows in made.items():
         (folder / config).mkdir()
-        Dataset.from_list(rows, features=FORMAT_FEATURES[config]).to_parquet(
-            str(folder / config / "train-00000-of-00001.parquet")
-        )
+        shard = folder / config / "train-00000-of-00001.parquet"
+        Dataset.from_list(rows, features=FORMAT_FEATURES[config]).to_parquet(str(shard))
     return folder
 
 
@@ -234,6 +183,22 @@ def test_traces_show_kind_and_highlight_the_cue_after_the_short_cot(every_config
             assert re.search(
                 r'<span class="short">.*</span><mark class="cue">Wait,</mark><span class="expansion">', item
             )
+
+
+def test_the_answer_is_read_by_the_one_parser_and_a_grading_slip_is_flagged(every_config, tmp_path):
+    traces = pq.read_table(every_config / "traces_stage1" / "train-00000-of-00001.parquet").to_pylist()
+    traces[0]["correct"] = not traces[0]["correct"]  # a row whose recorded grade its own text contradicts
+    (tmp_path / "traces_stage1").mkdir()
+    Dataset.from_list(traces, features=FORMAT_FEATURES["traces_stage1"]).to_parquet(
+        str(tmp_path / "traces_stage1" / "train-00000-of-00001.parquet")
+    )
+    page = open(write_explorer(str(tmp_path), "traces_stage1", len(traces))).read()
+    by_id = {t["id"]: t for t in traces}
+    for item in items(page):
+        trace = by_id[re.search(r'id="([^"]+)"', item).group(1)]
+        marked = re.findall(r'class="option[^"]*predicted" data-letter="(.)"', item)
+        assert marked == [trace["predicted"]]
+        assert ("recorded as" in item) == (trace is traces[0])
 
 
 def test_dpo_pairs_side_by_side_and_sft_joined_to_their_traces(every_config, tmp_path):
