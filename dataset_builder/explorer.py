@@ -84,7 +84,7 @@ def write_explorer(
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
-    logger.info(f"Wrote {len(rows)} {config} items to {path}")
+    logger.info(f"Showing {len(rows):,} of {total:,} {config} rows ({split}, seed {seed})")
     return path
 
 

@@ -12,6 +12,7 @@ from lgt.build import build
 from lgt.builder import FEATURES
 from lgt.explorer import default_output, write_explorer
 from lgt.formats import dpo_row, rl_row, row_style, sft_row, trace_text
+from lgt.hub import check_build_folder
 
 HOSTILE_QUESTION = 'Which is it? <script>document.title = "pwned"</script>'
 HOSTILE_EXPANSION = ' <img src=x onerror="document.title=1"> let me look at each box again.'
@@ -229,17 +230,20 @@ def test_sampling_is_seeded_and_n_caps_at_the_rows(every_config, tmp_path):
     assert len(ids(0, 10_000)) == len(rows_of(every_config, "mcq_stage1"))
 
 
-def test_default_page_sits_in_the_build_and_load_dataset_still_works(every_config, tmp_path):
+def test_default_page_sits_in_the_build_where_load_dataset_ignores_it_and_a_rebuild_drops_it(tmp_path):
     folder = tmp_path / "lgt"
-    shutil.copytree(every_config, folder)
+    build(source="scenes", num_images=10, output=str(folder))
     path = write_explorer(str(folder), "mcq_stage1", 3, split="validation")
     assert (
-        path
-        == os.path.abspath(default_output(str(folder), "mcq_stage1"))
-        == str(folder / "explorer" / "mcq_stage1.html")
+        path == os.path.abspath(default_output(str(folder), "mcq_stage1")) == str(folder / "explorer/mcq_stage1.html")
     )
     data = load_dataset(str(folder), "mcq_stage1")
     assert set(data) == {"train", "validation", "test"} and len(data["validation"]) > 0
+    assert check_build_folder(str(folder)) == sorted(  # what `lgt push` uploads besides the card
+        str(p.relative_to(folder)) for p in folder.glob("*/*.parquet")
+    )
+    build(source="scenes", num_images=10, output=str(folder))  # its rows may have changed: the page goes with them
+    assert not (folder / "explorer").exists()
 
 
 def test_a_row_without_its_parents_in_the_folder_still_shows(every_config, tmp_path):
