@@ -42,7 +42,7 @@ logger = logging.get_logger(__name__)
 MCQ_CONFIGS = ("mcq_stage1", "mcq_stage2")
 TRACE_CONFIGS = ("traces_stage1", "traces_stage2")
 # The columns read from the configs an item is joined to (never their images).
-MCQ_COLUMNS = ("id", "question", "options", "answer", "grounding", "level")
+MCQ_COLUMNS = ("id", "question", "options", "answer", "grounding")
 TRACE_COLUMNS = ("id", "mcq_id", "kind", "short", "cue", "text", "correct", "teacher", "reasoner")
 SCENE_COLUMNS = ("image_id", "caption")
 # Larger images are downscaled for the page (about 800x800): enough to judge a box, small enough for 100 items.
@@ -262,9 +262,11 @@ def _meta(row: dict) -> str:
 def _figure(image: dict | None, boxes: list[tuple[str, list[float]]]) -> str:
     data = _image_bytes(image)
     if data is None:
-        where = (image or {}).get("path") or "no image in this row"
-        return f'<figure class="figure missing"><p>image unavailable: {_e(where)}</p></figure>'
-    width, height = encoded_size(data)
+        return _no_image(f"not found at {image['path']}" if image and image.get("path") else "none in this row")
+    try:
+        width, height = encoded_size(data)
+    except Exception:  # PIL raises many types for bytes that are not an image
+        return _no_image("its bytes are not an image")
     small = fit_pixels(data, MAX_PIXELS)
     shown = small[0] if small else data
     mime = next((m for magic, m in _MAGIC if shown.startswith(magic)), "application/octet-stream")
@@ -293,6 +295,10 @@ def _figure(image: dict | None, boxes: list[tuple[str, list[float]]]) -> str:
         f'aria-hidden="true">{"".join(edges + labels)}</svg></div>'
         f"<figcaption>{width}×{height} px · {len(boxes)} box{'es' if len(boxes) != 1 else ''}</figcaption></figure>"
     )
+
+
+def _no_image(why: str) -> str:
+    return f'<figure class="figure missing"><p>image unavailable: {_e(why)}</p></figure>'
 
 
 def _label_place(label: str, box, font: float, width: int, height: int, placed: list) -> tuple:

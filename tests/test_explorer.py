@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, Features, Image, List, Value, load_dataset
@@ -254,6 +255,19 @@ def test_a_row_without_its_parents_in_the_folder_still_shows(every_config, tmp_p
     assert len(items(page)) == 2 and 'class="edge"' not in page and "not in this folder" in page
     missing = "2 without its MCQ (so no boxes), 2 without its trace (so no cue), 2 without its scene (so no caption)"
     assert f"Not found in this folder and split: {missing}." in page
+
+
+def test_a_missing_or_broken_image_is_said_and_the_rest_still_shows(every_config, tmp_path):
+    rows = pq.read_table(every_config / "rl" / "train-00000-of-00001.parquet").to_pylist()[:3]
+    rows[0]["images"] = [{"bytes": b"not an image", "path": None}]
+    rows[1]["images"] = [{"bytes": None, "path": str(tmp_path / "gone.jpg")}]
+    (tmp_path / "rl").mkdir()
+    table = pa.Table.from_pylist(rows, schema=FORMAT_FEATURES["rl"].arrow_schema)  # as written, files not read
+    pq.write_table(table, tmp_path / "rl" / "train-00000-of-00001.parquet")
+    page = open(write_explorer(str(tmp_path), "rl", 3)).read()
+    assert "image unavailable: its bytes are not an image" in page
+    assert f"image unavailable: not found at {tmp_path / 'gone.jpg'}" in page
+    assert page.count("data:image/") == 1 and len(items(page)) == 3
 
 
 def test_unknown_config_or_split_names_what_is_there(every_config):
