@@ -50,6 +50,9 @@ def _build(args) -> int:
         "stage1": args.stage1,
         "questions_per_image": args.questions_per_image,
         "traces_per_mcq": args.traces_per_mcq,
+        "sft_keep_ratio": args.sft_keep_ratio,
+        "sft_xo_ratio": args.sft_xo_ratio,
+        "pairs_per_mcq": args.pairs_per_mcq,
         "benchmarks": tuple(args.benchmark),
         "generation_cache": args.cache,
         "cache_only": args.cache_only,
@@ -99,6 +102,14 @@ def _print_bills(bills: dict, args) -> int:
     if any(name.endswith(" reasoner") for name in bills):
         print("The reasoner is counted for the short CoTs already in the cache only: it continues what is written.")
     print("dry run: nothing was generated or written")
+    return 0
+
+
+def _show(args) -> int:
+    from .explorer import write_explorer
+
+    path = write_explorer(args.folder, args.config, args.n, out=args.output, split=args.split, seed=args.seed)
+    print(f"wrote {path}: open it in a browser")
     return 0
 
 
@@ -160,13 +171,14 @@ def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
         prog="lgt",
-        description="Build the lgt dataset (lgt build), publish it (lgt push), describe this setup (lgt env).",
+        description="Build the lgt dataset (lgt build), look at it (lgt show), publish it (lgt push), describe this "
+        "setup (lgt env).",
         epilog="Bare `lgt` prints this help and exits with status 2.",
         formatter_class=formatter,
     )
     cli.add_argument("--version", action="version", version=f"lgt {__version__}")
     _verbosity_flags(cli, default=0)
-    commands = cli.add_subparsers(dest="command", metavar="{build,push,env}")
+    commands = cli.add_subparsers(dest="command", metavar="{build,push,show,env}")
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
@@ -237,6 +249,24 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help=f"short CoTs per MCQ, each also continued after a cue (default {LGTConfig.traces_per_mcq}; paper 10)",
     )
+    stages = build.add_argument_group("traces, SFT and DPO")
+    stages.add_argument(
+        "--sft-keep-ratio",
+        type=float,
+        default=None,
+        help=f"the share of a question's correct traces SFT keeps, longer ones more likely "
+        f"(default {LGTConfig.sft_keep_ratio})",
+    )
+    stages.add_argument(
+        "--sft-xo-ratio",
+        type=float,
+        default=None,
+        help="at most this many corrected (X→O) traces per direct (O, O→O) one in SFT "
+        f"(default {LGTConfig.sft_xo_ratio})",
+    )
+    stages.add_argument(
+        "--pairs-per-mcq", type=int, default=None, help=f"DPO pairs per question (default {LGTConfig.pairs_per_mcq})"
+    )
     build.add_argument(
         "--benchmark",
         metavar="FILE",
@@ -297,6 +327,18 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, help="branch to upload to (default: the repo's default branch)")
     _verbosity_flags(push, default=argparse.SUPPRESS)
     push.set_defaults(run=_push)
+
+    show = commands.add_parser(
+        "show", help="write a static HTML page of N rows of a built config, boxes drawn", **subcommand
+    )
+    show.add_argument("folder", nargs="?", default="lgt", help="built folder")
+    show.add_argument("--config", default="mcq_stage1", help="the config to show (e.g. sft_stage1, dpo_stage2, rl)")
+    show.add_argument("--n", type=int, default=20, help="how many rows, drawn at random")
+    show.add_argument("--split", default="train", help="the split to draw from")
+    show.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    show.add_argument("--output", default=None, help="the page to write (default: FOLDER/explorer/CONFIG.html)")
+    _verbosity_flags(show, default=argparse.SUPPRESS)
+    show.set_defaults(run=_show)
 
     env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
     _verbosity_flags(env, default=argparse.SUPPRESS)
