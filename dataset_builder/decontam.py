@@ -56,6 +56,7 @@ _SEPARATORS = re.compile(r"[\W_]+")
 _QUESTION_LABEL = re.compile(r"\bquestion\s*:", re.IGNORECASE)
 _EMBEDDED_OPTIONS = re.compile(r"\n\s*(?:options|choices)\s*:|\n\s*\(?A[).:]\s", re.IGNORECASE)
 _DCT_SIZE = 32
+_VERDICTS_KEPT = 65_536
 _DCT = np.cos(np.pi * (2 * np.arange(_DCT_SIZE)[None, :] + 1) * np.arange(_DCT_SIZE)[:, None] / (2 * _DCT_SIZE))
 
 
@@ -219,12 +220,14 @@ class Decontaminator:
 
     def _add_file(self, path: Path) -> None:
         records = list(_records(path))
+        if not records:
+            raise ValueError(f"{path}: no benchmark records in it")
         by_index = {}
         for record in records:  # MMBench TSVs store a repeated image once and refer to it by the row's index
             index, image = _field(record, "index"), _field(record, "image")
             if index is not None and isinstance(image, str) and len(image) > 64:
                 by_index[str(index)] = image
-        if records and _field(records[0], "question") is None and _field(records[0], "image", "images") is None:
+        if _field(records[0], "question") is None and _field(records[0], "image", "images") is None:
             raise ValueError(
                 f"{path}: benchmark records need a 'question' or an 'image' field, found {list(records[0])}"
             )
@@ -265,6 +268,8 @@ class Decontaminator:
             return False
         key = hashlib.blake2b(data, digest_size=16).digest()
         if key not in self._image_verdicts:
+            if len(self._image_verdicts) >= _VERDICTS_KEPT:  # MCQs of one image come together: a short memory does
+                self._image_verdicts.clear()
             distance = np.bitwise_count(self._hash_array ^ np.uint64(image_hash(data))).min()
             self._image_verdicts[key] = bool(distance <= self.image_distance)
         return self._image_verdicts[key]
@@ -297,9 +302,9 @@ def decontamination_section(report: dict) -> str:
     lines = [
         "## Decontamination",
         "",
-        f"Every MCQ was checked against the benchmarks below before any trace or pair was made from it: dropped when "
-        f"its question near-duplicates a benchmark question ({report['question_rule']}, normalised text) or its "
-        f"image matches a benchmark image ({report['image_rule']}).",
+        "MCQs were checked against the benchmarks below and dropped when their question near-duplicates a benchmark "
+        f"question ({report['question_rule']}, normalised text, embedded options left out) or their image matches a "
+        f"benchmark image ({report['image_rule']}). The question is checked first.",
         "",
         "| benchmark | questions | images |",
         "|---|---|---|",
