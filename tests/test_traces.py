@@ -322,17 +322,19 @@ def _mcq(image_id: str) -> dict:
     return {**MCQ, "id": f"m-{image_id}", "image_id": image_id}
 
 
-# image id -> the teacher's n=3 short CoTs (text, finish reason); then, per short CoT kept, the reasoner's answer
+# image id -> the teacher's n=4 short CoTs (text, finish reason); then, per short CoT kept, the reasoner's answer
 SHORTS = {
     "a": [
         ("<think>I see The Red Circle at left and the Blue Circle: two.</think> <answer>(B)</answer>", "stop"),
         ("<think>Only one circle, the red one.</think>\n<answer>A.</answer>", "stop"),
         ("<think>There are two circles</think> <answer>2</answer>", "stop"),
+        ("<think>I count three circles.</think> <answer>C</answer>", "stop"),
     ],
     "b": [
         ("<think>Two circles.</think>", "stop"),  # no answer
         ("<answer>(B)</answer>", "stop"),  # no thinking
         ("<think>Counting: one, two, thr", "length"),  # cut off
+        ("<think>The bounding boxes show two.</think> <answer>(B)</answer>", "stop"),  # a banned word
     ],
 }
 EXPANSIONS = {
@@ -340,10 +342,16 @@ EXPANSIONS = {
     "<answer>(B)</answer>",
     ("a", 1): " I missed the blue circle at x 200-260. So there are two.</think> <answer>(B)</answer>",
     ("a", 2): " as the caption says, there are three.</think> <answer>(C)</answer>",  # a banned word
+    ("a", 3): " still three, I think.</think>",  # no answer
 }
-EXPECTED_KINDS = Counter({"O": 2, "X": 1, "O→O": 1, "X→O": 1})
+EXPECTED_KINDS = Counter({"O": 2, "X": 2, "O→O": 1, "X→O": 1})
 EXPECTED_REJECTS = Counter(
-    short_without_answer=1, short_without_thinking=1, short_truncated=1, expansion_mentions_banned_word=1
+    short_without_answer=1,
+    short_without_thinking=1,
+    short_truncated=1,
+    short_mentions_banned_word=1,
+    expansion_mentions_banned_word=1,
+    expansion_without_answer=1,
 )
 
 
@@ -373,18 +381,18 @@ def answered(tmp_path):
     cache = tmp_path / "generations.sqlite"
     teacher = Engine("openai:fixture-vlm", cache=cache, cache_only=True, progress=False)
     reasoner = Engine("openai:fixture-reasoner", cache=cache, cache_only=True, progress=False)
-    _store_answers(teacher, reasoner, TraceWriter(n=3, seed=5))
+    _store_answers(teacher, reasoner, TraceWriter(n=4, seed=5))
     return teacher, reasoner
 
 
 def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written():
-    writer = TraceWriter(n=3, seed=5)
+    writer = TraceWriter(n=4, seed=5)
     mcq, scene, image = _items()[0]
     short = writer.short_request(mcq, image)
     system, user = short.messages
     assert system.joined_text == SYSTEM_PROMPT and user.images[0].data == image
     assert user.joined_text == user_text(mcq["question"], mcq["options"], row_style(5, mcq["id"]))
-    assert short.sampling.n == 3 and (short.sampling.temperature, short.sampling.top_p) == (0.7, 0.8)
+    assert short.sampling.n == 4 and (short.sampling.temperature, short.sampling.top_p) == (0.7, 0.8)
     think = "I see The Red Circle at left; TWO in all."
     expand = writer.expand_request(mcq, scene, think, "Wait,")
     assert expand.prefill == f"<think>\n{think}\n\nWait," and not expand.images
@@ -397,9 +405,9 @@ def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written(
 
 def test_model_traces_grade_count_rejects_and_keep_the_short_cot(answered):
     teacher, reasoner = answered
-    result = model_traces(_items(), teacher, reasoner, n=3, seed=5)
+    result = model_traces(_items(), teacher, reasoner, n=4, seed=5)
     assert teacher.stats.misses == reasoner.stats.misses == 0
-    assert teacher.stats.requests == 2 and reasoner.stats.requests == 3  # one call per step, every item in it
+    assert teacher.stats.requests == 2 and reasoner.stats.requests == 4  # one call per step, every item in it
     traces = [t for found in result.traces.values() for t in found]
     assert Counter(t.kind for t in traces) == EXPECTED_KINDS
     assert result.rejects == EXPECTED_REJECTS
@@ -416,16 +424,16 @@ def test_model_traces_grade_count_rejects_and_keep_the_short_cot(answered):
 
 def test_without_a_reasoner_only_short_cots(answered):
     teacher, _ = answered
-    result = model_traces(_items(), teacher, None, n=3, seed=5)
-    assert Counter(t.kind for found in result.traces.values() for t in found) == Counter({"O": 2, "X": 1})
+    result = model_traces(_items(), teacher, None, n=4, seed=5)
+    assert Counter(t.kind for found in result.traces.values() for t in found) == Counter({"O": 2, "X": 2})
     assert all(not t.cue and not t.reasoner for found in result.traces.values() for t in found)
 
 
 def test_the_bill_counts_expansions_for_cached_short_cots(answered):
     teacher, reasoner = answered
-    bills = bill_traces(_items(), teacher, reasoner, n=3, seed=5)
+    bills = bill_traces(_items(), teacher, reasoner, n=4, seed=5)
     assert (bills["short CoTs"].requests, bills["short CoTs"].to_generate) == (2, 0)
-    assert (bills["expansions"].requests, bills["expansions"].cached) == (3, 3)
+    assert (bills["expansions"].requests, bills["expansions"].cached) == (4, 4)
 
 
 # ---- the tiny random models, end to end ----
@@ -449,7 +457,7 @@ def _tiny_engines(tiny, cache):
 def test_tiny_models_end_to_end_and_a_rerun_is_all_cache_hits(tiny, tmp_path):
     cache = tmp_path / "generations.sqlite"
     teacher, reasoner = _tiny_engines(tiny, cache)
-    settings = {"n": 3, "seed": 5, "short_max_tokens": 16, "expansion_max_tokens": 16}
+    settings = {"n": 4, "seed": 5, "max_tokens": 16, "expansion_max_tokens": 16}
     writer = TraceWriter(**settings)
     # Scene "a"'s short CoTs are a realistic teacher's (cached); the tiny VLM writes the others and the tiny LLM
     # continues every usable one, so both models run.
@@ -460,14 +468,14 @@ def test_tiny_models_end_to_end_and_a_rerun_is_all_cache_hits(tiny, tmp_path):
         [(teacher.key(request), teacher.spec.name, request.template, Response(texts, reasons, 9, 9))]
     )
     result = model_traces(items, teacher, reasoner, **settings)
-    assert teacher.stats.misses == 1 and reasoner.stats.misses == 3
+    assert teacher.stats.misses == 1 and reasoner.stats.misses == 4
     assert sum(result.rejects.values()) >= 3 and all(count > 0 for count in result.rejects.values())
-    assert Counter(t.kind for t in result.traces["m-a"] if not t.cue) == Counter({"O": 2, "X": 1})
+    assert Counter(t.kind for t in result.traces["m-a"] if not t.cue) == Counter({"O": 2, "X": 2})
     first = model_traces(items, teacher, reasoner, **settings)
     teacher.close(), reasoner.close()
 
     teacher, reasoner = _tiny_engines(tiny, cache)
     again = model_traces(items, teacher, reasoner, **settings)
     assert teacher.stats.misses == reasoner.stats.misses == 0 and teacher._backend is None
-    assert teacher.stats.hits == 2 and reasoner.stats.hits == 3
+    assert teacher.stats.hits == 2 and reasoner.stats.hits == 4
     assert again.traces == first.traces and again.rejects == result.rejects

@@ -140,7 +140,7 @@ class TraceWriter:
     cues: tuple[str, ...] = CUES
     temperature: float = 0.7
     top_p: float = 0.8
-    short_max_tokens: int = SHORT_MAX_TOKENS
+    max_tokens: int = SHORT_MAX_TOKENS
     expansion_max_tokens: int = EXPANSION_MAX_TOKENS
     short_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_short"))
     expand_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_expand"))
@@ -164,7 +164,7 @@ class TraceWriter:
             n=self.n,
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=self.short_max_tokens,
+            max_tokens=self.max_tokens,
             seed=self.seed,
         )
         return Request(messages=tuple(messages), sampling=sampling, template=self.short_prompt.id)
@@ -228,6 +228,8 @@ def _shorts(mcq: dict, scene: Scene, response: Response, rejects: Counter) -> li
             rejects["short_without_thinking"] += 1
         elif not predicted:
             rejects["short_without_answer"] += 1
+        elif mentions_banned(text):  # a kept trace never names them, whoever wrote it
+            rejects["short_mentions_banned_word"] += 1
         else:
             kept.append(_Short(mcq, scene, index, think, predicted, correct))
     return kept
@@ -262,7 +264,8 @@ def model_traces(
     """Traces for ``(mcq, scene, image bytes)`` items: ``n`` short CoTs each from ``teacher``, and, with a
     ``reasoner``, each short CoT continued after a cue. Each step sends its whole stage in one ``generate`` call.
 
-    ``settings`` are ``TraceWriter``'s other fields (cues, temperature, top_p, short/expansion max tokens).
+    ``settings`` are ``TraceWriter``'s other fields: ``cues``, ``temperature``, ``top_p``, ``max_tokens`` (short CoTs)
+    and ``expansion_max_tokens``.
     """
     writer = TraceWriter(n=n, seed=seed, **settings)
     rejects: Counter = Counter()
