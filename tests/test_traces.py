@@ -159,19 +159,27 @@ def test_counts_are_the_grounding_objects_one_by_one(scripted):
     assert checked > 20
 
 
-def test_relations_compare_the_real_centres(scripted):
+def test_relations_compare_the_real_centres_and_edges(scripted):
     checked = 0
     for mcq, _, short in _right_shorts(scripted, "relation"):
         a, b = (SceneObject(g["object_id"], g["name"], g["bbox"]) for g in mcq["grounding"])
-        axis, first_value, second_value = re.search(
-            r"centre is at ([xy]) = (\d+), less than .*?'s (\d+)", short
-        ).groups()
+        axis, low, high = re.search(r"centre is at ([xy]) = (\d+), less than .*?'s (\d+)", short).groups()
         index = "xy".index(axis)
-        assert {int(first_value), int(second_value)} == {round(a.center[index]), round(b.center[index])}, short
-        assert int(first_value) < int(second_value)
-        assert short.endswith(f"{mcq['options'][LETTERS.index(mcq['answer'])]}.")
+        assert {int(low), int(high)} == {round(a.center[index]), round(b.center[index])}, short
+        assert int(low) < int(high) and short.endswith(f"{mcq['options'][LETTERS.index(mcq['answer'])]}.")
         checked += 1
     assert checked > 20
+    edges = 0
+    for mcq, _, traces in scripted:  # the second look compares the facing edges of the two
+        if _template(mcq) == "relation":
+            sides = {round(v) for g in mcq["grounding"] for v in g["bbox"]}
+            text = " ".join(t.expansion for t in traces)
+            for first, second, gap in re.findall(
+                r"at [xy] = (\d+) and the [a-z ]+ at [xy] = (\d+), a gap of (\d+)", text
+            ):
+                assert {int(first), int(second)} <= sides and abs(int(first) - int(second)) == int(gap), text
+                edges += 1
+    assert edges > 10
 
 
 def test_sizes_use_the_real_areas(scripted):

@@ -9,8 +9,8 @@ Two ways to write them:
 - ``model_traces``: a VLM teacher writes ``n`` short CoTs per MCQ from the image, in the exact prompt training uses;
   a reasoning LLM, which sees the caption, the object boxes and the question but not the image, continues each one
   after a cue given as an assistant prefill. The backend is asked not to use the banned words (a versioned list);
-  an expansion that still uses one is dropped. Each step is one ``engine.generate`` call, so the whole stage is in
-  flight at once and every answer is cached.
+  a short CoT or an expansion that still uses one is dropped, counted. Each step is one ``engine.generate`` call,
+  so the whole stage is in flight at once and every answer is cached.
 - ``scripted_traces`` (the offline default): traces written from the boxes, correct by construction. They name the
   regions they look at with their pixel extents, count object by object and compare coordinates explicitly; a wrong
   one carries one planted slip (a skipped or misnamed object, a comparison the wrong way round, a distractor taken
@@ -81,7 +81,7 @@ def kind_of(short_correct: bool, final_correct: bool | None = None) -> str:
 
 @cache
 def banned_words() -> tuple[str, ...]:
-    """The versioned list of words an expansion may not use (``prompts/banned_words.vN.txt``)."""
+    """The versioned list of words no kept trace may use (``prompts/banned_words.vN.txt``)."""
     text = load_prompt("banned_words").text
     return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
@@ -151,15 +151,15 @@ class TraceWriter:
         user = formats.user_text(mcq["question"], list(mcq["options"]), style)
         messages = []
         for message in formats.prompt_messages(mcq["question"], list(mcq["options"]), style):
-            parts = tuple(
-                ImagePart(image)
-                if part["type"] == "image"
-                else self.short_prompt.render(user_text=part["text"])
-                if part["text"] == user
-                else part["text"]
-                for part in message["content"]
-            )
-            messages.append(Message(message["role"], parts))
+            parts = []
+            for part in message["content"]:
+                if part["type"] == "image":
+                    parts.append(ImagePart(image))
+                elif part["text"] == user:  # the versioned prompt around the question (v1: the question as it is)
+                    parts.append(self.short_prompt.render(user_text=user))
+                else:
+                    parts.append(part["text"])
+            messages.append(Message(message["role"], tuple(parts)))
         sampling = Sampling(
             n=self.n,
             temperature=self.temperature,
@@ -235,7 +235,7 @@ def _shorts(mcq: dict, scene: Scene, response: Response, rejects: Counter) -> li
     return kept
 
 
-def _expansion(short: _Short, cue: str, response: Response, rejects: Counter) -> tuple[str, str, bool] | None:
+def _expansion(short: _Short, response: Response, rejects: Counter) -> tuple[str, str, bool] | None:
     """``(expansion think, letter, correct)`` of one continuation, or None (counted) when it is unusable."""
     text, reason = response.texts[0], response.finish_reasons[0]
     expansion = text.split("</think>", 1)[0].strip()
@@ -282,7 +282,7 @@ def model_traces(
         cues = [writer.cue(s.mcq["id"], s.index) for s in shorts]
         requests = [writer.expand_request(s.mcq, s.scene, s.think, cue) for s, cue in zip(shorts, cues, strict=True)]
         for s, cue, response in zip(shorts, cues, reasoner.generate(requests, desc="Expansions"), strict=True):
-            found = _expansion(s, cue, response, rejects)
+            found = _expansion(s, response, rejects)
             if found is None:
                 continue
             expansion, predicted, correct = found
@@ -453,7 +453,7 @@ def _count_case(w: _Writer, template: str) -> _Case | None:
     many = plural(topic)
     others = [o for o in w.objects if o.name != topic]
 
-    def listing(items: list[tuple[SceneObject, str]]) -> list[str]:
+    def listing(items: list[SceneObject]) -> list[str]:
         lines = [
             w.rng.choice((f"Let me count the {many} one by one, left to right.", f"I go over the {many} in turn."))
         ]
@@ -466,8 +466,8 @@ def _count_case(w: _Writer, template: str) -> _Case | None:
         return f"So there {'is' if value == 1 else 'are'} {value} {topic if value == 1 else many}."
 
     if n == 0:
-        seen = ", ".join(w.the(o) for o in w.objects[:4])
-        right = [f"I look over the whole image for {many}.", f"What I see is {seen}; none of them is {_a(topic)}."]
+        seen = ", ".join(w.the(o) for o in w.objects[:6])
+        right = [f"I look over the whole image for {many}.", f"I see {seen}; none of these is {_a(topic)}."]
     else:
         right = listing(objs)
     check_order = sorted(objs, key=lambda o: (o.bbox[1], o.bbox[0]))
@@ -562,10 +562,12 @@ def _relation_case(w: _Writer) -> _Case | None:
     )
     right = [f"I find {w.the(a)}, and {w.the(b)}.", level, compare(answer)]
     edge = (2, 0) if _AXES[answer] == (0, -1) else (0, 2) if axis == 0 else (3, 1) if _AXES[answer][1] < 0 else (1, 3)
+    gap = (b.bbox[edge[1]] - a.bbox[edge[0]]) * (-_AXES[answer][1])
+    apart = f"a gap of {_n(gap)} px" if gap >= 0 else f"overlapping by only {_n(-gap)} px"
     check = [
         f"Comparing edges instead: the {w.phrase(a)} {'ends' if edge[0] >= 2 else 'starts'} at {along} = "
         f"{_n(a.bbox[edge[0]])} and the {w.phrase(b)} {'starts' if edge[1] < 2 else 'ends'} at {along} = "
-        f"{_n(b.bbox[edge[1]])}, which gives the same order."
+        f"{_n(b.bbox[edge[1]])}, {apart}, so the order holds."
     ]
     wrong = _OPPOSITE[answer]
     ca_, cb_ = _n(ca), _n(cb)
