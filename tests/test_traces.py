@@ -276,6 +276,21 @@ def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
     assert len(templates) >= 4 and {"O", "O→O", "X", "X→O"} <= set(kinds), (templates, kinds)
 
 
+def test_a_question_the_boxes_do_not_settle_still_ends_on_its_gold_option(builtin_mcqs):
+    """A teacher's question, or one whose gold letter the boxes contradict, gets reasoning that names its objects
+    and ends on the gold option: a scripted trace is never right about a different answer than the row's."""
+    mcq, scene = next(item for item in builtin_mcqs if _template(item[0]) == "relation")
+    gold = LETTERS[(LETTERS.index(mcq["answer"]) + 1) % 4]
+    for row in ({**mcq, "generator": "stage1/llm@1:some-teacher"}, {**mcq, "answer": gold}):
+        traces = scripted_traces(row, scene, 6, seed=0)
+        assert {"O", "X", "X→O"} <= {t.kind for t in traces}
+        for trace in traces:
+            assert trace.correct == (trace.predicted == row["answer"])
+            assert _extents(trace.short)[:2] == [_box(g["bbox"]) for g in row["grounding"]]
+            if trace.correct:
+                assert trace.think.endswith(f"{row['options'][LETTERS.index(row['answer'])]}.")
+
+
 def test_scripted_traces_are_cheap(builtin_mcqs):
     start = time.perf_counter()
     for mcq, scene in builtin_mcqs:

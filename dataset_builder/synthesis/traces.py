@@ -88,13 +88,13 @@ def banned_words() -> tuple[str, ...]:
 
 @cache
 def _banned_pattern() -> re.Pattern:
-    words = sorted(banned_words(), key=len, reverse=True)
-    return re.compile(r"(?<![A-Za-z])(?:" + "|".join(map(re.escape, words)) + r")(?![A-Za-z])", re.IGNORECASE)
+    words = sorted((word.lower() for word in banned_words()), key=len, reverse=True)
+    return re.compile(r"(?<![a-z])(?:" + "|".join(map(re.escape, words)) + r")(?![a-z])")
 
 
 def mentions_banned(text: str) -> bool:
     """Whether ``text`` uses a banned word or phrase (whole words, any case)."""
-    return _banned_pattern().search(text) is not None
+    return _banned_pattern().search(text.lower()) is not None
 
 
 def _backend_banned_words() -> tuple[str, ...]:
@@ -1044,10 +1044,14 @@ def _template_case(w: _Writer, template: str) -> _Case | None:
 
 
 def _case(mcq: dict, scene: Scene, rng: random.Random) -> _Case:
+    """The MCQ worked out by its template (or step by step); a question the boxes do not answer as its gold letter
+    says (a teacher's, or one no template wrote) gets the generic reasoning, which ends on the gold option."""
     w = _Writer(mcq, scene, rng)
-    if mcq.get("level", 1) >= 2:
-        return _composed_case(w) if mcq.get("steps") else _generic_case(w)
-    return _template_case(w, mcq["generator"].partition("/")[2].partition("@")[0]) or _generic_case(w)
+    if mcq.get("level", 1) >= 2 and mcq.get("steps"):
+        case = _composed_case(w)
+    else:
+        case = _template_case(w, mcq["generator"].partition("/")[2].partition("@")[0])
+    return case if case is not None and LETTERS[case.answer] == mcq["answer"] else _generic_case(w)
 
 
 def _say(lines: list[str]) -> str:
@@ -1084,24 +1088,21 @@ def scripted_traces(mcq: dict, scene: Scene, n: int, seed: int) -> list[Trace]:
             else:
                 body, final = [*case.check, rng.choice(_CONFIRMED)], case.answer
         expansion = _say([opener, *body, case.conclude(final)])
-        for think, choice, final_correct, trace_cue, trace_expansion in (
-            (short, short_choice, None, "", ""),
-            (f"{short}\n\n{cue} {expansion}", final, final == case.answer, cue, expansion),
-        ):
-            correct = LETTERS[choice] == mcq["answer"]
-            kind = kind_of(short_choice == case.answer, final_correct)
-            trace = Trace(
-                mcq["id"],
-                kind,
-                short,
-                trace_cue,
-                trace_expansion,
-                think,
-                LETTERS[choice],
-                correct,
-                SCRIPTED_TEACHER,
-                SCRIPTED_REASONER if trace_cue else "",
+        if mentions_banned(short) or mentions_banned(expansion):  # an object called by a banned word ("text")
+            continue
+        for cue_, expansion_, choice in (("", "", short_choice), (cue, expansion, final)):
+            traces.append(
+                Trace(
+                    mcq_id=mcq["id"],
+                    kind=kind_of(short_choice == case.answer, final == case.answer if cue_ else None),
+                    short=short,
+                    cue=cue_,
+                    expansion=expansion_,
+                    think=f"{short}\n\n{cue_} {expansion_}" if cue_ else short,
+                    predicted=LETTERS[choice],
+                    correct=choice == case.answer,
+                    teacher=SCRIPTED_TEACHER,
+                    reasoner=SCRIPTED_REASONER if cue_ else "",
+                )
             )
-            if not mentions_banned(think):  # an object named with a banned word (a "text" category) is not said
-                traces.append(trace)
     return traces
