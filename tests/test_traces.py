@@ -109,7 +109,17 @@ def test_every_kind_and_skill_on_the_builtin_scenes(scripted):
     by_template = {}
     for mcq, _, traces in scripted:
         by_template.setdefault(_template(mcq), Counter()).update(trace.kind for trace in traces)
-    for template in ("count", "relation", "size", "distance", "existence", "absence", "colour", "location"):
+    for template in (
+        "count",
+        "relation",
+        "size",
+        "distance",
+        "existence",
+        "absence",
+        "colour",
+        "attribute",
+        "location",
+    ):
         assert {"O", "X", "X→O", "O→O"} <= set(by_template[template]), (template, by_template.get(template))
 
 
@@ -205,6 +215,9 @@ def test_locations_and_distances_use_the_real_geometry(scripted):
         nearest = mcq["grounding"][1:]
         gap = min(stage1.gap(anchor, SceneObject(0, "", g["bbox"])) for g in nearest)
         assert f"The smallest gap is {round(gap):,} px." in short, short
+    for mcq, scene, short in _right_shorts(scripted, "attribute"):
+        share = SceneObject(0, "", mcq["grounding"][0]["bbox"]).area / (scene.width * scene.height)
+        assert f"about {100 * share:.1f}%" in short, short
 
 
 def _total_of_two_counts(builtin_mcqs) -> tuple[dict, Scene]:

@@ -792,7 +792,7 @@ def _attribute_case(w: _Writer, template: str) -> _Case | None:
     if sized:
         right.append(
             f"It covers {_n(obj.area)} of the {_n(image_area)} square pixels of the image, about {100 * share:.1f}%, "
-            f"which is {value} for a shape here."
+            f"which is {value} for an object in this image."
         )
     elif template == "colour":
         right.append(f"Its fill is {value}.")
@@ -801,11 +801,12 @@ def _attribute_case(w: _Writer, template: str) -> _Case | None:
     check = [f"None of {', '.join(o for i, o in enumerate(options) if i != answer)} fits it."]
     case = _Case(answer, right, check, conclude)
     others = [i for i, o in enumerate(options) if i != answer and o not in obj.attributes]
+    sizes = [i for i in others if options[i] in ("small", "medium", "large")]
     if not others:
         return case
-    slipped = w.rng.choice(others)
-    if sized:
-        case.wrong = [right[0], f"It takes up a fair part of the image, so I would call it {options[slipped]}."]
+    slipped = w.rng.choice(sizes if sized and sizes else others)
+    if sized and sizes:
+        case.wrong = [right[0], f"At a glance I would call it {options[slipped]}."]
         case.catch = [f"I only guessed its size; measured, {_lower_first(right[1])}"]
     else:
         case.wrong = [right[0], f"It looks {options[slipped]} to me."]
