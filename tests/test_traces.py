@@ -304,6 +304,27 @@ def test_a_question_the_boxes_do_not_settle_still_ends_on_its_gold_option(builti
                 assert trace.think.endswith(f"{row['options'][LETTERS.index(row['answer'])]}.")
 
 
+def test_coco_photos_get_grounded_traces_too(coco_root):
+    """Real annotations: no colours to tell objects apart, many objects, boxes in fractional pixels."""
+    from lgt.errors import InputError
+    from lgt.sources.coco import CocoSource
+
+    source = CocoSource(str(coco_root))
+    scenes = [source.scene(entry.payload) for entry in source.entries() if not isinstance(entry, InputError)]
+    vocab = stage1.Vocabulary(sorted({o.name for scene in scenes for o in scene.objects}), [], [])
+    balancer, balance, kinds, templates = LetterBalancer("0"), stage1.Balance(), Counter(), set()
+    for scene in scenes:
+        for draft in stage1.generate(scene, vocab, random.Random(scene.image_id), balance):
+            mcq = _row(scene, draft, balancer)
+            boxes = {_box(obj.bbox) for obj in scene.objects}
+            for trace in scripted_traces(mcq, scene, 2, seed=0):
+                kinds[trace.kind] += 1
+                assert trace.correct == (trace.predicted == mcq["answer"]) and not mentions_banned(trace.think)
+                assert set(_extents(trace.think)) <= boxes and "The question is about" not in trace.think
+            templates.add(draft.template)
+    assert len(templates) >= 6 and set(kinds) == set(KINDS), (templates, kinds)
+
+
 def test_scripted_traces_are_cheap(builtin_mcqs):
     start = time.perf_counter()
     for mcq, scene in builtin_mcqs:
