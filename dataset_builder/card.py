@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from . import audit
+from . import audit, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
 
 DEFAULT_CONFIG = "mcq_stage1"
@@ -49,13 +49,92 @@ FIELDS = {
         "level": "1 for stage-1 questions; composed multi-hop questions (later stages) have 2 or more.",
         "grounding": f"The objects the question is about: `object_id` (into the scene's `objects`), `name`, "
         f"`bbox` {_BOX}.",
-        "parents": "Ids of the questions this one was composed from (empty at stage 1).",
-        "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` for a template, "
-        "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the teacher model (`+verify@...:MODEL` when a verifier "
+        "parents": "Ids of the stage-1 questions this one was composed from (empty at stage 1).",
+        "steps": "Stage 2: the sub-questions and their answers, in the order the composed answer follows from them "
+        "(empty at stage 1).",
+        "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` or `stage2/TEMPLATE@VERSION` for a template, "
+        "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the writer model (`+verify@...:MODEL` when a verifier "
         "kept it).",
         "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
         "license": "The licence of the image as the source states it.",
     },
+}
+FIELDS["mcq_stage2"] = {
+    **FIELDS["mcq_stage1"],
+    "question": "A multi-hop question composed from stage-1 questions of the same image; its answer is recomputed "
+    "from the boxes.",
+    "skill": "The composition: chain, comparison, set_count or conjunction.",
+    "level": "The number of hops (2 or more).",
+}
+_ROW_FIELDS = {
+    "skill": "The skill of the question the row is about.",
+    "level": "1 for stage-1 questions, 2 or more for composed ones.",
+    "parents": "The question's `mcq_stage*` id first, then the `traces_stage*` ids the row was made from.",
+    "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
+    "license": "The licence of the image as the source states it.",
+}
+_KINDS = (
+    "`O` a correct short chain of thought, `X` a wrong one; `O→O`, `X→O`, `O→X`, `X→X` the same continued by the "
+    "reasoner after a cue, by whether the short one and the continued one end in the correct answer"
+)
+_TRACE_FIELDS = {
+    "id": "Stable content hash of the question's id, the kind and the text.",
+    "mcq_id": "The question (`mcq_stage*.id`).",
+    "image_id": "The image; joins to `scenes.image_id` (traces carry no image themselves).",
+    "question": "The question, as in the MCQ config.",
+    "options": "Its four options.",
+    "answer": "The letter of the correct option.",
+    "skill": "The question's skill.",
+    "level": "The question's level (1, or the hops of a composed question).",
+    "kind": f"The trace's kind: {_KINDS}.",
+    "short": "The teacher's short chain of thought as written (`<think>...</think> <answer>...</answer>`).",
+    "cue": "The cue the continuation starts with (`Wait,` ...); empty when the short one stands alone.",
+    "expansion": "The reasoner's continuation after the cue; empty when not continued.",
+    "text": "The whole trace as an assistant writes it, in the answer format its prompt asks for.",
+    "predicted": "The letter the trace ends with, by the one answer parser (empty when it gives none).",
+    "correct": "Whether `predicted` is the correct letter.",
+    "teacher": "What wrote the short chain of thought (`scripted/...` offline, else model and prompt version).",
+    "reasoner": "What continued it (empty when not continued).",
+    "generator": "Teacher and reasoner together.",
+    "source": "The source of the image.",
+    "license": "The licence of the image as the source states it.",
+}
+_SFT_FIELDS = {
+    "id": "The trace's id.",
+    "image_id": "The image; joins to `scenes.image_id`.",
+    "images": 'The image, once: the user turn\'s `{"type": "image"}` part stands for it (TRL\'s VLM format).',
+    "messages": "TRL conversational turns: system (think, then answer), user (image, question, lettered options, "
+    "answer format), assistant (the trace).",
+    "kind": f"The trace's kind: {_KINDS}; SFT keeps `O`, `O→O` and `X→O`.",
+    "generator": "What wrote the trace (teacher + reasoner).",
+    **_ROW_FIELDS,
+}
+FIELDS.update({"traces_stage1": _TRACE_FIELDS, "traces_stage2": _TRACE_FIELDS})
+FIELDS.update({name: _SFT_FIELDS for name in ("sft_stage1", "sft_stage2", "sft_stage2_merged")})
+_DPO_FIELDS = {
+    "id": "Stable hash of the two traces' ids.",
+    "image_id": "The image; joins to `scenes.image_id`.",
+    "images": "The image, once, for the prompt's image part.",
+    "prompt": "TRL conversational prompt: system and user turns, as in SFT.",
+    "chosen": "The preferred assistant turn: a trace ending in the correct answer.",
+    "rejected": "The other assistant turn: a trace of the same question ending in a wrong one.",
+    "kind": "`CHOSEN > REJECTED` kinds: `O` over `O→X`, `X` or `X→X`; `X→O` over its own `X` and over `X→X`.",
+    "generator": "What wrote the two traces.",
+    **_ROW_FIELDS,
+}
+FIELDS.update({"dpo_stage1": _DPO_FIELDS, "dpo_stage2": _DPO_FIELDS})
+FIELDS["rl"] = {
+    "id": "The question's id (`mcq_stage*.id`).",
+    "image_id": "The image; joins to `scenes.image_id`.",
+    "images": "The image, once, for the prompt's image part.",
+    "prompt": "TRL conversational prompt: system and user turns, as in SFT.",
+    "solution": "The gold answer written as the prompt asks for it (`(B)`, `B.` or the option's text).",
+    "answer": "The gold letter.",
+    "options": "The four options (what `lgt.rewards.accuracy_reward` parses answers against).",
+    "kind": "`prompt`.",
+    "generator": "What wrote the question.",
+    **_ROW_FIELDS,
+    "parents": "The question's id.",
 }
 # Hub metadata that depends on where the annotations came from. The questions are always written by templates.
 SOURCE_METADATA = {
@@ -365,7 +444,7 @@ def write_card(folder: str, build_info: dict) -> str:
     if "scenes" in configs:
         sections.append("## `scenes` at a glance\n\n" + _scene_statistics(folder))
     for config in configs:
-        if "skill" not in FEATURES[config]:
+        if "answer" not in FEATURES[config] or "kind" in FEATURES[config]:
             continue
         per_split = {s: column_counts(folder, config, s, "skill") for s in rows[config]}
         skills = sorted(set().union(*per_split.values()))
@@ -389,6 +468,13 @@ def write_card(folder: str, build_info: dict) -> str:
         sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
     if "generation" in build_info:
         sections.append(generation_section(build_info["generation"]))
+    if "trace_generation" in build_info:
+        sections.append(trace_generation_section(build_info["trace_generation"]))
+    traced = [config for config in configs if "kind" in FEATURES[config] and config != "rl"]
+    if traced:
+        sections.append(trace_stats.statistics_section({c: _trace_statistics(folder, c) for c in traced}))
+    if build_info.get("decontamination"):
+        sections.append(decontam.decontamination_section(build_info["decontamination"]))
     sections.append(_storage_section(configs, download, arrow_bytes, arguments))
     sections.append(USES)
     sections.append(LIMITATIONS)
@@ -416,9 +502,57 @@ def write_card(folder: str, build_info: dict) -> str:
     return str(card)
 
 
+def _trace_statistics(folder: str, config: str) -> dict:
+    """``trace_stats.trace_statistics`` of a written config, read column-wise (DPO: the chosen traces)."""
+    field = {"traces": "text", "sft": "messages", "dpo": "chosen"}[config.split("_")[0]]
+    columns = [field, "kind", *(["cue"] if field == "text" else [])]
+    rows = (
+        row
+        for split in SPLITS
+        for path in split_files(folder, config, split)
+        for row in pq.read_table(path, columns=columns).to_pylist()
+    )
+    return trace_stats.trace_statistics(rows, field)
+
+
+def trace_generation_section(generations: dict) -> str:
+    """Which models wrote the traces, what they cost, and what was thrown away and why."""
+    parts = ["## Trace generation"]
+    for config, generation in generations.items():
+        rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
+        reasoner = (
+            f"`{generation['reasoner']}` continued each after a cue"
+            if generation["reasoner"]
+            else ("no reasoner continued them")
+        )
+        parts.append(
+            f"`{config}`: the teacher `{generation['teacher']}` wrote short chains of thought for "
+            f"{generation['mcqs']:,} questions from their images; {reasoner}, from the caption, the boxes and the "
+            f"question (never the image). {generation['traces']:,} traces kept; thrown away: {rejects}."
+        )
+        parts.append(
+            _table(
+                ["model", "id", "requests", "cache hits", "model calls", "output tokens", "seconds"],
+                [
+                    [
+                        role,
+                        f"`{generation[role]}`",
+                        f"{st['requests']:,}",
+                        f"{st['hits']:,}",
+                        f"{st['misses']:,}",
+                        f"{st['output_tokens']:,}",
+                        f"{st['seconds']:.1f}",
+                    ]
+                    for role, st in generation["models"].items()
+                ],
+            )
+        )
+    return "\n\n".join(parts)
+
+
 def generation_section(generation: dict) -> str:
     """Which models wrote questions, what they cost, and what was thrown away and why."""
-    writers = {"llm": "the teacher model", "both": "the templates and the teacher model"}[generation["stage1"]]
+    writers = {"llm": "the writer model", "both": "the templates and the writer model"}[generation["stage1"]]
     verifier = (
         f" A verifier, `{generation['verifier']}`, answered each question from the caption and boxes; only "
         "questions it answered the same way were kept."
@@ -451,7 +585,7 @@ def generation_section(generation: dict) -> str:
     )
     return (
         "## Generation\n\n"
-        f"`mcq_stage1` was written by {writers}: the teacher, `{generation['teacher']}`, read each image's dense "
+        f"`mcq_stage1` was written by {writers}: the writer, `{generation['writer']}`, read each image's dense "
         f"caption and boxes (prompt `{generation['prompt']}`) and wrote grounded questions as JSON, parsed strictly "
         "and held to the rules a template question meets: four distinct options, one correct letter, a known skill, "
         f"grounding on objects of the image, no answer given away.{verifier} Its rows name it in `generator`: "
@@ -465,7 +599,7 @@ def generation_section(generation: dict) -> str:
         "`GenerationCache(FILE).to_dataset()`, import it elsewhere with `import_dataset`, and rebuild with "
         "`lgt build ... --cache FILE --cache-only`.\n\n"
         "Model-written questions are checked for form and grounding (and by the verifier, when there is one), not "
-        "against the image itself: their answers are as right as the caption and boxes the teacher read."
+        "against the image itself: their answers are as right as the caption and boxes the writer read."
     )
 
 
