@@ -56,6 +56,7 @@ _SEPARATORS = re.compile(r"[\W_]+")
 _QUESTION_LABEL = re.compile(r"\bquestion\s*:", re.IGNORECASE)
 _EMBEDDED_OPTIONS = re.compile(r"\n\s*(?:options|choices)\s*:|\n\s*\(?A[).:]\s", re.IGNORECASE)
 _DCT_SIZE = 32
+_VERDICTS_KEPT = 65_536
 _DCT = np.cos(np.pi * (2 * np.arange(_DCT_SIZE)[None, :] + 1) * np.arange(_DCT_SIZE)[:, None] / (2 * _DCT_SIZE))
 
 
@@ -152,8 +153,9 @@ class Decontaminator:
         self.benchmarks: dict[str, Counter] = {}
         self.counts: Counter = Counter()
         self._questions: list[frozenset[str]] = []
-        self._seen_questions: dict[str, int] = {}
-        self._postings: dict[str, list[int]] = {}
+        self._seen_questions: set[str] = set()
+        self._frequency: Counter = Counter()  # in how many benchmark questions each gram is
+        self._postings: dict[str, list[int]] = {}  # gram -> the questions that have it in their prefix
         self._hashes: list[int] = []
         self._hash_array = np.zeros(0, dtype=np.uint64)
         self._image_verdicts: dict[bytes, bool] = {}
@@ -173,23 +175,35 @@ class Decontaminator:
                 index._add_folder(path)
             else:
                 index._add_file(path)
-        index._hash_array = np.array(index._hashes, dtype=np.uint64)
+        index._finish()
         for name, counts in index.benchmarks.items():
             logger.info(f"decontamination index: {name}: {counts['questions']} questions, {counts['images']} images")
         return index
 
-    def add_question(self, question: str, benchmark: str) -> None:
+    def _add_question(self, question: str, benchmark: str) -> None:
         self.benchmarks.setdefault(benchmark, Counter())["questions"] += 1
         key = normalise(question_stem(question))
-        if not key or key in self._seen_questions:
-            return
-        self._seen_questions[key] = len(self._questions)
-        shingles = grams(question)
-        for gram in shingles:
-            self._postings.setdefault(gram, []).append(len(self._questions))
-        self._questions.append(shingles)
+        if key and key not in self._seen_questions:
+            self._seen_questions.add(key)
+            self._questions.append(grams(question))
+            self._frequency.update(self._questions[-1])
 
-    def add_image(self, data: bytes, benchmark: str) -> None:
+    def _order(self, shingles: frozenset[str]) -> list[str]:
+        """Grams rarest first, in one total order (benchmark frequency, then the gram) shared by both sides."""
+        return sorted(shingles, key=lambda gram: (self._frequency.get(gram, 0), gram))
+
+    def _prefix(self, shingles: frozenset[str]) -> list[str]:
+        """The rarest ``n - ceil(t * n) + 1`` grams: two sets with Jaccard >= t share a gram of their prefixes (they
+        share at least ``ceil(t * max(n, m))`` grams, so neither can have all of those outside its prefix)."""
+        return self._order(shingles)[: len(shingles) - math.ceil(self.question_threshold * len(shingles)) + 1]
+
+    def _finish(self) -> None:
+        for number, shingles in enumerate(self._questions):
+            for gram in self._prefix(shingles):
+                self._postings.setdefault(gram, []).append(number)
+        self._hash_array = np.array(self._hashes, dtype=np.uint64)
+
+    def _add_image(self, data: bytes, benchmark: str) -> None:
         counts = self.benchmarks.setdefault(benchmark, Counter())
         try:
             self._hashes.append(image_hash(data))
@@ -202,23 +216,25 @@ class Decontaminator:
     def _add_folder(self, folder: Path) -> None:
         for path in sorted(folder.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                self.add_image(path.read_bytes(), folder.name)
+                self._add_image(path.read_bytes(), folder.name)
 
     def _add_file(self, path: Path) -> None:
         records = list(_records(path))
+        if not records:
+            raise ValueError(f"{path}: no benchmark records in it")
         by_index = {}
         for record in records:  # MMBench TSVs store a repeated image once and refer to it by the row's index
             index, image = _field(record, "index"), _field(record, "image")
             if index is not None and isinstance(image, str) and len(image) > 64:
                 by_index[str(index)] = image
-        if records and _field(records[0], "question") is None and _field(records[0], "image", "images") is None:
+        if _field(records[0], "question") is None and _field(records[0], "image", "images") is None:
             raise ValueError(
                 f"{path}: benchmark records need a 'question' or an 'image' field, found {list(records[0])}"
             )
         for number, record in enumerate(records):
             question = _field(record, "question")
             if isinstance(question, str):
-                self.add_question(question, path.stem)
+                self._add_question(question, path.stem)
             try:
                 images = _image_bytes(_field(record, "image", "images"), path.parent, by_index)
             except (OSError, binascii.Error, ValueError) as error:
@@ -226,7 +242,7 @@ class Decontaminator:
                 logger.warning(f"{path} [record {number}]: image not read ({error}); not indexed")
                 continue
             for data in images:
-                self.add_image(data, path.stem)
+                self._add_image(data, path.stem)
 
     def question_match(self, question: str) -> float:
         """The highest Jaccard similarity to a benchmark question that reaches the threshold, or 0.0."""
@@ -234,17 +250,16 @@ class Decontaminator:
         if not shingles:
             return 0.0
         t = self.question_threshold
-        prefix = sorted(shingles, key=lambda gram: (len(self._postings.get(gram, ())), gram))
-        candidates = {
-            c
-            for gram in prefix[: len(shingles) - math.ceil(t * len(shingles)) + 1]
-            for c in self._postings.get(gram, ())
-        }
-        best = 0.0
-        for candidate in candidates:
-            other = self._questions[candidate]
-            if t * len(other) <= len(shingles) <= len(other) / t:
-                best = max(best, jaccard(shingles, other))
+        low, high = t * len(shingles), len(shingles) / t  # Jaccard >= t needs t <= |A| / |B| <= 1 / t
+        candidates = {number for gram in self._prefix(shingles) for number in self._postings.get(gram, ())}
+        best = max(
+            (
+                jaccard(shingles, other)
+                for other in map(self._questions.__getitem__, candidates)
+                if low <= len(other) <= high
+            ),
+            default=0.0,
+        )
         return best if best >= t else 0.0
 
     def image_match(self, data: bytes) -> bool:
@@ -253,6 +268,8 @@ class Decontaminator:
             return False
         key = hashlib.blake2b(data, digest_size=16).digest()
         if key not in self._image_verdicts:
+            if len(self._image_verdicts) >= _VERDICTS_KEPT:  # MCQs of one image come together: a short memory does
+                self._image_verdicts.clear()
             distance = np.bitwise_count(self._hash_array ^ np.uint64(image_hash(data))).min()
             self._image_verdicts[key] = bool(distance <= self.image_distance)
         return self._image_verdicts[key]
@@ -285,9 +302,9 @@ def decontamination_section(report: dict) -> str:
     lines = [
         "## Decontamination",
         "",
-        f"Every MCQ was checked against the benchmarks below before any trace or pair was made from it: dropped when "
-        f"its question near-duplicates a benchmark question ({report['question_rule']}, normalised text) or its "
-        f"image matches a benchmark image ({report['image_rule']}).",
+        "MCQs were checked against the benchmarks below and dropped when their question near-duplicates a benchmark "
+        f"question ({report['question_rule']}, normalised text, embedded options left out) or their image matches a "
+        f"benchmark image ({report['image_rule']}). The question is checked first.",
         "",
         "| benchmark | questions | images |",
         "|---|---|---|",

@@ -193,6 +193,9 @@ def test_a_file_with_neither_question_nor_image_is_refused(tmp_path):
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
     with pytest.raises(ValueError, match="need a 'question' or an 'image' field"):
         Decontaminator.from_benchmarks([tmp_path / "x.jsonl"])
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(ValueError, match="no benchmark records"):
+        Decontaminator.from_benchmarks([tmp_path / "empty.json"])
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(ValueError, match="not a benchmark file"):
         Decontaminator.from_benchmarks([tmp_path / "x.txt"])

@@ -136,6 +136,23 @@ def _only_beside(scene: Scene, target: SceneObject, anchor: SceneObject, rel: st
     )
 
 
+def _area(box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _superlative_ok(scene: Scene, question: str, *anchors: SceneObject) -> bool:
+    """Where the question finds an anchor as "the largest/smallest <kind>", one of ``anchors`` is that, by a fifth
+    at least over every other object of its kind."""
+    for word in ("largest", "smallest"):
+        for name in {a.name for a in anchors if f"{word} {a.name}" in question}:
+            sizes = sorted((_area(o.bbox), o.id) for o in scene.objects if o.name == name)
+            (first, first_id), (second, _) = sizes[::-1][:2] if word == "largest" else sizes[:2]
+            ratio = first / second if word == "largest" else second / first
+            if ratio <= 1.2 or first_id not in {a.id for a in anchors}:
+                return False
+    return True
+
+
 def _relations_in(question: str) -> list[str]:
     """The relations a question names, in order."""
     return [rel for _, rel in sorted((at, rel) for phrase, rel in RELATIONS.items() for at in _at(question, phrase))]
@@ -167,12 +184,14 @@ def _expected(scene: Scene, c: Composite, parents: list[dict]) -> str:
     if c.template.startswith("chain"):
         target, anchor = g
         assert _referent_ok(scene, c.question, target, anchor), c.question
+        assert _superlative_ok(scene, c.question, anchor), c.question
         if c.template == "chain_colour":
             return _colour(target)
         return _quadrant(target.bbox, scene.width, scene.height)
     if c.template == "comparison_size":
         r1, r2 = _relations_in(c.question)
         assert _only_beside(scene, g[0], g[2], r1) and _only_beside(scene, g[1], g[3], r2), c.question
+        assert _superlative_ok(scene, c.question, g[2], g[3]), c.question
         ratio = (g[0].bbox[2] - g[0].bbox[0]) * (g[0].bbox[3] - g[0].bbox[1])
         ratio /= (g[1].bbox[2] - g[1].bbox[0]) * (g[1].bbox[3] - g[1].bbox[1])
         bins = ["less than a third", "smaller", "larger", "more than three times"]
@@ -209,7 +228,8 @@ def test_answers_recomputed_from_the_boxes(builtin):
                 assert c.correct == expected, (c.question, c.correct, expected)
             assert c.correct not in c.distractors and len(set(c.distractors)) == 3
             checked[c.template] += 1
-    assert set(checked) == set(stage2.SKILLS), checked
+            checked["superlative"] += c.skill == "chain" and c.level == 3 and "est " in c.question
+    assert set(+checked) == {*stage2.SKILLS, "superlative"}, checked  # a chain found through "the largest X" too
 
 
 def test_parents_steps_and_levels(builtin):

@@ -35,6 +35,11 @@ def row(text: str, kind: str = "O", cue: str = "") -> dict:
         ("The answer is B because the bus is blue.", set()),
         ("Awaiting nothing; the factual answer is B.", set()),  # whole words only: not "wait", not "actual"
         ("I\u2019ll reconsider: that\u2019s wrong.", {"backtrack"}),  # typographic apostrophes
+        (
+            "Let me count the cats one by one. Counting again from the top: 3. So my first pass was wrong.",
+            {"subgoal", "verify", "backtrack"},
+        ),
+        ("Looking again, I think I misjudged something.", {"verify", "backtrack"}),
     ],
 )
 def test_markers(thought, expected):

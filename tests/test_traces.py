@@ -109,7 +109,17 @@ def test_every_kind_and_skill_on_the_builtin_scenes(scripted):
     by_template = {}
     for mcq, _, traces in scripted:
         by_template.setdefault(_template(mcq), Counter()).update(trace.kind for trace in traces)
-    for template in ("count", "relation", "size", "distance", "existence", "absence", "colour", "location"):
+    for template in (
+        "count",
+        "relation",
+        "size",
+        "distance",
+        "existence",
+        "absence",
+        "colour",
+        "attribute",
+        "location",
+    ):
         assert {"O", "X", "X→O", "O→O"} <= set(by_template[template]), (template, by_template.get(template))
 
 
@@ -159,19 +169,27 @@ def test_counts_are_the_grounding_objects_one_by_one(scripted):
     assert checked > 20
 
 
-def test_relations_compare_the_real_centres(scripted):
+def test_relations_compare_the_real_centres_and_edges(scripted):
     checked = 0
     for mcq, _, short in _right_shorts(scripted, "relation"):
         a, b = (SceneObject(g["object_id"], g["name"], g["bbox"]) for g in mcq["grounding"])
-        axis, first_value, second_value = re.search(
-            r"centre is at ([xy]) = (\d+), less than .*?'s (\d+)", short
-        ).groups()
+        axis, low, high = re.search(r"centre is at ([xy]) = (\d+), less than .*?'s (\d+)", short).groups()
         index = "xy".index(axis)
-        assert {int(first_value), int(second_value)} == {round(a.center[index]), round(b.center[index])}, short
-        assert int(first_value) < int(second_value)
-        assert short.endswith(f"{mcq['options'][LETTERS.index(mcq['answer'])]}.")
+        assert {int(low), int(high)} == {round(a.center[index]), round(b.center[index])}, short
+        assert int(low) < int(high) and short.endswith(f"{mcq['options'][LETTERS.index(mcq['answer'])]}.")
         checked += 1
     assert checked > 20
+    edges = 0
+    for mcq, _, traces in scripted:  # the second look compares the facing edges of the two
+        if _template(mcq) == "relation":
+            sides = {round(v) for g in mcq["grounding"] for v in g["bbox"]}
+            text = " ".join(t.expansion for t in traces)
+            for first, second, gap in re.findall(
+                r"at [xy] = (\d+) and the [a-z ]+ at [xy] = (\d+), a gap of (\d+)", text
+            ):
+                assert {int(first), int(second)} <= sides and abs(int(first) - int(second)) == int(gap), text
+                edges += 1
+    assert edges > 10
 
 
 def test_sizes_use_the_real_areas(scripted):
@@ -197,6 +215,9 @@ def test_locations_and_distances_use_the_real_geometry(scripted):
         nearest = mcq["grounding"][1:]
         gap = min(stage1.gap(anchor, SceneObject(0, "", g["bbox"])) for g in nearest)
         assert f"The smallest gap is {round(gap):,} px." in short, short
+    for mcq, scene, short in _right_shorts(scripted, "attribute"):
+        share = SceneObject(0, "", mcq["grounding"][0]["bbox"]).area / (scene.width * scene.height)
+        assert f"about {100 * share:.1f}%" in short, short
 
 
 def _total_of_two_counts(builtin_mcqs) -> tuple[dict, Scene]:
@@ -268,6 +289,42 @@ def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
     assert len(templates) >= 4 and {"O", "O→O", "X", "X→O"} <= set(kinds), (templates, kinds)
 
 
+def test_a_question_the_boxes_do_not_settle_still_ends_on_its_gold_option(builtin_mcqs):
+    """A teacher's question, or one whose gold letter the boxes contradict, gets reasoning that names its objects
+    and ends on the gold option: a scripted trace is never right about a different answer than the row's."""
+    mcq, scene = next(item for item in builtin_mcqs if _template(item[0]) == "relation")
+    gold = LETTERS[(LETTERS.index(mcq["answer"]) + 1) % 4]
+    for row in ({**mcq, "generator": "stage1/llm@1:some-teacher"}, {**mcq, "answer": gold}):
+        traces = scripted_traces(row, scene, 6, seed=0)
+        assert {"O", "X", "X→O"} <= {t.kind for t in traces}
+        for trace in traces:
+            assert trace.correct == (trace.predicted == row["answer"])
+            assert _extents(trace.short)[:2] == [_box(g["bbox"]) for g in row["grounding"]]
+            if trace.correct:
+                assert trace.think.endswith(f"{row['options'][LETTERS.index(row['answer'])]}.")
+
+
+def test_coco_photos_get_grounded_traces_too(coco_root):
+    """Real annotations: no colours to tell objects apart, many objects, boxes in fractional pixels."""
+    from lgt.errors import InputError
+    from lgt.sources.coco import CocoSource
+
+    source = CocoSource(str(coco_root))
+    scenes = [source.scene(entry.payload) for entry in source.entries() if not isinstance(entry, InputError)]
+    vocab = stage1.Vocabulary(sorted({o.name for scene in scenes for o in scene.objects}), [], [])
+    balancer, balance, kinds, templates = LetterBalancer("0"), stage1.Balance(), Counter(), set()
+    for scene in scenes:
+        for draft in stage1.generate(scene, vocab, random.Random(scene.image_id), balance):
+            mcq = _row(scene, draft, balancer)
+            boxes = {_box(obj.bbox) for obj in scene.objects}
+            for trace in scripted_traces(mcq, scene, 2, seed=0):
+                kinds[trace.kind] += 1
+                assert trace.correct == (trace.predicted == mcq["answer"]) and not mentions_banned(trace.think)
+                assert set(_extents(trace.think)) <= boxes and "The question is about" not in trace.think
+            templates.add(draft.template)
+    assert len(templates) >= 6 and set(kinds) == set(KINDS), (templates, kinds)
+
+
 def test_scripted_traces_are_cheap(builtin_mcqs):
     start = time.perf_counter()
     for mcq, scene in builtin_mcqs:
@@ -322,17 +379,19 @@ def _mcq(image_id: str) -> dict:
     return {**MCQ, "id": f"m-{image_id}", "image_id": image_id}
 
 
-# image id -> the teacher's n=3 short CoTs (text, finish reason); then, per short CoT kept, the reasoner's answer
+# image id -> the teacher's n=4 short CoTs (text, finish reason); then, per short CoT kept, the reasoner's answer
 SHORTS = {
     "a": [
         ("<think>I see The Red Circle at left and the Blue Circle: two.</think> <answer>(B)</answer>", "stop"),
         ("<think>Only one circle, the red one.</think>\n<answer>A.</answer>", "stop"),
         ("<think>There are two circles</think> <answer>2</answer>", "stop"),
+        ("<think>I count three circles.</think> <answer>C</answer>", "stop"),
     ],
     "b": [
         ("<think>Two circles.</think>", "stop"),  # no answer
         ("<answer>(B)</answer>", "stop"),  # no thinking
         ("<think>Counting: one, two, thr", "length"),  # cut off
+        ("<think>The bounding boxes show two.</think> <answer>(B)</answer>", "stop"),  # a banned word
     ],
 }
 EXPANSIONS = {
@@ -340,10 +399,16 @@ EXPANSIONS = {
     "<answer>(B)</answer>",
     ("a", 1): " I missed the blue circle at x 200-260. So there are two.</think> <answer>(B)</answer>",
     ("a", 2): " as the caption says, there are three.</think> <answer>(C)</answer>",  # a banned word
+    ("a", 3): " still three, I think.</think>",  # no answer
 }
-EXPECTED_KINDS = Counter({"O": 2, "X": 1, "O→O": 1, "X→O": 1})
+EXPECTED_KINDS = Counter({"O": 2, "X": 2, "O→O": 1, "X→O": 1})
 EXPECTED_REJECTS = Counter(
-    short_without_answer=1, short_without_thinking=1, short_truncated=1, expansion_mentions_banned_word=1
+    short_without_answer=1,
+    short_without_thinking=1,
+    short_truncated=1,
+    short_mentions_banned_word=1,
+    expansion_mentions_banned_word=1,
+    expansion_without_answer=1,
 )
 
 
@@ -373,18 +438,18 @@ def answered(tmp_path):
     cache = tmp_path / "generations.sqlite"
     teacher = Engine("openai:fixture-vlm", cache=cache, cache_only=True, progress=False)
     reasoner = Engine("openai:fixture-reasoner", cache=cache, cache_only=True, progress=False)
-    _store_answers(teacher, reasoner, TraceWriter(n=3, seed=5))
+    _store_answers(teacher, reasoner, TraceWriter(n=4, seed=5))
     return teacher, reasoner
 
 
 def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written():
-    writer = TraceWriter(n=3, seed=5)
+    writer = TraceWriter(n=4, seed=5)
     mcq, scene, image = _items()[0]
     short = writer.short_request(mcq, image)
     system, user = short.messages
     assert system.joined_text == SYSTEM_PROMPT and user.images[0].data == image
     assert user.joined_text == user_text(mcq["question"], mcq["options"], row_style(5, mcq["id"]))
-    assert short.sampling.n == 3 and (short.sampling.temperature, short.sampling.top_p) == (0.7, 0.8)
+    assert short.sampling.n == 4 and (short.sampling.temperature, short.sampling.top_p) == (0.7, 0.8)
     think = "I see The Red Circle at left; TWO in all."
     expand = writer.expand_request(mcq, scene, think, "Wait,")
     assert expand.prefill == f"<think>\n{think}\n\nWait," and not expand.images
@@ -397,9 +462,9 @@ def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written(
 
 def test_model_traces_grade_count_rejects_and_keep_the_short_cot(answered):
     teacher, reasoner = answered
-    result = model_traces(_items(), teacher, reasoner, n=3, seed=5)
+    result = model_traces(_items(), teacher, reasoner, n=4, seed=5)
     assert teacher.stats.misses == reasoner.stats.misses == 0
-    assert teacher.stats.requests == 2 and reasoner.stats.requests == 3  # one call per step, every item in it
+    assert teacher.stats.requests == 2 and reasoner.stats.requests == 4  # one call per step, every item in it
     traces = [t for found in result.traces.values() for t in found]
     assert Counter(t.kind for t in traces) == EXPECTED_KINDS
     assert result.rejects == EXPECTED_REJECTS
@@ -416,16 +481,16 @@ def test_model_traces_grade_count_rejects_and_keep_the_short_cot(answered):
 
 def test_without_a_reasoner_only_short_cots(answered):
     teacher, _ = answered
-    result = model_traces(_items(), teacher, None, n=3, seed=5)
-    assert Counter(t.kind for found in result.traces.values() for t in found) == Counter({"O": 2, "X": 1})
+    result = model_traces(_items(), teacher, None, n=4, seed=5)
+    assert Counter(t.kind for found in result.traces.values() for t in found) == Counter({"O": 2, "X": 2})
     assert all(not t.cue and not t.reasoner for found in result.traces.values() for t in found)
 
 
 def test_the_bill_counts_expansions_for_cached_short_cots(answered):
     teacher, reasoner = answered
-    bills = bill_traces(_items(), teacher, reasoner, n=3, seed=5)
+    bills = bill_traces(_items(), teacher, reasoner, n=4, seed=5)
     assert (bills["short CoTs"].requests, bills["short CoTs"].to_generate) == (2, 0)
-    assert (bills["expansions"].requests, bills["expansions"].cached) == (3, 3)
+    assert (bills["expansions"].requests, bills["expansions"].cached) == (4, 4)
 
 
 # ---- the tiny random models, end to end ----
@@ -449,7 +514,7 @@ def _tiny_engines(tiny, cache):
 def test_tiny_models_end_to_end_and_a_rerun_is_all_cache_hits(tiny, tmp_path):
     cache = tmp_path / "generations.sqlite"
     teacher, reasoner = _tiny_engines(tiny, cache)
-    settings = {"n": 3, "seed": 5, "short_max_tokens": 16, "expansion_max_tokens": 16}
+    settings = {"n": 4, "seed": 5, "max_tokens": 16, "expansion_max_tokens": 16}
     writer = TraceWriter(**settings)
     # Scene "a"'s short CoTs are a realistic teacher's (cached); the tiny VLM writes the others and the tiny LLM
     # continues every usable one, so both models run.
@@ -460,14 +525,14 @@ def test_tiny_models_end_to_end_and_a_rerun_is_all_cache_hits(tiny, tmp_path):
         [(teacher.key(request), teacher.spec.name, request.template, Response(texts, reasons, 9, 9))]
     )
     result = model_traces(items, teacher, reasoner, **settings)
-    assert teacher.stats.misses == 1 and reasoner.stats.misses == 3
+    assert teacher.stats.misses == 1 and reasoner.stats.misses == 4
     assert sum(result.rejects.values()) >= 3 and all(count > 0 for count in result.rejects.values())
-    assert Counter(t.kind for t in result.traces["m-a"] if not t.cue) == Counter({"O": 2, "X": 1})
+    assert Counter(t.kind for t in result.traces["m-a"] if not t.cue) == Counter({"O": 2, "X": 2})
     first = model_traces(items, teacher, reasoner, **settings)
     teacher.close(), reasoner.close()
 
     teacher, reasoner = _tiny_engines(tiny, cache)
     again = model_traces(items, teacher, reasoner, **settings)
     assert teacher.stats.misses == reasoner.stats.misses == 0 and teacher._backend is None
-    assert teacher.stats.hits == 2 and reasoner.stats.hits == 3
+    assert teacher.stats.hits == 2 and reasoner.stats.hits == 4
     assert again.traces == first.traces and again.rejects == result.rejects

@@ -303,15 +303,38 @@ def _unique_nearest(scene: Scene, target: SceneObject, anchor: SceneObject) -> b
     return gaps[0][0] <= stage1.DISTANCE_RATIO * gaps[1][0] and gaps[1][0] - gaps[0][0] >= clear
 
 
+def _superlative(scene: Scene, anchor: SceneObject) -> str | None:
+    """ "largest" or "smallest" when ``anchor`` is plainly that among the instances of its category (two or more,
+    each visible and whole), by at least stage 1's size margin over every other one; else None."""
+    same = [o for o in scene.objects if o.name == anchor.name]
+    least = stage1.MIN_VISIBLE_SHARE * scene.width * scene.height
+    if len(same) < 2 or any(o.crowd or o.area < least or stage1._cut_by_frame(o, scene) for o in same):
+        return None
+    others, margin = [o.area for o in same if o.id != anchor.id], 2**stage1.SIZE_MARGIN
+    if anchor.area >= margin * max(others):
+        return "largest"
+    if anchor.area * margin <= min(others):
+        return "smallest"
+    return None
+
+
 def _referents(facts: _Facts, rng: random.Random) -> Iterator[tuple[SceneObject, SceneObject, str, list, tuple]]:
     """(object, the object it is found through, the phrase that picks it out, the steps that say so, the phrase's
-    key)."""
+    key). The object found through may itself be found by its size among its kind ("the largest star"): a step no
+    stage-1 question asked, recomputed here."""
     scene = facts.scene
     for fact in facts.relations:
-        if _unique_relation(scene, fact):
-            wording = rng.choice(REFERENTS["relation"])
-            text = wording.format(rel=stage1.RELATION_PHRASES[fact.rel], b=singular(facts.phrase[fact.anchor.id]))
-            yield fact.target, fact.anchor, text, [fact.step], (fact.rel, fact.anchor.id)
+        if not _unique_relation(scene, fact):
+            continue
+        rel, wording = stage1.RELATION_PHRASES[fact.rel], rng.choice(REFERENTS["relation"])
+        named = singular(facts.phrase[fact.anchor.id])
+        yield fact.target, fact.anchor, wording.format(rel=rel, b=named), [fact.step], (fact.rel, fact.anchor.id)
+        most = _superlative(scene, fact.anchor)
+        if most is not None:
+            kind = singular(fact.anchor.name)
+            found = _Step(f"Which {kind} is the {most}?", f"the {named}", "")
+            text = wording.format(rel=rel, b=f"{most} {kind}")
+            yield fact.target, fact.anchor, text, [found, fact.step], (fact.rel, fact.anchor.id, most)
     for target, anchor, step in facts.nearest:
         if _unique_nearest(scene, target, anchor):
             text = rng.choice(REFERENTS["distance"]).format(b=singular(facts.phrase[anchor.id]))

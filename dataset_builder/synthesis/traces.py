@@ -9,8 +9,8 @@ Two ways to write them:
 - ``model_traces``: a VLM teacher writes ``n`` short CoTs per MCQ from the image, in the exact prompt training uses;
   a reasoning LLM, which sees the caption, the object boxes and the question but not the image, continues each one
   after a cue given as an assistant prefill. The backend is asked not to use the banned words (a versioned list);
-  an expansion that still uses one is dropped. Each step is one ``engine.generate`` call, so the whole stage is in
-  flight at once and every answer is cached.
+  a short CoT or an expansion that still uses one is dropped, counted. Each step is one ``engine.generate`` call,
+  so the whole stage is in flight at once and every answer is cached.
 - ``scripted_traces`` (the offline default): traces written from the boxes, correct by construction. They name the
   regions they look at with their pixel extents, count object by object and compare coordinates explicitly; a wrong
   one carries one planted slip (a skipped or misnamed object, a comparison the wrong way round, a distractor taken
@@ -81,20 +81,20 @@ def kind_of(short_correct: bool, final_correct: bool | None = None) -> str:
 
 @cache
 def banned_words() -> tuple[str, ...]:
-    """The versioned list of words an expansion may not use (``prompts/banned_words.vN.txt``)."""
+    """The versioned list of words no kept trace may use (``prompts/banned_words.vN.txt``)."""
     text = load_prompt("banned_words").text
     return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
 @cache
 def _banned_pattern() -> re.Pattern:
-    words = sorted(banned_words(), key=len, reverse=True)
-    return re.compile(r"(?<![A-Za-z])(?:" + "|".join(map(re.escape, words)) + r")(?![A-Za-z])", re.IGNORECASE)
+    words = sorted((word.lower() for word in banned_words()), key=len, reverse=True)
+    return re.compile(r"(?<![a-z])(?:" + "|".join(map(re.escape, words)) + r")(?![a-z])")
 
 
 def mentions_banned(text: str) -> bool:
     """Whether ``text`` uses a banned word or phrase (whole words, any case)."""
-    return _banned_pattern().search(text) is not None
+    return _banned_pattern().search(text.lower()) is not None
 
 
 def _backend_banned_words() -> tuple[str, ...]:
@@ -140,7 +140,7 @@ class TraceWriter:
     cues: tuple[str, ...] = CUES
     temperature: float = 0.7
     top_p: float = 0.8
-    short_max_tokens: int = SHORT_MAX_TOKENS
+    max_tokens: int = SHORT_MAX_TOKENS
     expansion_max_tokens: int = EXPANSION_MAX_TOKENS
     short_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_short"))
     expand_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_expand"))
@@ -151,20 +151,20 @@ class TraceWriter:
         user = formats.user_text(mcq["question"], list(mcq["options"]), style)
         messages = []
         for message in formats.prompt_messages(mcq["question"], list(mcq["options"]), style):
-            parts = tuple(
-                ImagePart(image)
-                if part["type"] == "image"
-                else self.short_prompt.render(user_text=part["text"])
-                if part["text"] == user
-                else part["text"]
-                for part in message["content"]
-            )
-            messages.append(Message(message["role"], parts))
+            parts = []
+            for part in message["content"]:
+                if part["type"] == "image":
+                    parts.append(ImagePart(image))
+                elif part["text"] == user:  # the versioned prompt around the question (v1: the question as it is)
+                    parts.append(self.short_prompt.render(user_text=user))
+                else:
+                    parts.append(part["text"])
+            messages.append(Message(message["role"], tuple(parts)))
         sampling = Sampling(
             n=self.n,
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=self.short_max_tokens,
+            max_tokens=self.max_tokens,
             seed=self.seed,
         )
         return Request(messages=tuple(messages), sampling=sampling, template=self.short_prompt.id)
@@ -228,12 +228,14 @@ def _shorts(mcq: dict, scene: Scene, response: Response, rejects: Counter) -> li
             rejects["short_without_thinking"] += 1
         elif not predicted:
             rejects["short_without_answer"] += 1
+        elif mentions_banned(text):  # a kept trace never names them, whoever wrote it
+            rejects["short_mentions_banned_word"] += 1
         else:
             kept.append(_Short(mcq, scene, index, think, predicted, correct))
     return kept
 
 
-def _expansion(short: _Short, cue: str, response: Response, rejects: Counter) -> tuple[str, str, bool] | None:
+def _expansion(short: _Short, response: Response, rejects: Counter) -> tuple[str, str, bool] | None:
     """``(expansion think, letter, correct)`` of one continuation, or None (counted) when it is unusable."""
     text, reason = response.texts[0], response.finish_reasons[0]
     expansion = text.split("</think>", 1)[0].strip()
@@ -262,7 +264,8 @@ def model_traces(
     """Traces for ``(mcq, scene, image bytes)`` items: ``n`` short CoTs each from ``teacher``, and, with a
     ``reasoner``, each short CoT continued after a cue. Each step sends its whole stage in one ``generate`` call.
 
-    ``settings`` are ``TraceWriter``'s other fields (cues, temperature, top_p, short/expansion max tokens).
+    ``settings`` are ``TraceWriter``'s other fields: ``cues``, ``temperature``, ``top_p``, ``max_tokens`` (short CoTs)
+    and ``expansion_max_tokens``.
     """
     writer = TraceWriter(n=n, seed=seed, **settings)
     rejects: Counter = Counter()
@@ -279,7 +282,7 @@ def model_traces(
         cues = [writer.cue(s.mcq["id"], s.index) for s in shorts]
         requests = [writer.expand_request(s.mcq, s.scene, s.think, cue) for s, cue in zip(shorts, cues, strict=True)]
         for s, cue, response in zip(shorts, cues, reasoner.generate(requests, desc="Expansions"), strict=True):
-            found = _expansion(s, cue, response, rejects)
+            found = _expansion(s, response, rejects)
             if found is None:
                 continue
             expansion, predicted, correct = found
@@ -450,7 +453,7 @@ def _count_case(w: _Writer, template: str) -> _Case | None:
     many = plural(topic)
     others = [o for o in w.objects if o.name != topic]
 
-    def listing(items: list[tuple[SceneObject, str]]) -> list[str]:
+    def listing(items: list[SceneObject]) -> list[str]:
         lines = [
             w.rng.choice((f"Let me count the {many} one by one, left to right.", f"I go over the {many} in turn."))
         ]
@@ -463,8 +466,8 @@ def _count_case(w: _Writer, template: str) -> _Case | None:
         return f"So there {'is' if value == 1 else 'are'} {value} {topic if value == 1 else many}."
 
     if n == 0:
-        seen = ", ".join(w.the(o) for o in w.objects[:4])
-        right = [f"I look over the whole image for {many}.", f"What I see is {seen}; none of them is {_a(topic)}."]
+        seen = ", ".join(w.the(o) for o in w.objects[:6])
+        right = [f"I look over the whole image for {many}.", f"I see {seen}; none of these is {_a(topic)}."]
     else:
         right = listing(objs)
     check_order = sorted(objs, key=lambda o: (o.bbox[1], o.bbox[0]))
@@ -559,10 +562,12 @@ def _relation_case(w: _Writer) -> _Case | None:
     )
     right = [f"I find {w.the(a)}, and {w.the(b)}.", level, compare(answer)]
     edge = (2, 0) if _AXES[answer] == (0, -1) else (0, 2) if axis == 0 else (3, 1) if _AXES[answer][1] < 0 else (1, 3)
+    gap = (b.bbox[edge[1]] - a.bbox[edge[0]]) * (-_AXES[answer][1])
+    apart = f"a gap of {_n(gap)} px" if gap >= 0 else f"overlapping by only {_n(-gap)} px"
     check = [
         f"Comparing edges instead: the {w.phrase(a)} {'ends' if edge[0] >= 2 else 'starts'} at {along} = "
         f"{_n(a.bbox[edge[0]])} and the {w.phrase(b)} {'starts' if edge[1] < 2 else 'ends'} at {along} = "
-        f"{_n(b.bbox[edge[1]])}, which gives the same order."
+        f"{_n(b.bbox[edge[1]])}, {apart}, so the order holds."
     ]
     wrong = _OPPOSITE[answer]
     ca_, cb_ = _n(ca), _n(cb)
@@ -787,7 +792,7 @@ def _attribute_case(w: _Writer, template: str) -> _Case | None:
     if sized:
         right.append(
             f"It covers {_n(obj.area)} of the {_n(image_area)} square pixels of the image, about {100 * share:.1f}%, "
-            f"which is {value} for a shape here."
+            f"which is {value} for an object in this image."
         )
     elif template == "colour":
         right.append(f"Its fill is {value}.")
@@ -796,11 +801,12 @@ def _attribute_case(w: _Writer, template: str) -> _Case | None:
     check = [f"None of {', '.join(o for i, o in enumerate(options) if i != answer)} fits it."]
     case = _Case(answer, right, check, conclude)
     others = [i for i, o in enumerate(options) if i != answer and o not in obj.attributes]
+    sizes = [i for i in others if options[i] in ("small", "medium", "large")]
     if not others:
         return case
-    slipped = w.rng.choice(others)
-    if sized:
-        case.wrong = [right[0], f"It takes up a fair part of the image, so I would call it {options[slipped]}."]
+    slipped = w.rng.choice(sizes if sized and sizes else others)
+    if sized and sizes:
+        case.wrong = [right[0], f"At a glance I would call it {options[slipped]}."]
         case.catch = [f"I only guessed its size; measured, {_lower_first(right[1])}"]
     else:
         case.wrong = [right[0], f"It looks {options[slipped]} to me."]
@@ -1039,10 +1045,14 @@ def _template_case(w: _Writer, template: str) -> _Case | None:
 
 
 def _case(mcq: dict, scene: Scene, rng: random.Random) -> _Case:
+    """The MCQ worked out by its template (or step by step); a question the boxes do not answer as its gold letter
+    says (a teacher's, or one no template wrote) gets the generic reasoning, which ends on the gold option."""
     w = _Writer(mcq, scene, rng)
-    if mcq.get("level", 1) >= 2:
-        return _composed_case(w) if mcq.get("steps") else _generic_case(w)
-    return _template_case(w, mcq["generator"].partition("/")[2].partition("@")[0]) or _generic_case(w)
+    if mcq.get("level", 1) >= 2 and mcq.get("steps"):
+        case = _composed_case(w)
+    else:
+        case = _template_case(w, mcq["generator"].partition("/")[2].partition("@")[0])
+    return case if case is not None and LETTERS[case.answer] == mcq["answer"] else _generic_case(w)
 
 
 def _say(lines: list[str]) -> str:
@@ -1079,24 +1089,21 @@ def scripted_traces(mcq: dict, scene: Scene, n: int, seed: int) -> list[Trace]:
             else:
                 body, final = [*case.check, rng.choice(_CONFIRMED)], case.answer
         expansion = _say([opener, *body, case.conclude(final)])
-        for think, choice, final_correct, trace_cue, trace_expansion in (
-            (short, short_choice, None, "", ""),
-            (f"{short}\n\n{cue} {expansion}", final, final == case.answer, cue, expansion),
-        ):
-            correct = LETTERS[choice] == mcq["answer"]
-            kind = kind_of(short_choice == case.answer, final_correct)
-            trace = Trace(
-                mcq["id"],
-                kind,
-                short,
-                trace_cue,
-                trace_expansion,
-                think,
-                LETTERS[choice],
-                correct,
-                SCRIPTED_TEACHER,
-                SCRIPTED_REASONER if trace_cue else "",
+        if mentions_banned(short) or mentions_banned(expansion):  # an object called by a banned word ("text")
+            continue
+        for cue_, expansion_, choice in (("", "", short_choice), (cue, expansion, final)):
+            traces.append(
+                Trace(
+                    mcq_id=mcq["id"],
+                    kind=kind_of(short_choice == case.answer, final == case.answer if cue_ else None),
+                    short=short,
+                    cue=cue_,
+                    expansion=expansion_,
+                    think=f"{short}\n\n{cue_} {expansion_}" if cue_ else short,
+                    predicted=LETTERS[choice],
+                    correct=choice == case.answer,
+                    teacher=SCRIPTED_TEACHER,
+                    reasoner=SCRIPTED_REASONER if cue_ else "",
+                )
             )
-            if not mentions_banned(think):  # an object named with a banned word (a "text" category) is not said
-                traces.append(trace)
     return traces
