@@ -164,7 +164,7 @@ def build(
     }
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info, generated, traced = {}, {}, None, None, {}
+        rows, num_bytes, source_info, generated, traced, screened = {}, {}, None, None, {}, {}
         started = time.time()
         needed = needed_configs(configs)
         for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
@@ -182,6 +182,8 @@ def build(
                 generated = builder.generation
             elif builder.generation:
                 traced[config] = builder.generation
+            if builder.decontamination:
+                screened[config] = builder.decontamination
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
             if not any(config in inputs(later) for later in needed[position + 1 :]):
@@ -204,6 +206,8 @@ def build(
             info["generation"] = generated
         if traced:
             info["trace_generation"] = traced
+        if screened:
+            info["decontamination"] = _screened_report(list(screened.values()))
         if rows.get("mcq_stage1"):
             info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
@@ -217,6 +221,15 @@ def build(
                 f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
         staging.commit({rejects_path(output): report})
     return info
+
+
+def _screened_report(reports: list[dict]) -> dict:
+    """The decontamination of every MCQ config as one report: the same benchmarks and rules, counts added up."""
+    return {
+        **reports[0],
+        "checked": sum(report["checked"] for report in reports),
+        "dropped": {reason: sum(report["dropped"][reason] for report in reports) for reason in ("question", "image")},
+    }
 
 
 def _refuse_empty(

@@ -36,6 +36,7 @@ import pickle
 import random
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -46,7 +47,7 @@ from datasets import Features, Image, List, Value
 from datasets.utils import logging
 from datasets.utils.tqdm import tqdm
 
-from . import formats
+from . import decontam, formats
 from .answers import LetterBalancer, letter_options
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, CacheMissError, Engine, GenerationCache, ModelSpec, default_cache_path
@@ -263,6 +264,8 @@ class LGTConfig(datasets.BuilderConfig):
     traces_per_mcq: int = 2  # short CoTs per MCQ, each also continued after a cue (the paper: 10)
     trace_temperature: float = 0.7  # the teacher's sampling for short CoTs (the paper's)
     trace_top_p: float = 0.8
+    short_max_tokens: int = traces.SHORT_MAX_TOKENS  # the most a short CoT may take
+    expansion_max_tokens: int = traces.EXPANSION_MAX_TOKENS  # the most a continuation may take
     sft_keep_ratio: float = (
         selection.DEFAULT_KEEP_RATIO
     )  # the share of an MCQ's correct traces SFT keeps, longer first
@@ -300,8 +303,9 @@ class LGTConfig(datasets.BuilderConfig):
                 ModelSpec.parse(getattr(self, role))
         if self.reasoner and not self.teacher:
             raise ValueError("--reasoner continues the teacher's short CoTs: pass --teacher BACKEND:MODEL too")
-        if type(self.traces_per_mcq) is not int or self.traces_per_mcq < 1:
-            raise ValueError(f"traces_per_mcq must be a whole number from 1 up, not {self.traces_per_mcq!r}")
+        for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number from 1 up, not {getattr(self, name)!r}")
         for name in ("sft_keep_ratio", "sft_xo_ratio"):
             if not isinstance(getattr(self, name), (int, float)) or not 0 < getattr(self, name) <= 100:
                 raise ValueError(f"{name} must be a positive number, not {getattr(self, name)!r}")
@@ -364,6 +368,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         self.config.check()
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
         self.generation: dict | None = None  # what the last preparation asked of its models (teacher, verifier)
+        self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
 
     @classmethod
     def with_settings(cls, config_name: str, cache_dir: str, **settings) -> LGTBuilder:
@@ -406,12 +411,20 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             vocab = _vocabulary([path for paths in scenes_files.values() for path, _ in paths])
         lookup = SceneLookup.index(scenes_files) if self.config.name in LOOKS_UP_SCENES else None
         drafts = self._generate(slices, lookup)
+        screen = self._screen() if self.config.name.startswith("mcq_") and self.config.benchmarks else None
+        kwargs = {"vocab": vocab, "drafts": drafts, "lookup": lookup, "screen": screen}
         return [
-            datasets.SplitGenerator(
-                name=split, gen_kwargs={"shards": pieces, "vocab": vocab, "drafts": drafts, "lookup": lookup}
-            )
+            datasets.SplitGenerator(name=split, gen_kwargs={"shards": pieces, **kwargs})
             for split, pieces in slices.items()
         ]
+
+    def _screen(self) -> tuple[decontam.Decontaminator, str]:
+        """The benchmark index the workers drop near-duplicate MCQs by, and the folder they count the drops in."""
+        index = decontam.Decontaminator.from_benchmarks(self.config.benchmarks)
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        self._screen_dir = tempfile.mkdtemp(prefix="lgt-decontam-", dir=self._cache_dir_root)
+        self.decontamination = index.report()
+        return index, self._screen_dir
 
     def _prepared_inputs(self, num_proc: int | None, force: bool = False) -> dict[str, LGTBuilder]:
         """The builders of every config this one reads, prepared in the same cache folder or found there prepared."""
@@ -557,7 +570,12 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     def _trace_settings(self) -> dict:
         config = self.config
         return dict(
-            n=config.traces_per_mcq, seed=config.seed, temperature=config.trace_temperature, top_p=config.trace_top_p
+            n=config.traces_per_mcq,
+            seed=config.seed,
+            temperature=config.trace_temperature,
+            top_p=config.trace_top_p,
+            max_tokens=config.short_max_tokens,
+            expansion_max_tokens=config.expansion_max_tokens,
         )
 
     def _write_traces(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, dict]:
@@ -683,7 +701,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             raise error
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        self._work_dir = self._drafts_dir = None
+        self._work_dir = self._drafts_dir = self._screen_dir = None
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
@@ -697,10 +715,13 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 shutil.rmtree(self._work_dir, ignore_errors=True)
             if self._drafts_dir:
                 shutil.rmtree(self._drafts_dir, ignore_errors=True)
+            if self._screen_dir:
+                self.decontamination.update(_screen_counts(self._screen_dir))
+                shutil.rmtree(self._screen_dir, ignore_errors=True)
 
     # ---- stage B, num_proc workers: shards of scenes, or slices of parent rows -> tables ----
 
-    def _generate_tables(self, shards, vocab=None, drafts=None, lookup=None):
+    def _generate_tables(self, shards, vocab=None, drafts=None, lookup=None, screen=None):
         schema = self.info.features.arrow_schema
         make_rows = getattr(self, f"_{self.config.name.split('_')[0]}_rows")
         for shard_index, shard in enumerate(shards):
@@ -712,12 +733,18 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             )
             rows, batch = [], 0
             for scene, image, parent_rows in groups:
-                rows.extend(make_rows(scene, image, parent_rows, vocab, stream, generated))
+                made = make_rows(scene, image, parent_rows, vocab, stream, generated)
+                rows.extend(_screened(made, image, screen[0]) if screen else made)
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
             if rows:
                 yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
+            if screen:  # this shard's counts, for the driver to add up: workers are other processes
+                index, folder = screen
+                with open(os.path.join(folder, f"{_shard_name(shard)}.json"), "w", encoding="utf-8") as f:
+                    json.dump(index.counts, f)
+                index.counts.clear()
 
     def _source_scenes(self, shard: str):
         """The checked scenes of a source shard with their stored images; a bad record is rejected."""
@@ -921,6 +948,20 @@ def _vocabulary(paths: list[str]) -> stage1.Vocabulary:
         colours=sorted(attributes.intersection(stage1.COLOUR_WORDS)),
         attributes=sorted(attributes.difference(stage1.COLOUR_WORDS)),
     )
+
+
+def _screened(rows: list[dict], image: dict, index: decontam.Decontaminator) -> list[dict]:
+    """The MCQ rows whose question and image near-duplicate no benchmark's (the index counts the others)."""
+    return [row for row in rows if not index.is_contaminated(row["question"], image["bytes"])]
+
+
+def _screen_counts(folder: str) -> dict:
+    """The workers' decontamination counts added up: what ``Decontaminator.report`` says of ``checked``/``dropped``."""
+    counts: Counter = Counter()
+    for path in glob.glob(os.path.join(folder, "*.json")):
+        with open(path, encoding="utf-8") as f:
+            counts.update(json.load(f))
+    return {"checked": counts["checked"], "dropped": {"question": counts["question"], "image": counts["image"]}}
 
 
 def _files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, int]]]:

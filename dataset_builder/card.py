@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from . import audit, trace_stats
+from . import audit, decontam, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
 
 DEFAULT_CONFIG = "mcq_stage1"

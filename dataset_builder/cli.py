@@ -50,6 +50,8 @@ def _build(args) -> int:
         "stage1": args.stage1,
         "questions_per_image": args.questions_per_image,
         "traces_per_mcq": args.traces_per_mcq,
+        "short_max_tokens": args.short_max_tokens,
+        "expansion_max_tokens": args.expansion_max_tokens,
         "sft_keep_ratio": args.sft_keep_ratio,
         "sft_xo_ratio": args.sft_xo_ratio,
         "pairs_per_mcq": args.pairs_per_mcq,
@@ -266,6 +268,18 @@ def parser() -> argparse.ArgumentParser:
     )
     stages.add_argument(
         "--pairs-per-mcq", type=int, default=None, help=f"DPO pairs per question (default {LGTConfig.pairs_per_mcq})"
+    )
+    models.add_argument(
+        "--short-max-tokens",
+        type=int,
+        default=None,
+        help=f"the most tokens a short CoT may take (default {LGTConfig.short_max_tokens})",
+    )
+    models.add_argument(
+        "--expansion-max-tokens",
+        type=int,
+        default=None,
+        help=f"the most tokens the reasoner's continuation may take (default {LGTConfig.expansion_max_tokens})",
     )
     build.add_argument(
         "--benchmark",

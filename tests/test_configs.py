@@ -129,3 +129,38 @@ def test_the_card_shows_trace_statistics_per_config(folder):
     assert "## Trace statistics" in card
     for config in ("traces_stage1", "traces_stage2", "sft_stage1", "dpo_stage1"):
         assert re.search(rf"^\| {config} \| [\d,]+ \|", card, re.MULTILINE), config
+
+
+def test_benchmark_questions_and_images_are_screened_out_of_every_config(tmp_path):
+    import base64
+    import json
+
+    from lgt.build import build
+
+    build(source="scenes", num_images=30, configs=("mcq_stage1",), output=str(tmp_path / "first"))
+    mcqs = _rows(tmp_path / "first", "mcq_stage1", columns=["question", "image_id", "image"])
+    asked = mcqs[0]["question"]
+    seen = next(row for row in mcqs if row["image_id"] != mcqs[0]["image_id"])
+    benchmark = tmp_path / "bench.jsonl"
+    records = [
+        {"question": asked.upper().replace("?", " ?")},  # the same question, written a little differently
+        {"question": "What is the capital of France?"},
+        {"question": "Which animal is shown?", "image": base64.b64encode(seen["image"]["bytes"]).decode()},
+    ]
+    benchmark.write_text("".join(json.dumps(record) + "\n" for record in records))
+    info = build(
+        source="scenes",
+        num_images=30,
+        configs=("mcq_stage1", "rl"),
+        output=str(tmp_path / "lgt"),
+        benchmarks=(str(benchmark),),
+    )
+    kept = _rows(tmp_path / "lgt", "mcq_stage1", columns=["question", "image_id"])
+    assert all(row["question"] != asked for row in kept)
+    assert all(row["image_id"] != seen["image_id"] for row in kept)
+    assert len(kept) < len(mcqs) and {row["image_id"] for row in kept} < {row["image_id"] for row in mcqs}
+    rl = _rows(tmp_path / "lgt", "rl", columns=["image_id"])
+    assert seen["image_id"] not in {row["image_id"] for row in rl}
+    report = info["decontamination"]
+    assert report["dropped"]["question"] >= 1 and report["dropped"]["image"] >= 1
+    assert "## Decontamination" in (tmp_path / "lgt" / "README.md").read_text()
