@@ -442,13 +442,16 @@ def answered(tmp_path):
     return teacher, reasoner
 
 
-def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written():
+def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written(tmp_path):
     writer = TraceWriter(n=4, seed=5)
     mcq, scene, image = _items()[0]
     short = writer.short_request(mcq, image)
     system, user = short.messages
     assert system.joined_text == SYSTEM_PROMPT and user.images[0].data == image
     assert user.joined_text == user_text(mcq["question"], mcq["options"], row_style(5, mcq["id"]))
+    path = tmp_path / "image.png"
+    path.write_bytes(image)
+    assert writer.short_request(mcq, str(path)) == short  # a build that stores images by path
     assert short.sampling.n == 4 and (short.sampling.temperature, short.sampling.top_p) == (0.7, 0.8)
     think = "I see The Red Circle at left; TWO in all."
     expand = writer.expand_request(mcq, scene, think, "Wait,")

@@ -32,6 +32,7 @@ from datasets.utils import logging
 from .. import formats
 from ..answers import LETTERS, format_options, parse_answer
 from ..generation import Bill, Engine, ImagePart, Message, Request, Response, Sampling, dry_run_bill
+from ..images import load_image
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
@@ -145,8 +146,12 @@ class TraceWriter:
     short_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_short"))
     expand_prompt: Prompt = field(default_factory=lambda: load_prompt("trace_expand"))
 
-    def short_request(self, mcq: dict, image: bytes) -> Request:
-        """The teacher sees exactly what training shows: the system prompt, the image, the question and options."""
+    def short_request(self, mcq: dict, image: bytes | str) -> Request:
+        """The teacher sees exactly what training shows: the system prompt, the image, the question and options.
+
+        ``image`` is the encoded image, or the path of its file (a build that stores images by path).
+        """
+        data = image if isinstance(image, bytes) else load_image(image, mcq["id"])[0]
         style = formats.row_style(self.seed, mcq["id"])
         user = formats.user_text(mcq["question"], list(mcq["options"]), style)
         messages = []
@@ -154,7 +159,7 @@ class TraceWriter:
             parts = []
             for part in message["content"]:
                 if part["type"] == "image":
-                    parts.append(ImagePart(image))
+                    parts.append(ImagePart(data))
                 elif part["text"] == user:  # the versioned prompt around the question (v1: the question as it is)
                     parts.append(self.short_prompt.render(user_text=user))
                 else:
@@ -254,7 +259,7 @@ def _expansion(short: _Short, response: Response, rejects: Counter) -> tuple[str
 
 
 def model_traces(
-    items: Sequence[tuple[dict, Scene, bytes]],
+    items: Sequence[tuple[dict, Scene, bytes | str]],
     teacher: Engine,
     reasoner: Engine | None,
     n: int = 4,
@@ -298,7 +303,7 @@ def model_traces(
 
 
 def bill_traces(
-    items: Sequence[tuple[dict, Scene, bytes]],
+    items: Sequence[tuple[dict, Scene, bytes | str]],
     teacher: Engine,
     reasoner: Engine | None,
     n: int = 4,
