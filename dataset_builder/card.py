@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import audit, decontam, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
+from .synthesis.traces import CUES
 
 DEFAULT_CONFIG = "mcq_stage1"
 PREVIEW_FILE = "preview.png"
@@ -507,12 +508,18 @@ def _trace_statistics(folder: str, config: str) -> dict:
     field = {"traces": "text", "sft": "messages", "dpo": "chosen"}[config.split("_")[0]]
     columns = [field, "kind", *(["cue"] if field == "text" else [])]
     rows = (
-        row
+        row if field == "text" else {**row, "cue": _cue(trace_stats.row_text(row, field))}
         for split in SPLITS
         for path in split_files(folder, config, split)
         for row in pq.read_table(path, columns=columns).to_pylist()
     )
     return trace_stats.trace_statistics(rows, field)
+
+
+def _cue(text: str) -> str:
+    """The cue a continued trace's second part starts with (SFT and DPO rows do not record it): the pipeline wrote
+    it, so the statistics of what the model learns to do leave it out."""
+    return next((cue for cue in CUES if f"\n\n{cue} " in text), "")
 
 
 def trace_generation_section(generations: dict) -> str:
