@@ -131,7 +131,7 @@ WORDINGS = {
     ),
 }
 REFERENTS = {
-    "relation": ("the object {rel} the {b}", "the shape {rel} the {b}", "the thing {rel} the {b}"),
+    "relation": ("the object {rel} the {b}", "the item {rel} the {b}", "the thing {rel} the {b}"),
     "distance": ("the object closest to the {b}", "the object nearest the {b}", "the thing closest to the {b}"),
 }
 # The count templates' phrasings, as patterns: a count of 0 has no grounding, its category is read from the question.
@@ -493,11 +493,12 @@ def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Cand
             yield "comparison_size", partial(_size_forms, facts, one, other, rng)
 
 
-def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], rng, balance: Balance) -> list[str]:
+def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], said: set[str], rng, balance: Balance):
     """Three phrases naming other things in the answer's own shape: "blue star" for "red circle", "dog" for "cat".
 
-    Phrases of the image's other objects come first (a person must look to rule them out); the rest are phrases
-    no object fits, made from the image's categories and colours, so a reader cannot tell the answer by its form.
+    A reader could tell the answer by its form, so the phrases are those with as many words the question does not
+    already say (``said``) as the answer has, where there are enough: phrases of the image's other objects first (a
+    person must look to rule them out), then phrases no object fits, made from the image's categories and colours.
     """
     scene, phrase = facts.scene, facts.phrase
     coloured = phrase[target.id] != target.name
@@ -516,9 +517,13 @@ def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], rng
     else:
         made = sorted(names - {target.name} - {phrase[i] for i in shown})
     made = [text for text in made if text not in seen]
-    distractors = balance.distractors("conjunction", seen, rng) if seen else []
-    if len(distractors) < OPTIONS - 1 and made:
-        distractors += balance.distractors("conjunction", made, rng)[: OPTIONS - 1 - len(distractors)]
+    new_words = len(_words(phrase[target.id]) - said)
+    alike = lambda text: len(_words(text) - said) == new_words  # noqa: E731
+    distractors: list[str] = []
+    for pool in ([t for t in seen if alike(t)], [t for t in made if alike(t)], seen, made):
+        pool = [text for text in pool if text not in distractors]
+        if len(distractors) < OPTIONS - 1 and pool:
+            distractors += balance.distractors("conjunction", pool, rng)[: OPTIONS - 1 - len(distractors)]
     return distractors
 
 
@@ -526,9 +531,6 @@ def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, bal
     scene, phrase, target = facts.scene, facts.phrase, one.target
     fits = lambda o: _could_be(o, one.anchor, one.rel) and _could_be(o, other.anchor, other.rel)  # noqa: E731
     if not _only(scene, target, fits, one.anchor, other.anchor):
-        return []
-    distractors = _phrase_distractors(facts, target, {one.anchor.id, other.anchor.id}, rng, balance)
-    if len(distractors) < OPTIONS - 1:
         return []
     question = _say(
         "conjunction",
@@ -538,6 +540,9 @@ def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, bal
         r2=stage1.RELATION_PHRASES[other.rel],
         b=singular(phrase[other.anchor.id]),
     )
+    distractors = _phrase_distractors(facts, target, {one.anchor.id, other.anchor.id}, _words(question), rng, balance)
+    if len(distractors) < OPTIONS - 1:
+        return []
     grounding = [target, one.anchor, other.anchor]
     draft = Draft("conjunction", question, phrase[target.id], distractors, grounding, skill="conjunction")
     return [(draft, _meta([one.step, other.step], grounding))]
