@@ -357,7 +357,7 @@ def _meta(steps: list[_Step], grounding: list[SceneObject]) -> dict:
 
 
 def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower()))
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _chain_colour_forms(facts, grounding, referent, steps, rng, balance: Balance) -> list[Form]:
@@ -517,14 +517,25 @@ def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], sai
     else:
         made = sorted(names - {target.name} - {phrase[i] for i in shown})
     made = [text for text in made if text not in seen]
-    new_words = len(_words(phrase[target.id]) - said)
-    alike = lambda text: len(_words(text) - said) == new_words  # noqa: E731
+    # Balanced, and told apart, by what each phrase adds to the question: "black" of "black star" where the question
+    # names a star already. Several phrases adding the same words are one option at most.
+    by_new: dict[str, str] = {}
+    for text in seen + made:
+        by_new.setdefault(_new_words(text, said), text)
+    answer = _new_words(phrase[target.id], said)
+    alike = [new for new in by_new if new and new != answer and len(new.split()) == len(answer.split())]
+    others = [new for new in by_new if new and new != answer]
     distractors: list[str] = []
-    for pool in ([t for t in seen if alike(t)], [t for t in made if alike(t)], seen, made):
-        pool = [text for text in pool if text not in distractors]
+    for pool in ([n for n in alike if by_new[n] in seen], alike, [n for n in others if by_new[n] in seen], others):
+        pool = [new for new in pool if new not in distractors]
         if len(distractors) < OPTIONS - 1 and pool:
             distractors += balance.distractors("conjunction", pool, rng)[: OPTIONS - 1 - len(distractors)]
-    return distractors
+    return [by_new[new] for new in distractors]
+
+
+def _new_words(text: str, said: set[str]) -> str:
+    """The words of an option the question does not say, as a reader that sees both would tell options apart."""
+    return " ".join(word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in said)
 
 
 def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, balance: Balance) -> list[Form]:
@@ -540,12 +551,17 @@ def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, bal
         r2=stage1.RELATION_PHRASES[other.rel],
         b=singular(phrase[other.anchor.id]),
     )
-    distractors = _phrase_distractors(facts, target, {one.anchor.id, other.anchor.id}, _words(question), rng, balance)
+    said = _words(question)
+    if not _new_words(phrase[target.id], said):  # "the red star", asked about a red thing and a star
+        return []
+    distractors = _phrase_distractors(facts, target, {one.anchor.id, other.anchor.id}, said, rng, balance)
     if len(distractors) < OPTIONS - 1:
         return []
     grounding = [target, one.anchor, other.anchor]
-    draft = Draft("conjunction", question, phrase[target.id], distractors, grounding, skill="conjunction")
-    return [(draft, _meta([one.step, other.step], grounding))]
+    # ``balance`` weighs the words each option adds to the question; the composite shows the phrases.
+    new = [_new_words(text, said) for text in (phrase[target.id], *distractors)]
+    draft = Draft("conjunction", question, new[0], new[1:], grounding, skill="conjunction")
+    return [(draft, {**_meta([one.step, other.step], grounding), "texts": (phrase[target.id], distractors)})]
 
 
 def _conjunctions(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
@@ -561,11 +577,12 @@ _TEMPLATES = (_chains, _counts, _sizes, _conjunctions)
 
 def _composite(draft: Draft, meta: dict) -> Composite:
     steps = meta["steps"]
+    correct, distractors = meta.get("texts", (draft.correct, draft.distractors))
     return Composite(
         template=draft.template,
         question=draft.question,
-        correct=draft.correct,
-        distractors=tuple(draft.distractors),
+        correct=correct,
+        distractors=tuple(distractors),
         ordered=draft.ordered,
         grounding=tuple(meta["grounding"]),
         skill=SKILLS[draft.template],
