@@ -9,7 +9,9 @@ Template questions are composed here, programmatically. Nothing is copied from a
 recomputed from the scene's boxes with stage 1's own rules (``stage1.relation``, ``stage1.quadrant``, ...) and must
 agree with the parent's answer, the composite's answer is recomputed from the boxes, and a referring phrase is used
 only when exactly one object in the whole scene could fit it (an object diagonal to the anchor could be called "to
-its left": then "the object to the left of" is not asked). The margins are stage 1's.
+its left": then "the object to the left of" is not asked). The margins are stage 1's. Two hops no stage-1 question
+asks are recomputed from the boxes and kept as steps without a parent: "the largest star" (an anchor larger than
+every other star by stage 1's size margin) and the size ratio of two objects a comparison finds through relations.
 
 The shortcut rule holds as in stage 1: each question is offered in every form it may take (a count window, a pair
 either way round) to a ``stage1.Balance``, which keeps the form that keeps answer classes even, or none; distractors
