@@ -9,7 +9,9 @@ Template questions are composed here, programmatically. Nothing is copied from a
 recomputed from the scene's boxes with stage 1's own rules (``stage1.relation``, ``stage1.quadrant``, ...) and must
 agree with the parent's answer, the composite's answer is recomputed from the boxes, and a referring phrase is used
 only when exactly one object in the whole scene could fit it (an object diagonal to the anchor could be called "to
-its left": then "the object to the left of" is not asked). The margins are stage 1's.
+its left": then "the object to the left of" is not asked). The margins are stage 1's. Two hops no stage-1 question
+asks are recomputed from the boxes and kept as steps without a parent: "the largest star" (an anchor larger than
+every other star by stage 1's size margin) and the size ratio of two objects a comparison finds through relations.
 
 The shortcut rule holds as in stage 1: each question is offered in every form it may take (a count window, a pair
 either way round) to a ``stage1.Balance``, which keeps the form that keeps answer classes even, or none; distractors
@@ -131,7 +133,7 @@ WORDINGS = {
     ),
 }
 REFERENTS = {
-    "relation": ("the object {rel} the {b}", "the shape {rel} the {b}", "the thing {rel} the {b}"),
+    "relation": ("the object {rel} the {b}", "the item {rel} the {b}", "the thing {rel} the {b}"),
     "distance": ("the object closest to the {b}", "the object nearest the {b}", "the thing closest to the {b}"),
 }
 # The count templates' phrasings, as patterns: a count of 0 has no grounding, its category is read from the question.
@@ -357,7 +359,7 @@ def _meta(steps: list[_Step], grounding: list[SceneObject]) -> dict:
 
 
 def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower()))
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _chain_colour_forms(facts, grounding, referent, steps, rng, balance: Balance) -> list[Form]:
@@ -493,11 +495,12 @@ def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Cand
             yield "comparison_size", partial(_size_forms, facts, one, other, rng)
 
 
-def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], rng, balance: Balance) -> list[str]:
+def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], said: set[str], rng, balance: Balance):
     """Three phrases naming other things in the answer's own shape: "blue star" for "red circle", "dog" for "cat".
 
-    Phrases of the image's other objects come first (a person must look to rule them out); the rest are phrases
-    no object fits, made from the image's categories and colours, so a reader cannot tell the answer by its form.
+    A reader could tell the answer by its form, so the phrases are those with as many words the question does not
+    already say (``said``) as the answer has, where there are enough: phrases of the image's other objects first (a
+    person must look to rule them out), then phrases no object fits, made from the image's categories and colours.
     """
     scene, phrase = facts.scene, facts.phrase
     coloured = phrase[target.id] != target.name
@@ -516,19 +519,31 @@ def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], rng
     else:
         made = sorted(names - {target.name} - {phrase[i] for i in shown})
     made = [text for text in made if text not in seen]
-    distractors = balance.distractors("conjunction", seen, rng) if seen else []
-    if len(distractors) < OPTIONS - 1 and made:
-        distractors += balance.distractors("conjunction", made, rng)[: OPTIONS - 1 - len(distractors)]
-    return distractors
+    # Balanced, and told apart, by what each phrase adds to the question: "black" of "black star" where the question
+    # names a star already. Several phrases adding the same words are one option at most.
+    by_new: dict[str, str] = {}
+    for text in seen + made:
+        by_new.setdefault(_new_words(text, said), text)
+    answer = _new_words(phrase[target.id], said)
+    alike = [new for new in by_new if new and new != answer and len(new.split()) == len(answer.split())]
+    others = [new for new in by_new if new and new != answer]
+    distractors: list[str] = []
+    for pool in ([n for n in alike if by_new[n] in seen], alike, [n for n in others if by_new[n] in seen], others):
+        pool = [new for new in pool if new not in distractors]
+        if len(distractors) < OPTIONS - 1 and pool:
+            distractors += balance.distractors("conjunction", pool, rng)[: OPTIONS - 1 - len(distractors)]
+    return [by_new[new] for new in distractors]
+
+
+def _new_words(text: str, said: set[str]) -> str:
+    """The words of an option the question does not say, as a reader that sees both would tell options apart."""
+    return " ".join(word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in said)
 
 
 def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, balance: Balance) -> list[Form]:
     scene, phrase, target = facts.scene, facts.phrase, one.target
     fits = lambda o: _could_be(o, one.anchor, one.rel) and _could_be(o, other.anchor, other.rel)  # noqa: E731
     if not _only(scene, target, fits, one.anchor, other.anchor):
-        return []
-    distractors = _phrase_distractors(facts, target, {one.anchor.id, other.anchor.id}, rng, balance)
-    if len(distractors) < OPTIONS - 1:
         return []
     question = _say(
         "conjunction",
@@ -538,9 +553,17 @@ def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, bal
         r2=stage1.RELATION_PHRASES[other.rel],
         b=singular(phrase[other.anchor.id]),
     )
+    said = _words(question)
+    if not _new_words(phrase[target.id], said):  # "the red star", asked about a red thing and a star
+        return []
+    distractors = _phrase_distractors(facts, target, {one.anchor.id, other.anchor.id}, said, rng, balance)
+    if len(distractors) < OPTIONS - 1:
+        return []
     grounding = [target, one.anchor, other.anchor]
-    draft = Draft("conjunction", question, phrase[target.id], distractors, grounding, skill="conjunction")
-    return [(draft, _meta([one.step, other.step], grounding))]
+    # ``balance`` weighs the words each option adds to the question; the composite shows the phrases.
+    new = [_new_words(text, said) for text in (phrase[target.id], *distractors)]
+    draft = Draft("conjunction", question, new[0], new[1:], grounding, skill="conjunction")
+    return [(draft, {**_meta([one.step, other.step], grounding), "texts": (phrase[target.id], distractors)})]
 
 
 def _conjunctions(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
@@ -556,11 +579,12 @@ _TEMPLATES = (_chains, _counts, _sizes, _conjunctions)
 
 def _composite(draft: Draft, meta: dict) -> Composite:
     steps = meta["steps"]
+    correct, distractors = meta.get("texts", (draft.correct, draft.distractors))
     return Composite(
         template=draft.template,
         question=draft.question,
-        correct=draft.correct,
-        distractors=tuple(draft.distractors),
+        correct=correct,
+        distractors=tuple(distractors),
         ordered=draft.ordered,
         grounding=tuple(meta["grounding"]),
         skill=SKILLS[draft.template],
