@@ -88,53 +88,76 @@ _TRACE_FIELDS = {
     "skill": "The question's skill.",
     "level": "The question's level (1, or the hops of a composed question).",
     "kind": f"The trace's kind: {_KINDS}.",
-    "short": "The teacher's short chain of thought as written (`<think>...</think> <answer>...</answer>`).",
+    "short": "The teacher's short chain of thought (its reasoning, as written).",
     "cue": "The cue the continuation starts with (`Wait,` ...); empty when the short one stands alone.",
     "expansion": "The reasoner's continuation after the cue; empty when not continued.",
     "text": "The whole trace as an assistant writes it, in the answer format its prompt asks for.",
     "predicted": "The letter the trace ends with, by the one answer parser (empty when it gives none).",
     "correct": "Whether `predicted` is the correct letter.",
-    "teacher": "What wrote the short chain of thought (`scripted/...` offline, else model and prompt version).",
+    "teacher": "What wrote the short chain of thought (`scripted/...` offline, else model, revision and prompt).",
     "reasoner": "What continued it (empty when not continued).",
     "generator": "Teacher and reasoner together.",
     "source": "The source of the image.",
     "license": "The licence of the image as the source states it.",
 }
-_SFT_FIELDS = {
-    "id": "The trace's id.",
-    "image_id": "The image; joins to `scenes.image_id`.",
-    "images": 'The image, once: the user turn\'s `{"type": "image"}` part stands for it (TRL\'s VLM format).',
-    "messages": "TRL conversational turns: system (think, then answer), user (image, question, lettered options, "
-    "answer format), assistant (the trace).",
-    "kind": f"The trace's kind: {_KINDS}; SFT keeps `O`, `O→O` and `X→O`.",
-    "generator": "What wrote the trace (teacher + reasoner).",
-    **_ROW_FIELDS,
-}
+
+
+def _training_fields(columns: dict, kind: str, generator: str) -> dict:
+    """A training config's fields: its own columns, then what every row carries."""
+    return {
+        **columns,
+        "skill": _ROW_FIELDS["skill"],
+        "level": _ROW_FIELDS["level"],
+        "kind": kind,
+        "parents": _ROW_FIELDS["parents"],
+        "generator": generator,
+        "source": _ROW_FIELDS["source"],
+        "license": _ROW_FIELDS["license"],
+    }
+
+
+_IMAGE_ONCE = 'The image, once: the user turn\'s `{"type": "image"}` part stands for it (TRL\'s VLM format).'
+_PROMPT = "TRL conversational prompt: system and user turns, as in SFT."
+_SFT_FIELDS = _training_fields(
+    {
+        "id": "The trace's id.",
+        "image_id": "The image; joins to `scenes.image_id`.",
+        "images": _IMAGE_ONCE,
+        "messages": "TRL conversational turns: system (think, then answer), user (image, question, lettered options, "
+        "answer format), assistant (the trace).",
+    },
+    f"The trace's kind: {_KINDS}; SFT keeps `O`, `O→O` and `X→O`.",
+    "What wrote the trace (teacher + reasoner).",
+)
 FIELDS.update({"traces_stage1": _TRACE_FIELDS, "traces_stage2": _TRACE_FIELDS})
 FIELDS.update({name: _SFT_FIELDS for name in ("sft_stage1", "sft_stage2", "sft_stage2_merged")})
-_DPO_FIELDS = {
-    "id": "Stable hash of the two traces' ids.",
-    "image_id": "The image; joins to `scenes.image_id`.",
-    "images": "The image, once, for the prompt's image part.",
-    "prompt": "TRL conversational prompt: system and user turns, as in SFT.",
-    "chosen": "The preferred assistant turn: a trace ending in the correct answer.",
-    "rejected": "The other assistant turn: a trace of the same question ending in a wrong one.",
-    "kind": "`CHOSEN > REJECTED` kinds: `O` over `O→X`, `X` or `X→X`; `X→O` over its own `X` and over `X→X`.",
-    "generator": "What wrote the two traces.",
-    **_ROW_FIELDS,
-}
+_DPO_FIELDS = _training_fields(
+    {
+        "id": "Stable hash of the two traces' ids.",
+        "image_id": "The image; joins to `scenes.image_id`.",
+        "images": _IMAGE_ONCE,
+        "prompt": _PROMPT,
+        "chosen": "The preferred assistant turn: a trace ending in the correct answer.",
+        "rejected": "The other assistant turn: a trace of the same question ending in a wrong one.",
+    },
+    "`CHOSEN > REJECTED` kinds: `O` over `O→X`, `X` or `X→X`; `X→O` over its own `X` and over `X→X`.",
+    "What wrote the two traces.",
+)
 FIELDS.update({"dpo_stage1": _DPO_FIELDS, "dpo_stage2": _DPO_FIELDS})
 FIELDS["rl"] = {
-    "id": "The question's id (`mcq_stage*.id`).",
-    "image_id": "The image; joins to `scenes.image_id`.",
-    "images": "The image, once, for the prompt's image part.",
-    "prompt": "TRL conversational prompt: system and user turns, as in SFT.",
-    "solution": "The gold answer written as the prompt asks for it (`(B)`, `B.` or the option's text).",
-    "answer": "The gold letter.",
-    "options": "The four options (what `lgt.rewards.accuracy_reward` parses answers against).",
-    "kind": "`prompt`.",
-    "generator": "What wrote the question.",
-    **_ROW_FIELDS,
+    **_training_fields(
+        {
+            "id": "The question's id (`mcq_stage*.id`).",
+            "image_id": "The image; joins to `scenes.image_id`.",
+            "images": _IMAGE_ONCE,
+            "prompt": _PROMPT,
+            "solution": "The gold answer written as the prompt asks for it (`(B)`, `B.` or the option's text).",
+            "answer": "The gold letter.",
+            "options": "The four options (what `lgt.rewards.accuracy_reward` parses answers against).",
+        },
+        "`prompt`.",
+        "What wrote the question.",
+    ),
     "parents": "The question's id.",
 }
 # Hub metadata that depends on where the annotations came from. The questions are always written by templates.

@@ -75,9 +75,10 @@ def _build(args) -> int:
         for role, stats in generated.get("models", {}).items():
             print(f"{role} {generated[role]}: {GenerationStats(**stats).summary()}")
     name = os.path.basename(os.path.abspath(args.output))
+    shown = "mcq_stage1" if "mcq_stage1" in info["configs"] else info["configs"][-1]
     print(
         f"wrote {os.path.abspath(args.output)} in {info['seconds']} s; from its parent folder: "
-        f'load_dataset("{name}", "{info["configs"][-1]}")'
+        f'load_dataset("{name}", "{shown}")'
     )
     return 0
 

@@ -317,7 +317,7 @@ def bill_mcqs(
     writer = writer or MCQWriter()
     pending = [scene for scene in scenes if scene.objects]
     requests = [writer.request(scene, 0) for scene in pending]
-    bills = {"teacher": dry_run_bill(requests, teacher)}
+    bills = {"writer": dry_run_bill(requests, teacher)}
     if verifier is not None:
         prompt = load_prompt("stage1_verify")
         keys = [teacher.key(request) for request in requests]
