@@ -52,6 +52,9 @@ def main(script_args: LGTScriptArguments, training_args: DPOConfig, model_args: 
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
 
+def make_parser() -> TrlParser:
+    return TrlParser((LGTScriptArguments, DPOConfig, ModelConfig))
+
+
 if __name__ == "__main__":
-    parser = TrlParser((LGTScriptArguments, DPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())

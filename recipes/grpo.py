@@ -78,6 +78,9 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
 
+def make_parser() -> TrlParser:
+    return TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
+
+
 if __name__ == "__main__":
-    parser = TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())

@@ -53,6 +53,9 @@ def main(script_args: LGTScriptArguments, training_args: SFTConfig, model_args: 
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
 
+def make_parser() -> TrlParser:
+    return TrlParser((LGTScriptArguments, SFTConfig, ModelConfig))
+
+
 if __name__ == "__main__":
-    parser = TrlParser((LGTScriptArguments, SFTConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())
