@@ -91,8 +91,8 @@ def load_mixture(args: LGTScriptArguments, columns: tuple[str, ...], seed: int) 
     parts = []
     for name, weight in mixture.items():
         part = datasets.load_dataset(args.dataset_name, name, split=args.dataset_train_split)
-        if args.column_mapping:
-            part = part.rename_columns({old: new for old, new in args.column_mapping.items() if old in part.columns})
+        mapping = {old: new for old, new in (args.column_mapping or {}).items() if old in part.column_names}
+        part = part.rename_columns(mapping)
         missing = [column for column in columns if column not in part.column_names]
         if missing:
             raise ValueError(f"{args.dataset_name} {name or ''} has no column {missing} (set column_mapping)")
