@@ -2,12 +2,13 @@
 with the chat template TRL ships for it, and `lgt build` of a few built-in scenes turned into the SFT, DPO and RL
 configs through ``lgt.formats``, the builder's own row makers.
 
-The traces are scripted and short: a correct one names the grounded objects with their boxes and the answer they
-give, a wrong one picks another option. Until ``lgt build`` makes ``sft_stage1``, ``dpo_stage1``, ``dpo_stage2`` and
-``rl`` itself, this is the one place the recipes' tests, ``staged_run.sh`` and the overhead benchmark get them from
-(``dpo_stage2`` is made from the second half of the stage-1 MCQs, a stand-in for stage-2 pairs).
+This is the one place the recipes' tests, ``staged_run.sh`` and the overhead benchmark get their data from. When
+``lgt build`` makes ``sft_stage1``, ``dpo_stage1``, ``dpo_stage2`` and ``rl`` (issue 8), they are built by it; until
+then they are made here from ``mcq_stage1`` with scripted traces: a correct one names the grounded objects with their
+boxes and the answer they give, a wrong one picks another option, and ``dpo_stage2`` is made from the second half of
+the stage-1 MCQs, a stand-in for stage-2 pairs.
 
-    python recipes/tiny_data.py OUTPUT [--num-images 4]    # writes OUTPUT/lgt and OUTPUT/tiny-qwen2.5-vl
+    python recipes/tiny_data.py OUTPUT [--num-images 8]    # writes OUTPUT/lgt and OUTPUT/tiny-qwen2.5-vl
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import datasets
 from datasets import Features, Image, List, Value
 from lgt.answers import LETTERS
+from lgt.build import CONFIGS as BUILT_CONFIGS
 from lgt.build import build
 from lgt.formats import dpo_row, rl_row, row_style, sft_row, trace_text
 
@@ -89,10 +91,13 @@ def wrong_letter(mcq: dict) -> str:
     return next(letter for letter in LETTERS[: len(mcq["options"])] if letter != mcq["answer"])
 
 
-def make_training_data(output: str | Path, num_images: int = 4) -> Path:
-    """Write ``sft_stage1``, ``dpo_stage1``, ``dpo_stage2`` and ``rl`` (train split) under ``output``, loadable
-    with ``load_dataset(output, config)``; return ``output``."""
+def make_training_data(output: str | Path, num_images: int = 8) -> Path:
+    """Write ``sft_stage1``, ``dpo_stage1``, ``dpo_stage2`` and ``rl`` under ``output``, loadable with
+    ``load_dataset(output, config)``; return ``output``."""
     output = Path(output)
+    if set(CONFIGS) <= set(BUILT_CONFIGS):
+        build(source="scenes", configs=CONFIGS, num_images=num_images, output=str(output), seed=SEED)
+        return output
     with tempfile.TemporaryDirectory() as work:
         build(source="scenes", configs=("mcq_stage1",), num_images=num_images, output=f"{work}/lgt", seed=SEED)
         mcqs = list(datasets.load_dataset(f"{work}/lgt", "mcq_stage1", split="train"))
@@ -115,7 +120,7 @@ def make_training_data(output: str | Path, num_images: int = 4) -> Path:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output")
-    parser.add_argument("--num-images", type=int, default=4)
+    parser.add_argument("--num-images", type=int, default=8)
     args = parser.parse_args()
     print(make_training_data(Path(args.output) / "lgt", args.num_images))
     print(make_tiny_model(Path(args.output) / "tiny-qwen2.5-vl"))
