@@ -23,7 +23,7 @@ from safetensors.torch import load_file  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 TINY = RECIPES / "tiny-qwen2.5-vl"
-LANGUAGE_ONLY_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+PAPER = RECIPES / "Qwen2.5-VL-7B-Instruct"
 sys.path.insert(0, str(RECIPES))
 
 from tiny_data import make_tiny_model, make_training_data  # noqa: E402
@@ -110,19 +110,13 @@ def test_sft_full(work, sft_checkpoint):
 
 
 def test_sft_lora(work):
+    """LoRA with the 7B config's target modules, on the tiny model."""
+    import yaml
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    overrides = [
-        "--use_peft",
-        "true",
-        "--lora_r",
-        "4",
-        "--lora_alpha",
-        "8",
-        "--lora_target_modules",
-        LANGUAGE_ONLY_LORA,
-    ]
+    targets = yaml.safe_load((PAPER / "sft" / "config_lora.yaml").read_text())["lora_target_modules"]
+    overrides = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", targets]
     output = launch("sft", TINY / "sft" / "config_cpu.yaml", work, "sft-lora", *overrides, steps=2)
     assert len(logged(output, 2)) == 2
     adapter = load_file(str(output / "adapter_model.safetensors"))
@@ -159,9 +153,6 @@ def test_grpo_from_the_sft_checkpoint(work, sft_checkpoint):
         assert {"rewards/accuracy_reward/mean", "rewards/format_reward/mean"} <= entry.keys()
     assert_trained_language_only(weights(sft_checkpoint), weights(output))
     assert reload_and_generate(output, work) > 0
-
-
-PAPER = RECIPES / "Qwen2.5-VL-7B-Instruct"
 
 
 @pytest.mark.parametrize(
