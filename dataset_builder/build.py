@@ -164,7 +164,7 @@ def build(
     }
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info, generated, traced, screened = {}, {}, None, None, {}, {}
+        rows, num_bytes, source_info, generated, composed, traced, screened = {}, {}, None, None, None, {}, {}
         started = time.time()
         needed = needed_configs(configs)
         for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
@@ -180,6 +180,8 @@ def build(
             source_info = builder.source_info
             if builder.generation and config == "mcq_stage1":
                 generated = builder.generation
+            elif builder.generation and config == "mcq_stage2":
+                composed = builder.generation
             elif builder.generation:
                 traced[config] = builder.generation
             if builder.decontamination:
@@ -204,6 +206,8 @@ def build(
         }
         if generated:
             info["generation"] = generated
+        if composed:
+            info["composition"] = composed
         if traced:
             info["trace_generation"] = traced
         if screened:

@@ -494,6 +494,8 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         name = self.config.name
         if name == "mcq_stage1" and self.config.stage1_writer != "templates":
             return "write"
+        if name == "mcq_stage2" and self.config.stage1_writer != "templates":
+            return "compose"
         if name.startswith("traces_") and self.config.teacher:
             return "trace"
         return None
@@ -505,6 +507,8 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             return None
         if stage == "write":
             results = self._write_mcqs(slices)
+        elif stage == "compose":
+            results = self._compose_mcqs(slices, lookup)
         else:
             results = self._write_traces(slices, lookup)
         os.makedirs(self._cache_dir_root, exist_ok=True)
@@ -554,6 +558,39 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return {
             name: (result.generator, {scene.image_id: result.drafts.get(scene.image_id, []) for scene in found})
             for name, found in scenes.items()
+        }
+
+    def _compose_items(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, list[tuple]]:
+        """Per slice, ``(scene, the image's stage-1 rows)``: what the writer composes from (captions and boxes)."""
+        return {
+            piece.name: [(scene, rows) for scene, _, rows in self._parent_groups(piece, lookup)]
+            for pieces in slices.values()
+            for piece in pieces
+        }
+
+    def _compose_mcqs(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, tuple]:
+        """The writer's stage-2 composites of the model-written stage-1 questions, each kept only when the verifier
+        (the writer itself when no other is named) answers it the same way: ``{slice: (generator, by image id)}``."""
+        items = self._compose_items(slices, lookup)
+        engines = self._engines(("writer", "verifier"))
+        try:
+            everything = [item for found in items.values() for item in found]
+            verifier = engines["verifier"] or engines["writer"]
+            result = stage2.compose_with_llm(everything, engines["writer"], verifier)
+        finally:
+            self._close(engines)
+        self.generation = {
+            "writer": engines["writer"].model_id,
+            "verifier": verifier.model_id,
+            "generator": result.generator,
+            "images": len(everything),
+            "composites": sum(map(len, result.drafts.values())),
+            "rejects": dict(result.rejects.most_common()),
+            "models": {role: engine.stats.as_dict() for role, engine in engines.items() if engine},
+        }
+        return {
+            name: (result.generator, {scene.image_id: result.drafts.get(scene.image_id, []) for scene, _ in found})
+            for name, found in items.items()
         }
 
     def _trace_items(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, list[tuple]]:
@@ -615,12 +652,16 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
         empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
         cache = os.path.join(empty, "empty.sqlite") if empty else None
-        engines = self._engines(("writer", "verifier") if stage == "write" else ("teacher", "reasoner"), cache)
+        engines = self._engines(("teacher", "reasoner") if stage == "trace" else ("writer", "verifier"), cache)
         try:
             if stage == "write":
                 scenes = [scene for found in self._stage_scenes(slices).values() for scene in found]
                 return llm_mcq.bill_mcqs(scenes, engines["writer"], self._mcq_writer(), engines["verifier"])
             lookup = SceneLookup.index(_files(prepared["scenes"]))
+            if stage == "compose":
+                items = [item for found in self._compose_items(slices, lookup).values() for item in found]
+                verifier = engines["verifier"] or engines["writer"]
+                return stage2.bill_compose(items, engines["writer"], verifier)
             items = [item for found in self._trace_items(slices, lookup).values() for item in found]
             return traces.bill_traces(items, engines["teacher"], engines["reasoner"], **self._trace_settings())
         finally:

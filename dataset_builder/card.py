@@ -492,6 +492,8 @@ def write_card(folder: str, build_info: dict) -> str:
         sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
     if "generation" in build_info:
         sections.append(generation_section(build_info["generation"]))
+    if "composition" in build_info:
+        sections.append(composition_section(build_info["composition"]))
     if "trace_generation" in build_info:
         sections.append(trace_generation_section(build_info["trace_generation"]))
     traced = [config for config in configs if "kind" in FEATURES[config] and config != "rl"]
@@ -545,6 +547,37 @@ def _cue(text: str) -> str:
     return next((cue for cue in CUES if f"\n\n{cue} " in text), "")
 
 
+def _cost_table(generation: dict) -> str:
+    return _table(
+        ["model", "id", "requests", "cache hits", "model calls", "output tokens", "seconds"],
+        [
+            [
+                role,
+                f"`{generation[role]}`",
+                f"{stats['requests']:,}",
+                f"{stats['hits']:,}",
+                f"{stats['misses']:,}",
+                f"{stats['output_tokens']:,}",
+                f"{stats['seconds']:.1f}",
+            ]
+            for role, stats in generation["models"].items()
+        ],
+    )
+
+
+def composition_section(generation: dict) -> str:
+    """Which models composed the stage-2 questions of the model-written stage-1 ones, and what was thrown away."""
+    rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
+    return (
+        "## Composition by a model\n\n"
+        f"The writer `{generation['writer']}` composed the model-written stage-1 questions of "
+        f"{generation['images']:,} images into multi-hop ones from the caption and boxes; each was kept only when the "
+        f"verifier `{generation['verifier']}` picked the same option ({generation['composites']:,} kept, rows named "
+        f"`{generation['generator']}`). Thrown away: {rejects}. Template questions are composed by program, their "
+        "answers recomputed from the boxes.\n\n" + _cost_table(generation)
+    )
+
+
 def trace_generation_section(generations: dict) -> str:
     """Which models wrote the traces, what they cost, and what was thrown away and why."""
     parts = ["## Trace generation"]
@@ -560,23 +593,7 @@ def trace_generation_section(generations: dict) -> str:
             f"{generation['mcqs']:,} questions from their images; {reasoner}, from the caption, the boxes and the "
             f"question (never the image). {generation['traces']:,} traces kept; thrown away: {rejects}."
         )
-        parts.append(
-            _table(
-                ["model", "id", "requests", "cache hits", "model calls", "output tokens", "seconds"],
-                [
-                    [
-                        role,
-                        f"`{generation[role]}`",
-                        f"{st['requests']:,}",
-                        f"{st['hits']:,}",
-                        f"{st['misses']:,}",
-                        f"{st['output_tokens']:,}",
-                        f"{st['seconds']:.1f}",
-                    ]
-                    for role, st in generation["models"].items()
-                ],
-            )
-        )
+        parts.append(_cost_table(generation))
     return "\n\n".join(parts)
 
 

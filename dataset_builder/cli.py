@@ -71,7 +71,8 @@ def _build(args) -> int:
         print(f"{config}: {counts}")
     if args.on_error == "skip":
         print(f"skipped {info['rejects']:,} bad record(s); report: {rejects_path(args.output)}")
-    for generated in (info.get("generation", {}), *info.get("trace_generation", {}).values()):
+    generations = (info.get("generation", {}), info.get("composition", {}), *info.get("trace_generation", {}).values())
+    for generated in generations:
         for role, stats in generated.get("models", {}).items():
             print(f"{role} {generated[role]}: {GenerationStats(**stats).summary()}")
     name = os.path.basename(os.path.abspath(args.output))

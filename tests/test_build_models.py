@@ -28,6 +28,7 @@ from lgt.synthesis.llm_mcq import MCQWriter, write_mcqs
 from test_llm_mcq import ANSWERS, GOOD, KEPT, REJECTS, _scene, _store, store_verdicts
 
 FIXTURE_TEACHER = "openai:fixture-teacher"
+STAGE1 = ("scenes", "mcq_stage1")  # the fixture writer's answers are cached for stage 1 only (not for composition)
 
 
 def _jsonl_source(folder: Path, image_ids) -> Path:
@@ -58,7 +59,12 @@ def test_cached_teacher_answers_become_rows_named_by_the_teacher(answered, tmp_p
     source, cache = answered
     output = tmp_path / "lgt"
     info = build(
-        source=source, output=str(output), writer=FIXTURE_TEACHER, generation_cache=str(cache), cache_only=True
+        source=source,
+        output=str(output),
+        configs=STAGE1,
+        writer=FIXTURE_TEACHER,
+        generation_cache=str(cache),
+        cache_only=True,
     )
     generation = info["generation"]
     assert generation["rejects"] == dict(REJECTS) and generation["writer"] == "fixture-teacher"
@@ -95,6 +101,7 @@ def test_a_verifier_keeps_the_questions_it_answers_the_same_way(answered, tmp_pa
     info = build(
         source=source,
         output=str(output),
+        configs=STAGE1,
         writer=FIXTURE_TEACHER,
         verifier="openai:fixture-verifier",
         generation_cache=str(cache),
@@ -118,6 +125,7 @@ def test_cache_only_miss_is_one_error_line_and_writes_nothing(answered, tmp_path
         generations._db.execute("DELETE FROM generations WHERE rowid = (SELECT MAX(rowid) FROM generations)")
     output = tmp_path / "out"
     arguments = ["build", "--source", source, "--output", str(output), "--writer", FIXTURE_TEACHER, "--cache-only"]
+    arguments += ["--configs", ",".join(STAGE1)]
     assert main([*arguments, "--cache", str(cache)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "1 of 1 requests to fixture-teacher are not in the generation cache" in errors[0]
@@ -138,6 +146,7 @@ def test_a_teacher_whose_every_question_is_rejected_stops_the_build_saying_why(t
     engine.close()
     output = tmp_path / "out"
     arguments = ["build", "--source", f"jsonl:{source}", "--output", str(output), "--writer", FIXTURE_TEACHER]
+    arguments += ["--configs", ",".join(STAGE1)]
     assert main([*arguments, "--cache", str(cache), "--cache-only"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "mcq_stage1 came out empty: the model kept no question (" in errors[0]
