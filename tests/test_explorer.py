@@ -1,6 +1,7 @@
 """`lgt show`'s page: every config renders with its boxes, gold option, traces, cues and pairs, text is escaped, and
 a real headless browser (Debian's chromium through Playwright) loads it without errors and decodes every image."""
 
+import html
 import os
 import re
 import shutil
@@ -8,132 +9,55 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from datasets import Dataset, Features, Image, List, Value, load_dataset
-from lgt.build import build
+from datasets import load_dataset
+from lgt.build import CONFIGS, build
 from lgt.builder import FEATURES
 from lgt.explorer import default_output, write_explorer
-from lgt.formats import dpo_row, rl_row, row_style, sft_row, trace_text
 from lgt.hub import check_build_folder
 
 HOSTILE_QUESTION = 'Which is it? <script>document.title = "pwned"</script>'
-HOSTILE_EXPANSION = ' <img src=x onerror="document.title=1"> let me look at each box again.'
-
-# The issue-8 configs' features as the lead's builder defines them (traces carry no image: the scene has it).
-_BOX = List(Value("float32"), length=4)
-_MESSAGES = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
-_ROW = {"id": Value("string"), "image_id": Value("string"), "images": List(Image())}
-_PROVENANCE = {
-    "skill": Value("string"),
-    "level": Value("int32"),
-    "kind": Value("string"),
-    "parents": List(Value("string")),
-    "generator": Value("string"),
-    "source": Value("string"),
-    "license": Value("string"),
-}
-_STRINGS = ("kind", "short", "cue", "expansion", "text", "predicted", "teacher", "reasoner", "generator", "source")
-FORMAT_FEATURES = {
-    "mcq_stage2": Features(
-        {
-            **FEATURES["mcq_stage1"],
-            "steps": List({"question": Value("string"), "answer": Value("string")}),
-        }
-    ),
-    "traces_stage1": Features(
-        {
-            **{k: FEATURES["mcq_stage1"][k] for k in ("id", "image_id", "question", "options", "answer")},
-            "mcq_id": Value("string"),
-            "skill": Value("string"),
-            "level": Value("int32"),
-            **{k: Value("string") for k in _STRINGS},
-            "correct": Value("bool"),
-            "license": Value("string"),
-        }
-    ),
-    "sft_stage1": Features({**_ROW, "messages": _MESSAGES, **_PROVENANCE}),
-    "dpo_stage1": Features({**_ROW, "prompt": _MESSAGES, "chosen": _MESSAGES, "rejected": _MESSAGES, **_PROVENANCE}),
-    "rl": Features(
-        {
-            **_ROW,
-            "prompt": _MESSAGES,
-            "solution": Value("string"),
-            "answer": Value("string"),
-            "options": List(Value("string")),
-            **_PROVENANCE,
-        }
-    ),
-}
-
-
-def format_fixture(folder, num_images=10, seed=0):
-    """A built folder with every config: ``scenes`` and ``mcq_stage1`` from ``lgt.build``; ``mcq_stage2`` and the
-    traces hand-made in the row shapes of the issue-8 contract from its train MCQs, and SFT/DPO/RL rows from those
-    by ``lgt.formats``. A format fixture until ``lgt build`` makes them all (then: ``build(configs=CONFIGS)``)."""
-    build(source="scenes", num_images=num_images, output=str(folder))
-    mcqs = pq.read_table(next((folder / "mcq_stage1").glob("train-*.parquet"))).to_pylist()
-    stage2, traces, sft, dpo, rl = [], [], [], [], []
-    for first, second in zip(mcqs[::2], mcqs[1::2], strict=False):
-        if first["image_id"] != second["image_id"]:
-            continue
-        gold = f"{first['options'][ord(first['answer']) - 65]} / {second['options'][ord(second['answer']) - 65]}"
-        stage2.append(
-            {
-                **first,
-                "id": f"s2-{first['id']}",
-                "question": f"{HOSTILE_QUESTION} {first['question']} And: {second['question']}",
-                "options": [gold, "none / none", "all / all", "some / none"],
-                "answer": "A",
-                "level": 2,
-                "grounding": first["grounding"] + second["grounding"],
-                "parents": [first["id"], second["id"]],
-                "steps": [
-                    {"question": m["question"], "answer": m["options"][ord(m["answer"]) - 65]} for m in (first, second)
-                ],
-                "generator": "stage2/conjunction@1",
-            }
-        )
-    for mcq in mcqs:
-        gold, wrong = mcq["answer"], "ABCD"[("ABCD".index(mcq["answer"]) + 1) % 4]
-        style = row_style(seed, mcq["id"])
-        made = {}
-        for kind, (first, cue, expansion, final) in {
-            "O": (gold, "", "", gold),
-            "X→O": (wrong, "Wait,", HOSTILE_EXPANSION, gold),
-            "X": (wrong, "", "", wrong),
-        }.items():
-            short = f"I look at the boxes for: {mcq['question']} It is ({first})."
-            made[kind] = {
-                **{k: mcq[k] for k in ("image_id", "question", "options", "answer", "skill", "level", "source")},
-                "id": f"t-{kind}-{mcq['id']}",
-                "mcq_id": mcq["id"],
-                "kind": kind,
-                "short": short,
-                "cue": cue,
-                "expansion": expansion,
-                "text": trace_text(f"{short} {cue}{expansion}" if cue else short, final, mcq["options"], style),
-                "predicted": final,
-                "correct": final == gold,
-                "teacher": "scripted/teacher@1",
-                "reasoner": "scripted/reasoner@1" if cue else "",
-                "generator": "scripted",
-                "license": mcq["license"],
-            }
-        traces += made.values()
-        with_image = {kind: {**trace, "image": mcq["image"]} for kind, trace in made.items()}
-        sft += [sft_row(with_image["O"], seed), sft_row(with_image["X→O"], seed)]
-        dpo.append(dpo_row(with_image["X→O"], with_image["X"], seed))
-        rl.append(rl_row(mcq, seed))
-    made = {"mcq_stage2": stage2, "traces_stage1": traces, "sft_stage1": sft, "dpo_stage1": dpo, "rl": rl}
-    for config, rows in made.items():
-        (folder / config).mkdir()
-        shard = folder / config / "train-00000-of-00001.parquet"
-        Dataset.from_list(rows, features=FORMAT_FEATURES[config]).to_parquet(str(shard))
-    return folder
+HOSTILE_EXPANSION = '<img src=x onerror="document.title=1"> '
+ALL = ("scenes", "mcq_stage1", *(c for c in CONFIGS if c not in ("scenes", "mcq_stage1")))
 
 
 @pytest.fixture(scope="module")
 def every_config(tmp_path_factory):
-    return format_fixture(tmp_path_factory.mktemp("explorer") / "lgt")
+    """A real build of every config from the synthetic scenes, as `lgt build` writes it."""
+    folder = tmp_path_factory.mktemp("explorer") / "lgt"
+    build(source="scenes", num_images=40, output=str(folder))
+    return folder
+
+
+def rewrite(shard, change):
+    """Apply ``change`` to the rows of one parquet file, written back with its own schema (and HF features)."""
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    change(rows)
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+
+
+@pytest.fixture(scope="module")
+def hostile(every_config, tmp_path_factory):
+    """THE INJECTION CASE: a copy of the real build where one test-split row of ``mcq_stage2`` has markup in its
+    question and one X→O trace of ``traces_stage1`` has markup in its expansion; returns the folder and the two ids."""
+    folder = tmp_path_factory.mktemp("hostile") / "lgt"
+    shutil.copytree(every_config, folder)
+    ids = {}
+
+    def question(rows):
+        rows[0]["question"] = f"{HOSTILE_QUESTION} {rows[0]['question']}"
+        ids["mcq_stage2"] = rows[0]["id"]
+
+    def expansion(rows):
+        row = next(r for r in rows if r["kind"] == "X→O")
+        assert row["expansion"] in row["text"]
+        row["text"] = row["text"].replace(row["expansion"], HOSTILE_EXPANSION + row["expansion"])
+        row["expansion"] = HOSTILE_EXPANSION + row["expansion"]
+        ids["traces_stage1"] = row["id"]
+
+    rewrite(folder / "mcq_stage2" / "test-00000-of-00001.parquet", question)
+    rewrite(folder / "traces_stage1" / "test-00000-of-00001.parquet", expansion)
+    return folder, ids
 
 
 def items(page: str) -> list[str]:
@@ -141,29 +65,29 @@ def items(page: str) -> list[str]:
 
 
 def mcq_of(row, mcqs, traces):
-    """The fixture's MCQ behind a trace, SFT, DPO or RL row: its ``mcq_id``, else its first parent (or its trace's)."""
+    """The build's MCQ behind a trace, SFT, DPO or RL row: its ``mcq_id``, else its first parent (or its trace's)."""
     ref = row.get("mcq_id") or row["parents"][0]
     return mcqs.get(ref) or mcqs[traces[ref]["mcq_id"]]
 
 
-def rows_of(folder, config):
+def rows_of(folder, *configs, split="train"):
     return {
         r["id"] if "id" in r else r["image_id"]: r
-        for r in pq.read_table(next((folder / config).glob("train-*"))).to_pylist()
+        for config in configs
+        for r in pq.read_table(folder / config / f"{split}-00000-of-00001.parquet").to_pylist()
     }
 
 
-@pytest.mark.parametrize(
-    "config", ["scenes", "mcq_stage1", "mcq_stage2", "traces_stage1", "sft_stage1", "dpo_stage1", "rl"]
-)
+@pytest.mark.parametrize("config", ALL)
 def test_every_config_renders_its_items_with_boxes(every_config, config, tmp_path):
-    path = write_explorer(str(every_config), config, 5, out=str(tmp_path / "page.html"))
+    path = write_explorer(str(every_config), config, 8, out=str(tmp_path / "page.html"))
     page = open(path, encoding="utf-8").read()
     rows = rows_of(every_config, config)
     shown = items(page)
-    assert len(shown) == min(5, len(rows)) and len(rows) > 5
-    mcqs = {**rows_of(every_config, "mcq_stage1"), **rows_of(every_config, "mcq_stage2")}
-    traces = rows_of(every_config, "traces_stage1")
+    assert len(shown) == 8 < len(rows)
+    mcqs = rows_of(every_config, "mcq_stage1", "mcq_stage2")
+    traces = rows_of(every_config, "traces_stage1", "traces_stage2")
+    boxed = 0
     for item in shown:
         row = rows[re.search(r'id="([^"]+)"', item).group(1)]
         boxes = item.count('class="edge"')
@@ -171,31 +95,49 @@ def test_every_config_renders_its_items_with_boxes(every_config, config, tmp_pat
             assert boxes == len(row["objects"]) and "caption-text" in item
             continue
         mcq = row if "grounding" in row else mcq_of(row, mcqs, traces)
-        assert boxes == len(mcq["grounding"]) > 0
+        assert boxes == len(mcq["grounding"])  # a "none of them" MCQ may ground nothing
+        boxed += boxes > 0
         assert re.findall(r'class="option gold[^"]*" data-letter="(.)"', item) == [mcq["answer"]]
-        assert item.count('<li class="option') == 4 and "data:image/" in item
+        assert item.count('<li class="option') == len(mcq["options"]) == 4 and "data:image/" in item
+    assert boxed > 0 or config == "scenes"
 
 
 def test_traces_show_kind_and_highlight_the_cue_after_the_short_cot(every_config, tmp_path):
-    page = open(write_explorer(str(every_config), "traces_stage1", 30, out=str(tmp_path / "t.html"))).read()
-    for item in items(page):
-        kind = re.search(r'class="kind [a-z]+">([^<]+)<', item).group(1)
-        assert ('<mark class="cue">Wait,</mark>' in item) == (kind == "X→O")
-        if kind == "X→O":  # the short CoT comes before the cue, the reasoner's expansion after it
-            assert re.search(
-                r'<span class="short">.*</span><mark class="cue">Wait,</mark><span class="expansion">', item
-            )
+    page = open(write_explorer(str(every_config), "traces_stage1", 60, out=str(tmp_path / "t.html"))).read()
+    traces = rows_of(every_config, "traces_stage1")
+    shown = {re.search(r'id="([^"]+)"', item).group(1): item for item in items(page)}
+    assert len(shown) == 60
+    for trace_id, item in shown.items():
+        trace = traces[trace_id]
+        assert re.search(r'class="kind [a-z]+">([^<]+)<', item).group(1) == trace["kind"]
+        assert ('<mark class="cue">' in item) == bool(trace["cue"]) == (trace["kind"] in ("O→O", "X→O", "O→X", "X→X"))
+    fixed = [trace_id for trace_id in shown if traces[trace_id]["kind"] == "X→O"]
+    assert fixed, "seed 0 samples no X→O trace"
+    for trace_id in fixed:  # the short CoT comes before the real cue, the reasoner's expansion after it
+        trace, item = traces[trace_id], shown[trace_id]
+        cue = re.escape(html.escape(trace["cue"]))
+        around = re.search(
+            rf'<span class="short">(.*)</span><mark class="cue">{cue}</mark><span class="expansion">', item, re.S
+        )
+        assert around and html.escape(trace["short"][-40:]) in around.group(1)
+        assert (
+            html.escape(trace["expansion"][:40])
+            in item.split(f'<mark class="cue">{html.escape(trace["cue"])}</mark>')[1]
+        )
 
 
 def test_the_answer_is_read_by_the_one_parser_and_a_grading_slip_is_flagged(every_config, tmp_path):
-    traces = pq.read_table(every_config / "traces_stage1" / "train-00000-of-00001.parquet").to_pylist()
-    traces[0]["correct"] = not traces[0]["correct"]  # a row whose recorded grade its own text contradicts
-    (tmp_path / "traces_stage1").mkdir()
-    Dataset.from_list(traces, features=FORMAT_FEATURES["traces_stage1"]).to_parquet(
-        str(tmp_path / "traces_stage1" / "train-00000-of-00001.parquet")
-    )
-    page = open(write_explorer(str(tmp_path), "traces_stage1", len(traces))).read()
+    shutil.copytree(every_config / "traces_stage1", tmp_path / "traces_stage1")
+    traces = []
+
+    def slip(rows):  # a row whose recorded grade its own text contradicts
+        rows[0]["correct"] = not rows[0]["correct"]
+        traces.extend(rows)
+
+    rewrite(tmp_path / "traces_stage1" / "test-00000-of-00001.parquet", slip)
+    page = open(write_explorer(str(tmp_path), "traces_stage1", len(traces), split="test")).read()
     by_id = {t["id"]: t for t in traces}
+    assert len(items(page)) == len(traces)
     for item in items(page):
         trace = by_id[re.search(r'id="([^"]+)"', item).group(1)]
         marked = re.findall(r'class="option[^"]*predicted" data-letter="(.)"', item)
@@ -204,22 +146,42 @@ def test_the_answer_is_read_by_the_one_parser_and_a_grading_slip_is_flagged(ever
 
 
 def test_dpo_pairs_side_by_side_and_sft_joined_to_their_traces(every_config, tmp_path):
-    page = open(write_explorer(str(every_config), "dpo_stage1", 3, out=str(tmp_path / "d.html"))).read()
+    traces = rows_of(every_config, "traces_stage1")
+    pairs = rows_of(every_config, "dpo_stage1")
+    page = open(write_explorer(str(every_config), "dpo_stage1", 6, out=str(tmp_path / "d.html"))).read()
     for item in items(page):
-        chosen, rejected = re.search(r'<div class="pair">(.*?</section>)(.*?</section>)</div>', item, re.S).groups()
-        assert "trace chosen" in chosen and ">correct, answers" in chosen and "Wait,</mark>" in chosen
-        assert "trace rejected" in rejected and ">wrong, answers" in rejected and "no cue" in rejected
+        pair = pairs[re.search(r'id="([^"]+)"', item).group(1)]
+        sections = re.search(r'<div class="pair">(.*?</section>)(.*?</section>)</div>', item, re.S).groups()
+        for turn, section, trace_id, grade in zip(
+            ("chosen", "rejected"), sections, pair["parents"][1:], ("correct", "wrong"), strict=True
+        ):
+            trace = traces[trace_id]
+            assert trace["text"] == pair[turn][-1]["content"][0]["text"]
+            assert f"trace {turn}" in section and f">{grade}, answers {trace['predicted']}" in section
+            cue = f'<mark class="cue">{html.escape(trace["cue"])}</mark>'
+            assert (cue in section) if trace["cue"] else ("no cue" in section)
+    sft = rows_of(every_config, "sft_stage1")
     page = open(write_explorer(str(every_config), "sft_stage1", 20, out=str(tmp_path / "s.html"))).read()
-    assert page.count('<mark class="cue">') == page.count('class="kind fixed">X→O</span>') // 2 > 0
+    cued = [bool(traces[sft[re.search(r'id="([^"]+)"', item).group(1)]["parents"][1]]["cue"]) for item in items(page)]
+    assert page.count('<mark class="cue">') == sum(cued) > 0
+    rl = rows_of(every_config, "rl")
     page = open(write_explorer(str(every_config), "rl", 3, out=str(tmp_path / "r.html"))).read()
+    for item in items(page):
+        solution = html.escape(rl[re.search(r'id="([^"]+)"', item).group(1)]["solution"])
+        assert f'class="solution"><b>solution</b> <code>{solution}</code>' in item
     assert page.count('class="solution"') == 3 and page.count("prompt as the model sees it") == 3
 
 
-def test_text_from_the_data_is_escaped(every_config, tmp_path):
-    for config in ("mcq_stage2", "traces_stage1"):
-        page = open(write_explorer(str(every_config), config, 50, out=str(tmp_path / f"{config}.html"))).read()
-        assert "<script" not in page and "<img src=x" not in page
-    assert "&lt;script&gt;document.title" in page or "&lt;img src=x" in page
+def test_text_from_the_data_is_escaped(hostile, tmp_path):
+    folder, ids = hostile
+    for config, raw, escaped in (
+        ("mcq_stage2", "<script", "&lt;script&gt;document.title"),
+        ("traces_stage1", "<img src=x", "&lt;img src=x onerror=&quot;document.title=1&quot;&gt;"),
+    ):
+        n = len(rows_of(folder, config, split="test"))
+        page = open(write_explorer(str(folder), config, n, split="test", out=str(tmp_path / f"{config}.html"))).read()
+        item = next(item for item in items(page) if f'id="{ids[config]}"' in item)
+        assert raw not in page and escaped in item
 
 
 def test_sampling_is_seeded_and_n_caps_at_the_rows(every_config, tmp_path):
@@ -262,7 +224,7 @@ def test_a_missing_or_broken_image_is_said_and_the_rest_still_shows(every_config
     rows[0]["images"] = [{"bytes": b"not an image", "path": None}]
     rows[1]["images"] = [{"bytes": None, "path": str(tmp_path / "gone.jpg")}]
     (tmp_path / "rl").mkdir()
-    table = pa.Table.from_pylist(rows, schema=FORMAT_FEATURES["rl"].arrow_schema)  # as written, files not read
+    table = pa.Table.from_pylist(rows, schema=FEATURES["rl"].arrow_schema)  # as written, files not read
     pq.write_table(table, tmp_path / "rl" / "train-00000-of-00001.parquet")
     page = open(write_explorer(str(tmp_path), "rl", 3)).read()
     assert "image unavailable: its bytes are not an image" in page
@@ -271,7 +233,9 @@ def test_a_missing_or_broken_image_is_said_and_the_rest_still_shows(every_config
 
 
 def test_unknown_config_or_split_names_what_is_there(every_config):
-    with pytest.raises(ValueError, match=r"no config 'sft_stage9'; configs there: dpo_stage1, .*rl, scenes"):
+    with pytest.raises(
+        ValueError, match=re.escape(f"no config 'sft_stage9'; configs there: {', '.join(sorted(ALL))}")
+    ):
         write_explorer(str(every_config), "sft_stage9", 3)
     with pytest.raises(ValueError, match="no split 'dev'; splits there: test, train, validation"):
         write_explorer(str(every_config), "mcq_stage1", 3, split="dev")
@@ -281,7 +245,7 @@ def test_unknown_config_or_split_names_what_is_there(every_config):
 
 def test_an_empty_split_is_an_error_not_an_empty_page(tmp_path):
     (tmp_path / "rl").mkdir()
-    pq.write_table(FORMAT_FEATURES["rl"].arrow_schema.empty_table(), tmp_path / "rl" / "test-00000-of-00001.parquet")
+    pq.write_table(FEATURES["rl"].arrow_schema.empty_table(), tmp_path / "rl" / "test-00000-of-00001.parquet")
     with pytest.raises(ValueError, match="has no rows in split 'test'"):
         write_explorer(str(tmp_path), "rl", 5, split="test")
 
@@ -319,6 +283,7 @@ LOOK = """() => [...document.querySelectorAll("article.item")].map(item => {
         decoded: img ? img.complete && img.naturalWidth : null,
         gold: [...item.querySelectorAll("li.option.gold")].map(o => o.dataset.letter),
         question: (item.querySelector(".question") || {}).innerText,
+        expansion: (item.querySelector(".expansion") || {}).innerText,
         drawn: edge ? [drawn.left - at.left, drawn.top - at.top, drawn.width, drawn.height] : null,
         box: edge ? ["x", "y", "width", "height"].map(k => Number(edge.getAttribute(k)) * scale) : null,
     };
@@ -338,24 +303,38 @@ def look(browser, path, screenshot):
     return shown, errors, ran
 
 
-@pytest.mark.parametrize("config", ["mcq_stage2", "traces_stage1", "sft_stage1", "dpo_stage1", "rl", "scenes"])
+@pytest.mark.parametrize("config", ALL)
 def test_a_real_browser_shows_the_page_without_errors(browser, every_config, config, tmp_path):
     path = write_explorer(str(every_config), config, 6, out=str(tmp_path / f"{config}.html"))
     shown, errors, (title, injected) = look(browser, path, f"/tmp/lgt-explorer-{config}.png")
     assert errors == [] and injected == 0 and title == f"lgt · {config} · train"
     rows = rows_of(every_config, config)
-    mcqs = {**rows_of(every_config, "mcq_stage1"), **rows_of(every_config, "mcq_stage2")}
-    traces = rows_of(every_config, "traces_stage1")
+    mcqs = rows_of(every_config, "mcq_stage1", "mcq_stage2")
+    traces = rows_of(every_config, "traces_stage1", "traces_stage2")
     assert len(shown) == 6 and len({item["id"] for item in shown}) == 6
     for item in shown:
         row = rows[item["id"]]
         assert item["decoded"] > 0
-        # the box lies where the image has it, to within the stroke
-        assert all(abs(d - b) <= 2.5 for d, b in zip(item["drawn"], item["box"], strict=True)), item
+        # the box lies where the image has it, to within the stroke (an MCQ may ground nothing)
+        if item["drawn"] is not None:
+            assert all(abs(d - b) <= 2.5 for d, b in zip(item["drawn"], item["box"], strict=True)), item
         if config != "scenes":
             assert item["gold"] == [(row if "grounding" in row else mcq_of(row, mcqs, traces))["answer"]]
-        if config == "mcq_stage2":  # shown as text, not run
-            assert item["question"].startswith(HOSTILE_QUESTION)
+    assert any(item["drawn"] is not None for item in shown)
+
+
+@pytest.mark.parametrize("config", ["mcq_stage2", "traces_stage1"])
+def test_a_real_browser_shows_injected_markup_as_text(browser, hostile, config, tmp_path):
+    folder, ids = hostile
+    n = len(rows_of(folder, config, split="test"))
+    path = write_explorer(str(folder), config, n, split="test", out=str(tmp_path / f"{config}.html"))
+    shown, errors, (title, injected) = look(browser, path, f"/tmp/lgt-explorer-hostile-{config}.png")
+    assert errors == [] and injected == 0 and title == f"lgt · {config} · test" and len(shown) == n
+    item = next(item for item in shown if item["id"] == ids[config])
+    if config == "mcq_stage2":
+        assert item["question"].startswith(HOSTILE_QUESTION)
+    else:
+        assert item["expansion"].lstrip().startswith(HOSTILE_EXPANSION.strip())
 
 
 def test_a_real_browser_shows_real_photos(browser, coco_build, tmp_path):
