@@ -52,7 +52,8 @@ def launch(recipe: str, config: Path, cwd: Path, output: str, *overrides: str, s
         "--output_dir", output, "--max_steps", str(steps), "--save_strategy", "steps", "--save_steps", str(steps),
         *overrides,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(REPO / "tests")])}
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path] + [str(REPO / "tests")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # tests/ for completion_length_reward
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return cwd / output
