@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 import datasets
+from accelerate import PartialState
 from datasets.utils.logging import get_logger
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import ModelConfig, ScriptArguments
@@ -89,20 +90,21 @@ def load_mixture(args: LGTScriptArguments, columns: tuple[str, ...], seed: int) 
     """The training rows: each config's ``args.dataset_train_split``, renamed, cut to ``columns`` and weighted."""
     mixture = args.dataset_mixture or {args.dataset_config: 1.0}
     parts = []
-    for name, weight in mixture.items():
-        part = datasets.load_dataset(args.dataset_name, name, split=args.dataset_train_split)
-        mapping = {old: new for old, new in (args.column_mapping or {}).items() if old in part.column_names}
-        part = part.rename_columns(mapping)
-        missing = [column for column in columns if column not in part.column_names]
-        if missing:
-            raise ValueError(f"{args.dataset_name} {name or ''} has no column {missing} (set column_mapping)")
-        part = part.select_columns(list(columns))
-        rows = round(weight * len(part))
-        if rows != len(part):
-            order = part.shuffle(seed=seed)
-            part = order.select([i % len(order) for i in range(rows)])
-        logger.info(f"{args.dataset_name} {name or ''}: {rows} rows (weight {weight})")
-        parts.append(part)
+    with PartialState().main_process_first():  # one process downloads and prepares, the others read its cache
+        for name, weight in mixture.items():
+            part = datasets.load_dataset(args.dataset_name, name, split=args.dataset_train_split)
+            mapping = {old: new for old, new in (args.column_mapping or {}).items() if old in part.column_names}
+            part = part.rename_columns(mapping)
+            missing = [column for column in columns if column not in part.column_names]
+            if missing:
+                raise ValueError(f"{args.dataset_name} {name or ''} has no column {missing} (set column_mapping)")
+            part = part.select_columns(list(columns))
+            rows = round(weight * len(part))
+            if rows != len(part):
+                order = part.shuffle(seed=seed)
+                part = order.select([i % len(order) for i in range(rows)])
+            logger.info(f"{args.dataset_name} {name or ''}: {rows} rows (weight {weight})")
+            parts.append(part)
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
@@ -131,7 +133,8 @@ def drop_overlong(
             for part in parts
         )
 
-    kept = dataset.filter(fits, num_proc=num_proc, desc=f"Dropping samples over {max_length} tokens")
+    with PartialState().main_process_first():  # measured once, the other processes read the cached result
+        kept = dataset.filter(fits, num_proc=num_proc, desc=f"Dropping samples over {max_length} tokens")
     dropped = len(dataset) - len(kept)
     logger.warning(f"dropped {dropped} of {len(dataset)} samples longer than max_length={max_length} tokens")
     if not len(kept):

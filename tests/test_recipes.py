@@ -52,7 +52,8 @@ def launch(recipe: str, config: Path, cwd: Path, output: str, *overrides: str, s
         "--output_dir", output, "--max_steps", str(steps), "--save_strategy", "steps", "--save_steps", str(steps),
         *overrides,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(REPO / "tests")])}
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path] + [str(REPO / "tests")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # tests/ for completion_length_reward
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return cwd / output
@@ -187,3 +188,17 @@ def test_paper_configs_parse(recipe, config):
 
         assert training.use_vllm and training.vllm_mode == "colocate" and training.num_generations == 8
         assert [import_function(path).__name__ for path in script.reward_funcs] == ["accuracy_reward", "format_reward"]
+
+
+@pytest.mark.slow
+def test_staged_run(tmp_path):
+    """`make staged-run` end to end: build, SFT, DPO stage 1, DPO stage 2, GRPO, every checkpoint generating."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(RECIPES / "staged_run.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    stages = ["sft", "dpo-stage1", "dpo-stage2", "grpo"]
+    generated = [line for line in result.stdout.splitlines() if " new tokens: " in line]
+    assert [line.split(":")[0] for line in generated] == [f"tiny-qwen2.5-vl-{stage}" for stage in stages]
+    assert all(int(line.split(": ")[1].split()[0]) > 0 for line in generated)
