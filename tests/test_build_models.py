@@ -181,7 +181,7 @@ def test_default_generation_cache_lives_under_hf_home(monkeypatch, tmp_path):
 
 # ---- the tiny random LLM, for real ----
 
-TINY_ARGS = ["--num-images", "8", "--stage1", "both", "--questions-per-image", "1"]
+TINY_ARGS = ["--num-images", "8", "--stage1", "both", "--questions-per-image", "1", "--configs", "scenes,mcq_stage1"]
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_card_metadata_is_valid_hub_metadata(builtin_build):
     assert data.source_datasets == ["original"] and data.license == "cc0-1.0"
     assert "synthetic" in data.tags  # the built-in scenes are synthetic
     configs = MetadataConfigs.from_dataset_card_data(data)
-    assert set(configs) == {"scenes", "mcq_stage1"} and configs.get_default_config_name() == "mcq_stage1"
+    assert set(configs) == set(FEATURES) and configs.get_default_config_name() == "mcq_stage1"
 
 
 def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(builtin_build):
