@@ -212,8 +212,9 @@ def build(
             info["trace_generation"] = traced
         if screened:
             info["decontamination"] = _screened_report(list(screened.values()))
-        if rows.get("mcq_stage1"):
-            info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder)
+        audited = tuple(config for config in ("mcq_stage1", "mcq_stage2") if rows.get(config))
+        if audited:
+            info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
         with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)

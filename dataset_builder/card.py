@@ -529,11 +529,13 @@ def write_card(folder: str, build_info: dict) -> str:
 
 
 def _trace_statistics(folder: str, config: str) -> dict:
-    """``trace_stats.trace_statistics`` of a written config, read column-wise (DPO: the chosen traces)."""
+    """``trace_stats.trace_statistics`` of a written config, read column-wise (DPO: the chosen traces, their kind)."""
     field = {"traces": "text", "sft": "messages", "dpo": "chosen"}[config.split("_")[0]]
     columns = [field, "kind", *(["cue"] if field == "text" else [])]
     rows = (
-        row if field == "text" else {**row, "cue": _cue(trace_stats.row_text(row, field))}
+        row
+        if field == "text"
+        else {**row, "kind": row["kind"].split(" > ")[0], "cue": _cue(trace_stats.row_text(row, field))}
         for split in SPLITS
         for path in split_files(folder, config, split)
         for row in pq.read_table(path, columns=columns).to_pylist()
