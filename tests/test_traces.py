@@ -10,6 +10,7 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from lgt.answers import LETTERS, LetterBalancer, letter_options
@@ -53,17 +54,21 @@ def _row(scene: Scene, draft: stage1.Draft, balancer: LetterBalancer) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def builtin_mcqs() -> list[tuple[dict, Scene]]:
-    source = BuiltinSource(num_images=NUM_SCENES)
+def _stage1_rows(num_scenes: int) -> list[tuple[dict, Scene]]:
+    source = BuiltinSource(num_images=num_scenes)
     vocab = stage1.Vocabulary(list(CATEGORIES), list(COLOURS), ["small", "medium", "large", "striped", "dotted"])
     balancer, balance = LetterBalancer("0"), stage1.Balance()
     items = []
-    for index in range(NUM_SCENES):
+    for index in range(num_scenes):
         scene = source.scene(index)
         rng = random.Random(f"0:{scene.image_id}")
         items += [(_row(scene, draft, balancer), scene) for draft in stage1.generate(scene, vocab, rng, balance)]
     return items
+
+
+@pytest.fixture(scope="module")
+def builtin_mcqs() -> list[tuple[dict, Scene]]:
+    return _stage1_rows(NUM_SCENES)
 
 
 @pytest.fixture(scope="module")
@@ -262,12 +267,13 @@ def test_composed_questions_work_out_each_step_from_the_boxes(builtin_mcqs):
             assert f"= {sum(values)}." in trace.expansion and f"= {sum(values)}." not in trace.short
 
 
-def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
+def _stage2_rows(items: list[tuple[dict, Scene]]) -> Iterator[tuple[str, dict, Scene]]:
+    """(template, mcq_stage2 row without the image, scene) for every composite stage 2 makes of ``items``."""
     stage2 = pytest.importorskip("lgt.synthesis.stage2")
     by_image = {}
-    for mcq, scene in builtin_mcqs:
+    for mcq, scene in items:
         by_image.setdefault(mcq["image_id"], (scene, []))[1].append(mcq)
-    balancer, kinds, templates = LetterBalancer("2"), Counter(), set()
+    balancer = LetterBalancer("2")
     for image_id, (scene, rows) in by_image.items():
         for c in stage2.compose(scene, rows, random.Random(image_id)):
             options, answer = letter_options(c.correct, list(c.distractors), c.ordered, balancer, c.skill)
@@ -281,12 +287,40 @@ def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
                 "steps": [{"question": q, "answer": a} for q, a in c.steps],
                 "generator": stage2.generator_id(c.template),
             }
-            templates.add(c.template)
-            for trace in scripted_traces(composite, scene, 2, seed=0):
-                kinds[trace.kind] += 1
-                assert trace.correct == (trace.predicted == answer) and not mentions_banned(trace.think)
-                assert trace.correct or "Looking at the image, the answer is" not in trace.short
+            yield c.template, composite, scene
+
+
+def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
+    kinds, templates = Counter(), set()
+    for template, composite, scene in _stage2_rows(builtin_mcqs):
+        templates.add(template)
+        for trace in scripted_traces(composite, scene, 2, seed=0):
+            kinds[trace.kind] += 1
+            assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
+            assert trace.correct or "Looking at the image, the answer is" not in trace.short
     assert len(templates) >= 4 and {"O", "O→O", "X", "X→O"} <= set(kinds), (templates, kinds)
+
+
+def test_every_stage2_template_is_worked_out_from_the_boxes():
+    """Each stage-2 template, a chain or a size comparison found through "the largest X" included, is worked out
+    step by step from the boxes: no step is taken on trust, every step's answer is the composite's, and a trace is
+    right exactly when it picks the gold option."""
+    stage2 = pytest.importorskip("lgt.synthesis.stage2")
+    kinds = {}
+    for template, composite, scene in _stage2_rows(_stage1_rows(4 * NUM_SCENES)):
+        superlative = any(s["question"].endswith(("largest?", "smallest?")) for s in composite["steps"])
+        for trace in scripted_traces(composite, scene, 4, seed=0):
+            kinds.setdefault((template, superlative), Counter())[trace.kind] += 1
+            assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
+            assert "Looking at the image, the answer is" not in trace.think, trace.think
+            if trace.kind == "O":  # each step asked, then worked out to its own answer, in order
+                worked = trace.short.split("Step ")[1:]
+                assert len(worked) == len(composite["steps"]), trace.short
+                for text, step in zip(worked, composite["steps"], strict=True):
+                    assert step["question"] in text and re.search(rf"\b{re.escape(step['answer'])}\b", text), text
+    assert set(kinds) >= {(t, False) for t in stage2.SKILLS} | {("chain_colour", True), ("comparison_size", True)}
+    assert all(found["O"] and found["O→O"] for found in kinds.values()), kinds
+    assert sum(found["X→O"] for found in kinds.values()) > 0, kinds
 
 
 def test_a_question_the_boxes_do_not_settle_still_ends_on_its_gold_option(builtin_mcqs):

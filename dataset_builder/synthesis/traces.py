@@ -35,8 +35,8 @@ from ..generation import Bill, Engine, ImagePart, Message, Request, Response, Sa
 from ..images import load_image
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
-from . import stage1
-from .grammar import article, plural
+from . import stage1, stage2
+from .grammar import article, plural, singular
 
 logger = logging.get_logger(__name__)
 
@@ -925,9 +925,79 @@ def _step_options(w: _Writer, template: str, slots: dict, answer: str) -> tuple[
     return ([answer, *others], [objs[0], *near]) if near else None
 
 
+def _stage1_case(
+    w: _Writer, template: str, question: str, options: list[str], objs: list[SceneObject], answer: int, index: int
+) -> _Case | None:
+    """A sub-question worked out by stage 1's template ``template`` against ``options``, if it lands on ``answer``."""
+    step = {
+        "id": f"{w.mcq['id']}:{index}",
+        "question": question,
+        "options": options,
+        "answer": LETTERS[answer],
+        "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in objs],
+        "generator": stage1.generator_id(template),
+    }
+    case = _template_case(_Writer(step, w.scene, w.rng), template)
+    return case if case is not None and case.answer == answer else None
+
+
+# Hops stage 2 recomputes from the boxes that no stage-1 question asks ("the largest star", the sizes of two objects
+# found through relations): their wordings as stage 2 writes them.
+_SUPERLATIVE_STEP = re.compile(r"^Which (?P<kind>.+?) is the (?P<most>largest|smallest)\?$")
+_SIZES_STEP = re.compile(r"^How large is the (?P<a>.+?) relative to the (?P<b>.+?)\?$")
+
+
+def _box_area(obj: SceneObject) -> tuple[int, int, int]:
+    """Width, height and area as a reader works them out from the extents shown (whole pixels)."""
+    width, height = round(obj.bbox[2]) - round(obj.bbox[0]), round(obj.bbox[3]) - round(obj.bbox[1])
+    return width, height, width * height
+
+
+def _superlative_case(w: _Writer, kind: str, most: str) -> tuple[_Case, list[str]] | None:
+    """Which instance of a category is the largest (or smallest): every instance's box area, compared."""
+    objs = sorted((o for o in w.objects if singular(o.name) == kind), key=lambda o: (o.bbox[0], o.bbox[1]))
+    options = [f"the {w.phrase(o)}" for o in objs]
+    if len(objs) < 2 or len(set(options)) < len(options):
+        return None
+    areas = [_box_area(o)[2] for o in objs]
+    pick = areas.index(max(areas) if most == "largest" else min(areas))
+    if areas.count(areas[pick]) > 1:
+        return None
+    runner_up = min((a for i, a in enumerate(areas) if i != pick), key=lambda a: abs(a - areas[pick]))
+
+    def covers(obj: SceneObject) -> str:
+        width, height, area = _box_area(obj)
+        return f"{w.at(f'the {w.phrase(obj)}', obj)} covers {_n(width)} × {_n(height)} = {_n(area)} square pixels"
+
+    def conclude(choice: int) -> str:
+        return f"So the {most} {kind} is {options[choice]}."
+
+    right = [f"I compare the box areas of the {len(objs)} {plural(kind)}: {'; '.join(covers(o) for o in objs)}."]
+    right.append(f"The {most} area is {_n(areas[pick])}, that of the {w.phrase(objs[pick])}.")
+    check = [f"The next closest area is {_n(runner_up)}, so the {w.phrase(objs[pick])} is plainly the {most}."]
+    return _Case(pick, right, check, conclude), options
+
+
+def _sizes_case(w: _Writer, question: str, slots: dict, answer: str, index: int) -> tuple[_Case, list[str]] | None:
+    """Two objects' relative size, in stage 2's words (``stage2.SIZE_OPTIONS``), worked out as stage 1's size."""
+    objs = [_resolve(w, slots["a"]), _resolve(w, slots["b"])]
+    if None in objs or answer not in stage2.SIZE_OPTIONS:
+        return None
+    options = [text.format(b=slots["b"]) for text in stage1.SIZE_BINS]  # in the order of SIZE_OPTIONS
+    case = _stage1_case(w, "size", question, options, objs, stage2.SIZE_OPTIONS.index(answer), index)
+    return (case, list(stage2.SIZE_OPTIONS)) if case is not None else None
+
+
 def _step_case(w: _Writer, question: str, answer: str, index: int) -> tuple[_Case, list[str]] | None:
     """A sub-question worked out from the boxes as stage 1 would, when its wording and objects are recognised; with
-    the options it was worked out against."""
+    the options it was worked out against (so a slip's answer is one of them)."""
+    match = _SUPERLATIVE_STEP.match(question)
+    if match is not None:
+        found = _superlative_case(w, match["kind"], match["most"])
+        return found if found is not None and found[1][found[0].answer] == answer else None
+    match = _SIZES_STEP.match(question)
+    if match is not None:
+        return _sizes_case(w, question, match.groupdict(), answer, index)
     for template, pattern in _step_patterns():
         match = pattern.match(question)
         if match is None:
@@ -936,16 +1006,8 @@ def _step_case(w: _Writer, question: str, answer: str, index: int) -> tuple[_Cas
         if found is None or answer not in found[0]:
             return None
         options, objs = found
-        step = {
-            "id": f"{w.mcq['id']}:{index}",
-            "question": question,
-            "options": options,
-            "answer": LETTERS[options.index(answer)],
-            "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in objs],
-            "generator": stage1.generator_id(template),
-        }
-        case = _template_case(_Writer(step, w.scene, w.rng), template)
-        return (case, options) if case is not None and case.answer == options.index(answer) else None
+        case = _stage1_case(w, template, question, options, objs, options.index(answer), index)
+        return (case, options) if case is not None else None
     return None
 
 
@@ -999,8 +1061,10 @@ def _composed_case(w: _Writer) -> _Case:
     last = cases[-1][0].check if cases and cases[-1] else []
     check = [*last, "Each step still holds, and together they give the same option."]
     case = _Case(answer, right, check, conclude)
+    if None in cases:  # a step taken on trust is never where a slip is planted, nor is any step around it
+        return case
     for i in w.rng.sample(range(len(steps)), len(steps)):
-        if cases[i] is None or cases[i][0].wrong_choice is None:
+        if cases[i][0].wrong_choice is None:
             continue
         slip, step_options = cases[i]
         wrong_reply = step_options[slip.wrong_choice]
