@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -25,11 +26,11 @@ from datasets.features.features import require_storage_embed
 from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from . import __version__, audit
-from .builder import FEATURES, LGTBuilder, LGTConfig, arrow_shards, inputs, source_label
-from .card import write_card
+from . import __version__, audit, trace_stats
+from .builder import FEATURES, SPLITS, LGTBuilder, LGTConfig, arrow_shards, inputs, source_label
+from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
-from .generation import Bill, ModelSpec
+from .generation import Bill, Engine, GenerationCache, ModelSpec, default_cache_path
 from .output import staged_output
 
 logger = logging.get_logger(__name__)
@@ -212,6 +213,9 @@ def build(
             info["trace_generation"] = traced
         if screened:
             info["decontamination"] = _screened_report(list(screened.values()))
+        traced_configs = [config for config in ("traces_stage1", "traces_stage2") if rows.get(config)]
+        if generation.get("judge") and traced_configs:
+            info["trace_judge"] = _judge_traces(staging.folder, traced_configs, settings)
         audited = tuple(config for config in ("mcq_stage1", "mcq_stage2") if rows.get(config))
         if audited:
             info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
@@ -226,6 +230,23 @@ def build(
                 f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
         staging.commit({rejects_path(output): report})
     return info
+
+
+def _judge_traces(folder: str, configs: list[str], settings: dict) -> dict:
+    """The judge model's behaviour labels for a seeded sample of each traces config (``trace_stats``), cached."""
+    config = LGTConfig(name=configs[0], **settings)
+    cache = GenerationCache(config.generation_cache or default_cache_path())
+    judge = Engine(config.judge, cache, cache_only=config.cache_only, **(config.engine_args or {}))
+    try:
+        judged = {}
+        for name in configs:
+            paths = [p for split in SPLITS for p in split_files(folder, name, split)]
+            rows = pa.concat_tables(pq.read_table(p, columns=["id", "text", "cue", "kind"]) for p in paths).to_pylist()
+            sample = random.Random(f"{config.seed}:judge:{name}").sample(rows, min(config.judged_traces, len(rows)))
+            judged[name] = trace_stats.judge_statistics(sample, judge, "text")
+        return judged
+    finally:
+        judge.close()
 
 
 def _screened_report(reports: list[dict]) -> dict:
@@ -294,7 +315,7 @@ def _check_configs(configs: tuple[str, ...]) -> tuple[str, ...]:
 def _generation_arguments(generation: dict) -> dict:
     """The model settings as ``lgt_build.json`` records them: models by name (a local folder by its own name only)."""
     named = {}
-    for role in ("writer", "verifier", "teacher", "reasoner"):
+    for role in ("writer", "verifier", "teacher", "reasoner", "judge"):
         if generation.get(role):
             spec = ModelSpec.parse(generation[role])
             named[role] = f"{spec.backend}:{spec.name}"

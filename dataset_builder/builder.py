@@ -259,6 +259,10 @@ class LGTConfig(datasets.BuilderConfig):
     verifier: str | None = None  # answers each written MCQ from caption and boxes; a question is kept on agreement
     teacher: str | None = None  # the VLM that writes the short chains of thought from the image
     reasoner: str | None = None  # the reasoning LLM that continues each short CoT after a cue, from caption and boxes
+    judge: str | None = (
+        None  # labels a sample of each traces config's reasoning (verify, backtrack, subgoal) for the card
+    )
+    judged_traces: int = 200  # how many traces of each traces config the judge labels
     stage1: str | None = None  # who writes mcq_stage1 (STAGE1_WRITERS); unset: "llm" with a writer, else "templates"
     questions_per_image: int = 8  # how many questions the writer is asked to write per image
     traces_per_mcq: int = 2  # short CoTs per MCQ, each also continued after a cue (the paper: 10)
@@ -298,12 +302,12 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
         if self.max_pixels and self.images == "path":
             raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
-        for role in ("writer", "verifier", "teacher", "reasoner"):
+        for role in ("writer", "verifier", "teacher", "reasoner", "judge"):
             if getattr(self, role) is not None:
                 ModelSpec.parse(getattr(self, role))
         if self.reasoner and not self.teacher:
             raise ValueError("--reasoner continues the teacher's short CoTs: pass --teacher BACKEND:MODEL too")
-        for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens"):
+        for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens", "judged_traces"):
             if type(getattr(self, name)) is not int or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a whole number from 1 up, not {getattr(self, name)!r}")
         for name in ("sft_keep_ratio", "sft_xo_ratio"):
@@ -321,8 +325,8 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"stage1 {self.stage1_writer!r} needs a writer model: pass --writer BACKEND:MODEL")
         if self.verifier and not self.writer:
             raise ValueError("--verifier checks what the writer writes: pass --writer BACKEND:MODEL too")
-        if self.cache_only and not (self.writer or self.teacher):
-            raise ValueError("--cache-only: only used when a model writes (--writer or --teacher)")
+        if self.cache_only and not (self.writer or self.teacher or self.judge):
+            raise ValueError("--cache-only: only used when a model is named (--writer, --teacher or --judge)")
 
     @property
     def stage1_writer(self) -> str:

@@ -498,7 +498,9 @@ def write_card(folder: str, build_info: dict) -> str:
         sections.append(trace_generation_section(build_info["trace_generation"]))
     traced = [config for config in configs if "kind" in FEATURES[config] and config != "rl"]
     if traced:
-        sections.append(trace_stats.statistics_section({c: _trace_statistics(folder, c) for c in traced}))
+        judged = build_info.get("trace_judge", {})
+        stats = {c: {**_trace_statistics(folder, c), **({"judge": judged[c]} if c in judged else {})} for c in traced}
+        sections.append(trace_stats.statistics_section(stats))
     if build_info.get("decontamination"):
         sections.append(decontam.decontamination_section(build_info["decontamination"]))
     sections.append(_storage_section(configs, download, arrow_bytes, arguments))

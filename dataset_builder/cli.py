@@ -50,6 +50,7 @@ def _build(args) -> int:
         "stage1": args.stage1,
         "questions_per_image": args.questions_per_image,
         "traces_per_mcq": args.traces_per_mcq,
+        "judge": args.judge,
         "short_max_tokens": args.short_max_tokens,
         "expansion_max_tokens": args.expansion_max_tokens,
         "sft_keep_ratio": args.sft_keep_ratio,
@@ -270,6 +271,13 @@ def parser() -> argparse.ArgumentParser:
     )
     stages.add_argument(
         "--pairs-per-mcq", type=int, default=None, help=f"DPO pairs per question (default {LGTConfig.pairs_per_mcq})"
+    )
+    models.add_argument(
+        "--judge",
+        metavar="MODEL",
+        default=None,
+        help=f"an LLM that labels {LGTConfig.judged_traces} traces of each traces config as verifying, backtracking "
+        "or setting subgoals, for the card (beside the marker counts)",
     )
     models.add_argument(
         "--short-max-tokens",

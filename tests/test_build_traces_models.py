@@ -81,3 +81,22 @@ def test_model_traces_through_the_build_then_a_rebuild_from_the_cache_alone(tiny
     for config in ("traces_stage1", "sft_stage1"):
         for path in (tmp_path / "second" / config).glob("*.parquet"):
             assert pq.read_table(path).equals(pq.read_table(tmp_path / "third" / config / path.name)), path
+
+
+def test_a_judge_labels_a_sample_of_the_traces_for_the_card_through_the_cache(tiny, tmp_path):
+    from lgt.build import build
+
+    settings = dict(
+        source="scenes",
+        num_images=2,
+        configs=("traces_stage1",),
+        judged_traces=3,
+        judge=f"transformers:{tiny / 'tiny-qwen2'}",
+        generation_cache=str(tmp_path / "judge.sqlite"),
+    )
+    judged = build(output=str(tmp_path / "first"), **settings)["trace_judge"]["traces_stage1"]
+    assert judged["judged"] == 3 and judged["accepted"] + sum(judged["rejects"].values()) == 3
+    assert judged["judge"].startswith("tiny-qwen2@") and judged["prompt"].startswith("trace_judge")
+    assert "LLM judge" in (tmp_path / "first" / "README.md").read_text()
+    again = build(output=str(tmp_path / "again"), cache_only=True, **settings)["trace_judge"]["traces_stage1"]
+    assert again == judged  # the same sample, answered from the cache
