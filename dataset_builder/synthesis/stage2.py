@@ -25,7 +25,6 @@ and the boxes must pick the same option, or the composite is dropped. Rejects ar
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import re
@@ -37,22 +36,26 @@ from itertools import combinations
 
 from datasets.utils import logging
 
-from ..answers import LETTERS, arrange_options
-from ..generation import Bill, Engine, Message, Request, Response, Sampling, dry_run_bill
+from ..answers import LETTERS
+from ..generation import Bill, Engine, Message, Request, Sampling
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .grammar import plural, singular
 from .llm_mcq import (
     _CONTROL,
-    ANSWER_SCHEMA,
     MAX_OPTION_CHARS,
     MAX_QUESTION_CHARS,
-    _load_json,
+    LLMResult,
     _mentions,
     _normalise,
     _scene_values,
+    ask,
+    bill,
+    parse_questions,
+    verify,
 )
+from .llm_mcq import verify_request as verify_request  # composites are verified as stage-1 drafts are
 from .stage1 import OPTIONS, Balance, Draft
 
 logger = logging.get_logger(__name__)
@@ -782,74 +785,8 @@ def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | 
 def parse_composites(text: str, scene: Scene, rows: list[dict], finish_reason: str = "stop"):
     """The valid composites in one model output for ``scene`` (whose numbered questions are ``rows``), and the
     count of rejects by reason. Never raises."""
-    rejects: Counter = Counter()
-    try:
-        data = _load_json(text)
-    except (ValueError, RecursionError):
-        rejects["truncated" if finish_reason == "length" else "malformed_json"] += 1
-        return [], rejects
-    items = data.get("questions") if isinstance(data, dict) else None
-    if not isinstance(items, list) or not items:
-        rejects["no_questions"] += 1
-        return [], rejects
     asked = {row["question"].casefold() for row in rows}  # a composite that repeats a parent is no composite
-    found = []
-    for item in items:
-        composite, reason = _check_composite(item, scene, rows)
-        if composite is not None and composite.question.casefold() in asked:
-            composite, reason = None, "duplicate_question"
-        if reason:
-            rejects[reason] += 1
-            continue
-        asked.add(composite.question.casefold())
-        found.append(composite)
-    return found, rejects
-
-
-@dataclass
-class ComposeResult:
-    """What the LLM path produced: composites per image id, rejects by reason, and the ``generator`` rows name."""
-
-    drafts: dict[str, list[Composite]]
-    rejects: Counter
-    generator: str
-
-
-def _verifier_position(composite: Composite) -> int:
-    """Where the verifier sees the correct option: fixed by the question, unrelated to where the writer put it."""
-    return hashlib.sha256(composite.question.encode("utf-8")).digest()[0] % len(LETTERS)
-
-
-def verify_request(scene: Scene, composite: Composite, prompt: Prompt) -> Request:
-    options = arrange_options(composite.correct, list(composite.distractors), _verifier_position(composite))
-    lettered = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=True))
-    text = prompt.render(**_scene_values(scene), question=composite.question, options=lettered)
-    return Request(
-        messages=(Message.text("user", text),),
-        sampling=Sampling(temperature=0.0, max_tokens=32),
-        schema=ANSWER_SCHEMA,
-        template=prompt.id,
-    )
-
-
-def _verifier_letter(response: Response) -> str | None:
-    try:
-        data = _load_json(response.texts[0])
-    except (ValueError, RecursionError):
-        return None
-    answer = data.get("answer") if isinstance(data, dict) else None
-    return answer.strip().upper() if isinstance(answer, str) and answer.strip().upper() in LETTERS else None
-
-
-def _response_composites(scene: Scene, rows: list[dict], response: Response, rejects: Counter) -> list[Composite]:
-    """The valid composites in all ``n`` texts of one response, each asked once; rejects are counted."""
-    found: dict[str, Composite] = {}
-    for text, reason in zip(response.texts, response.finish_reasons, strict=True):
-        parsed, reasons = parse_composites(text, scene, rows, reason)
-        rejects.update(reasons)
-        for composite in parsed:
-            found.setdefault(composite.question.casefold(), composite)
-    return list(found.values())
+    return parse_questions(text, finish_reason, partial(_check_composite, scene=scene, rows=rows), asked)
 
 
 def _llm_items(items: Sequence[tuple[Scene, list[dict]]], rejects: Counter) -> list[tuple[Scene, list[dict]]]:
@@ -871,7 +808,7 @@ def compose_with_llm(
     composer: ComposeWriter | None = None,
     *,
     max_attempts: int = 2,
-) -> ComposeResult:
+) -> LLMResult:
     """Composites of each image's model-written stage-1 rows, written by ``writer`` and kept only where ``verifier``,
     reading the caption and boxes, picks the same option. Each round sends every pending image at once; an image
     whose output gave no usable composite is asked again with a new seed, up to ``max_attempts``."""
@@ -879,35 +816,12 @@ def compose_with_llm(
     verify_prompt = load_prompt("stage2_verify")
     rejects: Counter = Counter()
     pending = _llm_items(items, rejects)
-    drafts: dict[str, list[Composite]] = {}
     scenes = {scene.image_id: scene for scene, _ in pending}
-    for attempt in range(max_attempts):
-        if not pending:
-            break
-        requests = [composer.request(scene, rows, attempt) for scene, rows in pending]
-        responses = writer.generate(requests, desc=f"Composing MCQs (attempt {attempt + 1})")
-        retry = []
-        for (scene, rows), response in zip(pending, responses, strict=True):
-            found = _response_composites(scene, rows, response, rejects)
-            if found:
-                drafts[scene.image_id] = found
-            else:
-                retry.append((scene, rows))
-        pending = retry
-    rejects["image_gave_no_composite"] += len(pending)
-    pairs = [(image_id, c) for image_id, found in drafts.items() for c in found]
-    responses = verifier.generate(
-        [verify_request(scenes[image_id], c, verify_prompt) for image_id, c in pairs], desc="Verifying composites"
+    drafts, pending = ask(
+        writer, pending, composer.request, parse_composites, rejects, max_attempts=max_attempts, desc="Composing MCQs"
     )
-    kept: dict[str, list[Composite]] = {}
-    for (image_id, composite), response in zip(pairs, responses, strict=True):
-        letter = _verifier_letter(response)
-        if letter is None:
-            rejects["verifier_malformed"] += 1
-        elif letter != LETTERS[_verifier_position(composite)]:
-            rejects["verifier_disagrees"] += 1
-        else:
-            kept.setdefault(image_id, []).append(composite)
+    rejects["image_gave_no_composite"] += len(pending)
+    kept = verify(scenes, drafts, verifier, verify_prompt, rejects, "Verifying composites")
     logger.info(
         f"LLM stage 2: {sum(map(len, kept.values()))} composites for {len(kept)} of {len(items)} images; "
         f"rejects {dict(+rejects)}"
@@ -916,7 +830,7 @@ def compose_with_llm(
         f"stage2/{LLM_TEMPLATE}@{composer.prompt.version}:{writer.model_id}"
         f"+verify@{verify_prompt.version}:{verifier.model_id}"
     )
-    return ComposeResult(kept, +rejects, generator)
+    return LLMResult(kept, +rejects, generator)
 
 
 def bill_compose(
@@ -927,14 +841,4 @@ def bill_compose(
     (retries and the rest depend on answers not written yet)."""
     composer = composer or ComposeWriter()
     pending = _llm_items(items, Counter())
-    requests = [composer.request(scene, rows, 0) for scene, rows in pending]
-    keys = [writer.key(request) for request in requests]
-    cached = writer.cache.get_many(set(keys))
-    prompt = load_prompt("stage2_verify")
-    checks = [
-        verify_request(scene, composite, prompt)
-        for (scene, rows), key in zip(pending, keys, strict=True)
-        if key in cached
-        for composite in _response_composites(scene, rows, cached[key], Counter())
-    ]
-    return {"writer": dry_run_bill(requests, writer), "verifier": dry_run_bill(checks, verifier)}
+    return bill(writer, pending, composer.request, parse_composites, verifier, load_prompt("stage2_verify"))
