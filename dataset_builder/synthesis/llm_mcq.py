@@ -130,11 +130,12 @@ def _mentions(text: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
 
-def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | None]:
-    """One question object of the model's output as a ``Draft``, or the reason it is rejected."""
-    if not isinstance(item, dict) or any(name not in item for name in _FIELDS):
+def check_options(item, fields: dict[str, type]) -> tuple[tuple[str, list[str], str] | None, str | None]:
+    """The question, options and answer of one question object, or the reason it is rejected: the checks every
+    model-written question meets, stage 1's and stage 2's (``fields`` are the keys it must have, with their types)."""
+    if not isinstance(item, dict) or any(name not in item for name in fields):
         return None, "missing_field"
-    if any(not isinstance(item[name], kind) for name, kind in _FIELDS.items()):
+    if any(not isinstance(item[name], kind) for name, kind in fields.items()):
         return None, "wrong_type"
     question, options, answer = item["question"].strip(), item["options"], item["answer"].strip()
     if not all(isinstance(option, str) for option in options):
@@ -150,6 +151,27 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
         return None, "bad_option_length"
     if len({_normalise(option) for option in options}) != len(options):
         return None, "duplicate_options"
+    return (question, options, answer), None
+
+
+def split_options(options: list[str], answer: str) -> tuple[str, list[str]]:
+    """The correct option (``answer`` is its letter) and the distractors, in their order."""
+    index = LETTERS.index(answer.upper())
+    return options[index], options[:index] + options[index + 1 :]
+
+
+def gives_answer_away(question: str, correct: str, distractors: list[str]) -> bool:
+    """The question names the correct option and no distractor."""
+    lowered = question.casefold()
+    return _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors)
+
+
+def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | None]:
+    """One question object of the model's output as a ``Draft``, or the reason it is rejected."""
+    checked, reason = check_options(item, _FIELDS)
+    if reason:
+        return None, reason
+    question, options, answer = checked
     if not answer:
         return None, "missing_answer"
     if len(answer) != 1 or answer.upper() not in LETTERS:
@@ -161,11 +183,8 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
         return None, "no_grounding"
     if any(not isinstance(i, int) or isinstance(i, bool) or i not in objects for i in ids):
         return None, "unknown_object"
-    correct_index = LETTERS.index(answer.upper())
-    correct = options[correct_index]
-    distractors = options[:correct_index] + options[correct_index + 1 :]
-    lowered = question.casefold()
-    if _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors):
+    correct, distractors = split_options(options, answer)
+    if gives_answer_away(question, correct, distractors):
         return None, "answer_in_question"
     grounding = [objects[i] for i in dict.fromkeys(ids)]
     if item["skill"] == "counting" and _normalise(correct).isdigit() and int(_normalise(correct)) != len(grounding):

@@ -43,16 +43,16 @@ from ..scene import Scene, SceneObject
 from . import stage1
 from .grammar import plural, singular
 from .llm_mcq import (
-    _CONTROL,
     MAX_OPTION_CHARS,
     MAX_QUESTION_CHARS,
     LLMResult,
-    _mentions,
-    _normalise,
     _scene_values,
     ask,
     bill,
+    check_options,
+    gives_answer_away,
     parse_questions,
+    split_options,
     verify,
 )
 from .llm_mcq import verify_request as verify_request  # composites are verified as stage-1 drafts are
@@ -726,24 +726,10 @@ def _check_steps(steps: list) -> list[tuple[str, str]] | None:
 
 def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | None, str | None]:
     """One composite of the model's output, or the reason it is rejected."""
-    if not isinstance(item, dict) or any(name not in item for name in _LLM_FIELDS):
-        return None, "missing_field"
-    if any(not isinstance(item[name], kind) for name, kind in _LLM_FIELDS.items()):
-        return None, "wrong_type"
-    question, options, answer = item["question"].strip(), item["options"], item["answer"].strip()
-    if not all(isinstance(option, str) for option in options):
-        return None, "wrong_type"
-    options = [option.strip() for option in options]
-    if any(_CONTROL.search(text) for text in (question, *options)):
-        return None, "control_characters"
-    if not question or len(question) > MAX_QUESTION_CHARS:
-        return None, "bad_question_length"
-    if len(options) != len(LETTERS):
-        return None, "option_count"
-    if any(not option or len(option) > MAX_OPTION_CHARS for option in options):
-        return None, "bad_option_length"
-    if len({_normalise(option) for option in options}) != len(options):
-        return None, "duplicate_options"
+    checked, reason = check_options(item, _LLM_FIELDS)
+    if reason:
+        return None, reason
+    question, options, answer = checked
     if len(answer) != 1 or answer.upper() not in LETTERS:
         return None, "answer_not_an_option"
     if item["skill"] not in LLM_SKILLS:
@@ -759,11 +745,8 @@ def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | 
         return None, "bad_steps"
     if len(steps) < 2:
         return None, "too_few_steps"
-    correct_index = LETTERS.index(answer.upper())
-    correct = options[correct_index]
-    distractors = options[:correct_index] + options[correct_index + 1 :]
-    lowered = question.casefold()
-    if _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors):
+    correct, distractors = split_options(options, answer)
+    if gives_answer_away(question, correct, distractors):
         return None, "answer_in_question"
     objects = {obj.id: obj for obj in scene.objects}
     ids = dict.fromkeys(g["object_id"] for row in parents for g in row["grounding"] if g["object_id"] in objects)
