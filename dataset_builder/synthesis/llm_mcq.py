@@ -8,6 +8,8 @@ gives no usable question is asked again with a new seed, up to ``max_attempts``.
 answers each question from the caption and boxes alone, and a question is kept only when it agrees.
 
 Questions become ``stage1.Draft``s (correct option + distractors) so the builder letters them like template ones.
+The machinery (strict parsing, asking again, verifying, billing) is shared with stage 2's LLM composition, which
+writes and verifies composites the same way.
 """
 
 from __future__ import annotations
@@ -46,26 +48,28 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FIELDS = {"question": str, "options": list, "answer": str, "skill": str, "objects": list}
 
 
-def mcq_schema(count: int) -> dict:
-    """The JSON schema backends with structured output decode against."""
-    item = {
-        "type": "object",
-        "properties": {
-            "question": {"type": "string"},
-            "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
-            "answer": {"type": "string", "enum": list(LETTERS)},
-            "skill": {"type": "string", "enum": list(SKILLS)},
-            "objects": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
-        },
-        "required": list(_FIELDS),
-        "additionalProperties": False,
+def questions_schema(skills: Sequence[str], extra: dict, count: int) -> dict:
+    """The JSON schema backends with structured output decode a writer's answer against: up to ``count`` question
+    objects, each a question, four options, the answer's letter, one of ``skills`` and the ``extra`` properties."""
+    properties = {
+        "question": {"type": "string"},
+        "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
+        "answer": {"type": "string", "enum": list(LETTERS)},
+        "skill": {"type": "string", "enum": list(skills)},
+        **extra,
     }
+    item = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
     return {
         "type": "object",
         "properties": {"questions": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
         "required": ["questions"],
         "additionalProperties": False,
     }
+
+
+def mcq_schema(count: int) -> dict:
+    """The JSON schema of the stage-1 writer's answer."""
+    return questions_schema(SKILLS, {"objects": {"type": "array", "items": {"type": "integer"}, "minItems": 1}}, count)
 
 
 ANSWER_SCHEMA = {
@@ -104,14 +108,19 @@ class MCQWriter:
     def request(self, scene: Scene, attempt: int = 0) -> Request:
         text = self.prompt.render(**_scene_values(scene), count=self.questions_per_scene, skills=", ".join(SKILLS))
         max_tokens = self.max_tokens or TOKENS_PER_QUESTION * self.questions_per_scene
-        return Request(
-            messages=(Message.text("user", text),),
-            sampling=Sampling(
-                temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens, seed=self.seed + attempt
-            ),
-            schema=mcq_schema(self.questions_per_scene),
-            template=self.prompt.id,
-        )
+        return writer_request(self, text, max_tokens, mcq_schema(self.questions_per_scene), attempt)
+
+
+def writer_request(writer, text: str, max_tokens: int, schema: dict, attempt: int) -> Request:
+    """A writer's request: ``writer`` (stage 1's or stage 2's) gives the sampling, its seed moved on by ``attempt``."""
+    return Request(
+        messages=(Message.text("user", text),),
+        sampling=Sampling(
+            temperature=writer.temperature, top_p=writer.top_p, max_tokens=max_tokens, seed=writer.seed + attempt
+        ),
+        schema=schema,
+        template=writer.prompt.id,
+    )
 
 
 def _load_json(text: str):
@@ -193,7 +202,7 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
 
 
 def parse_questions(
-    text: str, finish_reason: str, check: Callable[[object], tuple[Draft | None, str | None]], asked: set[str]
+    text: str, finish_reason: str, check: Callable[[object], tuple], asked: set[str]
 ) -> tuple[list, Counter]:
     """The question objects of one model output that ``check`` accepts, each asked once and none of ``asked``, and
     the count of rejects by reason (``check`` gives each item's). Never raises; shared by stage 1 and stage 2."""

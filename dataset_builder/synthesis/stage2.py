@@ -37,7 +37,7 @@ from itertools import combinations
 from datasets.utils import logging
 
 from ..answers import LETTERS
-from ..generation import Bill, Engine, Message, Request, Sampling
+from ..generation import Bill, Engine, Request
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
@@ -52,8 +52,10 @@ from .llm_mcq import (
     check_options,
     gives_answer_away,
     parse_questions,
+    questions_schema,
     split_options,
     verify,
+    writer_request,
 )
 from .llm_mcq import verify_request as verify_request  # composites are verified as stage-1 drafts are
 from .stage1 import OPTIONS, Balance, Draft
@@ -656,25 +658,11 @@ def compose_schema(count: int) -> dict:
         "required": ["question", "answer"],
         "additionalProperties": False,
     }
-    item = {
-        "type": "object",
-        "properties": {
-            "question": {"type": "string"},
-            "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
-            "answer": {"type": "string", "enum": list(LETTERS)},
-            "skill": {"type": "string", "enum": list(LLM_SKILLS)},
-            "parents": {"type": "array", "items": {"type": "integer"}, "minItems": 2},
-            "steps": {"type": "array", "items": step, "minItems": 2},
-        },
-        "required": list(_LLM_FIELDS),
-        "additionalProperties": False,
+    extra = {
+        "parents": {"type": "array", "items": {"type": "integer"}, "minItems": 2},
+        "steps": {"type": "array", "items": step, "minItems": 2},
     }
-    return {
-        "type": "object",
-        "properties": {"questions": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
-        "required": ["questions"],
-        "additionalProperties": False,
-    }
+    return questions_schema(LLM_SKILLS, extra, count)
 
 
 def _numbered(rows: list[dict]) -> str:
@@ -702,14 +690,7 @@ class ComposeWriter:
             skills=", ".join(LLM_SKILLS),
         )
         max_tokens = self.max_tokens or TOKENS_PER_COMPOSITE * self.composites_per_image
-        return Request(
-            messages=(Message.text("user", text),),
-            sampling=Sampling(
-                temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens, seed=self.seed + attempt
-            ),
-            schema=compose_schema(self.composites_per_image),
-            template=self.prompt.id,
-        )
+        return writer_request(self, text, max_tokens, compose_schema(self.composites_per_image), attempt)
 
 
 def _check_steps(steps: list) -> list[tuple[str, str]] | None:
