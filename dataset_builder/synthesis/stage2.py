@@ -25,7 +25,6 @@ and the boxes must pick the same option, or the composite is dropped. Rejects ar
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import re
@@ -37,22 +36,28 @@ from itertools import combinations
 
 from datasets.utils import logging
 
-from ..answers import LETTERS, arrange_options
-from ..generation import Bill, Engine, Message, Request, Response, Sampling, dry_run_bill
+from ..answers import LETTERS
+from ..generation import Bill, Engine, Request
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .grammar import plural, singular
 from .llm_mcq import (
-    _CONTROL,
-    ANSWER_SCHEMA,
     MAX_OPTION_CHARS,
     MAX_QUESTION_CHARS,
-    _load_json,
-    _mentions,
-    _normalise,
+    LLMResult,
     _scene_values,
+    ask,
+    bill,
+    check_options,
+    gives_answer_away,
+    parse_questions,
+    questions_schema,
+    split_options,
+    verify,
+    writer_request,
 )
+from .llm_mcq import verify_request as verify_request  # composites are verified as stage-1 drafts are
 from .stage1 import OPTIONS, Balance, Draft
 
 logger = logging.get_logger(__name__)
@@ -653,25 +658,11 @@ def compose_schema(count: int) -> dict:
         "required": ["question", "answer"],
         "additionalProperties": False,
     }
-    item = {
-        "type": "object",
-        "properties": {
-            "question": {"type": "string"},
-            "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
-            "answer": {"type": "string", "enum": list(LETTERS)},
-            "skill": {"type": "string", "enum": list(LLM_SKILLS)},
-            "parents": {"type": "array", "items": {"type": "integer"}, "minItems": 2},
-            "steps": {"type": "array", "items": step, "minItems": 2},
-        },
-        "required": list(_LLM_FIELDS),
-        "additionalProperties": False,
+    extra = {
+        "parents": {"type": "array", "items": {"type": "integer"}, "minItems": 2},
+        "steps": {"type": "array", "items": step, "minItems": 2},
     }
-    return {
-        "type": "object",
-        "properties": {"questions": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
-        "required": ["questions"],
-        "additionalProperties": False,
-    }
+    return questions_schema(LLM_SKILLS, extra, count)
 
 
 def _numbered(rows: list[dict]) -> str:
@@ -699,14 +690,7 @@ class ComposeWriter:
             skills=", ".join(LLM_SKILLS),
         )
         max_tokens = self.max_tokens or TOKENS_PER_COMPOSITE * self.composites_per_image
-        return Request(
-            messages=(Message.text("user", text),),
-            sampling=Sampling(
-                temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens, seed=self.seed + attempt
-            ),
-            schema=compose_schema(self.composites_per_image),
-            template=self.prompt.id,
-        )
+        return writer_request(self, text, max_tokens, compose_schema(self.composites_per_image), attempt)
 
 
 def _check_steps(steps: list) -> list[tuple[str, str]] | None:
@@ -723,24 +707,10 @@ def _check_steps(steps: list) -> list[tuple[str, str]] | None:
 
 def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | None, str | None]:
     """One composite of the model's output, or the reason it is rejected."""
-    if not isinstance(item, dict) or any(name not in item for name in _LLM_FIELDS):
-        return None, "missing_field"
-    if any(not isinstance(item[name], kind) for name, kind in _LLM_FIELDS.items()):
-        return None, "wrong_type"
-    question, options, answer = item["question"].strip(), item["options"], item["answer"].strip()
-    if not all(isinstance(option, str) for option in options):
-        return None, "wrong_type"
-    options = [option.strip() for option in options]
-    if any(_CONTROL.search(text) for text in (question, *options)):
-        return None, "control_characters"
-    if not question or len(question) > MAX_QUESTION_CHARS:
-        return None, "bad_question_length"
-    if len(options) != len(LETTERS):
-        return None, "option_count"
-    if any(not option or len(option) > MAX_OPTION_CHARS for option in options):
-        return None, "bad_option_length"
-    if len({_normalise(option) for option in options}) != len(options):
-        return None, "duplicate_options"
+    checked, reason = check_options(item, _LLM_FIELDS)
+    if reason:
+        return None, reason
+    question, options, answer = checked
     if len(answer) != 1 or answer.upper() not in LETTERS:
         return None, "answer_not_an_option"
     if item["skill"] not in LLM_SKILLS:
@@ -756,11 +726,8 @@ def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | 
         return None, "bad_steps"
     if len(steps) < 2:
         return None, "too_few_steps"
-    correct_index = LETTERS.index(answer.upper())
-    correct = options[correct_index]
-    distractors = options[:correct_index] + options[correct_index + 1 :]
-    lowered = question.casefold()
-    if _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors):
+    correct, distractors = split_options(options, answer)
+    if gives_answer_away(question, correct, distractors):
         return None, "answer_in_question"
     objects = {obj.id: obj for obj in scene.objects}
     ids = dict.fromkeys(g["object_id"] for row in parents for g in row["grounding"] if g["object_id"] in objects)
@@ -782,74 +749,8 @@ def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | 
 def parse_composites(text: str, scene: Scene, rows: list[dict], finish_reason: str = "stop"):
     """The valid composites in one model output for ``scene`` (whose numbered questions are ``rows``), and the
     count of rejects by reason. Never raises."""
-    rejects: Counter = Counter()
-    try:
-        data = _load_json(text)
-    except (ValueError, RecursionError):
-        rejects["truncated" if finish_reason == "length" else "malformed_json"] += 1
-        return [], rejects
-    items = data.get("questions") if isinstance(data, dict) else None
-    if not isinstance(items, list) or not items:
-        rejects["no_questions"] += 1
-        return [], rejects
     asked = {row["question"].casefold() for row in rows}  # a composite that repeats a parent is no composite
-    found = []
-    for item in items:
-        composite, reason = _check_composite(item, scene, rows)
-        if composite is not None and composite.question.casefold() in asked:
-            composite, reason = None, "duplicate_question"
-        if reason:
-            rejects[reason] += 1
-            continue
-        asked.add(composite.question.casefold())
-        found.append(composite)
-    return found, rejects
-
-
-@dataclass
-class ComposeResult:
-    """What the LLM path produced: composites per image id, rejects by reason, and the ``generator`` rows name."""
-
-    drafts: dict[str, list[Composite]]
-    rejects: Counter
-    generator: str
-
-
-def _verifier_position(composite: Composite) -> int:
-    """Where the verifier sees the correct option: fixed by the question, unrelated to where the writer put it."""
-    return hashlib.sha256(composite.question.encode("utf-8")).digest()[0] % len(LETTERS)
-
-
-def verify_request(scene: Scene, composite: Composite, prompt: Prompt) -> Request:
-    options = arrange_options(composite.correct, list(composite.distractors), _verifier_position(composite))
-    lettered = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=True))
-    text = prompt.render(**_scene_values(scene), question=composite.question, options=lettered)
-    return Request(
-        messages=(Message.text("user", text),),
-        sampling=Sampling(temperature=0.0, max_tokens=32),
-        schema=ANSWER_SCHEMA,
-        template=prompt.id,
-    )
-
-
-def _verifier_letter(response: Response) -> str | None:
-    try:
-        data = _load_json(response.texts[0])
-    except (ValueError, RecursionError):
-        return None
-    answer = data.get("answer") if isinstance(data, dict) else None
-    return answer.strip().upper() if isinstance(answer, str) and answer.strip().upper() in LETTERS else None
-
-
-def _response_composites(scene: Scene, rows: list[dict], response: Response, rejects: Counter) -> list[Composite]:
-    """The valid composites in all ``n`` texts of one response, each asked once; rejects are counted."""
-    found: dict[str, Composite] = {}
-    for text, reason in zip(response.texts, response.finish_reasons, strict=True):
-        parsed, reasons = parse_composites(text, scene, rows, reason)
-        rejects.update(reasons)
-        for composite in parsed:
-            found.setdefault(composite.question.casefold(), composite)
-    return list(found.values())
+    return parse_questions(text, finish_reason, partial(_check_composite, scene=scene, rows=rows), asked)
 
 
 def _llm_items(items: Sequence[tuple[Scene, list[dict]]], rejects: Counter) -> list[tuple[Scene, list[dict]]]:
@@ -871,7 +772,7 @@ def compose_with_llm(
     composer: ComposeWriter | None = None,
     *,
     max_attempts: int = 2,
-) -> ComposeResult:
+) -> LLMResult:
     """Composites of each image's model-written stage-1 rows, written by ``writer`` and kept only where ``verifier``,
     reading the caption and boxes, picks the same option. Each round sends every pending image at once; an image
     whose output gave no usable composite is asked again with a new seed, up to ``max_attempts``."""
@@ -879,35 +780,12 @@ def compose_with_llm(
     verify_prompt = load_prompt("stage2_verify")
     rejects: Counter = Counter()
     pending = _llm_items(items, rejects)
-    drafts: dict[str, list[Composite]] = {}
     scenes = {scene.image_id: scene for scene, _ in pending}
-    for attempt in range(max_attempts):
-        if not pending:
-            break
-        requests = [composer.request(scene, rows, attempt) for scene, rows in pending]
-        responses = writer.generate(requests, desc=f"Composing MCQs (attempt {attempt + 1})")
-        retry = []
-        for (scene, rows), response in zip(pending, responses, strict=True):
-            found = _response_composites(scene, rows, response, rejects)
-            if found:
-                drafts[scene.image_id] = found
-            else:
-                retry.append((scene, rows))
-        pending = retry
-    rejects["image_gave_no_composite"] += len(pending)
-    pairs = [(image_id, c) for image_id, found in drafts.items() for c in found]
-    responses = verifier.generate(
-        [verify_request(scenes[image_id], c, verify_prompt) for image_id, c in pairs], desc="Verifying composites"
+    drafts, pending = ask(
+        writer, pending, composer.request, parse_composites, rejects, max_attempts=max_attempts, desc="Composing MCQs"
     )
-    kept: dict[str, list[Composite]] = {}
-    for (image_id, composite), response in zip(pairs, responses, strict=True):
-        letter = _verifier_letter(response)
-        if letter is None:
-            rejects["verifier_malformed"] += 1
-        elif letter != LETTERS[_verifier_position(composite)]:
-            rejects["verifier_disagrees"] += 1
-        else:
-            kept.setdefault(image_id, []).append(composite)
+    rejects["image_gave_no_composite"] += len(pending)
+    kept = verify(scenes, drafts, verifier, verify_prompt, rejects, "Verifying composites")
     logger.info(
         f"LLM stage 2: {sum(map(len, kept.values()))} composites for {len(kept)} of {len(items)} images; "
         f"rejects {dict(+rejects)}"
@@ -916,7 +794,7 @@ def compose_with_llm(
         f"stage2/{LLM_TEMPLATE}@{composer.prompt.version}:{writer.model_id}"
         f"+verify@{verify_prompt.version}:{verifier.model_id}"
     )
-    return ComposeResult(kept, +rejects, generator)
+    return LLMResult(kept, +rejects, generator)
 
 
 def bill_compose(
@@ -927,14 +805,4 @@ def bill_compose(
     (retries and the rest depend on answers not written yet)."""
     composer = composer or ComposeWriter()
     pending = _llm_items(items, Counter())
-    requests = [composer.request(scene, rows, 0) for scene, rows in pending]
-    keys = [writer.key(request) for request in requests]
-    cached = writer.cache.get_many(set(keys))
-    prompt = load_prompt("stage2_verify")
-    checks = [
-        verify_request(scene, composite, prompt)
-        for (scene, rows), key in zip(pending, keys, strict=True)
-        if key in cached
-        for composite in _response_composites(scene, rows, cached[key], Counter())
-    ]
-    return {"writer": dry_run_bill(requests, writer), "verifier": dry_run_bill(checks, verifier)}
+    return bill(writer, pending, composer.request, parse_composites, verifier, load_prompt("stage2_verify"))
