@@ -343,10 +343,11 @@ def read_rows(folder: str, config: str = "mcq_stage1") -> dict[str, list]:
     return table.take(chosen).to_pydict()
 
 
-def audit_build(folder: str, config: str = "mcq_stage1") -> dict:
-    """The audit of a built config, with the seconds it took."""
+def audit_build(folder: str, configs: tuple[str, ...] = ("mcq_stage1",)) -> dict:
+    """The audit of built MCQ configs together (their skills are distinct), with the seconds it took."""
     started = time.perf_counter()
-    report = audit_rows(read_rows(folder, config))
+    found = [read_rows(folder, config) for config in configs]
+    report = audit_rows({column: [value for rows in found for value in rows[column]] for column in found[0]})
     return {**report, "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -25,17 +26,19 @@ from datasets.features.features import require_storage_embed
 from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from . import __version__, audit
-from .builder import FEATURES, PARENTS, LGTBuilder, LGTConfig, arrow_shards, source_label
-from .card import write_card
+from . import __version__, audit, trace_stats
+from .builder import FEATURES, SPLITS, LGTBuilder, LGTConfig, arrow_shards, inputs, source_label
+from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
-from .generation import Bill, ModelSpec
+from .generation import Bill, Engine, GenerationCache, ModelSpec, default_cache_path
 from .output import staged_output
 
 logger = logging.get_logger(__name__)
 
 BUILD_INFO_FILE = "lgt_build.json"
 CONFIGS = tuple(FEATURES)
+# The configs every other is made from: a build in which one of them is empty is refused.
+ESSENTIAL = ("scenes", "mcq_stage1")
 # A dictionary page holds a row group's distinct images; past this size parquet falls back to storing every row's
 # image again. Row groups are cut at datasets' ~100 MB of expanded rows, so their distinct images stay below it.
 DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
@@ -109,11 +112,12 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
 
 def needed_configs(configs: tuple[str, ...]) -> list[str]:
     """``configs`` and every config they are made from, parents first."""
-    needed = set()
-    for config in configs:
-        while config and config not in needed:
+    needed, pending = set(), list(configs)
+    while pending:
+        config = pending.pop()
+        if config not in needed:
             needed.add(config)
-            config = PARENTS[config]
+            pending.extend(inputs(config))
     return [config for config in CONFIGS if config in needed]
 
 
@@ -136,9 +140,9 @@ def build(
     Every argument is checked before anything is written; the build is staged and swapped in whole (``output.py``),
     and a config that would come out empty stops it with ``EmptyBuildError``, the previous build left in place.
     ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
-    ``generation``: the model settings of ``LGTConfig`` (``teacher``, ``verifier``, ``stage1``,
-    ``questions_per_image``, ``generation_cache``, ``cache_only``, ``engine_args``); what the models were asked,
-    what they cost and what was thrown away is the info's ``generation``.
+    ``generation``: the model and stage settings of ``LGTConfig`` (``writer``, ``verifier``, ``teacher``,
+    ``reasoner``, ``stage1``, ``traces_per_mcq`` ...); what the models were asked, what they cost and what was
+    thrown away is the info's ``generation`` (stage 1) and ``trace_generation`` (per traces config).
     """
     configs = _check_configs(configs)
     if num_proc is not None and (type(num_proc) is not int or num_proc < 1):
@@ -161,7 +165,7 @@ def build(
     }
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info, generated = {}, {}, None, None
+        rows, num_bytes, source_info, generated, composed, traced, screened = {}, {}, None, None, None, {}, {}
         started = time.time()
         needed = needed_configs(configs)
         for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
@@ -175,19 +179,27 @@ def build(
                 rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
                 num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
             source_info = builder.source_info
-            if builder.generation:
+            if builder.generation and config == "mcq_stage1":
                 generated = builder.generation
+            elif builder.generation and config == "mcq_stage2":
+                composed = builder.generation
+            elif builder.generation:
+                traced[config] = builder.generation
+            if builder.decontamination:
+                screened[config] = builder.decontamination
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
-            if config not in (PARENTS[later] for later in needed[position + 1 :]):
+            if not any(config in inputs(later) for later in needed[position + 1 :]):
                 shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
-        _refuse_empty(configs, rows, list(rejects.values()), output, generated)
+        empty = _refuse_empty(configs, rows, list(rejects.values()), output, generated)
+        for config in empty:
+            shutil.rmtree(os.path.join(staging.folder, config), ignore_errors=True)
         info = {
             "lgt_version": __version__,
             "datasets_version": datasets.__version__,
             "arguments": arguments,
-            "configs": list(configs),
-            "rows": rows,
+            "configs": [config for config in configs if config not in empty],
+            "rows": {config: counts for config, counts in rows.items() if config not in empty},
             "num_bytes": num_bytes,  # Arrow size per split: what load_dataset's cache of the parquet files takes
             "source": source_info,
             "rejects": len(rejects),
@@ -195,8 +207,18 @@ def build(
         }
         if generated:
             info["generation"] = generated
-        if rows.get("mcq_stage1"):
-            info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder)
+        if composed:
+            info["composition"] = composed
+        if traced:
+            info["trace_generation"] = traced
+        if screened:
+            info["decontamination"] = _screened_report(list(screened.values()))
+        traced_configs = [config for config in ("traces_stage1", "traces_stage2") if rows.get(config)]
+        if generation.get("judge") and traced_configs:
+            info["trace_judge"] = _judge_traces(staging.folder, traced_configs, settings)
+        audited = tuple(config for config in ("mcq_stage1", "mcq_stage2") if rows.get(config))
+        if audited:
+            info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
         with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
@@ -210,21 +232,55 @@ def build(
     return info
 
 
+def _judge_traces(folder: str, configs: list[str], settings: dict) -> dict:
+    """The judge model's behaviour labels for a seeded sample of each traces config (``trace_stats``), cached."""
+    config = LGTConfig(name=configs[0], **settings)
+    cache = GenerationCache(config.generation_cache or default_cache_path())
+    judge = Engine(config.judge, cache, cache_only=config.cache_only, **(config.engine_args or {}))
+    try:
+        judged = {}
+        for name in configs:
+            paths = [p for split in SPLITS for p in split_files(folder, name, split)]
+            rows = pa.concat_tables(pq.read_table(p, columns=["id", "text", "cue", "kind"]) for p in paths).to_pylist()
+            sample = random.Random(f"{config.seed}:judge:{name}").sample(rows, min(config.judged_traces, len(rows)))
+            judged[name] = trace_stats.judge_statistics(sample, judge, "text")
+        return judged
+    finally:
+        judge.close()
+
+
+def _screened_report(reports: list[dict]) -> dict:
+    """The decontamination of every MCQ config as one report: the same benchmarks and rules, counts added up."""
+    return {
+        **reports[0],
+        "checked": sum(report["checked"] for report in reports),
+        "dropped": {reason: sum(report["dropped"][reason] for report in reports) for reason in ("question", "image")},
+    }
+
+
 def _refuse_empty(
     configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str, generated: dict | None = None
-) -> None:
-    """A config without rows would replace a good build with an empty one: stop, saying why it came out empty."""
+) -> list[str]:
+    """Stop when the build would replace a good one with an empty one; return the derived configs left empty.
+
+    The configs every other is made from (``scenes``, ``mcq_stage1``) must have rows, and so must at least one of
+    those asked for. A derived config may come out empty on a small source (too few questions of an image to compose
+    a stage-2 question, say): it is left out of the output and the card, with a warning, rather than fail the build.
+    """
     empty = [config for config in configs if not any(rows[config].values())]
-    if not empty:
-        return
+    fatal = [config for config in empty if config in ESSENTIAL] or (empty if len(empty) == len(configs) else [])
+    if not fatal:
+        for config in empty:
+            logger.warning(f"{config} came out empty (too few rows to make it from); it is left out of {output}")
+        return empty
     if generated and not generated["questions"]:
         reasons = ", ".join(f"{reason} {count:,}" for reason, count in generated["rejects"].items())
-        why = f"the model kept no question ({reasons}); read its answers in the generation cache or change --teacher"
+        why = f"the model kept no question ({reasons}); read its answers in the generation cache or change --writer"
     elif rejects:
         why = f"{len(rejects):,} bad record(s) were skipped, the first: {InputError.from_reject(rejects[0])}"
     else:
         why = "no scene gave a row for it (questions need scenes with objects)"
-    raise EmptyBuildError(f"config {', '.join(empty)} came out empty: {why}; {output} was left as it was")
+    raise EmptyBuildError(f"config {', '.join(fatal)} came out empty: {why}; {output} was left as it was")
 
 
 def dry_run(
@@ -236,7 +292,7 @@ def dry_run(
     """What building ``configs`` would ask of each model, per stage and model; nothing is generated or written.
 
     The source is read and checked as the build reads it, in a temporary folder that is removed after, so the
-    requests counted are exactly the build's. ``settings``: those of ``build`` (``num_images``, ``teacher`` ...).
+    requests counted are exactly the build's. ``settings``: those of ``build`` (``num_images``, ``writer`` ...).
     """
     configs = _check_configs(configs)
     bills = {}
@@ -259,15 +315,28 @@ def _check_configs(configs: tuple[str, ...]) -> tuple[str, ...]:
 def _generation_arguments(generation: dict) -> dict:
     """The model settings as ``lgt_build.json`` records them: models by name (a local folder by its own name only)."""
     named = {}
-    for role in ("teacher", "verifier"):
+    for role in ("writer", "verifier", "teacher", "reasoner", "judge"):
         if generation.get(role):
             spec = ModelSpec.parse(generation[role])
             named[role] = f"{spec.backend}:{spec.name}"
+    stages = {name: generation.get(name, getattr(LGTConfig, name)) for name in _STAGE_SETTINGS}
     if not named:
-        return {}
+        return stages
     return {
         **named,
         "stage1": generation.get("stage1"),
         "questions_per_image": generation.get("questions_per_image", LGTConfig.questions_per_image),
         "cache_only": bool(generation.get("cache_only")),
+        **stages,
     }
+
+
+# The settings of the trace, SFT and DPO stages that lgt_build.json records, with or without models.
+_STAGE_SETTINGS = (
+    "traces_per_mcq",
+    "trace_temperature",
+    "trace_top_p",
+    "sft_keep_ratio",
+    "sft_xo_ratio",
+    "pairs_per_mcq",
+)

@@ -1,16 +1,22 @@
-"""The ``datasets`` builder: a source -> the ``scenes`` config -> configs made from its rows (``mcq_stage1``).
+"""The ``datasets`` builder: a source -> ``scenes`` -> every config made from its parents' rows.
 
-A config is made by a stage from its parent config's rows (``PARENTS``), never from the source again: ``scenes`` is
-the only config that reads the source, so each image is decoded (or rendered) and checked once per build, and every
-later config reuses its stored bytes. A child builder prepares its parent in the same cache folder first, or finds
-it there already prepared (``lgt build`` prepares the configs in order).
+The configs form a graph (``PARENTS``): stage 1 from the scenes, stage 2 from stage 1, traces from MCQs, SFT and DPO
+from traces, RL prompts from MCQs. A config is made by a stage from its parents' rows, never from the source again:
+``scenes`` is the only config that reads the source, so each image is decoded (or rendered) and checked once per
+build, and every later config reuses its stored bytes (configs whose parents carry no image, or that need a scene's
+caption and boxes, look the scene up by image id: ``SceneLookup``). A child builder prepares its parents in the same
+cache folder first, or finds them there already prepared (``lgt build`` prepares the configs in order).
 
 Splits are disjoint by image: an image's split is fixed by a hash of its id, so every config built from the same
 source agrees on it and adding images never moves an old one. For ``scenes``, one process streams the source's
 cheap entries (id, names, a small payload) into shard files per split, checking ids for duplicates; the ``num_proc``
 workers then turn shards into tables, each parsing, rendering or decoding and checking only its own scenes. A child
-config's workers read slices of the parent's Arrow files, memory-mapped. Memory stays flat however large the source.
-Rows of one image are consecutive, which is what lets the parquet files store each image once (see ``build.py``).
+config's workers read slices of the parents' Arrow files, memory-mapped, cut between images. Rows of one image are
+consecutive in every config, which is what lets a stage see an image's questions (or an MCQ's traces) together and
+the parquet files store each image once (see ``build.py``).
+
+Model calls (an LLM writing stage 1 or composing stage 2, a VLM teacher and a reasoner writing traces) happen in
+the process that drives the build, the whole stage in one engine call; the workers read the finished generations.
 
 This is an ``ArrowBasedBuilder`` (``_generate_tables``) rather than a ``GeneratorBasedBuilder``: the latter encodes
 every example in Python, measured at ~44 us per MCQ row here, i.e. 22 s of the 30 s budget for 1M MCQs on two
@@ -23,12 +29,14 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import itertools
 import json
 import os
 import pickle
 import random
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -39,13 +47,14 @@ from datasets import Features, Image, List, Value
 from datasets.utils import logging
 from datasets.utils.tqdm import tqdm
 
+from . import decontam, formats
 from .answers import LetterBalancer, letter_options
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, CacheMissError, Engine, GenerationCache, ModelSpec, default_cache_path
 from .images import check_image_file, check_size, fit_pixels, load_image
 from .scene import Scene
 from .sources import open_source
-from .synthesis import llm_mcq, stage1
+from .synthesis import llm_mcq, pairs, selection, stage1, stage2, traces
 
 logger = logging.get_logger(__name__)
 
@@ -63,54 +72,174 @@ ROWS_PER_TABLE = 1000
 _NO_IMAGE = {"bytes": None, "path": ""}
 
 _BOX = List(Value("float32"), length=4)
+_SCENES = Features(
+    {
+        "image_id": Value("string"),
+        "image": Image(),
+        "width": Value("int32"),
+        "height": Value("int32"),
+        "caption": Value("string"),
+        "objects": List(
+            {
+                "id": Value("int64"),
+                "name": Value("string"),
+                "bbox": _BOX,
+                "attributes": List(Value("string")),
+                "score": Value("float32"),
+                "crowd": Value("bool"),
+            }
+        ),
+        "source": Value("string"),
+        "license": Value("string"),
+    }
+)
+_MCQ = Features(
+    {
+        "id": Value("string"),
+        "image_id": Value("string"),
+        "image": Image(),
+        "question": Value("string"),
+        "options": List(Value("string")),
+        "answer": Value("string"),
+        "skill": Value("string"),
+        "level": Value("int32"),
+        "grounding": List({"object_id": Value("int64"), "name": Value("string"), "bbox": _BOX}),
+        "parents": List(Value("string")),
+        "steps": List({"question": Value("string"), "answer": Value("string")}),
+        "generator": Value("string"),
+        "source": Value("string"),
+        "license": Value("string"),
+    }
+)
+# Traces carry no image (several per MCQ): the SFT and DPO rows made from them look it up by image id.
+_TRACE = Features(
+    {
+        "id": Value("string"),
+        "mcq_id": Value("string"),
+        "image_id": Value("string"),
+        "question": Value("string"),
+        "options": List(Value("string")),
+        "answer": Value("string"),
+        "skill": Value("string"),
+        "level": Value("int32"),
+        "kind": Value("string"),
+        "short": Value("string"),
+        "cue": Value("string"),
+        "expansion": Value("string"),
+        "text": Value("string"),
+        "predicted": Value("string"),
+        "correct": Value("bool"),
+        "teacher": Value("string"),
+        "reasoner": Value("string"),
+        "generator": Value("string"),
+        "source": Value("string"),
+        "license": Value("string"),
+    }
+)
+# TRL's conversational shape: turns whose content is a list of typed parts ({"type": "image"} stands for an image).
+_MESSAGES = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
+_PROVENANCE = {
+    "skill": Value("string"),
+    "level": Value("int32"),
+    "kind": Value("string"),
+    "parents": List(Value("string")),
+    "generator": Value("string"),
+    "source": Value("string"),
+    "license": Value("string"),
+}
+_SFT = Features(
+    {"id": Value("string"), "image_id": Value("string"), "images": List(Image()), "messages": _MESSAGES, **_PROVENANCE}
+)
+_DPO = Features(
+    {
+        "id": Value("string"),
+        "image_id": Value("string"),
+        "images": List(Image()),
+        "prompt": _MESSAGES,
+        "chosen": _MESSAGES,
+        "rejected": _MESSAGES,
+        **_PROVENANCE,
+    }
+)
+_RL = Features(
+    {
+        "id": Value("string"),
+        "image_id": Value("string"),
+        "images": List(Image()),
+        "prompt": _MESSAGES,
+        "solution": Value("string"),
+        "answer": Value("string"),
+        "options": List(Value("string")),
+        **_PROVENANCE,
+    }
+)
 FEATURES = {
-    "scenes": Features(
-        {
-            "image_id": Value("string"),
-            "image": Image(),
-            "width": Value("int32"),
-            "height": Value("int32"),
-            "caption": Value("string"),
-            "objects": List(
-                {
-                    "id": Value("int64"),
-                    "name": Value("string"),
-                    "bbox": _BOX,
-                    "attributes": List(Value("string")),
-                    "score": Value("float32"),
-                    "crowd": Value("bool"),
-                }
-            ),
-            "source": Value("string"),
-            "license": Value("string"),
-        }
-    ),
-    "mcq_stage1": Features(
-        {
-            "id": Value("string"),
-            "image_id": Value("string"),
-            "image": Image(),
-            "question": Value("string"),
-            "options": List(Value("string")),
-            "answer": Value("string"),
-            "skill": Value("string"),
-            "level": Value("int32"),
-            "grounding": List({"object_id": Value("int64"), "name": Value("string"), "bbox": _BOX}),
-            "parents": List(Value("string")),
-            "generator": Value("string"),
-            "source": Value("string"),
-            "license": Value("string"),
-        }
-    ),
+    "scenes": _SCENES,
+    "mcq_stage1": _MCQ,
+    "mcq_stage2": _MCQ,
+    "traces_stage1": _TRACE,
+    "traces_stage2": _TRACE,
+    "sft_stage1": _SFT,
+    "sft_stage2": _SFT,
+    "sft_stage2_merged": _SFT,
+    "dpo_stage1": _DPO,
+    "dpo_stage2": _DPO,
+    "rl": _RL,
 }
 DESCRIPTIONS = {
     "scenes": "The normalised source records: image, size, dense caption, objects with absolute-pixel boxes.",
     "mcq_stage1": "Stage-1 grounded multiple-choice questions, verifiable by construction from the boxes.",
+    "mcq_stage2": "Stage-2 multi-hop questions composed from an image's stage-1 questions; answers recomputed.",
+    "traces_stage1": "Every reasoning trace for the stage-1 questions, right and wrong, with its kind and cue.",
+    "traces_stage2": "Every reasoning trace for the stage-2 questions, right and wrong, with its kind and cue.",
+    "sft_stage1": "TRL conversational SFT on stage-1 questions: correct long grounded traces.",
+    "sft_stage2": "TRL conversational SFT on stage-2 questions: correct long grounded traces.",
+    "sft_stage2_merged": "sft_stage1 and sft_stage2 together.",
+    "dpo_stage1": "TRL conversational preference pairs on stage-1 questions: a right trace over a wrong one.",
+    "dpo_stage2": "TRL conversational preference pairs on stage-2 questions: a right trace over a wrong one.",
+    "rl": "GRPO prompts for every stage-1 and stage-2 question, with the gold answer as `solution`.",
 }
 # Who may write mcq_stage1: the templates (verifiable by construction), the teacher LLM (the paper's path), or both.
 STAGE1_WRITERS = ("templates", "llm", "both")
-# The config whose rows each config is made from; None: the source itself.
-PARENTS: dict[str, str | None] = {"scenes": None, "mcq_stage1": "scenes"}
+# The configs whose rows each config is made from, in order; none: the source itself.
+PARENTS: dict[str, tuple[str, ...]] = {
+    "scenes": (),
+    "mcq_stage1": ("scenes",),
+    "mcq_stage2": ("mcq_stage1",),
+    "traces_stage1": ("mcq_stage1",),
+    "traces_stage2": ("mcq_stage2",),
+    "sft_stage1": ("traces_stage1",),
+    "sft_stage2": ("traces_stage2",),
+    "sft_stage2_merged": ("traces_stage1", "traces_stage2"),
+    "dpo_stage1": ("traces_stage1",),
+    "dpo_stage2": ("traces_stage2",),
+    "rl": ("mcq_stage1", "mcq_stage2"),
+}
+# The configs that also look scenes up by image id: for a caption and all boxes, or for the image itself.
+LOOKS_UP_SCENES = ("mcq_stage2", "traces_stage1", "traces_stage2", *(c for c in FEATURES if c[:4] in ("sft_", "dpo_")))
+
+# Named settings: ``lgt build --preset paper`` (flags given override them). ``paper``: the models and sampling the
+# paper names, on vLLM: a large instruction LLM writes and composes the MCQs and verifies them, Qwen2.5-VL-7B writes
+# 10 short CoTs per MCQ at temperature 0.7 / top_p 0.8, DeepSeek-R1-Distill-Qwen-32B continues them; images capped
+# at 512x512 pixels. Build with --dry-run first: it prints the requests and tokens each model would be given.
+PRESETS = {
+    "paper": {
+        "writer": "vllm:Qwen/Qwen2.5-72B-Instruct",
+        "verifier": "vllm:Qwen/Qwen2.5-72B-Instruct",
+        "teacher": "vllm:Qwen/Qwen2.5-VL-7B-Instruct",
+        "reasoner": "vllm:deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+        "stage1": "llm",
+        "traces_per_mcq": 10,
+        "trace_temperature": 0.7,
+        "trace_top_p": 0.8,
+        "max_pixels": 512 * 512,
+    }
+}
+
+
+def inputs(config: str) -> tuple[str, ...]:
+    """Every config ``config`` reads: its parents, and ``scenes`` where it looks scenes up."""
+    return PARENTS[config] + (("scenes",) if config in LOOKS_UP_SCENES and "scenes" not in PARENTS[config] else ())
 
 
 @dataclass
@@ -125,11 +254,30 @@ class LGTConfig(datasets.BuilderConfig):
     image_root: str | None = None  # images may come from this folder; by default only from the source's own
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     max_pixels: int | None = None  # downscale larger images to at most this many pixels (boxes scale with them)
-    # Model-written stage 1 (the paper's path). Models are named BACKEND:MODEL (see generation/backend.py).
-    teacher: str | None = None  # the LLM that writes stage-1 MCQs from caption and boxes
+    # Models are named BACKEND:MODEL (see generation/backend.py); without any, every stage is scripted (offline).
+    writer: str | None = None  # the LLM that writes stage-1 MCQs from caption and boxes and composes stage 2
     verifier: str | None = None  # answers each written MCQ from caption and boxes; a question is kept on agreement
-    stage1: str | None = None  # who writes mcq_stage1 (STAGE1_WRITERS); unset: "llm" with a teacher, else "templates"
-    questions_per_image: int = 8  # how many questions the teacher is asked to write per image
+    teacher: str | None = None  # the VLM that writes the short chains of thought from the image
+    reasoner: str | None = None  # the reasoning LLM that continues each short CoT after a cue, from caption and boxes
+    judge: str | None = (
+        None  # labels a sample of each traces config's reasoning (verify, backtrack, subgoal) for the card
+    )
+    judged_traces: int = 200  # how many traces of each traces config the judge labels
+    stage1: str | None = None  # who writes mcq_stage1 (STAGE1_WRITERS); unset: "llm" with a writer, else "templates"
+    questions_per_image: int = 8  # how many questions the writer is asked to write per image
+    traces_per_mcq: int = 2  # short CoTs per MCQ, each also continued after a cue (the paper: 10)
+    trace_temperature: float = 0.7  # the teacher's sampling for short CoTs (the paper's)
+    trace_top_p: float = 0.8
+    short_max_tokens: int = traces.SHORT_MAX_TOKENS  # the most a short CoT may take
+    expansion_max_tokens: int = traces.EXPANSION_MAX_TOKENS  # the most a continuation may take
+    sft_keep_ratio: float = (
+        selection.DEFAULT_KEEP_RATIO
+    )  # the share of an MCQ's correct traces SFT keeps, longer first
+    sft_xo_ratio: float = (
+        selection.DEFAULT_XO_RATIO
+    )  # at most this many corrected (X->O) traces per O or O->O trace in SFT
+    pairs_per_mcq: int | None = 2  # DPO pairs kept per MCQ (unset: all)
+    benchmarks: tuple[str, ...] = ()  # benchmark question files: near-duplicate questions and images are dropped
     generation_cache: str | None = None  # the generation cache file; unset: generation.default_cache_path()
     cache_only: bool = False  # a generation missing from the cache is an error, never a model call
     engine_args: dict | None = None  # the backend's keyword arguments: batch_size, tensor_parallel_size, concurrency
@@ -154,23 +302,36 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
         if self.max_pixels and self.images == "path":
             raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
-        for role in ("teacher", "verifier"):
+        for role in ("writer", "verifier", "teacher", "reasoner", "judge"):
             if getattr(self, role) is not None:
                 ModelSpec.parse(getattr(self, role))
+        if self.reasoner and not self.teacher:
+            raise ValueError("--reasoner continues the teacher's short CoTs: pass --teacher BACKEND:MODEL too")
+        for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens", "judged_traces"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number from 1 up, not {getattr(self, name)!r}")
+        for name in ("sft_keep_ratio", "sft_xo_ratio"):
+            if not isinstance(getattr(self, name), (int, float)) or not 0 < getattr(self, name) <= 100:
+                raise ValueError(f"{name} must be a positive number, not {getattr(self, name)!r}")
+        if self.pairs_per_mcq is not None and (type(self.pairs_per_mcq) is not int or self.pairs_per_mcq < 1):
+            raise ValueError(
+                f"pairs_per_mcq must be a whole number from 1 up (unset: all), not {self.pairs_per_mcq!r}"
+            )
         if type(self.questions_per_image) is not int or self.questions_per_image < 1:
             raise ValueError(f"questions_per_image must be a whole number from 1 up, not {self.questions_per_image!r}")
         if self.stage1 is not None and self.stage1 not in STAGE1_WRITERS:
             raise ValueError(f"stage1 must be one of {', '.join(STAGE1_WRITERS)}, not {self.stage1!r}")
-        if self.stage1_writer != "templates" and not self.teacher:
-            raise ValueError(f"stage1 {self.stage1_writer!r} needs a teacher model: pass --teacher BACKEND:MODEL")
-        unused = [flag for flag, value in (("--verifier", self.verifier), ("--cache-only", self.cache_only)) if value]
-        if unused and self.stage1_writer == "templates":
-            raise ValueError(f"{' and '.join(unused)}: only used when a teacher writes stage 1 (--stage1 llm or both)")
+        if self.stage1_writer != "templates" and not self.writer:
+            raise ValueError(f"stage1 {self.stage1_writer!r} needs a writer model: pass --writer BACKEND:MODEL")
+        if self.verifier and not self.writer:
+            raise ValueError("--verifier checks what the writer writes: pass --writer BACKEND:MODEL too")
+        if self.cache_only and not (self.writer or self.teacher or self.judge):
+            raise ValueError("--cache-only: only used when a model is named (--writer, --teacher or --judge)")
 
     @property
     def stage1_writer(self) -> str:
-        """Who writes ``mcq_stage1``: ``templates``, ``llm`` (the teacher), or ``both``."""
-        return self.stage1 or ("llm" if self.teacher else "templates")
+        """Who writes ``mcq_stage1``: ``templates``, ``llm`` (the writer), or ``both``."""
+        return self.stage1 or ("llm" if self.writer else "templates")
 
 
 # The fields a child config shares with its parent: everything but the name and datasets' own fields.
@@ -211,6 +372,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         self.config.check()
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
         self.generation: dict | None = None  # what the last preparation asked of its models (teacher, verifier)
+        self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
 
     @classmethod
     def with_settings(cls, config_name: str, cache_dir: str, **settings) -> LGTBuilder:
@@ -237,52 +399,73 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return {"name": source.name, "description": source.description, "license": source.license}
 
     def _split_generators(self, dl_manager):
-        parent = PARENTS[self.config.name]
-        if parent is None:
+        if not PARENTS[self.config.name]:
             return self._source_splits()
-        return self._parent_splits(parent, dl_manager)
+        return self._parent_splits(dl_manager)
 
-    # ---- a child config: slices of its parent's prepared Arrow files ----
+    # ---- a child config: slices of its parents' prepared Arrow files, cut between images ----
 
-    def _parent_splits(self, parent: str, dl_manager) -> list[datasets.SplitGenerator]:
+    def _parent_splits(self, dl_manager) -> list[datasets.SplitGenerator]:
         force = dl_manager.download_config.force_download
-        builder = self._prepared_parent(dl_manager.download_config.num_proc, force)
-        files = {split: arrow_shards(builder, split) for split in builder.info.splits}
-        vocab = _vocabulary([path for paths in files.values() for path, _ in paths])
-        slices = _parent_slices(files)
-        drafts = self._write_drafts(slices) if self._model_writes else None
+        prepared = self._prepared_inputs(dl_manager.download_config.num_proc, force)
+        slices = _parent_slices([_files(prepared[parent]) for parent in PARENTS[self.config.name]])
+        scenes_files = _files(prepared["scenes"]) if "scenes" in prepared else {}
+        vocab = None
+        if self.config.name == "mcq_stage1":
+            vocab = _vocabulary([path for paths in scenes_files.values() for path, _ in paths])
+        lookup = SceneLookup.index(scenes_files) if self.config.name in LOOKS_UP_SCENES else None
+        drafts = self._generate(slices, lookup)
+        screen = self._screen() if self.config.name.startswith("mcq_") and self.config.benchmarks else None
+        kwargs = {"vocab": vocab, "drafts": drafts, "lookup": lookup, "screen": screen}
         return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"shards": pieces, "vocab": vocab, "drafts": drafts})
+            datasets.SplitGenerator(name=split, gen_kwargs={"shards": pieces, **kwargs})
             for split, pieces in slices.items()
         ]
 
-    def _prepared_parent(self, num_proc: int | None, force: bool = False) -> LGTBuilder:
-        """The parent config's builder, prepared in the same cache folder, or found there already prepared."""
-        settings = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
-        builder = LGTBuilder.with_settings(PARENTS[self.config.name], self._cache_dir_root, **settings)
-        builder.download_and_prepare(
-            file_format="arrow",
-            num_proc=num_proc,
-            download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD if force else None,
-        )
-        self.rejects = builder.rejects
-        return builder
+    def _screen(self) -> tuple[decontam.Decontaminator, str]:
+        """The benchmark index the workers drop near-duplicate MCQs by, and the folder they count the drops in."""
+        index = decontam.Decontaminator.from_benchmarks(self.config.benchmarks)
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        self._screen_dir = tempfile.mkdtemp(prefix="lgt-decontam-", dir=self._cache_dir_root)
+        self.decontamination = index.report()
+        return index, self._screen_dir
 
-    def _parent_scenes(self, piece: ParentSlice):
+    def _prepared_inputs(self, num_proc: int | None, force: bool = False) -> dict[str, LGTBuilder]:
+        """The builders of every config this one reads, prepared in the same cache folder or found there prepared."""
+        settings = {name: getattr(self.config, name) for name in _SHARED_FIELDS}
+        prepared = {}
+        for config in inputs(self.config.name):
+            builder = LGTBuilder.with_settings(config, self._cache_dir_root, **settings)
+            builder.download_and_prepare(
+                file_format="arrow",
+                num_proc=num_proc,
+                download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD if force else None,
+            )
+            self.rejects = self.rejects or builder.rejects
+            prepared[config] = builder
+        return prepared
+
+    def _parent_groups(self, piece: ParentSlice, lookup: SceneLookup | None):
+        """``(scene, image, rows)`` per image of a parent slice: the parent's rows of that image, in order.
+
+        ``scene`` is the image's scene where the stage needs it (from the row itself when the parent is ``scenes``,
+        else looked up), ``image`` its stored image (from the rows, else looked up).
+        """
         with pa.memory_map(piece.path) as source:
             table = pa.ipc.open_stream(source).read_all().slice(piece.start, piece.length)
-            for batch in table.to_batches(max_chunksize=64):
-                for row in batch.to_pylist():
-                    yield Scene.from_row(row), row["image"]
+            rows = table.to_pylist()
+        for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
+            group = list(group)
+            if "width" in group[0]:  # a scenes row
+                yield Scene.from_row(group[0]), group[0]["image"], group
+                continue
+            scene, image = lookup.scene(image_id) if lookup else (None, None)
+            yield scene, group[0].get("image", image), group
 
-    # ---- model-written stage 1, in the process that drives the build: the whole stage in one engine call ----
+    # ---- model calls, in the process that drives the build: the whole stage in one engine call per step ----
 
-    @property
-    def _model_writes(self) -> bool:
-        return self.config.name == "mcq_stage1" and self.config.stage1_writer != "templates"
-
-    def _engines(self, cache: str | None = None) -> tuple[Engine, Engine | None]:
-        """The teacher and the verifier, sharing one generation cache (``cache`` overrides the configured one)."""
+    def _engines(self, roles: tuple[str, ...], cache: str | None = None) -> dict[str, Engine | None]:
+        """An engine per role (None where the role has no model), one per model, sharing one generation cache."""
         path = cache or self.config.generation_cache or default_cache_path()
         if self.config.cache_only and not os.path.isfile(path):
             raise CacheMissError(
@@ -290,19 +473,58 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 "published with the dataset"
             )
         shared = GenerationCache(path)
-        engines = [
-            Engine(model, shared, cache_only=self.config.cache_only, **(self.config.engine_args or {}))
-            for model in (self.config.teacher, self.config.verifier)
-            if model
-        ]
-        return engines[0], (engines[1] if len(engines) > 1 else None)
+        by_model: dict[str, Engine] = {}
+        engines = {}
+        for role in roles:
+            model = getattr(self.config, role)
+            if model and model not in by_model:
+                by_model[model] = Engine(
+                    model, shared, cache_only=self.config.cache_only, **(self.config.engine_args or {})
+                )
+            engines[role] = by_model.get(model) if model else None
+        return engines
+
+    @staticmethod
+    def _close(engines: dict[str, Engine | None]) -> None:
+        for engine in {id(e): e for e in engines.values() if e}.values():
+            engine.close()
 
     def _mcq_writer(self) -> llm_mcq.MCQWriter:
         return llm_mcq.MCQWriter(questions_per_scene=self.config.questions_per_image, seed=self.config.seed)
 
+    @property
+    def _stage(self) -> str | None:
+        """Which model-driven stage preparing this config runs in the driving process, if any."""
+        name = self.config.name
+        if name == "mcq_stage1" and self.config.stage1_writer != "templates":
+            return "write"
+        if name == "mcq_stage2" and self.config.stage1_writer != "templates":
+            return "compose"
+        if name.startswith("traces_") and self.config.teacher:
+            return "trace"
+        return None
+
+    def _generate(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup | None) -> str | None:
+        """Run this config's model stage here, if it has one; return the folder holding each slice's results."""
+        stage = self._stage
+        if stage is None:
+            return None
+        if stage == "write":
+            results = self._write_mcqs(slices)
+        elif stage == "compose":
+            results = self._compose_mcqs(slices, lookup)
+        else:
+            results = self._write_traces(slices, lookup)
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        self._drafts_dir = tempfile.mkdtemp(prefix="lgt-drafts-", dir=self._cache_dir_root)
+        for name, found in results.items():
+            with open(os.path.join(self._drafts_dir, f"{name}.pickle"), "wb") as f:
+                pickle.dump(found, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._drafts_dir
+
     def _stage_scenes(self, slices: dict[str, list[ParentSlice]]) -> dict[str, list[Scene]]:
-        """Every parent slice's scenes without their images: the teacher reads captions and boxes only."""
-        columns = [name for name in FEATURES[PARENTS[self.config.name]] if name != "image"]
+        """Every parent slice's scenes without their images: the writer reads captions and boxes only."""
+        columns = [name for name in FEATURES["scenes"] if name != "image"]
         scenes = {}
         for piece in (piece for pieces in slices.values() for piece in pieces):
             with pa.memory_map(piece.path) as source:
@@ -310,26 +532,24 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 scenes[piece.name] = [Scene.from_row({**row, "image": _NO_IMAGE}) for row in table.to_pylist()]
         return scenes
 
-    def _write_drafts(self, slices: dict[str, list[ParentSlice]]) -> str:
-        """Have the teacher write the whole stage here; return the folder holding each slice's drafts.
+    def _write_mcqs(self, slices: dict[str, list[ParentSlice]]) -> dict[str, tuple]:
+        """The writer's stage-1 drafts for every scene: ``{slice: (generator, drafts by image id)}``.
 
         Every scene goes to the engine in one call, so the backend can keep its batch full and each answer is
-        cached as it finishes (a killed build resumes with no repeated call). The ``num_proc`` workers that make
-        the rows only read their slice's finished drafts.
+        cached as it finishes (a killed build resumes with no repeated call).
         """
         scenes = self._stage_scenes(slices)
         everything = [scene for found in scenes.values() for scene in found]
-        teacher, verifier = self._engines()
+        engines = self._engines(("writer", "verifier"))
         try:
             writer = self._mcq_writer()
-            result = llm_mcq.write_mcqs(everything, teacher, writer, verifier=verifier)
+            result = llm_mcq.write_mcqs(everything, engines["writer"], writer, verifier=engines["verifier"])
         finally:
-            teacher.close()  # the cache both engines share
-        engines = {"teacher": teacher, "verifier": verifier}
+            self._close(engines)
         self.generation = {
             "stage1": self.config.stage1_writer,
-            "teacher": teacher.model_id,
-            "verifier": verifier.model_id if verifier else None,
+            "writer": engines["writer"].model_id,
+            "verifier": engines["verifier"].model_id if engines["verifier"] else None,
             "generator": result.generator,
             "prompt": writer.prompt.id,
             "cache_only": self.config.cache_only,
@@ -339,32 +559,117 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             "rejects": dict(result.rejects.most_common()),
             "models": {role: engine.stats.as_dict() for role, engine in engines.items() if engine},
         }
-        os.makedirs(self._cache_dir_root, exist_ok=True)
-        self._drafts_dir = tempfile.mkdtemp(prefix="lgt-drafts-", dir=self._cache_dir_root)
-        for name, found in scenes.items():
-            with open(os.path.join(self._drafts_dir, f"{name}.pickle"), "wb") as f:
-                by_image = {scene.image_id: result.drafts.get(scene.image_id, []) for scene in found}
-                pickle.dump((result.generator, by_image), f, protocol=pickle.HIGHEST_PROTOCOL)
-        return self._drafts_dir
+        return {
+            name: (result.generator, {scene.image_id: result.drafts.get(scene.image_id, []) for scene in found})
+            for name, found in scenes.items()
+        }
+
+    def _compose_items(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, list[tuple]]:
+        """Per slice, ``(scene, the image's stage-1 rows)``: what the writer composes from (captions and boxes)."""
+        return {
+            piece.name: [(scene, rows) for scene, _, rows in self._parent_groups(piece, lookup)]
+            for pieces in slices.values()
+            for piece in pieces
+        }
+
+    def _compose_mcqs(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, tuple]:
+        """The writer's stage-2 composites of the model-written stage-1 questions, each kept only when the verifier
+        (the writer itself when no other is named) answers it the same way: ``{slice: (generator, by image id)}``."""
+        items = self._compose_items(slices, lookup)
+        engines = self._engines(("writer", "verifier"))
+        try:
+            everything = [item for found in items.values() for item in found]
+            verifier = engines["verifier"] or engines["writer"]
+            result = stage2.compose_with_llm(everything, engines["writer"], verifier)
+        finally:
+            self._close(engines)
+        self.generation = {
+            "writer": engines["writer"].model_id,
+            "verifier": verifier.model_id,
+            "generator": result.generator,
+            "images": len(everything),
+            "composites": sum(map(len, result.drafts.values())),
+            "rejects": dict(result.rejects.most_common()),
+            "models": {role: engine.stats.as_dict() for role, engine in engines.items() if engine},
+        }
+        return {
+            name: (result.generator, {scene.image_id: result.drafts.get(scene.image_id, []) for scene, _ in found})
+            for name, found in items.items()
+        }
+
+    def _trace_items(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, list[tuple]]:
+        """Per slice, ``(mcq row, scene, image bytes)`` for every MCQ: what the teacher and the reasoner read."""
+        items = {}
+        for name, piece in ((piece.name, piece) for pieces in slices.values() for piece in pieces):
+            items[name] = [
+                (row, scene, image["bytes"] or image["path"])
+                for scene, image, rows in self._parent_groups(piece, lookup)
+                for row in rows
+            ]
+        return items
+
+    def _trace_settings(self) -> dict:
+        config = self.config
+        return dict(
+            n=config.traces_per_mcq,
+            seed=config.seed,
+            temperature=config.trace_temperature,
+            top_p=config.trace_top_p,
+            max_tokens=config.short_max_tokens,
+            expansion_max_tokens=config.expansion_max_tokens,
+        )
+
+    def _write_traces(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup) -> dict[str, dict]:
+        """The teacher's short CoTs and the reasoner's continuations for every MCQ: ``{slice: traces by mcq id}``."""
+        items = self._trace_items(slices, lookup)
+        engines = self._engines(("teacher", "reasoner"))
+        try:
+            everything = [item for found in items.values() for item in found]
+            result = traces.model_traces(everything, engines["teacher"], engines["reasoner"], **self._trace_settings())
+        finally:
+            self._close(engines)
+        made = sum(map(len, result.traces.values()))
+        self.generation = {
+            "teacher": engines["teacher"].model_id,
+            "reasoner": engines["reasoner"].model_id if engines["reasoner"] else None,
+            "cache_only": self.config.cache_only,
+            "mcqs": len(everything),
+            "traces": made,
+            "rejects": dict(result.rejects.most_common()),
+            "models": {role: engine.stats.as_dict() for role, engine in engines.items() if engine},
+        }
+        return {
+            name: {row["id"]: result.traces.get(row["id"], []) for row, _, _ in found} for name, found in items.items()
+        }
 
     def bill(self, num_proc: int | None = None) -> dict[str, Bill]:
         """What preparing this config would ask of each model (``lgt build --dry-run``); nothing is generated.
 
-        The parent is prepared (the source is read, as the build would read it), so the requests are the build's.
+        The parents are prepared (the source is read, as the build would read it), so the requests are the build's.
         """
-        if not self._model_writes:
+        stage = self._stage
+        if stage is None:
             return {}
-        builder = self._prepared_parent(num_proc)
-        files = {split: arrow_shards(builder, split) for split in builder.info.splits}
-        scenes = [scene for found in self._stage_scenes(_parent_slices(files)).values() for scene in found]
+        prepared = self._prepared_inputs(num_proc)
+        slices = _parent_slices([_files(prepared[parent]) for parent in PARENTS[self.config.name]])
         path = self.config.generation_cache or default_cache_path()
         # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
         empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
-        teacher, verifier = self._engines(os.path.join(empty, "empty.sqlite") if empty else None)
+        cache = os.path.join(empty, "empty.sqlite") if empty else None
+        engines = self._engines(("teacher", "reasoner") if stage == "trace" else ("writer", "verifier"), cache)
         try:
-            return llm_mcq.bill_mcqs(scenes, teacher, self._mcq_writer(), verifier)
+            if stage == "write":
+                scenes = [scene for found in self._stage_scenes(slices).values() for scene in found]
+                return llm_mcq.bill_mcqs(scenes, engines["writer"], self._mcq_writer(), engines["verifier"])
+            lookup = SceneLookup.index(_files(prepared["scenes"]))
+            if stage == "compose":
+                items = [item for found in self._compose_items(slices, lookup).values() for item in found]
+                verifier = engines["verifier"] or engines["writer"]
+                return stage2.bill_compose(items, engines["writer"], verifier)
+            items = [item for found in self._trace_items(slices, lookup).values() for item in found]
+            return traces.bill_traces(items, engines["teacher"], engines["reasoner"], **self._trace_settings())
         finally:
-            teacher.close()
+            self._close(engines)
             if empty:
                 shutil.rmtree(empty, ignore_errors=True)
 
@@ -441,7 +746,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             raise error
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        self._work_dir = self._drafts_dir = None
+        self._work_dir = self._drafts_dir = self._screen_dir = None
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
@@ -455,25 +760,36 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 shutil.rmtree(self._work_dir, ignore_errors=True)
             if self._drafts_dir:
                 shutil.rmtree(self._drafts_dir, ignore_errors=True)
+            if self._screen_dir:
+                self.decontamination.update(_screen_counts(self._screen_dir))
+                shutil.rmtree(self._screen_dir, ignore_errors=True)
 
-    # ---- stage B, num_proc workers: shards of scenes -> tables ----
+    # ---- stage B, num_proc workers: shards of scenes, or slices of parent rows -> tables ----
 
-    def _generate_tables(self, shards, vocab=None, drafts=None):
+    def _generate_tables(self, shards, vocab=None, drafts=None, lookup=None, screen=None):
         schema = self.info.features.arrow_schema
-        make_rows = self._scene_rows if self.config.name == "scenes" else self._mcq_rows
-        read = self._source_scenes if PARENTS[self.config.name] is None else self._parent_scenes
+        make_rows = getattr(self, f"_{self.config.name.split('_')[0]}_rows")
         for shard_index, shard in enumerate(shards):
             # letters per skill and stage-1 answer classes are kept even along each shard's stream of questions
-            streams = (LetterBalancer(f"{self.config.seed}:{_shard_name(shard)}"), stage1.Balance())
-            written = _read_drafts(drafts, shard) if drafts else None
+            stream = Stream(LetterBalancer(f"{self.config.seed}:{_shard_name(shard)}"), stage1.Balance())
+            generated = _read_drafts(drafts, shard) if drafts else None
+            groups = (
+                self._parent_groups(shard, lookup) if isinstance(shard, ParentSlice) else self._source_scenes(shard)
+            )
             rows, batch = [], 0
-            for scene, image in read(shard):
-                rows.extend(make_rows(scene, image, vocab, streams, written))
+            for scene, image, parent_rows in groups:
+                made = make_rows(scene, image, parent_rows, vocab, stream, generated)
+                rows.extend(_screened(made, image, screen[0]) if screen else made)
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
             if rows:
                 yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
+            if screen:  # this shard's counts, for the driver to add up: workers are other processes
+                index, folder = screen
+                with open(os.path.join(folder, f"{_shard_name(shard)}.json"), "w", encoding="utf-8") as f:
+                    json.dump(index.counts, f)
+                index.counts.clear()
 
     def _source_scenes(self, shard: str):
         """The checked scenes of a source shard with their stored images; a bad record is rejected."""
@@ -487,7 +803,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             except InputError as err:
                 self._reject(err)
                 continue
-            yield scene, image
+            yield scene, image, None
 
     def _image(self, scene: Scene) -> dict:
         """The ``Image`` feature's storage: decoded-and-checked bytes, or a checked reference to the file."""
@@ -508,27 +824,35 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         data, suffix, width, height = fitted
         return scene.resized(width, height), {"bytes": data, "path": os.path.splitext(image["path"])[0] + suffix}
 
+    # ---- one image's rows of each config, from the image's scene and its parent rows ----
+
     @staticmethod
-    def _scene_rows(scene: Scene, image: dict, vocab, streams, written) -> list[dict]:
+    def _scenes_rows(scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
         record = scene.to_dict()
         del record["origin"]
         record["image"] = image
         return [record]
 
-    def _mcq_rows(self, scene: Scene, image: dict, vocab, streams: tuple, written: tuple | None) -> list[dict]:
-        """The scene's stage-1 rows: the templates' questions, the teacher's (``written``: generator, drafts by
-        image), or both, lettered alike."""
-        balancer, balance = streams
+    def _mcq_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
+        """The image's MCQs: stage 1 from the templates and/or the writer, stage 2 composed from stage 1."""
+        rng = random.Random(f"{self.config.seed}:{scene.image_id}")
         drafts = []
-        if self.config.stage1_writer != "llm":
-            rng = random.Random(f"{self.config.seed}:{scene.image_id}")
-            drafts += [(d, stage1.generator_id(d.template)) for d in stage1.generate(scene, vocab, rng, balance)]
-        if written is not None:
-            generator, by_image = written
+        if self.config.name == "mcq_stage2":
+            drafts += [
+                (d, stage2.generator_id(d.template)) for d in stage2.compose(scene, parent_rows, rng, stream.classes)
+            ]
+        elif self.config.stage1_writer != "llm":
+            drafts += [
+                (d, stage1.generator_id(d.template)) for d in stage1.generate(scene, vocab, rng, stream.classes)
+            ]
+        if generated is not None:
+            generator, by_image = generated
             drafts += [(draft, generator) for draft in by_image[scene.image_id]]
         rows = []
         for draft, generator in drafts:
-            options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, balancer, draft.skill)
+            options, answer = letter_options(
+                draft.correct, draft.distractors, draft.ordered, stream.letters, draft.skill
+            )
             rows.append(
                 {
                     "id": mcq_id(scene.image_id, draft.question, options, answer),
@@ -538,15 +862,110 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                     "options": options,
                     "answer": answer,
                     "skill": draft.skill,
-                    "level": 1,
+                    "level": getattr(draft, "level", 1),
                     "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
-                    "parents": [],
+                    "parents": list(getattr(draft, "parents", ())),
+                    "steps": [{"question": q, "answer": a} for q, a in getattr(draft, "steps", ())],
                     "generator": generator,
                     "source": scene.source,
                     "license": scene.license,
                 }
             )
         return rows
+
+    def _traces_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
+        """Every trace of each of the image's MCQs: the scripted teacher's, or the models' (``generated``)."""
+        rows = []
+        for mcq in parent_rows:
+            if generated is not None:
+                found = generated[mcq["id"]]
+            else:
+                found = traces.scripted_traces(mcq, scene, self.config.traces_per_mcq, self.config.seed)
+            style = formats.row_style(self.config.seed, mcq["id"])
+            for trace in found:
+                text = formats.trace_text(trace.think, trace.predicted, mcq["options"], style)
+                rows.append(
+                    {
+                        "id": hashlib.sha1(f"{mcq['id']}\x1f{trace.kind}\x1f{text}".encode()).hexdigest()[:16],
+                        "mcq_id": mcq["id"],
+                        **{
+                            name: mcq[name] for name in ("image_id", "question", "options", "answer", "skill", "level")
+                        },
+                        "kind": trace.kind,
+                        "short": trace.short,
+                        "cue": trace.cue,
+                        "expansion": trace.expansion,
+                        "text": text,
+                        "predicted": trace.predicted,
+                        "correct": trace.correct,
+                        "teacher": trace.teacher,
+                        "reasoner": trace.reasoner,
+                        "generator": f"{trace.teacher} + {trace.reasoner}" if trace.reasoner else trace.teacher,
+                        "source": mcq["source"],
+                        "license": mcq["license"],
+                    }
+                )
+        return rows
+
+    def _sft_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
+        image_id = parent_rows[0]["image_id"]
+        """The image's MCQs' correct traces, subsampled longer-first, corrected ones balanced, as conversations."""
+        by_mcq = [list(found) for _, found in itertools.groupby(parent_rows, key=lambda row: row["mcq_id"])]
+        config = self.config
+        kept = selection.sft_selection(by_mcq, config.sft_keep_ratio, config.sft_xo_ratio, f"{config.seed}:{image_id}")
+        return [
+            formats.sft_row({**trace, "image": image}, config.seed) for trace in parent_rows if trace["id"] in kept
+        ]
+
+    def _dpo_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
+        """Each MCQ's preference pairs: a right trace over a wrong one of the same question."""
+        rows = []
+        for _, found in itertools.groupby(parent_rows, key=lambda row: row["mcq_id"]):
+            for chosen, rejected in pairs.preference_pairs(list(found), self.config.pairs_per_mcq):
+                rows.append(
+                    formats.dpo_row({**chosen, "image": image}, {**rejected, "image": image}, self.config.seed)
+                )
+        return rows
+
+    def _rl_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
+        return [formats.rl_row(mcq, self.config.seed) for mcq in parent_rows]
+
+
+class Stream(NamedTuple):
+    """What a worker keeps even along its shard's stream of questions: letters per skill, answer classes."""
+
+    letters: LetterBalancer
+    classes: stage1.Balance
+
+
+class SceneLookup:
+    """Scenes by image id, from the ``scenes`` config's Arrow files: where each image's row is, read on demand.
+
+    The driver indexes the ids (one column); a worker memory-maps a file the first time it needs one of its rows.
+    """
+
+    def __init__(self, where: dict[str, tuple[str, int]]):
+        self.where = where
+        self._tables: dict[str, pa.Table] = {}
+
+    @classmethod
+    def index(cls, files: dict[str, list[tuple[str, int]]]) -> SceneLookup:
+        where = {}
+        for path, _ in (entry for paths in files.values() for entry in paths):
+            with pa.memory_map(path) as source:
+                ids = pa.ipc.open_stream(source).read_all().column("image_id").to_pylist()
+            where.update((image_id, (path, row)) for row, image_id in enumerate(ids))
+        return cls(where)
+
+    def __getstate__(self):
+        return {"where": self.where, "_tables": {}}
+
+    def scene(self, image_id: str) -> tuple[Scene, dict]:
+        path, row = self.where[image_id]
+        if path not in self._tables:
+            self._tables[path] = pa.ipc.open_stream(pa.memory_map(path)).read_all()
+        record = self._tables[path].slice(row, 1).to_pylist()[0]
+        return Scene.from_row(record), record["image"]
 
 
 def arrow_shards(builder: datasets.DatasetBuilder, split: str) -> list[tuple[str, int]]:
@@ -576,22 +995,52 @@ def _vocabulary(paths: list[str]) -> stage1.Vocabulary:
     )
 
 
-def _parent_slices(files: dict[str, list[tuple[str, int]]]) -> dict[str, list[ParentSlice]]:
-    """A parent's Arrow files per split, cut into the slices the workers share out (splits without rows left out)."""
-    slices = {}
-    for split, paths in files.items():
-        pieces = [
-            (path, start, min(SCENES_PER_SHARD, rows - start))
-            for path, rows in paths
-            for start in range(0, rows, SCENES_PER_SHARD)
-        ]
-        if pieces:
-            slices[split] = [ParentSlice(f"{split}-{i:05d}", *piece) for i, piece in enumerate(pieces)]
-    return slices
+def _screened(rows: list[dict], image: dict, index: decontam.Decontaminator) -> list[dict]:
+    """The MCQ rows whose question and image near-duplicate no benchmark's (the index counts the others)."""
+    return [row for row in rows if not index.is_contaminated(row["question"], image["bytes"])]
 
 
-def _read_drafts(folder: str, piece: ParentSlice) -> tuple[str, dict]:
-    """The teacher's finished drafts for one slice: ``(generator, drafts by image id)``."""
+def _screen_counts(folder: str) -> dict:
+    """The workers' decontamination counts added up: what ``Decontaminator.report`` says of ``checked``/``dropped``."""
+    counts: Counter = Counter()
+    for path in glob.glob(os.path.join(folder, "*.json")):
+        with open(path, encoding="utf-8") as f:
+            counts.update(json.load(f))
+    return {"checked": counts["checked"], "dropped": {"question": counts["question"], "image": counts["image"]}}
+
+
+def _files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, int]]]:
+    """A prepared config's Arrow files and their row counts, per split."""
+    return {split: arrow_shards(builder, split) for split in builder.info.splits}
+
+
+def _image_cuts(path: str, rows: int, images_per_slice: int) -> list[int]:
+    """Where to cut an Arrow file's rows into slices of ``images_per_slice`` images: never inside an image's rows."""
+    with pa.memory_map(path) as source:
+        ids = pa.ipc.open_stream(source).read_all().column("image_id").to_pylist()
+    starts = [row for row in range(rows) if row == 0 or ids[row] != ids[row - 1]]
+    return [*starts[::images_per_slice], rows]
+
+
+def _parent_slices(parents: list[dict[str, list[tuple[str, int]]]]) -> dict[str, list[ParentSlice]]:
+    """The parents' Arrow files per split, cut between images into the slices the workers share out.
+
+    Each slice holds every row of up to ``SCENES_PER_SHARD`` images, so a stage sees an image's rows (and an MCQ's
+    traces) together; with several parents their slices follow one another. Splits without rows are left out.
+    """
+    slices: dict[str, list[ParentSlice]] = {}
+    for files in parents:
+        for split, paths in files.items():
+            found = slices.setdefault(split, [])
+            for path, rows in paths:
+                cuts = _image_cuts(path, rows, SCENES_PER_SHARD)
+                for start, end in itertools.pairwise(cuts):
+                    found.append(ParentSlice(f"{split}-{len(found):05d}", path, start, end - start))
+    return {split: found for split, found in slices.items() if found}
+
+
+def _read_drafts(folder: str, piece: ParentSlice):
+    """What the driving process generated for one slice (see ``LGTBuilder._generate``)."""
     with open(os.path.join(folder, f"{piece.name}.pickle"), "rb") as f:
         return pickle.load(f)
 

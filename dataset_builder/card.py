@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from . import audit
+from . import audit, decontam, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
+from .synthesis.traces import CUES
 
 DEFAULT_CONFIG = "mcq_stage1"
 PREVIEW_FILE = "preview.png"
@@ -49,13 +50,115 @@ FIELDS = {
         "level": "1 for stage-1 questions; composed multi-hop questions (later stages) have 2 or more.",
         "grounding": f"The objects the question is about: `object_id` (into the scene's `objects`), `name`, "
         f"`bbox` {_BOX}.",
-        "parents": "Ids of the questions this one was composed from (empty at stage 1).",
-        "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` for a template, "
-        "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the teacher model (`+verify@...:MODEL` when a verifier "
+        "parents": "Ids of the stage-1 questions this one was composed from (empty at stage 1).",
+        "steps": "Stage 2: the sub-questions and their answers, in the order the composed answer follows from them "
+        "(empty at stage 1).",
+        "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` or `stage2/TEMPLATE@VERSION` for a template, "
+        "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the writer model (`+verify@...:MODEL` when a verifier "
         "kept it).",
         "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
         "license": "The licence of the image as the source states it.",
     },
+}
+FIELDS["mcq_stage2"] = {
+    **FIELDS["mcq_stage1"],
+    "question": "A multi-hop question composed from stage-1 questions of the same image; its answer is recomputed "
+    "from the boxes.",
+    "skill": "The composition: chain, comparison, set_count or conjunction.",
+    "level": "The number of hops (2 or more).",
+}
+_ROW_FIELDS = {
+    "skill": "The skill of the question the row is about.",
+    "level": "1 for stage-1 questions, 2 or more for composed ones.",
+    "parents": "The question's `mcq_stage*` id first, then the `traces_stage*` ids the row was made from.",
+    "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
+    "license": "The licence of the image as the source states it.",
+}
+_KINDS = (
+    "`O` a correct short chain of thought, `X` a wrong one; `O→O`, `X→O`, `O→X`, `X→X` the same continued by the "
+    "reasoner after a cue, by whether the short one and the continued one end in the correct answer"
+)
+_TRACE_FIELDS = {
+    "id": "Stable content hash of the question's id, the kind and the text.",
+    "mcq_id": "The question (`mcq_stage*.id`).",
+    "image_id": "The image; joins to `scenes.image_id` (traces carry no image themselves).",
+    "question": "The question, as in the MCQ config.",
+    "options": "Its four options.",
+    "answer": "The letter of the correct option.",
+    "skill": "The question's skill.",
+    "level": "The question's level (1, or the hops of a composed question).",
+    "kind": f"The trace's kind: {_KINDS}.",
+    "short": "The teacher's short chain of thought (its reasoning, as written).",
+    "cue": "The cue the continuation starts with (`Wait,` ...); empty when the short one stands alone.",
+    "expansion": "The reasoner's continuation after the cue; empty when not continued.",
+    "text": "The whole trace as an assistant writes it, in the answer format its prompt asks for.",
+    "predicted": "The letter the trace ends with, by the one answer parser (empty when it gives none).",
+    "correct": "Whether `predicted` is the correct letter.",
+    "teacher": "What wrote the short chain of thought (`scripted/...` offline, else model, revision and prompt).",
+    "reasoner": "What continued it (empty when not continued).",
+    "generator": "Teacher and reasoner together.",
+    "source": "The source of the image.",
+    "license": "The licence of the image as the source states it.",
+}
+
+
+def _training_fields(columns: dict, kind: str, generator: str) -> dict:
+    """A training config's fields: its own columns, then what every row carries."""
+    return {
+        **columns,
+        "skill": _ROW_FIELDS["skill"],
+        "level": _ROW_FIELDS["level"],
+        "kind": kind,
+        "parents": _ROW_FIELDS["parents"],
+        "generator": generator,
+        "source": _ROW_FIELDS["source"],
+        "license": _ROW_FIELDS["license"],
+    }
+
+
+_IMAGE_ONCE = 'The image, once: the user turn\'s `{"type": "image"}` part stands for it (TRL\'s VLM format).'
+_PROMPT = "TRL conversational prompt: system and user turns, as in SFT."
+_SFT_FIELDS = _training_fields(
+    {
+        "id": "The trace's id.",
+        "image_id": "The image; joins to `scenes.image_id`.",
+        "images": _IMAGE_ONCE,
+        "messages": "TRL conversational turns: system (think, then answer), user (image, question, lettered options, "
+        "answer format), assistant (the trace).",
+    },
+    f"The trace's kind: {_KINDS}; SFT keeps `O`, `O→O` and `X→O`.",
+    "What wrote the trace (teacher + reasoner).",
+)
+FIELDS.update({"traces_stage1": _TRACE_FIELDS, "traces_stage2": _TRACE_FIELDS})
+FIELDS.update({name: _SFT_FIELDS for name in ("sft_stage1", "sft_stage2", "sft_stage2_merged")})
+_DPO_FIELDS = _training_fields(
+    {
+        "id": "Stable hash of the two traces' ids.",
+        "image_id": "The image; joins to `scenes.image_id`.",
+        "images": _IMAGE_ONCE,
+        "prompt": _PROMPT,
+        "chosen": "The preferred assistant turn: a trace ending in the correct answer.",
+        "rejected": "The other assistant turn: a trace of the same question ending in a wrong one.",
+    },
+    "`CHOSEN > REJECTED` kinds: `O` over `O→X`, `X` or `X→X`; `X→O` over its own `X` and over `X→X`.",
+    "What wrote the two traces.",
+)
+FIELDS.update({"dpo_stage1": _DPO_FIELDS, "dpo_stage2": _DPO_FIELDS})
+FIELDS["rl"] = {
+    **_training_fields(
+        {
+            "id": "The question's id (`mcq_stage*.id`).",
+            "image_id": "The image; joins to `scenes.image_id`.",
+            "images": _IMAGE_ONCE,
+            "prompt": _PROMPT,
+            "solution": "The gold answer written as the prompt asks for it (`(B)`, `B.` or the option's text).",
+            "answer": "The gold letter.",
+            "options": "The four options (what `lgt.rewards.accuracy_reward` parses answers against).",
+        },
+        "`prompt`.",
+        "What wrote the question.",
+    ),
+    "parents": "The question's id.",
 }
 # Hub metadata that depends on where the annotations came from. The questions are always written by templates.
 SOURCE_METADATA = {
@@ -365,7 +468,7 @@ def write_card(folder: str, build_info: dict) -> str:
     if "scenes" in configs:
         sections.append("## `scenes` at a glance\n\n" + _scene_statistics(folder))
     for config in configs:
-        if "skill" not in FEATURES[config]:
+        if "answer" not in FEATURES[config] or "kind" in FEATURES[config]:
             continue
         per_split = {s: column_counts(folder, config, s, "skill") for s in rows[config]}
         skills = sorted(set().union(*per_split.values()))
@@ -389,6 +492,17 @@ def write_card(folder: str, build_info: dict) -> str:
         sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
     if "generation" in build_info:
         sections.append(generation_section(build_info["generation"]))
+    if "composition" in build_info:
+        sections.append(composition_section(build_info["composition"]))
+    if "trace_generation" in build_info:
+        sections.append(trace_generation_section(build_info["trace_generation"]))
+    traced = [config for config in configs if "kind" in FEATURES[config] and config != "rl"]
+    if traced:
+        judged = build_info.get("trace_judge", {})
+        stats = {c: {**_trace_statistics(folder, c), **({"judge": judged[c]} if c in judged else {})} for c in traced}
+        sections.append(trace_stats.statistics_section(stats))
+    if build_info.get("decontamination"):
+        sections.append(decontam.decontamination_section(build_info["decontamination"]))
     sections.append(_storage_section(configs, download, arrow_bytes, arguments))
     sections.append(USES)
     sections.append(LIMITATIONS)
@@ -416,9 +530,80 @@ def write_card(folder: str, build_info: dict) -> str:
     return str(card)
 
 
+def _trace_statistics(folder: str, config: str) -> dict:
+    """``trace_stats.trace_statistics`` of a written config, read column-wise (DPO: the chosen traces, their kind)."""
+    field = {"traces": "text", "sft": "messages", "dpo": "chosen"}[config.split("_")[0]]
+    columns = [field, "kind", *(["cue"] if field == "text" else [])]
+    rows = (
+        row
+        if field == "text"
+        else {**row, "kind": row["kind"].split(" > ")[0], "cue": _cue(trace_stats.row_text(row, field))}
+        for split in SPLITS
+        for path in split_files(folder, config, split)
+        for row in pq.read_table(path, columns=columns).to_pylist()
+    )
+    return trace_stats.trace_statistics(rows, field)
+
+
+def _cue(text: str) -> str:
+    """The cue a continued trace's second part starts with (SFT and DPO rows do not record it): the pipeline wrote
+    it, so the statistics of what the model learns to do leave it out."""
+    return next((cue for cue in CUES if f"\n\n{cue} " in text), "")
+
+
+def _cost_table(generation: dict) -> str:
+    return _table(
+        ["model", "id", "requests", "cache hits", "model calls", "output tokens", "seconds"],
+        [
+            [
+                role,
+                f"`{generation[role]}`",
+                f"{stats['requests']:,}",
+                f"{stats['hits']:,}",
+                f"{stats['misses']:,}",
+                f"{stats['output_tokens']:,}",
+                f"{stats['seconds']:.1f}",
+            ]
+            for role, stats in generation["models"].items()
+        ],
+    )
+
+
+def composition_section(generation: dict) -> str:
+    """Which models composed the stage-2 questions of the model-written stage-1 ones, and what was thrown away."""
+    rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
+    return (
+        "## Composition by a model\n\n"
+        f"The writer `{generation['writer']}` composed the model-written stage-1 questions of "
+        f"{generation['images']:,} images into multi-hop ones from the caption and boxes; each was kept only when the "
+        f"verifier `{generation['verifier']}` picked the same option ({generation['composites']:,} kept, rows named "
+        f"`{generation['generator']}`). Thrown away: {rejects}. Template questions are composed by program, their "
+        "answers recomputed from the boxes.\n\n" + _cost_table(generation)
+    )
+
+
+def trace_generation_section(generations: dict) -> str:
+    """Which models wrote the traces, what they cost, and what was thrown away and why."""
+    parts = ["## Trace generation"]
+    for config, generation in generations.items():
+        rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
+        reasoner = (
+            f"`{generation['reasoner']}` continued each after a cue"
+            if generation["reasoner"]
+            else ("no reasoner continued them")
+        )
+        parts.append(
+            f"`{config}`: the teacher `{generation['teacher']}` wrote short chains of thought for "
+            f"{generation['mcqs']:,} questions from their images; {reasoner}, from the caption, the boxes and the "
+            f"question (never the image). {generation['traces']:,} traces kept; thrown away: {rejects}."
+        )
+        parts.append(_cost_table(generation))
+    return "\n\n".join(parts)
+
+
 def generation_section(generation: dict) -> str:
     """Which models wrote questions, what they cost, and what was thrown away and why."""
-    writers = {"llm": "the teacher model", "both": "the templates and the teacher model"}[generation["stage1"]]
+    writers = {"llm": "the writer model", "both": "the templates and the writer model"}[generation["stage1"]]
     verifier = (
         f" A verifier, `{generation['verifier']}`, answered each question from the caption and boxes; only "
         "questions it answered the same way were kept."
@@ -451,7 +636,7 @@ def generation_section(generation: dict) -> str:
     )
     return (
         "## Generation\n\n"
-        f"`mcq_stage1` was written by {writers}: the teacher, `{generation['teacher']}`, read each image's dense "
+        f"`mcq_stage1` was written by {writers}: the writer, `{generation['writer']}`, read each image's dense "
         f"caption and boxes (prompt `{generation['prompt']}`) and wrote grounded questions as JSON, parsed strictly "
         "and held to the rules a template question meets: four distinct options, one correct letter, a known skill, "
         f"grounding on objects of the image, no answer given away.{verifier} Its rows name it in `generator`: "
@@ -465,7 +650,7 @@ def generation_section(generation: dict) -> str:
         "`GenerationCache(FILE).to_dataset()`, import it elsewhere with `import_dataset`, and rebuild with "
         "`lgt build ... --cache FILE --cache-only`.\n\n"
         "Model-written questions are checked for form and grounding (and by the verifier, when there is one), not "
-        "against the image itself: their answers are as right as the caption and boxes the teacher read."
+        "against the image itself: their answers are as right as the caption and boxes the writer read."
     )
 
 

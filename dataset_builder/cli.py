@@ -19,7 +19,7 @@ import datasets
 
 from . import __version__
 from .audit import MARGIN
-from .builder import STAGE1_WRITERS, LGTConfig
+from .builder import FEATURES, PRESETS, STAGE1_WRITERS, LGTConfig
 from .errors import BuildError, InputError, find_cause
 from .generation import CacheMissError, GenerationStats, default_cache_path
 from .sources import SOURCE_HELP
@@ -43,14 +43,27 @@ def _build(args) -> int:
         "on_error": args.on_error,
         "max_pixels": args.max_pixels,
         "image_root": args.image_root,
-        "teacher": args.teacher,
+        "writer": args.writer,
         "verifier": args.verifier,
+        "teacher": args.teacher,
+        "reasoner": args.reasoner,
         "stage1": args.stage1,
         "questions_per_image": args.questions_per_image,
+        "traces_per_mcq": args.traces_per_mcq,
+        "judge": args.judge,
+        "short_max_tokens": args.short_max_tokens,
+        "expansion_max_tokens": args.expansion_max_tokens,
+        "sft_keep_ratio": args.sft_keep_ratio,
+        "sft_xo_ratio": args.sft_xo_ratio,
+        "pairs_per_mcq": args.pairs_per_mcq,
+        "benchmarks": tuple(args.benchmark),
         "generation_cache": args.cache,
         "cache_only": args.cache_only,
         "engine_args": args.engine_args,
     }
+    if args.preset:  # the preset's settings, where no flag was given
+        settings.update({name: value for name, value in PRESETS[args.preset].items() if settings.get(name) is None})
+    settings = {name: value for name, value in settings.items() if value is not None}
     if args.dry_run:
         return _print_bills(dry_run(**settings), args)
     info = build(output=args.output, strict=args.strict, **settings)
@@ -59,12 +72,15 @@ def _build(args) -> int:
         print(f"{config}: {counts}")
     if args.on_error == "skip":
         print(f"skipped {info['rejects']:,} bad record(s); report: {rejects_path(args.output)}")
-    for role, stats in info.get("generation", {}).get("models", {}).items():
-        print(f"{role} {info['generation'][role]}: {GenerationStats(**stats).summary()}")
+    generations = (info.get("generation", {}), info.get("composition", {}), *info.get("trace_generation", {}).values())
+    for generated in generations:
+        for role, stats in generated.get("models", {}).items():
+            print(f"{role} {generated[role]}: {GenerationStats(**stats).summary()}")
     name = os.path.basename(os.path.abspath(args.output))
+    shown = "mcq_stage1" if "mcq_stage1" in info["configs"] else info["configs"][-1]
     print(
         f"wrote {os.path.abspath(args.output)} in {info['seconds']} s; from its parent folder: "
-        f'load_dataset("{name}", "{info["configs"][-1]}")'
+        f'load_dataset("{name}", "{shown}")'
     )
     return 0
 
@@ -74,7 +90,7 @@ def _print_bills(bills: dict, args) -> int:
     from .generation.bill import format_bills
 
     if not bills:
-        print("no model would be called: stage 1 is written by the templates (pass --teacher BACKEND:MODEL)")
+        print("no model would be called: every stage is scripted (pass --writer, --teacher, --reasoner)")
         return 0
     print(format_bills(bills))
     print(
@@ -82,13 +98,23 @@ def _print_bills(bills: dict, args) -> int:
         "the mean of the cached answers where there are some. Retries (a new seed for an image whose answer held no "
         "usable question) are not counted."
     )
-    teacher = bills.get("mcq_stage1 teacher")
-    if args.verifier and teacher and teacher.to_generate:
+    writer = bills.get("mcq_stage1 writer")
+    if args.verifier and writer and writer.to_generate:
         print(
-            f"The verifier is counted for the questions in cached teacher answers only: {teacher.to_generate:,} "
+            f"The verifier is counted for the questions in cached writer answers only: {writer.to_generate:,} "
             f"more images are still to be written, up to {args.questions_per_image} questions each."
         )
+    if any(name.endswith(" reasoner") for name in bills):
+        print("The reasoner is counted for the short CoTs already in the cache only: it continues what is written.")
     print("dry run: nothing was generated or written")
+    return 0
+
+
+def _show(args) -> int:
+    from .explorer import write_explorer
+
+    path = write_explorer(args.folder, args.config, args.n, out=args.output, split=args.split, seed=args.seed)
+    print(f"wrote {path}: open it in a browser")
     return 0
 
 
@@ -150,18 +176,19 @@ def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
         prog="lgt",
-        description="Build the lgt dataset (lgt build), publish it (lgt push), describe this setup (lgt env).",
+        description="Build the lgt dataset (lgt build), look at it (lgt show), publish it (lgt push), describe this "
+        "setup (lgt env).",
         epilog="Bare `lgt` prints this help and exits with status 2.",
         formatter_class=formatter,
     )
     cli.add_argument("--version", action="version", version=f"lgt {__version__}")
     _verbosity_flags(cli, default=0)
-    commands = cli.add_subparsers(dest="command", metavar="{build,push,env}")
+    commands = cli.add_subparsers(dest="command", metavar="{build,push,show,env}")
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
     build.add_argument("--source", default=LGTConfig.source, help=SOURCE_HELP)
-    build.add_argument("--configs", default="scenes,mcq_stage1", help="comma-separated configs to build")
+    build.add_argument("--configs", default=",".join(FEATURES), help="comma-separated configs to build")
     build.add_argument("--output", default="lgt", help="output folder")
     build.add_argument(
         "--num-images", type=int, default=None, help="use the first N images (default: all; built-in scenes: 1000)"
@@ -199,24 +226,90 @@ def parser() -> argparse.ArgumentParser:
         "servers such as `vllm serve`), transformers:HUB_ID_OR_PATH (local, CPU-capable). Every answer is cached "
         "by content; a rebuild makes no model call for what is cached.",
     )
-    models.add_argument("--teacher", metavar="MODEL", default=LGTConfig.teacher, help="the LLM that writes stage 1")
+    models.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=None,
+        help="the paper's models and settings (flags given override it); run with --dry-run first",
+    )
+    models.add_argument("--writer", metavar="MODEL", default=None, help="the LLM that writes stage-1 MCQs")
     models.add_argument(
         "--verifier",
         metavar="MODEL",
-        default=LGTConfig.verifier,
+        default=None,
         help="a model that answers each written question from caption and boxes; kept only when it agrees",
+    )
+    models.add_argument(
+        "--teacher", metavar="MODEL", default=None, help="the VLM that writes short CoTs from the image (traces)"
+    )
+    models.add_argument(
+        "--reasoner",
+        metavar="MODEL",
+        default=None,
+        help="the reasoning LLM that continues each short CoT after a cue, from caption and boxes (not the image)",
+    )
+    models.add_argument(
+        "--traces-per-mcq",
+        type=int,
+        default=None,
+        help=f"short CoTs per MCQ, each also continued after a cue (default {LGTConfig.traces_per_mcq}; paper 10)",
+    )
+    stages = build.add_argument_group("traces, SFT and DPO")
+    stages.add_argument(
+        "--sft-keep-ratio",
+        type=float,
+        default=None,
+        help=f"the share of a question's correct traces SFT keeps, longer ones more likely "
+        f"(default {LGTConfig.sft_keep_ratio})",
+    )
+    stages.add_argument(
+        "--sft-xo-ratio",
+        type=float,
+        default=None,
+        help="at most this many corrected (X→O) traces per direct (O, O→O) one in SFT "
+        f"(default {LGTConfig.sft_xo_ratio})",
+    )
+    stages.add_argument(
+        "--pairs-per-mcq", type=int, default=None, help=f"DPO pairs per question (default {LGTConfig.pairs_per_mcq})"
+    )
+    models.add_argument(
+        "--judge",
+        metavar="MODEL",
+        default=None,
+        help=f"an LLM that labels {LGTConfig.judged_traces} traces of each traces config as verifying, backtracking "
+        "or setting subgoals, for the card (beside the marker counts)",
+    )
+    models.add_argument(
+        "--short-max-tokens",
+        type=int,
+        default=None,
+        help=f"the most tokens a short CoT may take (default {LGTConfig.short_max_tokens})",
+    )
+    models.add_argument(
+        "--expansion-max-tokens",
+        type=int,
+        default=None,
+        help=f"the most tokens the reasoner's continuation may take (default {LGTConfig.expansion_max_tokens})",
+    )
+    build.add_argument(
+        "--benchmark",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a benchmark's questions (JSONL, JSON, TSV or parquet, images inline): MCQs whose question or image "
+        "near-duplicates one are dropped and counted (repeatable)",
     )
     models.add_argument(
         "--stage1",
         choices=STAGE1_WRITERS,
         default=LGTConfig.stage1,
-        help="who writes mcq_stage1 (default: llm with --teacher, templates without)",
+        help="who writes mcq_stage1 (default: llm with --writer, templates without)",
     )
     models.add_argument(
         "--questions-per-image",
         type=int,
-        default=LGTConfig.questions_per_image,
-        help="how many questions the teacher is asked to write per image",
+        default=None,
+        help=f"how many questions the writer is asked for per image (default {LGTConfig.questions_per_image})",
     )
     models.add_argument(
         "--cache",
@@ -258,6 +351,18 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, help="branch to upload to (default: the repo's default branch)")
     _verbosity_flags(push, default=argparse.SUPPRESS)
     push.set_defaults(run=_push)
+
+    show = commands.add_parser(
+        "show", help="write a static HTML page of N rows of a built config, boxes drawn", **subcommand
+    )
+    show.add_argument("folder", nargs="?", default="lgt", help="built folder")
+    show.add_argument("--config", default="mcq_stage1", help="the config to show (e.g. sft_stage1, dpo_stage2, rl)")
+    show.add_argument("--n", type=int, default=20, help="how many rows, drawn at random")
+    show.add_argument("--split", default="train", help="the split to draw from")
+    show.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    show.add_argument("--output", default=None, help="the page to write (default: FOLDER/explorer/CONFIG.html)")
+    _verbosity_flags(show, default=argparse.SUPPRESS)
+    show.set_defaults(run=_show)
 
     env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
     _verbosity_flags(env, default=argparse.SUPPRESS)

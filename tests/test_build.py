@@ -13,15 +13,15 @@ from lgt.builder import FEATURES, LGTBuilder
 
 def test_layout_and_card(builtin_build):
     output, info = builtin_build
-    assert sorted(os.listdir(output)) == ["README.md", "lgt_build.json", "mcq_stage1", "preview.png", "scenes"]
-    for config in ("scenes", "mcq_stage1"):
+    assert sorted(os.listdir(output)) == sorted(["README.md", "lgt_build.json", "preview.png", *FEATURES])
+    for config in FEATURES:
         files = sorted(os.listdir(output / config))
         assert files and all(f.split("-")[0] in ("train", "validation", "test") and "-of-" in f for f in files)
         for name in files:  # the features travel inside every shard too
             metadata = pq.read_schema(output / config / name).metadata
             assert b"huggingface" in metadata
     card = (output / "README.md").read_text()
-    assert "config_name: scenes" in card and "config_name: mcq_stage1" in card and "default: true" in card
+    assert all(f"config_name: {config}" in card for config in FEATURES) and card.count("default: true") == 1
     assert "by skill" in card and "counting" in card and "![" in card
     assert "## `scenes` at a glance\n\n300 images," in card
     for rows in info["rows"]["mcq_stage1"].values():

@@ -28,6 +28,7 @@ from lgt.synthesis.llm_mcq import MCQWriter, write_mcqs
 from test_llm_mcq import ANSWERS, GOOD, KEPT, REJECTS, _scene, _store, store_verdicts
 
 FIXTURE_TEACHER = "openai:fixture-teacher"
+STAGE1 = ("scenes", "mcq_stage1")  # the fixture writer's answers are cached for stage 1 only (not for composition)
 
 
 def _jsonl_source(folder: Path, image_ids) -> Path:
@@ -58,12 +59,17 @@ def test_cached_teacher_answers_become_rows_named_by_the_teacher(answered, tmp_p
     source, cache = answered
     output = tmp_path / "lgt"
     info = build(
-        source=source, output=str(output), teacher=FIXTURE_TEACHER, generation_cache=str(cache), cache_only=True
+        source=source,
+        output=str(output),
+        configs=STAGE1,
+        writer=FIXTURE_TEACHER,
+        generation_cache=str(cache),
+        cache_only=True,
     )
     generation = info["generation"]
-    assert generation["rejects"] == dict(REJECTS) and generation["teacher"] == "fixture-teacher"
-    assert generation["models"]["teacher"]["misses"] == 0 and generation["models"]["teacher"]["hits"] == 4 + 2 + 1
-    assert info["arguments"]["teacher"] == FIXTURE_TEACHER and info["arguments"]["cache_only"] is True
+    assert generation["rejects"] == dict(REJECTS) and generation["writer"] == "fixture-teacher"
+    assert generation["models"]["writer"]["misses"] == 0 and generation["models"]["writer"]["hits"] == 4 + 2 + 1
+    assert info["arguments"]["writer"] == FIXTURE_TEACHER and info["arguments"]["cache_only"] is True
 
     rows = [row for path in sorted(output.glob("mcq_stage1/*.parquet")) for row in pq.read_table(path).to_pylist()]
     assert {row["generator"] for row in rows} == {"stage1/llm@1:fixture-teacher"}
@@ -83,7 +89,7 @@ def test_cached_teacher_answers_become_rows_named_by_the_teacher(answered, tmp_p
     assert "## Generation" in card and "`fixture-teacher`" in card and "`stage1/llm@1:fixture-teacher`" in card
     for reason, count in REJECTS.items():
         assert f"| `{reason}` | {count} |" in card
-    assert "| teacher | `fixture-teacher` | 7 | 7 | 0 |" in card
+    assert "| writer | `fixture-teacher` | 7 | 7 | 0 |" in card
 
 
 def test_a_verifier_keeps_the_questions_it_answers_the_same_way(answered, tmp_path):
@@ -95,7 +101,8 @@ def test_a_verifier_keeps_the_questions_it_answers_the_same_way(answered, tmp_pa
     info = build(
         source=source,
         output=str(output),
-        teacher=FIXTURE_TEACHER,
+        configs=STAGE1,
+        writer=FIXTURE_TEACHER,
         verifier="openai:fixture-verifier",
         generation_cache=str(cache),
         cache_only=True,
@@ -117,7 +124,8 @@ def test_cache_only_miss_is_one_error_line_and_writes_nothing(answered, tmp_path
     with GenerationCache(cache) as generations:
         generations._db.execute("DELETE FROM generations WHERE rowid = (SELECT MAX(rowid) FROM generations)")
     output = tmp_path / "out"
-    arguments = ["build", "--source", source, "--output", str(output), "--teacher", FIXTURE_TEACHER, "--cache-only"]
+    arguments = ["build", "--source", source, "--output", str(output), "--writer", FIXTURE_TEACHER, "--cache-only"]
+    arguments += ["--configs", ",".join(STAGE1)]
     assert main([*arguments, "--cache", str(cache)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "1 of 1 requests to fixture-teacher are not in the generation cache" in errors[0]
@@ -137,7 +145,8 @@ def test_a_teacher_whose_every_question_is_rejected_stops_the_build_saying_why(t
     _store(engine, MCQWriter(), {"never-good": ANSWERS["never-good"]})
     engine.close()
     output = tmp_path / "out"
-    arguments = ["build", "--source", f"jsonl:{source}", "--output", str(output), "--teacher", FIXTURE_TEACHER]
+    arguments = ["build", "--source", f"jsonl:{source}", "--output", str(output), "--writer", FIXTURE_TEACHER]
+    arguments += ["--configs", ",".join(STAGE1)]
     assert main([*arguments, "--cache", str(cache), "--cache-only"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "mcq_stage1 came out empty: the model kept no question (" in errors[0]
@@ -146,18 +155,18 @@ def test_a_teacher_whose_every_question_is_rejected_stops_the_build_saying_why(t
 
 def test_model_settings_are_checked_up_front(capsys):
     for settings, message in [
-        ({"stage1": "llm"}, "needs a teacher model"),
-        ({"teacher": "tgi:some-model"}, "BACKEND:MODEL"),
-        ({"verifier": "vllm:v"}, "only used when a teacher writes stage 1"),
-        ({"teacher": "vllm:t", "stage1": "questions"}, "stage1 must be one of templates, llm, both"),
-        ({"teacher": "vllm:t", "questions_per_image": 0}, "questions_per_image must be a whole number"),
+        ({"stage1": "llm"}, "needs a writer model"),
+        ({"writer": "tgi:some-model"}, "BACKEND:MODEL"),
+        ({"verifier": "vllm:v"}, "checks what the writer writes"),
+        ({"writer": "vllm:t", "stage1": "questions"}, "stage1 must be one of templates, llm, both"),
+        ({"writer": "vllm:t", "questions_per_image": 0}, "questions_per_image must be a whole number"),
     ]:
         with pytest.raises(ValueError, match=message):
             LGTConfig(name="mcq_stage1", **settings)
-    assert LGTConfig(name="mcq_stage1", teacher="vllm:t").stage1_writer == "llm"
+    assert LGTConfig(name="mcq_stage1", writer="vllm:t").stage1_writer == "llm"
     assert LGTConfig(name="mcq_stage1").stage1_writer == "templates"
     with pytest.raises(SystemExit):
-        main(["build", "--teacher", "vllm:t", "--engine-args", "[16]"])
+        main(["build", "--writer", "vllm:t", "--engine-args", "[16]"])
     assert "--engine-args: must be a JSON object" in capsys.readouterr().err
 
 
@@ -172,7 +181,7 @@ def test_default_generation_cache_lives_under_hf_home(monkeypatch, tmp_path):
 
 # ---- the tiny random LLM, for real ----
 
-TINY_ARGS = ["--num-images", "8", "--stage1", "both", "--questions-per-image", "1"]
+TINY_ARGS = ["--num-images", "8", "--stage1", "both", "--questions-per-image", "1", "--configs", "scenes,mcq_stage1"]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +202,7 @@ def _lgt_main(*arguments) -> tuple[int, str]:
 
 
 def _bill_line(printed: str) -> list[str]:
-    return next(line for line in printed.splitlines() if line.startswith("mcq_stage1 teacher")).split()[2:]
+    return next(line for line in printed.splitlines() if line.startswith("mcq_stage1 writer")).split()[2:]
 
 
 def _parquet(output: Path) -> dict[str, bytes]:
@@ -210,7 +219,7 @@ def first_build(tiny_teacher):
     """A dry run, then the first build with the tiny teacher; a module of checks reads them."""
     teacher, root = tiny_teacher
     cache, output = root / "generations.sqlite", root / "lgt"
-    common = ["build", "--teacher", teacher, *TINY_ARGS, "--cache", cache, "--output", output]
+    common = ["build", "--writer", teacher, *TINY_ARGS, "--cache", cache, "--output", output]
     code, bill = _lgt_main(*common, "--dry-run")
     assert code == 0 and not output.exists() and not cache.exists(), "a dry run writes nothing"
     code, printed = _lgt_main(*common)
@@ -222,15 +231,15 @@ def test_tiny_teacher_end_to_end_then_a_rebuild_with_no_model_call(first_build, 
     output = first_build["output"]
     info = json.loads((output / "lgt_build.json").read_text())
     generation = info["generation"]
-    stats = generation["models"]["teacher"]
+    stats = generation["models"]["writer"]
     assert stats["misses"] == stats["requests"] >= 8 and stats["hits"] == 0 and stats["output_tokens"] > 0
-    assert generation["teacher"].startswith("tiny-qwen2@") and generation["stage1"] == "both"
+    assert generation["writer"].startswith("tiny-qwen2@") and generation["stage1"] == "both"
     # Random weights write no usable JSON: every answer is counted as rejected, and every image retried.
     assert sum(generation["rejects"].values()) >= stats["requests"] and generation["questions"] == 0
     card = (output / "README.md").read_text()
-    assert f"`{generation['teacher']}`" in card and "| `malformed_json` |" in card
+    assert f"`{generation['writer']}`" in card and "| `malformed_json` |" in card
     assert (
-        f"teacher {generation['teacher']}: {stats['requests']} requests, 0 answered by the cache (0%)"
+        f"writer {generation['writer']}: {stats['requests']} requests, 0 answered by the cache (0%)"
         in (first_build["printed"])
     )
 
@@ -243,7 +252,7 @@ def test_tiny_teacher_end_to_end_then_a_rebuild_with_no_model_call(first_build, 
     code, printed = _lgt_main(*first_build["common"])
     assert code == 0
     again = json.loads((output / "lgt_build.json").read_text())["generation"]
-    assert again["models"]["teacher"]["hits"] == stats["requests"] and again["models"]["teacher"]["misses"] == 0
+    assert again["models"]["writer"]["hits"] == stats["requests"] and again["models"]["writer"]["misses"] == 0
     assert again["rejects"] == generation["rejects"]
     assert f"{stats['requests']} answered by the cache (100%), 0 model calls" in printed
     assert _parquet(output) == first and first
@@ -282,12 +291,12 @@ def test_kill_9_mid_stage_then_rerun_gives_the_same_build_with_no_call_repeated(
     victim.wait()
     assert victim.returncode == -signal.SIGKILL, "the build finished before it could be killed"
     kept = len(_cached_keys(cache))
-    total = json.loads((first_build["output"] / "lgt_build.json").read_text())["generation"]["models"]["teacher"]
+    total = json.loads((first_build["output"] / "lgt_build.json").read_text())["generation"]["models"]["writer"]
     assert 8 <= kept < total["requests"] and not output.exists()
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    stats = json.loads((output / "lgt_build.json").read_text())["generation"]["models"]["teacher"]
+    stats = json.loads((output / "lgt_build.json").read_text())["generation"]["models"]["writer"]
     assert stats["hits"] == kept and stats["misses"] == total["requests"] - kept, "no cached answer asked again"
     assert _generations(cache) == _generations(first_build["cache"]), "the same answers as an uninterrupted build"
     assert _parquet(output) == _parquet(first_build["output"])

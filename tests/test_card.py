@@ -35,7 +35,7 @@ def test_card_metadata_is_valid_hub_metadata(builtin_build):
     DatasetCardData(**data.to_dict(), ignore_metadata_errors=False)  # round-trips through the Hub's own class
     assert set(data.size_categories) <= _allowed("size_categories.json")
     largest = max(sum(rows.values()) for rows in info["rows"].values())
-    low, high = {"n<1K": (0, 10**3), "1K<n<10K": (10**3, 10**4)}[data.size_categories[0]]
+    low, high = {"n<1K": (0, 10**3), "1K<n<10K": (10**3, 10**4), "10K<n<100K": (10**4, 10**5)}[data.size_categories[0]]
     assert low <= largest < high
     assert data.annotations_creators and set(data.annotations_creators) <= _allowed("creators.json", "annotations")
     assert data.language_creators and set(data.language_creators) <= _allowed("creators.json", "language")
@@ -44,7 +44,7 @@ def test_card_metadata_is_valid_hub_metadata(builtin_build):
     assert data.source_datasets == ["original"] and data.license == "cc0-1.0"
     assert "synthetic" in data.tags  # the built-in scenes are synthetic
     configs = MetadataConfigs.from_dataset_card_data(data)
-    assert set(configs) == {"scenes", "mcq_stage1"} and configs.get_default_config_name() == "mcq_stage1"
+    assert set(configs) == set(FEATURES) and configs.get_default_config_name() == "mcq_stage1"
 
 
 def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(builtin_build):

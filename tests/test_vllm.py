@@ -119,14 +119,14 @@ def test_lgt_build_with_a_vllm_teacher_then_a_rebuild_that_never_starts_vllm(mod
     engine_args = {"max_model_len": 4096, "dtype": "float32", "enforce_eager": True, "max_num_seqs": 16}
     engine_args["max_num_batched_tokens"] = 16 * 4096
     command = [
-        VLLM_PYTHON, "-m", "lgt.cli", "build", "--teacher", f"vllm:{models / 'tiny-qwen2'}", "--num-images", "4",
+        VLLM_PYTHON, "-m", "lgt.cli", "build", "--writer", f"vllm:{models / 'tiny-qwen2'}", "--num-images", "4",
         "--stage1", "both", "--questions-per-image", "2", "--engine-args", json.dumps(engine_args),
         "--cache", str(tmp_path / "generations.sqlite"), "--output", str(tmp_path / "lgt"),
     ]  # fmt: skip
     first = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert first.returncode == 0, first.stderr[-4000:]
     generation = json.loads((tmp_path / "lgt" / "lgt_build.json").read_text())["generation"]
-    stats = generation["models"]["teacher"]
+    stats = generation["models"]["writer"]
     assert stats["misses"] == stats["requests"] >= 4 and stats["output_tokens"] > 0
     assert generation["questions"] + sum(generation["rejects"].values()) > 0, "every answer is kept or counted"
     assert "loading vllm model" in first.stderr
@@ -134,5 +134,5 @@ def test_lgt_build_with_a_vllm_teacher_then_a_rebuild_that_never_starts_vllm(mod
     again = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=900)
     assert again.returncode == 0, again.stderr[-4000:]
     rebuilt = json.loads((tmp_path / "lgt" / "lgt_build.json").read_text())["generation"]
-    assert rebuilt["models"]["teacher"]["hits"] == stats["requests"] and rebuilt["models"]["teacher"]["misses"] == 0
+    assert rebuilt["models"]["writer"]["hits"] == stats["requests"] and rebuilt["models"]["writer"]["misses"] == 0
     assert rebuilt["rejects"] == generation["rejects"] and "loading vllm model" not in again.stderr

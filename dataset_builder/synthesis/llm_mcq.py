@@ -8,6 +8,8 @@ gives no usable question is asked again with a new seed, up to ``max_attempts``.
 answers each question from the caption and boxes alone, and a question is kept only when it agrees.
 
 Questions become ``stage1.Draft``s (correct option + distractors) so the builder letters them like template ones.
+The machinery (strict parsing, asking again, verifying, billing) is shared with stage 2's LLM composition, which
+writes and verifies composites the same way.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from datasets.utils import logging
 
@@ -45,26 +48,28 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FIELDS = {"question": str, "options": list, "answer": str, "skill": str, "objects": list}
 
 
-def mcq_schema(count: int) -> dict:
-    """The JSON schema backends with structured output decode against."""
-    item = {
-        "type": "object",
-        "properties": {
-            "question": {"type": "string"},
-            "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
-            "answer": {"type": "string", "enum": list(LETTERS)},
-            "skill": {"type": "string", "enum": list(SKILLS)},
-            "objects": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
-        },
-        "required": list(_FIELDS),
-        "additionalProperties": False,
+def questions_schema(skills: Sequence[str], extra: dict, count: int) -> dict:
+    """The JSON schema backends with structured output decode a writer's answer against: up to ``count`` question
+    objects, each a question, four options, the answer's letter, one of ``skills`` and the ``extra`` properties."""
+    properties = {
+        "question": {"type": "string"},
+        "options": {"type": "array", "items": {"type": "string"}, "minItems": 4, "maxItems": 4},
+        "answer": {"type": "string", "enum": list(LETTERS)},
+        "skill": {"type": "string", "enum": list(skills)},
+        **extra,
     }
+    item = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
     return {
         "type": "object",
         "properties": {"questions": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
         "required": ["questions"],
         "additionalProperties": False,
     }
+
+
+def mcq_schema(count: int) -> dict:
+    """The JSON schema of the stage-1 writer's answer."""
+    return questions_schema(SKILLS, {"objects": {"type": "array", "items": {"type": "integer"}, "minItems": 1}}, count)
 
 
 ANSWER_SCHEMA = {
@@ -103,14 +108,19 @@ class MCQWriter:
     def request(self, scene: Scene, attempt: int = 0) -> Request:
         text = self.prompt.render(**_scene_values(scene), count=self.questions_per_scene, skills=", ".join(SKILLS))
         max_tokens = self.max_tokens or TOKENS_PER_QUESTION * self.questions_per_scene
-        return Request(
-            messages=(Message.text("user", text),),
-            sampling=Sampling(
-                temperature=self.temperature, top_p=self.top_p, max_tokens=max_tokens, seed=self.seed + attempt
-            ),
-            schema=mcq_schema(self.questions_per_scene),
-            template=self.prompt.id,
-        )
+        return writer_request(self, text, max_tokens, mcq_schema(self.questions_per_scene), attempt)
+
+
+def writer_request(writer, text: str, max_tokens: int, schema: dict, attempt: int) -> Request:
+    """A writer's request: ``writer`` (stage 1's or stage 2's) gives the sampling, its seed moved on by ``attempt``."""
+    return Request(
+        messages=(Message.text("user", text),),
+        sampling=Sampling(
+            temperature=writer.temperature, top_p=writer.top_p, max_tokens=max_tokens, seed=writer.seed + attempt
+        ),
+        schema=schema,
+        template=writer.prompt.id,
+    )
 
 
 def _load_json(text: str):
@@ -129,11 +139,12 @@ def _mentions(text: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
 
-def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | None]:
-    """One question object of the model's output as a ``Draft``, or the reason it is rejected."""
-    if not isinstance(item, dict) or any(name not in item for name in _FIELDS):
+def check_options(item, fields: dict[str, type]) -> tuple[tuple[str, list[str], str] | None, str | None]:
+    """The question, options and answer of one question object, or the reason it is rejected: the checks every
+    model-written question meets, stage 1's and stage 2's (``fields`` are the keys it must have, with their types)."""
+    if not isinstance(item, dict) or any(name not in item for name in fields):
         return None, "missing_field"
-    if any(not isinstance(item[name], kind) for name, kind in _FIELDS.items()):
+    if any(not isinstance(item[name], kind) for name, kind in fields.items()):
         return None, "wrong_type"
     question, options, answer = item["question"].strip(), item["options"], item["answer"].strip()
     if not all(isinstance(option, str) for option in options):
@@ -149,6 +160,27 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
         return None, "bad_option_length"
     if len({_normalise(option) for option in options}) != len(options):
         return None, "duplicate_options"
+    return (question, options, answer), None
+
+
+def split_options(options: list[str], answer: str) -> tuple[str, list[str]]:
+    """The correct option (``answer`` is its letter) and the distractors, in their order."""
+    index = LETTERS.index(answer.upper())
+    return options[index], options[:index] + options[index + 1 :]
+
+
+def gives_answer_away(question: str, correct: str, distractors: list[str]) -> bool:
+    """The question names the correct option and no distractor."""
+    lowered = question.casefold()
+    return _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors)
+
+
+def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | None]:
+    """One question object of the model's output as a ``Draft``, or the reason it is rejected."""
+    checked, reason = check_options(item, _FIELDS)
+    if reason:
+        return None, reason
+    question, options, answer = checked
     if not answer:
         return None, "missing_answer"
     if len(answer) != 1 or answer.upper() not in LETTERS:
@@ -160,11 +192,8 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
         return None, "no_grounding"
     if any(not isinstance(i, int) or isinstance(i, bool) or i not in objects for i in ids):
         return None, "unknown_object"
-    correct_index = LETTERS.index(answer.upper())
-    correct = options[correct_index]
-    distractors = options[:correct_index] + options[correct_index + 1 :]
-    lowered = question.casefold()
-    if _mentions(lowered, correct.casefold()) and not any(_mentions(lowered, d.casefold()) for d in distractors):
+    correct, distractors = split_options(options, answer)
+    if gives_answer_away(question, correct, distractors):
         return None, "answer_in_question"
     grounding = [objects[i] for i in dict.fromkeys(ids)]
     if item["skill"] == "counting" and _normalise(correct).isdigit() and int(_normalise(correct)) != len(grounding):
@@ -172,8 +201,11 @@ def _check(item, objects: dict[int, SceneObject]) -> tuple[Draft | None, str | N
     return Draft(TEMPLATE, question, correct, distractors, grounding, skill=item["skill"]), None
 
 
-def parse_mcqs(text: str, scene: Scene, finish_reason: str = "stop") -> tuple[list[Draft], Counter]:
-    """The valid questions in one model output for ``scene``, and the count of rejects by reason. Never raises."""
+def parse_questions(
+    text: str, finish_reason: str, check: Callable[[object], tuple], asked: set[str]
+) -> tuple[list, Counter]:
+    """The question objects of one model output that ``check`` accepts, each asked once and none of ``asked``, and
+    the count of rejects by reason (``check`` gives each item's). Never raises; shared by stage 1 and stage 2."""
     rejects: Counter = Counter()
     try:
         data = _load_json(text)
@@ -184,36 +216,42 @@ def parse_mcqs(text: str, scene: Scene, finish_reason: str = "stop") -> tuple[li
     if not isinstance(items, list) or not items:
         rejects["no_questions"] += 1
         return [], rejects
-    objects = {obj.id: obj for obj in scene.objects}
-    drafts, asked = [], set()
+    found = []
     for item in items:
-        draft, reason = _check(item, objects)
+        draft, reason = check(item)
         if draft is not None and draft.question.casefold() in asked:
             draft, reason = None, "duplicate_question"
         if reason:
             rejects[reason] += 1
             continue
         asked.add(draft.question.casefold())
-        drafts.append(draft)
-    return drafts, rejects
+        found.append(draft)
+    return found, rejects
+
+
+def parse_mcqs(text: str, scene: Scene, finish_reason: str = "stop") -> tuple[list[Draft], Counter]:
+    """The valid questions in one model output for ``scene``, and the count of rejects by reason. Never raises."""
+    objects = {obj.id: obj for obj in scene.objects}
+    return parse_questions(text, finish_reason, partial(_check, objects=objects), set())
 
 
 @dataclass
-class LLMStage1:
-    """What the LLM path produced: drafts per image id, rejects by reason, and the ``generator`` every row names."""
+class LLMResult:
+    """What an LLM path produced: drafts per image id, rejects by reason, and the ``generator`` every row names."""
 
-    drafts: dict[str, list[Draft]]
+    drafts: dict[str, list]
     rejects: Counter
     generator: str
 
 
-def _verifier_position(draft: Draft) -> int:
+def _verifier_position(draft) -> int:
     """Where the verifier sees the correct option: fixed by the question, unrelated to where the writer put it."""
     return hashlib.sha256(draft.question.encode("utf-8")).digest()[0] % len(LETTERS)
 
 
-def verify_request(scene: Scene, draft: Draft, prompt: Prompt) -> Request:
-    options = arrange_options(draft.correct, draft.distractors, _verifier_position(draft))
+def verify_request(scene: Scene, draft, prompt: Prompt) -> Request:
+    """The verifier's request for a draft or composite (anything with question, correct and distractors)."""
+    options = arrange_options(draft.correct, list(draft.distractors), _verifier_position(draft))
     lettered = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=True))
     text = prompt.render(**_scene_values(scene), question=draft.question, options=lettered)
     return Request(
@@ -233,15 +271,15 @@ def _verifier_letter(response: Response) -> str | None:
     return answer.strip().upper() if isinstance(answer, str) and answer.strip().upper() in LETTERS else None
 
 
-def _verify(
-    scenes: dict[str, Scene], drafts: dict[str, list[Draft]], verifier: Engine, prompt: Prompt, rejects: Counter
-) -> dict[str, list[Draft]]:
+def verify(
+    scenes: dict[str, Scene], drafts: dict[str, list], verifier: Engine, prompt: Prompt, rejects: Counter, desc: str
+) -> dict[str, list]:
     """The drafts the verifier, reading only caption and boxes, answers the same way."""
     pairs = [(image_id, draft) for image_id, found in drafts.items() for draft in found]
     responses = verifier.generate(
-        [verify_request(scenes[image_id], draft, prompt) for image_id, draft in pairs], desc="Verifying MCQs"
+        [verify_request(scenes[image_id], draft, prompt) for image_id, draft in pairs], desc=desc
     )
-    kept: dict[str, list[Draft]] = {}
+    kept: dict[str, list] = {}
     for (image_id, draft), response in zip(pairs, responses, strict=True):
         letter = _verifier_letter(response)
         if letter is None:
@@ -253,15 +291,69 @@ def _verify(
     return kept
 
 
-def _response_drafts(scene: Scene, response: Response, rejects: Counter) -> list[Draft]:
-    """The valid questions in all ``n`` texts of one response, each asked once; rejects are counted."""
-    found: dict[str, Draft] = {}
+def response_drafts(item: tuple, response: Response, parse: Callable, rejects: Counter) -> list:
+    """The valid drafts in all ``n`` texts of one response, each asked once; rejects are counted.
+
+    ``item`` is what the request was made of, its scene first: ``parse(text, *item, finish_reason)`` reads a text.
+    """
+    found: dict[str, object] = {}
     for text, reason in zip(response.texts, response.finish_reasons, strict=True):
-        parsed, reasons = parse_mcqs(text, scene, reason)
+        parsed, reasons = parse(text, *item, reason)
         rejects.update(reasons)
         for draft in parsed:  # n > 1 samples may ask the same question
             found.setdefault(draft.question.casefold(), draft)
     return list(found.values())
+
+
+def ask(
+    engine: Engine,
+    items: list[tuple],
+    request: Callable,
+    parse: Callable,
+    rejects: Counter,
+    *,
+    max_attempts: int,
+    desc: str,
+) -> tuple[dict[str, list], list[tuple]]:
+    """Drafts per image id from ``engine``: each round sends every pending item at once (``request(*item, attempt)``)
+    and an item whose output gave no usable draft is asked again with a new seed, up to ``max_attempts``. Returns
+    the drafts and the items that never gave one; rejects are counted."""
+    drafts: dict[str, list] = {}
+    pending = list(items)
+    for attempt in range(max_attempts):
+        if not pending:
+            break
+        requests = [request(*item, attempt) for item in pending]
+        responses = engine.generate(requests, desc=f"{desc} (attempt {attempt + 1})")
+        retry = []
+        for item, response in zip(pending, responses, strict=True):
+            found = response_drafts(item, response, parse, rejects)
+            if found:
+                drafts[item[0].image_id] = found
+            else:
+                retry.append(item)
+        pending = retry
+    return drafts, pending
+
+
+def bill(
+    engine: Engine, items: list[tuple], request: Callable, parse: Callable, verifier: Engine | None, prompt: Prompt
+) -> dict[str, Bill]:
+    """The writer's first round, and (with a verifier) the verifier for the drafts in the writer answers the cache
+    already holds; retries and the rest depend on answers not written yet."""
+    requests = [request(*item, 0) for item in items]
+    bills = {"writer": dry_run_bill(requests, engine)}
+    if verifier is not None:
+        keys = [engine.key(r) for r in requests]
+        cached = engine.cache.get_many(set(keys))
+        checks = [
+            verify_request(item[0], draft, prompt)
+            for item, key in zip(items, keys, strict=True)
+            if key in cached
+            for draft in response_drafts(item, cached[key], parse, Counter())
+        ]
+        bills["verifier"] = dry_run_bill(checks, verifier)
+    return bills
 
 
 def write_mcqs(
@@ -271,30 +363,20 @@ def write_mcqs(
     *,
     max_attempts: int = 3,
     verifier: Engine | None = None,
-) -> LLMStage1:
+) -> LLMResult:
     """Stage-1 drafts for ``scenes`` written by ``teacher``: each round sends every pending scene at once."""
     writer = writer or MCQWriter()
     verify_prompt = load_prompt("stage1_verify")
     rejects: Counter = Counter()
-    drafts: dict[str, list[Draft]] = {}
-    pending = [scene for scene in scenes if scene.objects]
-    rejects["scene_without_objects"] += len(scenes) - len(pending)
-    for attempt in range(max_attempts):
-        if not pending:
-            break
-        requests = [writer.request(scene, attempt) for scene in pending]
-        responses = teacher.generate(requests, desc=f"Writing MCQs (attempt {attempt + 1})")
-        retry = []
-        for scene, response in zip(pending, responses, strict=True):
-            found = _response_drafts(scene, response, rejects)
-            if found:
-                drafts[scene.image_id] = found
-            else:
-                retry.append(scene)
-        pending = retry
+    items = [(scene,) for scene in scenes if scene.objects]
+    rejects["scene_without_objects"] += len(scenes) - len(items)
+    drafts, pending = ask(
+        teacher, items, writer.request, parse_mcqs, rejects, max_attempts=max_attempts, desc="Writing MCQs"
+    )
     rejects["scene_gave_no_question"] += len(pending)
     if verifier is not None and drafts:
-        drafts = _verify({scene.image_id: scene for scene in scenes}, drafts, verifier, verify_prompt, rejects)
+        scenes_by_id = {scene.image_id: scene for scene in scenes}
+        drafts = verify(scenes_by_id, drafts, verifier, verify_prompt, rejects, "Verifying MCQs")
     logger.info(
         f"LLM stage 1: {sum(map(len, drafts.values()))} questions for {len(drafts)} of {len(scenes)} images; "
         f"rejects {dict(+rejects)}"
@@ -302,7 +384,7 @@ def write_mcqs(
     generator = f"stage1/{TEMPLATE}@{writer.prompt.version}:{teacher.model_id}"
     if verifier is not None:
         generator += f"+verify@{verify_prompt.version}:{verifier.model_id}"
-    return LLMStage1(drafts, +rejects, generator)
+    return LLMResult(drafts, +rejects, generator)
 
 
 def bill_mcqs(
@@ -315,18 +397,5 @@ def bill_mcqs(
     for the questions in the teacher answers the cache already holds, and retries are not billed.
     """
     writer = writer or MCQWriter()
-    pending = [scene for scene in scenes if scene.objects]
-    requests = [writer.request(scene, 0) for scene in pending]
-    bills = {"teacher": dry_run_bill(requests, teacher)}
-    if verifier is not None:
-        prompt = load_prompt("stage1_verify")
-        keys = [teacher.key(request) for request in requests]
-        cached = teacher.cache.get_many(set(keys))
-        checks = [
-            verify_request(scene, draft, prompt)
-            for scene, key in zip(pending, keys, strict=True)
-            if key in cached
-            for draft in _response_drafts(scene, cached[key], Counter())
-        ]
-        bills["verifier"] = dry_run_bill(checks, verifier)
-    return bills
+    items = [(scene,) for scene in scenes if scene.objects]
+    return bill(teacher, items, writer.request, parse_mcqs, verifier, load_prompt("stage1_verify"))

@@ -1,0 +1,86 @@
+# /// script
+# dependencies = ["lgt[train]"]
+# ///
+"""GRPO of a vision-language model on LGT's verifiable MCQs (``rl``), from the SFT checkpoint.
+
+The rewards are plain functions named by import path: by default ``lgt.rewards.accuracy_reward`` (the answer letter,
+parsed as the builder grades traces) and ``lgt.rewards.format_reward`` (``<think>…</think><answer>…</answer>``).
+A reward receives every dataset column named in ``reward_columns``. Prompts longer than ``max_prompt_length``
+tokens, image tokens included, are dropped and counted, never truncated.
+
+Eight GPUs, generation by vLLM on the training GPUs:
+```bash
+accelerate launch --config_file recipes/accelerate_configs/zero3.yaml recipes/grpo.py \\
+    --config recipes/Qwen2.5-VL-7B-Instruct/grpo/config_full.yaml
+```
+"""
+
+import importlib
+from dataclasses import dataclass, field
+
+from lgt.training import LGTScriptArguments, drop_overlong, load_mixture, load_model, load_processor
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser, get_peft_config
+
+
+@dataclass
+class GRPOScriptArguments(LGTScriptArguments):
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["lgt.rewards.accuracy_reward", "lgt.rewards.format_reward"],
+        metadata={"help": "Reward functions by import path, e.g. `lgt.rewards.accuracy_reward`."},
+    )
+    reward_columns: list[str] = field(
+        default_factory=lambda: ["answer", "options"],
+        metadata={"help": "Dataset columns passed to the reward functions."},
+    )
+    max_prompt_length: int | None = field(
+        default=2048, metadata={"help": "Prompts longer than this, in tokens with the image's, are dropped."}
+    )
+    dataset_num_proc: int | None = field(
+        default=None, metadata={"help": "Processes that measure the prompts (GRPOConfig has no such field)."}
+    )
+
+
+def import_function(path: str):
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig):
+    ################
+    # Model
+    ################
+    model = load_model(model_args, script_args)
+    processor = load_processor(model_args, script_args, padding_side="left")
+    reward_funcs = [import_function(path) for path in script_args.reward_funcs]
+
+    ################
+    # Dataset
+    ################
+    columns = ("prompt", "images", *script_args.reward_columns)
+    dataset = load_mixture(script_args, columns=columns, seed=training_args.seed)
+    parts = (("prompt",),)
+    dataset = drop_overlong(dataset, processor, script_args.max_prompt_length, parts, script_args.dataset_num_proc)
+
+    ################
+    # Training
+    ################
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

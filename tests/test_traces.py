@@ -1,0 +1,575 @@
+"""Traces: scripted ones checked against the boxes they cite; the model path through the engine and its cache.
+
+Scripted traces are read back like a person would check them: every extent they cite is a real object's, a count is
+the number of grounding objects, a compared coordinate is the real centre, an area the real area. The model path
+runs on hand-written teacher and reasoner answers stored under the exact keys the engine computes (cache-only, so
+every grading and reject rule is exercised on realistic text), and end to end on the tiny random models.
+"""
+
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from lgt.answers import LETTERS, LetterBalancer, letter_options
+from lgt.builder import mcq_id
+from lgt.formats import SYSTEM_PROMPT, row_style, user_text
+from lgt.generation import Engine, Response
+from lgt.scene import Scene, SceneObject
+from lgt.sources.builtin import CATEGORIES, COLOURS, BuiltinSource
+from lgt.synthesis import stage1
+from lgt.synthesis.traces import (
+    CUES,
+    KINDS,
+    TraceWriter,
+    banned_words,
+    bill_traces,
+    grade,
+    mentions_banned,
+    model_traces,
+    scripted_traces,
+)
+
+NUM_SCENES = 40
+EXTENT = re.compile(r"x (\d+)(?:–| to )(\d+), y (\d+)(?:–| to )(\d+)")
+
+
+def _row(scene: Scene, draft: stage1.Draft, balancer: LetterBalancer) -> dict:
+    """An mcq_stage1 row as the builder makes it (without the image)."""
+    options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, balancer, draft.skill)
+    return {
+        "id": mcq_id(scene.image_id, draft.question, options, answer),
+        "image_id": scene.image_id,
+        "question": draft.question,
+        "options": options,
+        "answer": answer,
+        "skill": draft.skill,
+        "level": 1,
+        "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
+        "parents": [],
+        "steps": [],
+        "generator": stage1.generator_id(draft.template),
+    }
+
+
+def _stage1_rows(num_scenes: int) -> list[tuple[dict, Scene]]:
+    source = BuiltinSource(num_images=num_scenes)
+    vocab = stage1.Vocabulary(list(CATEGORIES), list(COLOURS), ["small", "medium", "large", "striped", "dotted"])
+    balancer, balance = LetterBalancer("0"), stage1.Balance()
+    items = []
+    for index in range(num_scenes):
+        scene = source.scene(index)
+        rng = random.Random(f"0:{scene.image_id}")
+        items += [(_row(scene, draft, balancer), scene) for draft in stage1.generate(scene, vocab, rng, balance)]
+    return items
+
+
+@pytest.fixture(scope="module")
+def builtin_mcqs() -> list[tuple[dict, Scene]]:
+    return _stage1_rows(NUM_SCENES)
+
+
+@pytest.fixture(scope="module")
+def scripted(builtin_mcqs) -> list[tuple[dict, Scene, list]]:
+    return [(mcq, scene, scripted_traces(mcq, scene, 3, seed=0)) for mcq, scene in builtin_mcqs]
+
+
+def _template(mcq: dict) -> str:
+    return mcq["generator"].partition("/")[2].partition("@")[0]
+
+
+def _extents(text: str) -> list[tuple[int, ...]]:
+    return [tuple(map(int, match)) for match in EXTENT.findall(text)]
+
+
+def _box(bbox) -> tuple[int, ...]:
+    x0, y0, x1, y1 = (round(v) for v in bbox)
+    return x0, x1, y0, y1
+
+
+def test_kinds_follow_the_two_gradings(scripted):
+    for mcq, _, traces in scripted:
+        assert len(traces) == 6
+        for trace in traces:
+            assert trace.kind in KINDS and trace.mcq_id == mcq["id"]
+            assert trace.correct == (trace.predicted == mcq["answer"]) and trace.predicted in LETTERS
+            assert trace.kind[-1] == ("O" if trace.correct else "X")
+            if trace.cue:
+                assert trace.cue in CUES and trace.expansion and "→" in trace.kind
+                assert trace.think == f"{trace.short}\n\n{trace.cue} {trace.expansion}"
+                assert trace.reasoner.startswith("scripted/") and trace.teacher.startswith("scripted/")
+            else:
+                assert trace.think == trace.short and not trace.expansion and len(trace.kind) == 1
+        # the continued trace starts from the very short CoT that is recorded unexpanded beside it
+        for short, expanded in zip(traces[::2], traces[1::2], strict=True):
+            assert expanded.short == short.short and expanded.kind[0] == short.kind
+
+
+def test_every_kind_and_skill_on_the_builtin_scenes(scripted):
+    kinds = Counter(trace.kind for _, _, traces in scripted for trace in traces)
+    assert set(kinds) == set(KINDS), kinds
+    assert kinds["X→O"] > kinds["X→X"] and kinds["O→O"] > kinds["O→X"] > 0
+    by_template = {}
+    for mcq, _, traces in scripted:
+        by_template.setdefault(_template(mcq), Counter()).update(trace.kind for trace in traces)
+    for template in (
+        "count",
+        "relation",
+        "size",
+        "distance",
+        "existence",
+        "absence",
+        "colour",
+        "attribute",
+        "location",
+    ):
+        assert {"O", "X", "X→O", "O→O"} <= set(by_template[template]), (template, by_template.get(template))
+
+
+def test_no_trace_mentions_a_banned_word(scripted):
+    assert all(not mentions_banned(t.think) for _, _, traces in scripted for t in traces)
+    assert {"caption", "description", "text", "boxes", "bounding box"} <= set(banned_words())
+    assert mentions_banned("As the Caption says") and mentions_banned("its bounding box") and mentions_banned("TEXT")
+    assert not mentions_banned("in this context the texture of the boxer") and not mentions_banned("a box")
+
+
+def test_phrasing_varies_and_is_seeded(builtin_mcqs):
+    mcq, scene = next(item for item in builtin_mcqs if _template(item[0]) == "count" and item[0]["grounding"])
+    first = scripted_traces(mcq, scene, 8, seed=0)
+    assert [t.think for t in first] == [t.think for t in scripted_traces(mcq, scene, 8, seed=0)]
+    assert [t.think for t in first] != [t.think for t in scripted_traces(mcq, scene, 8, seed=1)]
+    openings = {t.short.split(". ")[1] for mcq, scene in builtin_mcqs[:60] for t in scripted_traces(mcq, scene, 2, 0)}
+    assert len(openings) > 20
+
+
+def _right_shorts(scripted, template: str):
+    for mcq, scene, traces in scripted:
+        if _template(mcq) == template:
+            for trace in traces:
+                if not trace.cue and trace.correct:
+                    yield mcq, scene, trace.short
+
+
+def test_every_cited_extent_is_a_real_object(scripted):
+    cited = 0
+    for mcq, scene, traces in scripted:
+        boxes = {_box(obj.bbox) for obj in scene.objects}
+        for trace in traces:
+            for extent in _extents(trace.think):
+                assert extent in boxes, (mcq["question"], trace.think)
+                cited += 1
+    assert cited > 1000
+
+
+def test_counts_are_the_grounding_objects_one_by_one(scripted):
+    checked = 0
+    for mcq, _, short in _right_shorts(scripted, "count"):
+        n = len(mcq["grounding"])
+        assert re.search(rf"So there (is|are) {n} ", short), short
+        if n:
+            assert sorted(_extents(short)) == sorted(_box(g["bbox"]) for g in mcq["grounding"]), short
+        checked += 1
+    assert checked > 20
+
+
+def test_relations_compare_the_real_centres_and_edges(scripted):
+    checked = 0
+    for mcq, _, short in _right_shorts(scripted, "relation"):
+        a, b = (SceneObject(g["object_id"], g["name"], g["bbox"]) for g in mcq["grounding"])
+        axis, low, high = re.search(r"centre is at ([xy]) = (\d+), less than .*?'s (\d+)", short).groups()
+        index = "xy".index(axis)
+        assert {int(low), int(high)} == {round(a.center[index]), round(b.center[index])}, short
+        assert int(low) < int(high) and short.endswith(f"{mcq['options'][LETTERS.index(mcq['answer'])]}.")
+        checked += 1
+    assert checked > 20
+    edges = 0
+    for mcq, _, traces in scripted:  # the second look compares the facing edges of the two
+        if _template(mcq) == "relation":
+            sides = {round(v) for g in mcq["grounding"] for v in g["bbox"]}
+            text = " ".join(t.expansion for t in traces)
+            for first, second, gap in re.findall(
+                r"at [xy] = (\d+) and the [a-z ]+ at [xy] = (\d+), a gap of (\d+)", text
+            ):
+                assert {int(first), int(second)} <= sides and abs(int(first) - int(second)) == int(gap), text
+                edges += 1
+    assert edges > 10
+
+
+def test_sizes_use_the_real_areas(scripted):
+    checked = 0
+    for mcq, _, short in _right_shorts(scripted, "size"):
+        areas = [int(v.replace(",", "")) for v in re.findall(r"= ([\d,]+) square pixels", short)]
+        x0, x1, y0, y1 = zip(*(_box(g["bbox"]) for g in mcq["grounding"]), strict=True)
+        assert areas == [(x1[i] - x0[i]) * (y1[i] - y0[i]) for i in range(2)], short
+        ratio = float(re.search(r"The ratio is [\d,]+ / [\d,]+ = ([\d.]+)", short).group(1))
+        a, b = (SceneObject(0, "", g["bbox"]) for g in mcq["grounding"])
+        assert ratio == pytest.approx(a.area / b.area, rel=0.05, abs=0.006), short
+        checked += 1
+    assert checked > 20
+
+
+def test_locations_and_distances_use_the_real_geometry(scripted):
+    for mcq, scene, short in _right_shorts(scripted, "location"):
+        obj = SceneObject(0, "", mcq["grounding"][0]["bbox"])
+        assert f"its centre is at ({round(obj.center[0])}, {round(obj.center[1])})" in short
+        assert f"midlines are x = {round(scene.width / 2)} and y = {round(scene.height / 2)}" in short
+    for mcq, scene, short in _right_shorts(scripted, "distance"):
+        anchor = next(o for o in scene.objects if o.id == mcq["grounding"][0]["object_id"])
+        nearest = mcq["grounding"][1:]
+        gap = min(stage1.gap(anchor, SceneObject(0, "", g["bbox"])) for g in nearest)
+        assert f"The smallest gap is {round(gap):,} px." in short, short
+    for mcq, scene, short in _right_shorts(scripted, "attribute"):
+        share = SceneObject(0, "", mcq["grounding"][0]["bbox"]).area / (scene.width * scene.height)
+        assert f"about {100 * share:.1f}%" in short, short
+
+
+def _total_of_two_counts(builtin_mcqs) -> tuple[dict, Scene]:
+    """A composite as stage 2 makes one: the total of two counts of one image, its steps the two count questions."""
+    counts = {}
+    for mcq, scene in builtin_mcqs:
+        if _template(mcq) == "count" and mcq["grounding"]:
+            counts.setdefault(mcq["image_id"], []).append((mcq, scene))
+    (first, scene), (second, _) = next(found for found in counts.values() if len(found) >= 2)[:2]
+    values = [len(first["grounding"]), len(second["grounding"])]
+    options = [str(v) for v in range(sum(values) - 1, sum(values) + 3)]
+    composite = {
+        "id": "composite",
+        "image_id": first["image_id"],
+        "question": "How many of both kinds are there in total?",
+        "options": options,
+        "answer": LETTERS[options.index(str(sum(values)))],
+        "skill": "set_count",
+        "level": 2,
+        "grounding": first["grounding"] + second["grounding"],
+        "parents": [first["id"], second["id"]],
+        "steps": [{"question": m["question"], "answer": str(n)} for m, n in zip((first, second), values, strict=True)],
+        "generator": "stage2/set_count@1",
+    }
+    return composite, scene
+
+
+def test_composed_questions_work_out_each_step_from_the_boxes(builtin_mcqs):
+    composite, scene = _total_of_two_counts(builtin_mcqs)
+    values = [int(step["answer"]) for step in composite["steps"]]
+    traces = scripted_traces(composite, scene, 12, seed=0)
+    assert {"O", "O→O", "X", "X→O"} <= {t.kind for t in traces}
+    boxes = sorted(_box(g["bbox"]) for g in composite["grounding"])
+    for trace in traces:
+        assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
+        if not trace.cue and trace.correct:
+            for step in composite["steps"]:
+                assert step["question"] in trace.short
+            assert sorted(_extents(trace.short)) == boxes  # every object counted, each once
+            assert f"In total that is {values[0]} + {values[1]} = {sum(values)}." in trace.short
+        if trace.kind == "X→O":  # the slip is one miscount, and the correction restores the total
+            assert f"= {sum(values)}." in trace.expansion and f"= {sum(values)}." not in trace.short
+
+
+def _stage2_rows(items: list[tuple[dict, Scene]]) -> Iterator[tuple[str, dict, Scene]]:
+    """(template, mcq_stage2 row without the image, scene) for every composite stage 2 makes of ``items``."""
+    stage2 = pytest.importorskip("lgt.synthesis.stage2")
+    by_image = {}
+    for mcq, scene in items:
+        by_image.setdefault(mcq["image_id"], (scene, []))[1].append(mcq)
+    balancer = LetterBalancer("2")
+    for image_id, (scene, rows) in by_image.items():
+        for c in stage2.compose(scene, rows, random.Random(image_id)):
+            options, answer = letter_options(c.correct, list(c.distractors), c.ordered, balancer, c.skill)
+            composite = {
+                "id": f"{image_id}:{c.question}",
+                "question": c.question,
+                "options": options,
+                "answer": answer,
+                "level": c.level,
+                "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in c.grounding],
+                "steps": [{"question": q, "answer": a} for q, a in c.steps],
+                "generator": stage2.generator_id(c.template),
+            }
+            yield c.template, composite, scene
+
+
+def test_stage2_composites_when_stage2_is_there(builtin_mcqs):
+    kinds, templates = Counter(), set()
+    for template, composite, scene in _stage2_rows(builtin_mcqs):
+        templates.add(template)
+        for trace in scripted_traces(composite, scene, 2, seed=0):
+            kinds[trace.kind] += 1
+            assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
+            assert trace.correct or "Looking at the image, the answer is" not in trace.short
+    assert len(templates) >= 4 and {"O", "O→O", "X", "X→O"} <= set(kinds), (templates, kinds)
+
+
+def test_every_stage2_template_is_worked_out_from_the_boxes():
+    """Each stage-2 template, a chain or a size comparison found through "the largest X" included, is worked out
+    step by step from the boxes: no step is taken on trust, every step's answer is the composite's, and a trace is
+    right exactly when it picks the gold option."""
+    stage2 = pytest.importorskip("lgt.synthesis.stage2")
+    kinds = {}
+    for template, composite, scene in _stage2_rows(_stage1_rows(4 * NUM_SCENES)):
+        superlative = any(s["question"].endswith(("largest?", "smallest?")) for s in composite["steps"])
+        for trace in scripted_traces(composite, scene, 4, seed=0):
+            kinds.setdefault((template, superlative), Counter())[trace.kind] += 1
+            assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
+            assert "Looking at the image, the answer is" not in trace.think, trace.think
+            if trace.kind == "O":  # each step asked, then worked out to its own answer, in order
+                worked = trace.short.split("Step ")[1:]
+                assert len(worked) == len(composite["steps"]), trace.short
+                for text, step in zip(worked, composite["steps"], strict=True):
+                    assert step["question"] in text and re.search(rf"\b{re.escape(step['answer'])}\b", text), text
+    assert set(kinds) >= {(t, False) for t in stage2.SKILLS} | {("chain_colour", True), ("comparison_size", True)}
+    assert all(found["O"] and found["O→O"] for found in kinds.values()), kinds
+    assert sum(found["X→O"] for found in kinds.values()) > 0, kinds
+
+
+def test_a_question_the_boxes_do_not_settle_still_ends_on_its_gold_option(builtin_mcqs):
+    """A teacher's question, or one whose gold letter the boxes contradict, gets reasoning that names its objects
+    and ends on the gold option: a scripted trace is never right about a different answer than the row's."""
+    mcq, scene = next(item for item in builtin_mcqs if _template(item[0]) == "relation")
+    gold = LETTERS[(LETTERS.index(mcq["answer"]) + 1) % 4]
+    for row in ({**mcq, "generator": "stage1/llm@1:some-teacher"}, {**mcq, "answer": gold}):
+        traces = scripted_traces(row, scene, 6, seed=0)
+        assert {"O", "X", "X→O"} <= {t.kind for t in traces}
+        for trace in traces:
+            assert trace.correct == (trace.predicted == row["answer"])
+            assert _extents(trace.short)[:2] == [_box(g["bbox"]) for g in row["grounding"]]
+            if trace.correct:
+                assert trace.think.endswith(f"{row['options'][LETTERS.index(row['answer'])]}.")
+
+
+def test_coco_photos_get_grounded_traces_too(coco_root):
+    """Real annotations: no colours to tell objects apart, many objects, boxes in fractional pixels."""
+    from lgt.errors import InputError
+    from lgt.sources.coco import CocoSource
+
+    source = CocoSource(str(coco_root))
+    scenes = [source.scene(entry.payload) for entry in source.entries() if not isinstance(entry, InputError)]
+    vocab = stage1.Vocabulary(sorted({o.name for scene in scenes for o in scene.objects}), [], [])
+    balancer, balance, kinds, templates = LetterBalancer("0"), stage1.Balance(), Counter(), set()
+    for scene in scenes:
+        for draft in stage1.generate(scene, vocab, random.Random(scene.image_id), balance):
+            mcq = _row(scene, draft, balancer)
+            boxes = {_box(obj.bbox) for obj in scene.objects}
+            for trace in scripted_traces(mcq, scene, 2, seed=0):
+                kinds[trace.kind] += 1
+                assert trace.correct == (trace.predicted == mcq["answer"]) and not mentions_banned(trace.think)
+                assert set(_extents(trace.think)) <= boxes and "The question is about" not in trace.think
+            templates.add(draft.template)
+    assert len(templates) >= 6 and set(kinds) == set(KINDS), (templates, kinds)
+
+
+def test_scripted_traces_are_cheap(builtin_mcqs):
+    start = time.perf_counter()
+    for mcq, scene in builtin_mcqs:
+        scripted_traces(mcq, scene, 2, seed=0)
+    per_mcq = (time.perf_counter() - start) / len(builtin_mcqs)
+    assert per_mcq < 0.002, f"{per_mcq * 1e6:.0f} µs per MCQ"  # a 25K-MCQ build: under a minute
+
+
+# ---- grading and the model path ----
+
+MCQ = {
+    "id": "m1",
+    "question": "How many circles are there in the image?",
+    "options": ["1", "2", "3", "4"],
+    "answer": "B",
+    "grounding": [],
+}
+
+
+def test_grading_reads_the_letter_with_the_one_parser():
+    assert grade("<think>two</think> <answer>(B)</answer>", MCQ) == ("B", True)
+    assert grade("<answer>2</answer>", MCQ) == ("B", True)  # the exact text of one option names it
+    assert grade("<answer>3</answer>", MCQ) == ("C", False)  # another option's text is that option, not gold
+    assert grade("<answer>(B) 3</answer>", MCQ) == ("", False)  # a letter contradicting its text names none
+    assert grade("<answer>two</answer>", MCQ) == ("", False)
+    assert grade("The answer is B.", MCQ) == ("", False)
+    assert grade("<answer>(A)</answer> then <answer>(B)</answer>", MCQ) == ("B", True)
+
+
+OBJECTS = [
+    SceneObject(1, "circle", [40.0, 40.0, 120.0, 120.0], ["red", "medium"]),
+    SceneObject(2, "circle", [200.0, 60.0, 260.0, 120.0], ["blue", "small"]),
+    SceneObject(3, "square", [300.0, 200.0, 380.0, 280.0], ["green", "medium"]),
+]
+
+
+def _scene(image_id: str) -> Scene:
+    return Scene(image_id, b"", 400, 300, f"Two circles and a square ({image_id}).", OBJECTS, "test")
+
+
+def _image() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _mcq(image_id: str) -> dict:
+    return {**MCQ, "id": f"m-{image_id}", "image_id": image_id}
+
+
+# image id -> the teacher's n=4 short CoTs (text, finish reason); then, per short CoT kept, the reasoner's answer
+SHORTS = {
+    "a": [
+        ("<think>I see The Red Circle at left and the Blue Circle: two.</think> <answer>(B)</answer>", "stop"),
+        ("<think>Only one circle, the red one.</think>\n<answer>A.</answer>", "stop"),
+        ("<think>There are two circles</think> <answer>2</answer>", "stop"),
+        ("<think>I count three circles.</think> <answer>C</answer>", "stop"),
+    ],
+    "b": [
+        ("<think>Two circles.</think>", "stop"),  # no answer
+        ("<answer>(B)</answer>", "stop"),  # no thinking
+        ("<think>Counting: one, two, thr", "length"),  # cut off
+        ("<think>The bounding boxes show two.</think> <answer>(B)</answer>", "stop"),  # a banned word
+    ],
+}
+EXPANSIONS = {
+    ("a", 0): " let me recount: the red circle at x 40-120 and the blue one at x 200-260. Two.</think>\n"
+    "<answer>(B)</answer>",
+    ("a", 1): " I missed the blue circle at x 200-260. So there are two.</think> <answer>(B)</answer>",
+    ("a", 2): " as the caption says, there are three.</think> <answer>(C)</answer>",  # a banned word
+    ("a", 3): " still three, I think.</think>",  # no answer
+}
+EXPECTED_KINDS = Counter({"O": 2, "X": 2, "O→O": 1, "X→O": 1})
+EXPECTED_REJECTS = Counter(
+    short_without_answer=1,
+    short_without_thinking=1,
+    short_truncated=1,
+    short_mentions_banned_word=1,
+    expansion_mentions_banned_word=1,
+    expansion_without_answer=1,
+)
+
+
+def _items():
+    image = _image()
+    return [(_mcq(image_id), _scene(image_id), image) for image_id in SHORTS]
+
+
+def _store_answers(teacher: Engine, reasoner: Engine, writer: TraceWriter) -> None:
+    rows = []
+    for mcq, scene, image in _items():
+        request = writer.short_request(mcq, image)
+        texts, reasons = zip(*SHORTS[scene.image_id], strict=True)
+        rows.append((teacher.key(request), teacher.spec.name, request.template, Response(texts, reasons, 900, 90)))
+    teacher.cache.put_many(rows)
+    rows = []
+    for (image_id, index), text in EXPANSIONS.items():
+        mcq, scene = _mcq(image_id), _scene(image_id)
+        think = SHORTS[image_id][index][0].split("<think>")[1].split("</think>")[0]
+        request = writer.expand_request(mcq, scene, think, writer.cue(mcq["id"], index))
+        rows.append((reasoner.key(request), reasoner.spec.name, request.template, Response((text,), ("stop",), 9, 9)))
+    reasoner.cache.put_many(rows)
+
+
+@pytest.fixture
+def answered(tmp_path):
+    cache = tmp_path / "generations.sqlite"
+    teacher = Engine("openai:fixture-vlm", cache=cache, cache_only=True, progress=False)
+    reasoner = Engine("openai:fixture-reasoner", cache=cache, cache_only=True, progress=False)
+    _store_answers(teacher, reasoner, TraceWriter(n=4, seed=5))
+    return teacher, reasoner
+
+
+def test_requests_show_what_training_shows_and_prefill_the_short_cot_as_written(tmp_path):
+    writer = TraceWriter(n=4, seed=5)
+    mcq, scene, image = _items()[0]
+    short = writer.short_request(mcq, image)
+    system, user = short.messages
+    assert system.joined_text == SYSTEM_PROMPT and user.images[0].data == image
+    assert user.joined_text == user_text(mcq["question"], mcq["options"], row_style(5, mcq["id"]))
+    path = tmp_path / "image.png"
+    path.write_bytes(image)
+    assert writer.short_request(mcq, str(path)) == short  # a build that stores images by path
+    assert short.sampling.n == 4 and (short.sampling.temperature, short.sampling.top_p) == (0.7, 0.8)
+    think = "I see The Red Circle at left; TWO in all."
+    expand = writer.expand_request(mcq, scene, think, "Wait,")
+    assert expand.prefill == f"<think>\n{think}\n\nWait," and not expand.images
+    prompt = expand.messages[0].joined_text
+    assert (
+        scene.caption in prompt and "circle (red, medium) [40, 40, 120, 120]" in prompt and mcq["question"] in prompt
+    )
+    assert set(banned_words()) <= set(expand.banned_words) and "Caption" in expand.banned_words
+
+
+def test_model_traces_grade_count_rejects_and_keep_the_short_cot(answered):
+    teacher, reasoner = answered
+    result = model_traces(_items(), teacher, reasoner, n=4, seed=5)
+    assert teacher.stats.misses == reasoner.stats.misses == 0
+    assert teacher.stats.requests == 2 and reasoner.stats.requests == 4  # one call per step, every item in it
+    traces = [t for found in result.traces.values() for t in found]
+    assert Counter(t.kind for t in traces) == EXPECTED_KINDS
+    assert result.rejects == EXPECTED_REJECTS
+    first = next(t for t in traces if t.kind == "O→O")
+    assert first.short.startswith("I see The Red Circle") and first.think.startswith(first.short + "\n\n" + first.cue)
+    assert first.expansion.startswith("let me recount") and first.predicted == "B"
+    corrected = next(t for t in traces if t.kind == "X→O")
+    assert corrected.short == "Only one circle, the red one." and corrected.correct
+    assert (
+        first.teacher == "fixture-vlm prompt trace_short@1"
+        and first.reasoner == "fixture-reasoner prompt trace_expand@1"
+    )
+
+
+def test_without_a_reasoner_only_short_cots(answered):
+    teacher, _ = answered
+    result = model_traces(_items(), teacher, None, n=4, seed=5)
+    assert Counter(t.kind for found in result.traces.values() for t in found) == Counter({"O": 2, "X": 2})
+    assert all(not t.cue and not t.reasoner for found in result.traces.values() for t in found)
+
+
+def test_the_bill_counts_expansions_for_cached_short_cots(answered):
+    teacher, reasoner = answered
+    bills = bill_traces(_items(), teacher, reasoner, n=4, seed=5)
+    assert (bills["short CoTs"].requests, bills["short CoTs"].to_generate) == (2, 0)
+    assert (bills["expansions"].requests, bills["expansions"].cached) == (4, 4)
+
+
+# ---- the tiny random models, end to end ----
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+def _tiny_engines(tiny, cache):
+    options = {"cache": cache, "progress": False}
+    teacher = Engine(f"transformers:{tiny / 'tiny-qwen2.5-vl'}", max_pixels=56 * 56, **options)
+    return teacher, Engine(f"transformers:{tiny / 'tiny-qwen2'}", **options)
+
+
+def test_tiny_models_end_to_end_and_a_rerun_is_all_cache_hits(tiny, tmp_path):
+    cache = tmp_path / "generations.sqlite"
+    teacher, reasoner = _tiny_engines(tiny, cache)
+    settings = {"n": 4, "seed": 5, "max_tokens": 16, "expansion_max_tokens": 16}
+    writer = TraceWriter(**settings)
+    # Scene "a"'s short CoTs are a realistic teacher's (cached); the tiny VLM writes the others and the tiny LLM
+    # continues every usable one, so both models run.
+    items = [*_items()[:1], (_mcq("c"), _scene("c"), _image())]
+    request = writer.short_request(*items[0][::2])
+    texts, reasons = zip(*SHORTS["a"], strict=True)
+    teacher.cache.put_many(
+        [(teacher.key(request), teacher.spec.name, request.template, Response(texts, reasons, 9, 9))]
+    )
+    result = model_traces(items, teacher, reasoner, **settings)
+    assert teacher.stats.misses == 1 and reasoner.stats.misses == 4
+    assert sum(result.rejects.values()) >= 3 and all(count > 0 for count in result.rejects.values())
+    assert Counter(t.kind for t in result.traces["m-a"] if not t.cue) == Counter({"O": 2, "X": 2})
+    first = model_traces(items, teacher, reasoner, **settings)
+    teacher.close(), reasoner.close()
+
+    teacher, reasoner = _tiny_engines(tiny, cache)
+    again = model_traces(items, teacher, reasoner, **settings)
+    assert teacher.stats.misses == reasoner.stats.misses == 0 and teacher._backend is None
+    assert teacher.stats.hits == 2 and reasoner.stats.hits == 4
+    assert again.traces == first.traces and again.rejects == result.rejects
