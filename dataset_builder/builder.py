@@ -371,7 +371,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         super().__init__(*args, **kwargs)
         self.config.check()
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
-        self.generation: dict | None = None  # what the last preparation asked of its models (teacher, verifier)
+        self.generation: dict | None = None  # what the last preparation asked of its models, and what they cost
         self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
 
     @classmethod

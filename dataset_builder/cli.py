@@ -56,7 +56,7 @@ def _build(args) -> int:
         "sft_keep_ratio": args.sft_keep_ratio,
         "sft_xo_ratio": args.sft_xo_ratio,
         "pairs_per_mcq": args.pairs_per_mcq,
-        "benchmarks": tuple(args.benchmark),
+        "benchmarks": tuple(args.benchmark or ()),
         "generation_cache": args.cache,
         "cache_only": args.cache_only,
         "engine_args": args.engine_args,
@@ -221,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
         help="a folder images may come from (default: only inside the source's own)",
     )
     models = build.add_argument_group(
-        "model-written questions (the paper's path)",
+        "models (the paper's path; default: every stage scripted, no model)",
         "MODEL is BACKEND:NAME: vllm:HUB_ID_OR_PATH (offline vLLM, GPU), openai:NAME@URL[,URL...] (OpenAI-compatible "
         "servers such as `vllm serve`), transformers:HUB_ID_OR_PATH (local, CPU-capable). Every answer is cached "
         "by content; a rebuild makes no model call for what is cached.",
@@ -295,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
         "--benchmark",
         metavar="FILE",
         action="append",
-        default=[],
+        default=None,
         help="a benchmark's questions (JSONL, JSON, TSV or parquet, images inline): MCQs whose question or image "
         "near-duplicates one are dropped and counted (repeatable)",
     )

@@ -270,7 +270,8 @@ class Decontaminator:
         if key not in self._image_verdicts:
             if len(self._image_verdicts) >= _VERDICTS_KEPT:  # MCQs of one image come together: a short memory does
                 self._image_verdicts.clear()
-            distance = np.bitwise_count(self._hash_array ^ np.uint64(image_hash(data))).min()
+            differing = (self._hash_array ^ np.uint64(image_hash(data))).view(np.uint8)
+            distance = np.unpackbits(differing).reshape(-1, 64).sum(axis=1).min()  # numpy < 2 has no bitwise_count
             self._image_verdicts[key] = bool(distance <= self.image_distance)
         return self._image_verdicts[key]
 
