@@ -306,7 +306,7 @@ def look(browser, path, screenshot):
 @pytest.mark.parametrize("config", ALL)
 def test_a_real_browser_shows_the_page_without_errors(browser, every_config, config, tmp_path):
     path = write_explorer(str(every_config), config, 6, out=str(tmp_path / f"{config}.html"))
-    shown, errors, (title, injected) = look(browser, path, f"/tmp/lgt-explorer-{config}.png")
+    shown, errors, (title, injected) = look(browser, path, str(tmp_path / f"{config}.png"))
     assert errors == [] and injected == 0 and title == f"lgt · {config} · train"
     rows = rows_of(every_config, config)
     mcqs = rows_of(every_config, "mcq_stage1", "mcq_stage2")
@@ -328,7 +328,7 @@ def test_a_real_browser_shows_injected_markup_as_text(browser, hostile, config, 
     folder, ids = hostile
     n = len(rows_of(folder, config, split="test"))
     path = write_explorer(str(folder), config, n, split="test", out=str(tmp_path / f"{config}.html"))
-    shown, errors, (title, injected) = look(browser, path, f"/tmp/lgt-explorer-hostile-{config}.png")
+    shown, errors, (title, injected) = look(browser, path, str(tmp_path / f"hostile-{config}.png"))
     assert errors == [] and injected == 0 and title == f"lgt · {config} · test" and len(shown) == n
     item = next(item for item in shown if item["id"] == ids[config])
     if config == "mcq_stage2":
@@ -340,5 +340,5 @@ def test_a_real_browser_shows_injected_markup_as_text(browser, hostile, config, 
 def test_a_real_browser_shows_real_photos(browser, coco_build, tmp_path):
     output, _ = coco_build
     path = write_explorer(str(output), "mcq_stage1", 8, out=str(tmp_path / "coco.html"))
-    shown, errors, _ = look(browser, path, "/tmp/lgt-explorer-coco.png")
+    shown, errors, _ = look(browser, path, str(tmp_path / "coco.png"))
     assert errors == [] and len(shown) == 8 and all(item["decoded"] >= 480 for item in shown)
