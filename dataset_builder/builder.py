@@ -449,18 +449,23 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         """``(scene, image, rows)`` per image of a parent slice: the parent's rows of that image, in order.
 
         ``scene`` is the image's scene where the stage needs it (from the row itself when the parent is ``scenes``,
-        else looked up), ``image`` its stored image (from the rows, else looked up).
+        else looked up), ``image`` its stored image, read once per image (the rows come without it: an MCQ parent
+        repeats the same bytes on every row), else looked up.
         """
         with pa.memory_map(piece.path) as source:
             table = pa.ipc.open_stream(source).read_all().slice(piece.start, piece.length)
-            rows = table.to_pylist()
-        for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
-            group = list(group)
-            if "width" in group[0]:  # a scenes row
-                yield Scene.from_row(group[0]), group[0]["image"], group
-                continue
-            scene, image = lookup.scene(image_id) if lookup else (None, None)
-            yield scene, group[0].get("image", image), group
+            images = table.column("image") if "image" in table.column_names else None
+            rows = (table.drop_columns(["image"]) if images is not None else table).to_pylist()
+            start = 0
+            for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
+                group = list(group)
+                image = images[start].as_py() if images is not None else None
+                start += len(group)
+                if "width" in group[0]:  # a scenes row
+                    yield Scene.from_row({**group[0], "image": image}), image, group
+                    continue
+                scene, found = lookup.scene(image_id) if lookup else (None, None)
+                yield scene, image or found, group
 
     # ---- model calls, in the process that drives the build: the whole stage in one engine call per step ----
 
@@ -848,30 +853,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         if generated is not None:
             generator, by_image = generated
             drafts += [(draft, generator) for draft in by_image[scene.image_id]]
-        rows = []
-        for draft, generator in drafts:
-            options, answer = letter_options(
-                draft.correct, draft.distractors, draft.ordered, stream.letters, draft.skill
-            )
-            rows.append(
-                {
-                    "id": mcq_id(scene.image_id, draft.question, options, answer),
-                    "image_id": scene.image_id,
-                    "image": image,
-                    "question": draft.question,
-                    "options": options,
-                    "answer": answer,
-                    "skill": draft.skill,
-                    "level": getattr(draft, "level", 1),
-                    "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
-                    "parents": list(getattr(draft, "parents", ())),
-                    "steps": [{"question": q, "answer": a} for q, a in getattr(draft, "steps", ())],
-                    "generator": generator,
-                    "source": scene.source,
-                    "license": scene.license,
-                }
-            )
-        return rows
+        return [mcq_row(scene, image, draft, generator, stream.letters) for draft, generator in drafts]
 
     def _traces_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
         """Every trace of each of the image's MCQs: the scripted teacher's, or the models' (``generated``)."""
@@ -928,7 +910,28 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return rows
 
     def _rl_rows(self, scene: Scene, image: dict, parent_rows, vocab, stream, generated) -> list[dict]:
-        return [formats.rl_row(mcq, self.config.seed) for mcq in parent_rows]
+        return [formats.rl_row({**mcq, "image": image}, self.config.seed) for mcq in parent_rows]
+
+
+def mcq_row(scene: Scene, image: dict | None, draft, generator: str, letters: LetterBalancer) -> dict:
+    """An MCQ config's row for a stage-1 draft or a stage-2 composite, lettered by ``letters`` (per skill)."""
+    options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, letters, draft.skill)
+    return {
+        "id": mcq_id(scene.image_id, draft.question, options, answer),
+        "image_id": scene.image_id,
+        "image": image,
+        "question": draft.question,
+        "options": options,
+        "answer": answer,
+        "skill": draft.skill,
+        "level": getattr(draft, "level", 1),
+        "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
+        "parents": list(getattr(draft, "parents", ())),
+        "steps": [{"question": q, "answer": a} for q, a in getattr(draft, "steps", ())],
+        "generator": generator,
+        "source": scene.source,
+        "license": scene.license,
+    }
 
 
 class Stream(NamedTuple):

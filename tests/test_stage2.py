@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from lgt.answers import LETTERS, LetterBalancer, letter_options
-from lgt.builder import mcq_id
+from lgt.builder import mcq_row
 from lgt.generation import Engine, Response
 from lgt.prompts import load_prompt
 from lgt.scene import Scene, SceneObject
@@ -29,26 +29,8 @@ RELATIONS = {"to the left of": "left", "to the right of": "right", "above": "abo
 
 
 def _rows(scene: Scene, drafts, balancer: LetterBalancer, generator=None) -> list[dict]:
-    """Stage-1 drafts as mcq_stage1 rows (without the image), lettered as the builder letters them."""
-    rows = []
-    for draft in drafts:
-        options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, balancer, draft.skill)
-        rows.append(
-            {
-                "id": mcq_id(scene.image_id, draft.question, options, answer),
-                "image_id": scene.image_id,
-                "question": draft.question,
-                "options": options,
-                "answer": answer,
-                "skill": draft.skill,
-                "level": 1,
-                "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
-                "parents": [],
-                "steps": [],
-                "generator": generator or stage1.generator_id(draft.template),
-            }
-        )
-    return rows
+    """Stage-1 drafts as mcq_stage1 rows (without the image), made by the builder's own row maker."""
+    return [mcq_row(scene, None, d, generator or stage1.generator_id(d.template), balancer) for d in drafts]
 
 
 def _stage1(scenes: list[Scene]) -> dict[str, list[dict]]:

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from lgt.answers import LETTERS, LetterBalancer, letter_options
-from lgt.builder import mcq_id
+from lgt.answers import LETTERS, LetterBalancer
+from lgt.builder import mcq_row
 from lgt.formats import SYSTEM_PROMPT, row_style, user_text
 from lgt.generation import Engine, Response
 from lgt.scene import Scene, SceneObject
@@ -37,21 +37,8 @@ EXTENT = re.compile(r"x (\d+)(?:–| to )(\d+), y (\d+)(?:–| to )(\d+)")
 
 
 def _row(scene: Scene, draft: stage1.Draft, balancer: LetterBalancer) -> dict:
-    """An mcq_stage1 row as the builder makes it (without the image)."""
-    options, answer = letter_options(draft.correct, draft.distractors, draft.ordered, balancer, draft.skill)
-    return {
-        "id": mcq_id(scene.image_id, draft.question, options, answer),
-        "image_id": scene.image_id,
-        "question": draft.question,
-        "options": options,
-        "answer": answer,
-        "skill": draft.skill,
-        "level": 1,
-        "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
-        "parents": [],
-        "steps": [],
-        "generator": stage1.generator_id(draft.template),
-    }
+    """An mcq_stage1 row (without the image), made by the builder's own row maker."""
+    return mcq_row(scene, None, draft, stage1.generator_id(draft.template), balancer)
 
 
 def _stage1_rows(num_scenes: int) -> list[tuple[dict, Scene]]:
@@ -276,17 +263,7 @@ def _stage2_rows(items: list[tuple[dict, Scene]]) -> Iterator[tuple[str, dict, S
     balancer = LetterBalancer("2")
     for image_id, (scene, rows) in by_image.items():
         for c in stage2.compose(scene, rows, random.Random(image_id)):
-            options, answer = letter_options(c.correct, list(c.distractors), c.ordered, balancer, c.skill)
-            composite = {
-                "id": f"{image_id}:{c.question}",
-                "question": c.question,
-                "options": options,
-                "answer": answer,
-                "level": c.level,
-                "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in c.grounding],
-                "steps": [{"question": q, "answer": a} for q, a in c.steps],
-                "generator": stage2.generator_id(c.template),
-            }
+            composite = mcq_row(scene, None, c, stage2.generator_id(c.template), balancer)
             yield c.template, composite, scene
 
 
