@@ -51,30 +51,27 @@ def _common(tmp_path) -> dict:
     )
 
 
-@pytest.mark.parametrize("config", ["sft_stage1", "sft_stage2", "sft_stage2_merged"])
-def test_sft_configs_train_with_trl_sft_trainer(built, config, tmp_path):
-    from trl import SFTConfig, SFTTrainer
+# The offline configs, each with the TRL trainer made for it and how many of its rows make the step.
+OFFLINE = {
+    "sft_stage1": ("SFT", 4),
+    "sft_stage2": ("SFT", 4),
+    "sft_stage2_merged": ("SFT", 4),
+    "dpo_stage1": ("DPO", 2),
+    "dpo_stage2": ("DPO", 2),
+}
 
+
+@pytest.mark.parametrize("config", list(OFFLINE))
+def test_sft_and_dpo_configs_train_with_their_trl_trainer(built, config, tmp_path):
+    import trl
+
+    method, rows = OFFLINE[config]
     folder, model_path = built
     model, processor = _model_and_processor(model_path)
     before = _snapshot(model)
-    data = load_dataset(str(folder), config, split="train").select(range(4))
-    args = SFTConfig(**_common(tmp_path), max_length=None)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor)
-    trainer.train()
-    assert "loss" in trainer.state.log_history[0] and _changed(before, model)
-
-
-@pytest.mark.parametrize("config", ["dpo_stage1", "dpo_stage2"])
-def test_dpo_configs_train_with_trl_dpo_trainer(built, config, tmp_path):
-    from trl import DPOConfig, DPOTrainer
-
-    folder, model_path = built
-    model, processor = _model_and_processor(model_path)
-    before = _snapshot(model)
-    data = load_dataset(str(folder), config, split="train").select(range(2))
-    args = DPOConfig(**_common(tmp_path), max_length=None)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=processor)
+    data = load_dataset(str(folder), config, split="train").select(range(rows))
+    args = getattr(trl, f"{method}Config")(**_common(tmp_path), max_length=None)
+    trainer = getattr(trl, f"{method}Trainer")(model=model, args=args, train_dataset=data, processing_class=processor)
     trainer.train()
     assert "loss" in trainer.state.log_history[0] and _changed(before, model)
 
