@@ -166,15 +166,13 @@ def test_benchmark_questions_and_images_are_screened_out_of_every_config(tmp_pat
     assert "## Decontamination" in (tmp_path / "lgt" / "README.md").read_text()
 
 
-def test_lgt_show_writes_a_page_for_a_config_and_names_the_configs_it_has_when_asked_for_another(folder, capsys):
+def test_lgt_show_writes_a_page_for_a_config_and_names_the_configs_it_has_when_asked_for_another(
+    folder, capsys, tmp_path
+):
     from lgt.cli import main
 
-    assert main(["show", str(folder), "--config", "dpo_stage1", "--n", "3"]) == 0
-    page = folder / "explorer" / "dpo_stage1.html"
-    assert (
-        page.is_file()
-        and page.read_text().count("<img") >= 3
-        and "explorer/dpo_stage1.html" in capsys.readouterr().out
-    )
+    page = tmp_path / "dpo_stage1.html"  # not in the shared build, which other tests list
+    assert main(["show", str(folder), "--config", "dpo_stage1", "--n", "3", "--output", str(page)]) == 0
+    assert page.is_file() and page.read_text().count("<img") >= 3 and str(page) in capsys.readouterr().out
     assert main(["show", str(folder), "--config", "nope"]) == 2
     assert "sft_stage2_merged" in capsys.readouterr().err
