@@ -20,6 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import audit, decontam, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
+from .sources import SOURCES
+from .sources.jsonl import JsonlSource
 from .synthesis.traces import CUES
 
 DEFAULT_CONFIG = "mcq_stage1"
@@ -160,21 +162,6 @@ FIELDS["rl"] = {
     ),
     "parents": "The question's id.",
 }
-# Hub metadata that depends on where the annotations came from. The questions are always written by templates.
-SOURCE_METADATA = {
-    "scenes": {"annotations_creators": ["machine-generated"], "language_creators": ["machine-generated"]},
-    "coco": {
-        "annotations_creators": ["crowdsourced", "machine-generated"],
-        "language_creators": ["crowdsourced", "machine-generated"],
-    },
-    "jsonl": {
-        "annotations_creators": ["found", "machine-generated"],
-        "language_creators": ["found", "machine-generated"],
-    },
-}
-# Licences of a source's annotations (the images' licences are in the rows); where the source's terms are published.
-ANNOTATION_LICENSES = {"coco": "cc-by-4.0"}
-LICENSE_LINKS = {"coco": "https://cocodataset.org/#termsofuse"}
 # Creative Commons licences the Hub knows by id (https://huggingface.co/docs/hub/repositories-licenses).
 HUB_CC_LICENSES = {
     "cc0-1.0",
@@ -346,32 +333,29 @@ def license_metadata(source: str, image_licenses: Counter) -> dict:
     A row's image keeps its own licence (COCO: its Flickr licence); the source's annotations add theirs. When each
     of these has a Hub id the card lists them all; otherwise it says ``other`` and names every licence with its count.
     """
+    kind = source_class(source)
     licences = {hub_license(text) for text in image_licenses}
-    if source in ANNOTATION_LICENSES:
-        licences.add(ANNOTATION_LICENSES[source])
+    if kind.annotation_license:
+        licences.add(kind.annotation_license)
     if image_licenses and None not in licences:
         ids = sorted(licences)
         return {"license": ids[0] if len(ids) == 1 else ids}
     stated = "; ".join(f"{text or 'none stated'} ({n:,} images)" for text, n in image_licenses.most_common())
-    annotations = f"annotations {ANNOTATION_LICENSES[source]}; " if source in ANNOTATION_LICENSES else ""
+    annotations = f"annotations {kind.annotation_license}; " if kind.annotation_license else ""
     metadata = {
         "license": "other",
         "license_name": "per-image-licenses",
         "license_details": f"Each image keeps the licence given in its row's `license` column ({annotations}"
         f"images: {stated}).",
     }
-    if source in LICENSE_LINKS:
-        metadata["license_link"] = LICENSE_LINKS[source]
+    if kind.license_link:
+        metadata["license_link"] = kind.license_link
     return metadata
 
 
-def _source_datasets(spec: str) -> list[str]:
-    """``original`` for the built-in scenes, else ``extended|other-NAME`` (the Hub's form for a non-Hub source)."""
-    kind, _, path = source_label(spec).partition(":")
-    if kind == "scenes":
-        return ["original"]
-    name = kind if kind == "coco" else os.path.splitext(path)[0]
-    return [f"extended|other-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"]
+def source_class(name: str):
+    """The source class a build's source info names; a source this lgt does not know reads as JSON Lines."""
+    return SOURCES.get(name, JsonlSource)
 
 
 def size_category(rows: int) -> str:
@@ -396,13 +380,15 @@ def write_card(folder: str, build_info: dict) -> str:
         pretty_name="Long Grounded Thoughts (lgt)",
         language=["en"],
         **license_metadata(source["name"], licenses),
-        **SOURCE_METADATA.get(source["name"], SOURCE_METADATA["jsonl"]),
+        **source_class(source["name"]).card_metadata,
         multilinguality="monolingual",
         size_categories=[size_category(max(sum(rows[c].values()) for c in configs))],
-        source_datasets=_source_datasets(arguments["source"]),
+        source_datasets=source_class(source["name"]).source_datasets(
+            source_label(arguments["source"]).partition(":")[2]
+        ),
         task_categories=["visual-question-answering", "multiple-choice"],
         task_ids=["visual-question-answering", "multiple-choice-qa"],
-        tags=["lgt", "grounded-reasoning", "visual-grounding", *(["synthetic"] if source["name"] == "scenes" else [])],
+        tags=["lgt", "grounded-reasoning", "visual-grounding", *source_class(source["name"]).tags],
         configs=[
             {
                 "config_name": config,

@@ -14,6 +14,7 @@ basename and a fingerprint of its files, so a copied model, or a cache imported 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,13 @@ from typing import Protocol
 
 from .request import Request, Response
 
-BACKENDS = ("vllm", "openai", "transformers")
+# backend name -> "module:class" in this package, imported only when a model of it is loaded (vllm, openai and torch
+# are optional extras). Each class builds itself from a spec: ``from_spec(spec, **options)``.
+BACKENDS = {
+    "vllm": "vllm_backend:VLLMBackend",
+    "openai": "openai_backend:OpenAIBackend",
+    "transformers": "transformers_backend:TransformersBackend",
+}
 # Files at most this large are hashed whole for a local model's fingerprint; larger ones (weights) by their size
 # and first and last MiB, which differ between any two trainings and cost milliseconds to read.
 _WHOLE_FILE_LIMIT = 8 << 20
@@ -110,18 +117,6 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[Request]) -> Iterator[list[tuple[int, Response]]]: ...
 
 
-def processor_size(max_pixels: int) -> dict:
-    """The image processor's ``size`` for a pixel cap, as Qwen2-VL-family processors (the paper's teachers) read it."""
-    return {"shortest_edge": min(56 * 56, max_pixels), "longest_edge": max_pixels}
-
-
-def load_processor(model: str, max_pixels: int | None = None):
-    """The model's processor (a tokenizer for a text model), its images capped at ``max_pixels``."""
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(model, **({"size": processor_size(max_pixels)} if max_pixels else {}))
-
-
 def input_settings(options: dict) -> dict:
     """The backend options that change what the model sees, and so belong in the cache key."""
     return {"max_pixels": options["max_pixels"]} if options.get("max_pixels") else {}
@@ -129,14 +124,6 @@ def input_settings(options: dict) -> dict:
 
 def open_backend(spec: ModelSpec, options: dict) -> Backend:
     """Load the model ``spec`` names; ``options`` are the backend's own keyword arguments."""
-    if spec.backend == "vllm":
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(spec.model, **options)
-    if spec.backend == "openai":
-        from .openai_backend import OpenAIBackend
-
-        return OpenAIBackend(spec.model, spec.urls, **options)
-    from .transformers_backend import TransformersBackend
-
-    return TransformersBackend(spec.model, **options)
+    module, _, name = BACKENDS[spec.backend].partition(":")
+    backend = getattr(importlib.import_module(f".{module}", __package__), name)
+    return backend.from_spec(spec, **options)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..images import encoded_size
-from .backend import load_processor
 from .engine import Engine
+from .processor import load_processor
 from .request import Request, chat_messages
 
 

@@ -58,6 +58,11 @@ class OpenAIBackend:
     supports_schema = True
     supports_banned_words = True
 
+    @classmethod
+    def from_spec(cls, spec, **options) -> OpenAIBackend:
+        """The backend for a ``ModelSpec`` (``openai:NAME@URL,URL``)."""
+        return cls(spec.model, spec.urls, **options)
+
     def __init__(
         self,
         model: str,

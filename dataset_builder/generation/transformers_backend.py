@@ -13,7 +13,7 @@ from itertools import groupby
 
 from datasets.utils import logging
 
-from .backend import load_processor
+from .processor import load_processor
 from .request import Request, Response, chat_messages
 
 logger = logging.get_logger(__name__)
@@ -47,6 +47,11 @@ def _stop_strings_criterion():
 class TransformersBackend:
     supports_schema = False
     supports_banned_words = True
+
+    @classmethod
+    def from_spec(cls, spec, **options) -> TransformersBackend:
+        """The backend for a ``ModelSpec`` (``transformers:PATH_OR_HUB_ID``)."""
+        return cls(spec.model, **options)
 
     def __init__(self, path: str, *, batch_size: int = 8, max_pixels: int | None = None, dtype: str = "auto"):
         import torch

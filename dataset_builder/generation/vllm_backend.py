@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from datasets.utils import logging
 
-from .backend import processor_size
+from .processor import processor_size
 from .request import ImagePart, Request, Response, chat_messages
 
 logger = logging.get_logger(__name__)
@@ -63,6 +63,11 @@ def _pil_part(part: ImagePart) -> dict:
 class VLLMBackend:
     supports_schema = True
     supports_banned_words = True
+
+    @classmethod
+    def from_spec(cls, spec, **options) -> VLLMBackend:
+        """The backend for a ``ModelSpec`` (``vllm:MODEL``)."""
+        return cls(spec.model, **options)
 
     def __init__(self, model: str, *, max_pixels: int | None = None, **engine_args):
         if max_pixels:

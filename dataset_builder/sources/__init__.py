@@ -18,20 +18,21 @@ from .builtin import BuiltinSource
 from .coco import CocoSource
 from .jsonl import JsonlSource
 
-SOURCE_HELP = "scenes (built-in rendered scenes), coco:PATH (COCO root or instances_*.json), jsonl:PATH"
+# Every source by the name a source spec starts with (``KIND`` or ``KIND:PATH``). A source class has ``name``,
+# ``help``, ``takes_path``, ``open(path, seed=, num_images=, image_root=)``, and what the card says of it:
+# ``card_metadata`` (Hub fields), ``annotation_license``, ``license_link``, ``tags``, ``source_datasets(path)``.
+SOURCES = {source.name: source for source in (BuiltinSource, CocoSource, JsonlSource)}
+SOURCE_HELP = ", ".join(source.help for source in SOURCES.values())
 
 
 def open_source(spec: str, seed: int = 0, num_images: int | None = None, image_root: str | None = None):
     """``scenes`` | ``coco:PATH`` | ``jsonl:PATH`` -> a source object; ``image_root``: where images may lie."""
     kind, _, path = spec.partition(":")
-    if kind == "scenes" and not path:
-        if image_root:
-            raise ValueError("--image-root is for sources that read image files, not the built-in scenes")
-        return BuiltinSource(seed=seed, num_images=num_images or BuiltinSource.default_num_images)
+    source = SOURCES.get(kind)
+    if source is not None and not source.takes_path and not path:
+        return source.open(path, seed=seed, num_images=num_images, image_root=image_root)
     if image_root and not os.path.isdir(image_root):
         raise InputError(image_root, None, "--image-root: no such folder")
-    if kind == "coco" and path:
-        return CocoSource(path, image_root)
-    if kind == "jsonl" and path:
-        return JsonlSource(path, image_root)
+    if source is not None and source.takes_path and path:
+        return source.open(path, seed=seed, num_images=num_images, image_root=image_root)
     raise ValueError(f"unknown source {spec!r}: use {SOURCE_HELP}")

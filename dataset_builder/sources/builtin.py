@@ -303,7 +303,28 @@ class BuiltinSource:
     """Scenes made in memory: ``entries()`` lays them out (no pixels), ``scene()`` renders one as PNG bytes."""
 
     name = "scenes"
+    help = "scenes (built-in rendered scenes)"
+    takes_path = False
     default_num_images = 1000
+    # What the card's Hub metadata says of this source (the questions are always written by lgt).
+    card_metadata = {
+        "annotations_creators": ["machine-generated"],
+        "language_creators": ["machine-generated"],
+    }
+    annotation_license = None  # the licence of the annotations themselves, as a Hub id, where the source has one
+    license_link = None
+    tags = ("synthetic",)
+
+    @classmethod
+    def open(cls, path: str, *, seed: int, num_images: int | None, image_root: str | None) -> BuiltinSource:
+        if image_root:
+            raise ValueError("--image-root is for sources that read image files, not the built-in scenes")
+        return cls(seed=seed, num_images=num_images or cls.default_num_images)
+
+    @staticmethod
+    def source_datasets(path: str) -> list[str]:
+        """The card's ``source_datasets``: the scenes are lgt's own."""
+        return ["original"]
 
     def __init__(self, seed: int = 0, num_images: int = default_num_images):
         self.seed = seed

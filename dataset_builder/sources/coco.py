@@ -63,6 +63,24 @@ def _sentence(text: str) -> str:
 
 class CocoSource:
     name = "coco"
+    help = "coco:PATH (COCO root or instances_*.json)"
+    takes_path = True
+    card_metadata = {
+        "annotations_creators": ["crowdsourced", "machine-generated"],
+        "language_creators": ["crowdsourced", "machine-generated"],
+    }
+    annotation_license = "cc-by-4.0"
+    license_link = "https://cocodataset.org/#termsofuse"
+    tags = ()
+
+    @classmethod
+    def open(cls, path: str, *, seed: int, num_images: int | None, image_root: str | None) -> CocoSource:
+        return cls(path, image_root)
+
+    @staticmethod
+    def source_datasets(path: str) -> list[str]:
+        """The card's ``source_datasets``: COCO, which is not on the Hub under one id (the Hub's form for that)."""
+        return ["extended|other-coco"]
 
     def __init__(self, path: str, image_root: str | None = None):
         path = os.path.abspath(path)

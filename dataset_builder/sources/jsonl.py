@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 
 from ..errors import InputError
@@ -72,6 +73,25 @@ def _parse(line: str, line_no: int, path: str) -> Scene:
 
 class JsonlSource:
     name = "jsonl"
+    help = "jsonl:PATH"
+    takes_path = True
+    card_metadata = {
+        "annotations_creators": ["found", "machine-generated"],
+        "language_creators": ["found", "machine-generated"],
+    }
+    annotation_license = None
+    license_link = None
+    tags = ()
+
+    @classmethod
+    def open(cls, path: str, *, seed: int, num_images: int | None, image_root: str | None) -> JsonlSource:
+        return cls(path, image_root)
+
+    @staticmethod
+    def source_datasets(path: str) -> list[str]:
+        """The card's ``source_datasets``: ``extended|other-NAME``, NAME from the file's name."""
+        name = re.sub(r"[^a-z0-9]+", "-", os.path.splitext(path)[0].lower()).strip("-")
+        return [f"extended|other-{name}"]
 
     def __init__(self, path: str, image_root: str | None = None):
         self.path = os.path.abspath(path)
