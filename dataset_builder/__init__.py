@@ -1,6 +1,8 @@
 """lgt: Long Grounded Thoughts as a Hugging Face dataset.
 
-Data flow: sources (annotations -> ``Scene``) -> synthesis (stage-1 MCQs) -> builder (parquet + card) -> Hub.
+Data flow: sources (annotations -> ``Scene``) -> stages (one per config: MCQs, traces, training rows; their logic
+in ``synthesis``, their models through ``generation``) -> builder (``datasets`` plumbing) -> build (parquet, card)
+-> Hub.
 """
 
 __version__ = "0.1.0"

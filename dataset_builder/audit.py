@@ -328,7 +328,7 @@ def audit_rows(rows: dict[str, list]) -> dict:
     }
 
 
-def read_rows(folder: str, config: str = "mcq_stage1") -> dict[str, list]:
+def read_rows(folder: str, config: str) -> dict[str, list]:
     """The audited columns of a built config's splits (``<split>-NNNNN-of-MMMMM.parquet``), never the images;
     only the rows the audit reads become Python objects, so a paper-scale build is read in seconds."""
     tables = []
@@ -343,7 +343,7 @@ def read_rows(folder: str, config: str = "mcq_stage1") -> dict[str, list]:
     return table.take(chosen).to_pydict()
 
 
-def audit_build(folder: str, configs: tuple[str, ...] = ("mcq_stage1",)) -> dict:
+def audit_build(folder: str, configs: tuple[str, ...]) -> dict:
     """The audit of built MCQ configs together (their skills are distinct), with the seconds it took."""
     started = time.perf_counter()
     found = [read_rows(folder, config) for config in configs]

@@ -27,18 +27,17 @@ from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__, audit, trace_stats
-from .builder import FEATURES, SPLITS, LGTBuilder, LGTConfig, arrow_shards, inputs, source_label
+from .builder import SPLITS, LGTBuilder, arrow_shards
 from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
-from .generation import Bill, Engine, GenerationCache, ModelSpec, default_cache_path
+from .generation import Bill, Engine, GenerationCache, default_cache_path
 from .output import staged_output
+from .settings import LGTConfig, check_names, recorded, takes_settings
+from .stages import STAGES, configs_of, inputs, needed
 
 logger = logging.get_logger(__name__)
 
 BUILD_INFO_FILE = "lgt_build.json"
-CONFIGS = tuple(FEATURES)
-# The configs every other is made from: a build in which one of them is empty is refused.
-ESSENTIAL = ("scenes", "mcq_stage1")
 # A dictionary page holds a row group's distinct images; past this size parquet falls back to storing every row's
 # image again. Row groups are cut at datasets' ~100 MB of expanded rows, so their distinct images stay below it.
 DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
@@ -94,7 +93,7 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
         shards = arrow_shards(builder, split)
         for index, (path, _) in enumerate(shards):
             target = os.path.join(out_dir, f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
-            with parquet_writer(target, FEATURES[config]) as writer, pa.OSFile(path) as source:
+            with parquet_writer(target, STAGES[config].features) as writer, pa.OSFile(path) as source:
                 # Read batch by batch (a memory map would keep every page resident). Row groups of ~100 MB of
                 # expanded rows, as datasets aims for, written one at a time so memory stays flat.
                 batches, group_rows = [], None
@@ -110,65 +109,39 @@ def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[st
     return rows
 
 
-def needed_configs(configs: tuple[str, ...]) -> list[str]:
-    """``configs`` and every config they are made from, parents first."""
-    needed, pending = set(), list(configs)
-    while pending:
-        config = pending.pop()
-        if config not in needed:
-            needed.add(config)
-            pending.extend(inputs(config))
-    return [config for config in CONFIGS if config in needed]
-
-
+@takes_settings
 def build(
-    source: str = "scenes",
-    configs: tuple[str, ...] = CONFIGS,
+    configs: tuple[str, ...] | None = None,
     output: str = "lgt",
-    num_images: int | None = None,
     num_proc: int | None = None,
-    seed: int = 0,
-    images: str = "embed",
-    on_error: str = "raise",
-    max_pixels: int | None = None,
-    image_root: str | None = None,
     strict: bool = False,
-    **generation,
+    **settings,
 ) -> dict:
-    """Build ``configs`` from ``source`` into ``output``; return the build info (counts, rejects, arguments).
+    """Build ``configs`` (default: all) into ``output``; return the build info (counts, rejects, arguments).
 
-    Every argument is checked before anything is written; the build is staged and swapped in whole (``output.py``),
-    and a config that would come out empty stops it with ``EmptyBuildError``, the previous build left in place.
-    ``strict``: fail (``audit.ShortcutError``) when a blind reader answers a skill too well, instead of warning.
-    ``generation``: the model and stage settings of ``LGTConfig`` (``writer``, ``verifier``, ``teacher``,
-    ``reasoner``, ``stage1``, ``traces_per_mcq`` ...); what the models were asked, what they cost and what was
-    thrown away is the info's ``generation`` (stage 1) and ``trace_generation`` (per traces config).
+    ``settings``: any ``LGTConfig`` field (``source``, ``num_images``, ``seed``, ``writer``, ``teacher``,
+    ``traces_per_mcq`` ...; ``settings.py`` declares them all). Every one is checked before anything is written; the
+    build is staged and swapped in whole (``output.py``), and a config that would come out empty stops it with
+    ``EmptyBuildError``, the previous build left in place. ``strict``: fail (``audit.ShortcutError``) when a blind
+    reader answers a skill too well, instead of warning. What the models were asked, what they cost and what was
+    thrown away is in the info under each model stage's ``report_key`` (``generation``, ``trace_generation`` ...).
     """
     configs = _check_configs(configs)
     if num_proc is not None and (type(num_proc) is not int or num_proc < 1):
         raise ValueError(f"num_proc must be a whole number from 1 up, not {num_proc!r}")
-    settings = dict(source=source, num_images=num_images, seed=seed, images=images, on_error=on_error)
-    settings.update(max_pixels=max_pixels, image_root=image_root, **generation)
-    LGTConfig(name=configs[0], **settings)  # checks every setting, before anything is touched
+    check_names(settings)
+    checked = LGTConfig(name=configs[0], **settings)  # checks every setting, before anything is touched
     output = os.path.realpath(output)
     if not os.path.basename(output):
         raise ValueError(f"--output {output!r} must name a folder to write, not the root of the filesystem")
-    arguments = {  # no local path (neither the source's folder nor --image-root): this file is published
-        "source": source_label(source),
-        "configs": list(configs),
-        "num_images": num_images,
-        "seed": seed,
-        "images": images,
-        "on_error": on_error,
-        "max_pixels": max_pixels,
-        **_generation_arguments(generation),
-    }
+    kept = recorded(checked)  # no local path (neither the source's folder nor --image-root): this file is published
+    arguments = {"source": kept.pop("source"), "configs": list(configs), **kept}
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info, generated, composed, traced, screened = {}, {}, None, None, None, {}, {}
+        rows, num_bytes, source_info, reports, screened = {}, {}, None, {}, {}
         started = time.time()
-        needed = needed_configs(configs)
-        for position, config in enumerate(needed):  # the cache is fresh: a child finds its parent prepared there
+        made = needed(configs)
+        for position, config in enumerate(made):  # the cache is fresh: a child finds its parent prepared there
             builder = LGTBuilder.with_settings(config, staging.cache, **settings)
             logger.info(f"Preparing {config}")
             prepared = time.time()
@@ -179,19 +152,16 @@ def build(
                 rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
                 num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
             source_info = builder.source_info
-            if builder.generation and config == "mcq_stage1":
-                generated = builder.generation
-            elif builder.generation and config == "mcq_stage2":
-                composed = builder.generation
-            elif builder.generation:
-                traced[config] = builder.generation
+            if builder.generation:
+                *path, key = STAGES[config].report_key
+                _at(reports, path)[key] = builder.generation
             if builder.decontamination:
                 screened[config] = builder.decontamination
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
-            if not any(config in inputs(later) for later in needed[position + 1 :]):
+            if not any(config in inputs(later) for later in made[position + 1 :]):
                 shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
-        empty = _refuse_empty(configs, rows, list(rejects.values()), output, generated)
+        empty = _refuse_empty(configs, rows, list(rejects.values()), output, reports)
         for config in empty:
             shutil.rmtree(os.path.join(staging.folder, config), ignore_errors=True)
         info = {
@@ -205,18 +175,13 @@ def build(
             "rejects": len(rejects),
             "seconds": round(time.time() - started, 1),
         }
-        if generated:
-            info["generation"] = generated
-        if composed:
-            info["composition"] = composed
-        if traced:
-            info["trace_generation"] = traced
+        info.update(reports)
         if screened:
             info["decontamination"] = _screened_report(list(screened.values()))
-        traced_configs = [config for config in ("traces_stage1", "traces_stage2") if rows.get(config)]
-        if generation.get("judge") and traced_configs:
-            info["trace_judge"] = _judge_traces(staging.folder, traced_configs, settings)
-        audited = tuple(config for config in ("mcq_stage1", "mcq_stage2") if rows.get(config))
+        traced_configs = [name for name in configs_of("traces") if rows.get(name)]
+        if checked.judge and traced_configs:
+            info["trace_judge"] = _judge_traces(staging.folder, traced_configs, checked)
+        audited = tuple(name for name in configs_of("mcq") if rows.get(name))
         if audited:
             info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
@@ -224,7 +189,7 @@ def build(
             json.dump(info, f, indent=2)
         write_card(staging.folder, info)
         report = None  # without --on-error skip a report from an earlier build no longer describes this one
-        if on_error == "skip":
+        if checked.on_error == "skip":
             report = staging.path("rejects.jsonl")
             with open(report, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
@@ -232,9 +197,8 @@ def build(
     return info
 
 
-def _judge_traces(folder: str, configs: list[str], settings: dict) -> dict:
+def _judge_traces(folder: str, configs: list[str], config: LGTConfig) -> dict:
     """The judge model's behaviour labels for a seeded sample of each traces config (``trace_stats``), cached."""
-    config = LGTConfig(name=configs[0], **settings)
     cache = GenerationCache(config.generation_cache or default_cache_path())
     judge = Engine(config.judge, cache, cache_only=config.cache_only, **(config.engine_args or {}))
     try:
@@ -258,22 +222,29 @@ def _screened_report(reports: list[dict]) -> dict:
     }
 
 
-def _refuse_empty(
-    configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str, generated: dict | None = None
-) -> list[str]:
+def _at(reports: dict, path: list[str]) -> dict:
+    """The dict at ``path`` in ``reports``, made where missing (``trace_generation`` holds one report per config)."""
+    for key in path:
+        reports = reports.setdefault(key, {})
+    return reports
+
+
+def _refuse_empty(configs: tuple[str, ...], rows: dict, rejects: list[dict], output: str, reports: dict) -> list[str]:
     """Stop when the build would replace a good one with an empty one; return the derived configs left empty.
 
-    The configs every other is made from (``scenes``, ``mcq_stage1``) must have rows, and so must at least one of
+    The configs every other is made from (``Stage.essential``: the scenes, stage 1) must have rows, and so must one of
     those asked for. A derived config may come out empty on a small source (too few questions of an image to compose
     a stage-2 question, say): it is left out of the output and the card, with a warning, rather than fail the build.
     """
     empty = [config for config in configs if not any(rows[config].values())]
-    fatal = [config for config in empty if config in ESSENTIAL] or (empty if len(empty) == len(configs) else [])
+    fatal = [config for config in empty if STAGES[config].essential] or (empty if len(empty) == len(configs) else [])
     if not fatal:
         for config in empty:
             logger.warning(f"{config} came out empty (too few rows to make it from); it is left out of {output}")
         return empty
-    if generated and not generated["questions"]:
+    written = [_at(reports, STAGES[config].report_key) for config in fatal if STAGES[config].report_key]
+    generated = next((report for report in written if report.get("questions") == 0), None)
+    if generated:
         reasons = ", ".join(f"{reason} {count:,}" for reason, count in generated["rejects"].items())
         why = f"the model kept no question ({reasons}); read its answers in the generation cache or change --writer"
     elif rejects:
@@ -283,60 +254,27 @@ def _refuse_empty(
     raise EmptyBuildError(f"config {', '.join(fatal)} came out empty: {why}; {output} was left as it was")
 
 
-def dry_run(
-    source: str = "scenes",
-    configs: tuple[str, ...] = CONFIGS,
-    num_proc: int | None = None,
-    **settings,
-) -> dict[str, Bill]:
+@takes_settings
+def dry_run(configs: tuple[str, ...] | None = None, num_proc: int | None = None, **settings) -> dict[str, Bill]:
     """What building ``configs`` would ask of each model, per stage and model; nothing is generated or written.
 
     The source is read and checked as the build reads it, in a temporary folder that is removed after, so the
-    requests counted are exactly the build's. ``settings``: those of ``build`` (``num_images``, ``writer`` ...).
+    requests counted are exactly the build's. ``settings``: those of ``build``.
     """
     configs = _check_configs(configs)
+    check_names(settings)
     bills = {}
-    for config in needed_configs(configs):
+    for config in needed(configs):
         with tempfile.TemporaryDirectory(prefix="lgt-dry-run-") as cache:
-            builder = LGTBuilder.with_settings(config, cache, source=source, **settings)
+            builder = LGTBuilder.with_settings(config, cache, **settings)
             bills.update({f"{config} {role}": bill for role, bill in builder.bill(num_proc).items()})
     return bills
 
 
-def _check_configs(configs: tuple[str, ...]) -> tuple[str, ...]:
-    """The configs asked for, each once, in order; ``ValueError`` for none or an unknown one."""
-    configs = tuple(dict.fromkeys(configs))
-    unknown = [c for c in configs if c not in CONFIGS]
+def _check_configs(configs: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The configs asked for (``None``: all), each once, in order; ``ValueError`` for none or an unknown one."""
+    configs = tuple(dict.fromkeys(tuple(STAGES) if configs is None else configs))
+    unknown = [c for c in configs if c not in STAGES]
     if unknown or not configs:
-        raise ValueError(f"unknown config(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(CONFIGS)}")
+        raise ValueError(f"unknown config(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(STAGES)}")
     return configs
-
-
-def _generation_arguments(generation: dict) -> dict:
-    """The model settings as ``lgt_build.json`` records them: models by name (a local folder by its own name only)."""
-    named = {}
-    for role in ("writer", "verifier", "teacher", "reasoner", "judge"):
-        if generation.get(role):
-            spec = ModelSpec.parse(generation[role])
-            named[role] = f"{spec.backend}:{spec.name}"
-    stages = {name: generation.get(name, getattr(LGTConfig, name)) for name in _STAGE_SETTINGS}
-    if not named:
-        return stages
-    return {
-        **named,
-        "stage1": generation.get("stage1"),
-        "questions_per_image": generation.get("questions_per_image", LGTConfig.questions_per_image),
-        "cache_only": bool(generation.get("cache_only")),
-        **stages,
-    }
-
-
-# The settings of the trace, SFT and DPO stages that lgt_build.json records, with or without models.
-_STAGE_SETTINGS = (
-    "traces_per_mcq",
-    "trace_temperature",
-    "trace_top_p",
-    "sft_keep_ratio",
-    "sft_xo_ratio",
-    "pairs_per_mcq",
-)

@@ -19,149 +19,13 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
 from . import audit, decontam, trace_stats
-from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
-from .sources import SOURCES
+from .builder import CITATION, SPLITS
+from .sources import SOURCES, source_label
 from .sources.jsonl import JsonlSource
+from .stages import BOX_DOC, DEFAULT_CONFIG, STAGES, root
 from .synthesis.traces import CUES
 
-DEFAULT_CONFIG = "mcq_stage1"
 PREVIEW_FILE = "preview.png"
-_BOX = "`[x0, y0, x1, y1]` in absolute pixels of the stored image (origin top left, x right, y down)"
-# What every column holds, for the card's field tables; a test keeps these in step with FEATURES.
-FIELDS = {
-    "scenes": {
-        "image_id": "Stable id of the image (e.g. `coco-val2017-139`); a hash of it fixes the split.",
-        "image": "The image, 8-bit RGB, its bytes embedded (a `--images path` build references local files).",
-        "width": "Image width in pixels (after `--max-pixels` downscaling, if the build used it).",
-        "height": "Image height in pixels; boxes live in this `width` x `height` pixel space.",
-        "caption": "Dense caption (COCO: the human captions joined; built-in scenes: written from the layout).",
-        "objects": f"Boxed objects: `id` (unique in the image), `name` (category), `bbox` {_BOX}, `attributes` "
-        "(e.g. colours), `score` (detector confidence; null for human boxes), `crowd` (a box over a group).",
-        "source": "The source the record was read from: `scenes` (built in), `coco` or `jsonl`.",
-        "license": "The licence of this image as the source states it.",
-    },
-    "mcq_stage1": {
-        "id": "Stable content hash of image id, question, options and answer.",
-        "image_id": "The image asked about; joins to `scenes.image_id`.",
-        "image": "The same image as the scene's (stored once per parquet row group, see Storage).",
-        "question": "The question, answerable from the image alone.",
-        "options": "Four answer options, lettered A-D in this order.",
-        "answer": "The letter of the correct option: `A` is `options[0]` ... `D` is `options[3]`.",
-        "skill": "What the question tests (counting, spatial_relation, relative_size, relative_distance, "
-        "existence, attribute, localization).",
-        "level": "1 for stage-1 questions; composed multi-hop questions (later stages) have 2 or more.",
-        "grounding": f"The objects the question is about: `object_id` (into the scene's `objects`), `name`, "
-        f"`bbox` {_BOX}.",
-        "parents": "Ids of the stage-1 questions this one was composed from (empty at stage 1).",
-        "steps": "Stage 2: the sub-questions and their answers, in the order the composed answer follows from them "
-        "(empty at stage 1).",
-        "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` or `stage2/TEMPLATE@VERSION` for a template, "
-        "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the writer model (`+verify@...:MODEL` when a verifier "
-        "kept it).",
-        "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
-        "license": "The licence of the image as the source states it.",
-    },
-}
-FIELDS["mcq_stage2"] = {
-    **FIELDS["mcq_stage1"],
-    "question": "A multi-hop question composed from stage-1 questions of the same image; its answer is recomputed "
-    "from the boxes.",
-    "skill": "The composition: chain, comparison, set_count or conjunction.",
-    "level": "The number of hops (2 or more).",
-}
-_ROW_FIELDS = {
-    "skill": "The skill of the question the row is about.",
-    "level": "1 for stage-1 questions, 2 or more for composed ones.",
-    "parents": "The question's `mcq_stage*` id first, then the `traces_stage*` ids the row was made from.",
-    "source": "The source of the image: `scenes`, `coco` or `jsonl`.",
-    "license": "The licence of the image as the source states it.",
-}
-_KINDS = (
-    "`O` a correct short chain of thought, `X` a wrong one; `O→O`, `X→O`, `O→X`, `X→X` the same continued by the "
-    "reasoner after a cue, by whether the short one and the continued one end in the correct answer"
-)
-_TRACE_FIELDS = {
-    "id": "Stable content hash of the question's id, the kind and the text.",
-    "mcq_id": "The question (`mcq_stage*.id`).",
-    "image_id": "The image; joins to `scenes.image_id` (traces carry no image themselves).",
-    "question": "The question, as in the MCQ config.",
-    "options": "Its four options.",
-    "answer": "The letter of the correct option.",
-    "skill": "The question's skill.",
-    "level": "The question's level (1, or the hops of a composed question).",
-    "kind": f"The trace's kind: {_KINDS}.",
-    "short": "The teacher's short chain of thought (its reasoning, as written).",
-    "cue": "The cue the continuation starts with (`Wait,` ...); empty when the short one stands alone.",
-    "expansion": "The reasoner's continuation after the cue; empty when not continued.",
-    "text": "The whole trace as an assistant writes it, in the answer format its prompt asks for.",
-    "predicted": "The letter the trace ends with, by the one answer parser (empty when it gives none).",
-    "correct": "Whether `predicted` is the correct letter.",
-    "teacher": "What wrote the short chain of thought (`scripted/...` offline, else model, revision and prompt).",
-    "reasoner": "What continued it (empty when not continued).",
-    "generator": "Teacher and reasoner together.",
-    "source": "The source of the image.",
-    "license": "The licence of the image as the source states it.",
-}
-
-
-def _training_fields(columns: dict, kind: str, generator: str) -> dict:
-    """A training config's fields: its own columns, then what every row carries."""
-    return {
-        **columns,
-        "skill": _ROW_FIELDS["skill"],
-        "level": _ROW_FIELDS["level"],
-        "kind": kind,
-        "parents": _ROW_FIELDS["parents"],
-        "generator": generator,
-        "source": _ROW_FIELDS["source"],
-        "license": _ROW_FIELDS["license"],
-    }
-
-
-_IMAGE_ONCE = 'The image, once: the user turn\'s `{"type": "image"}` part stands for it (TRL\'s VLM format).'
-_PROMPT = "TRL conversational prompt: system and user turns, as in SFT."
-_SFT_FIELDS = _training_fields(
-    {
-        "id": "The trace's id.",
-        "image_id": "The image; joins to `scenes.image_id`.",
-        "images": _IMAGE_ONCE,
-        "messages": "TRL conversational turns: system (think, then answer), user (image, question, lettered options, "
-        "answer format), assistant (the trace).",
-    },
-    f"The trace's kind: {_KINDS}; SFT keeps `O`, `O→O` and `X→O`.",
-    "What wrote the trace (teacher + reasoner).",
-)
-FIELDS.update({"traces_stage1": _TRACE_FIELDS, "traces_stage2": _TRACE_FIELDS})
-FIELDS.update({name: _SFT_FIELDS for name in ("sft_stage1", "sft_stage2", "sft_stage2_merged")})
-_DPO_FIELDS = _training_fields(
-    {
-        "id": "Stable hash of the two traces' ids.",
-        "image_id": "The image; joins to `scenes.image_id`.",
-        "images": _IMAGE_ONCE,
-        "prompt": _PROMPT,
-        "chosen": "The preferred assistant turn: a trace ending in the correct answer.",
-        "rejected": "The other assistant turn: a trace of the same question ending in a wrong one.",
-    },
-    "`CHOSEN > REJECTED` kinds: `O` over `O→X`, `X` or `X→X`; `X→O` over its own `X` and over `X→X`.",
-    "What wrote the two traces.",
-)
-FIELDS.update({"dpo_stage1": _DPO_FIELDS, "dpo_stage2": _DPO_FIELDS})
-FIELDS["rl"] = {
-    **_training_fields(
-        {
-            "id": "The question's id (`mcq_stage*.id`).",
-            "image_id": "The image; joins to `scenes.image_id`.",
-            "images": _IMAGE_ONCE,
-            "prompt": _PROMPT,
-            "solution": "The gold answer written as the prompt asks for it (`(B)`, `B.` or the option's text).",
-            "answer": "The gold letter.",
-            "options": "The four options (what `lgt.rewards.accuracy_reward` parses answers against).",
-        },
-        "`prompt`.",
-        "What wrote the question.",
-    ),
-    "parents": "The question's id.",
-}
 # Creative Commons licences the Hub knows by id (https://huggingface.co/docs/hub/repositories-licenses).
 HUB_CC_LICENSES = {
     "cc0-1.0",
@@ -209,10 +73,10 @@ def column_counts(folder: str, config: str, split: str, column: str) -> Counter:
     return counts
 
 
-def image_licenses(folder: str, config: str) -> Counter:
-    """How many distinct images carry each licence text."""
+def image_licenses(folder: str, config: str | None) -> Counter:
+    """How many distinct images of ``config`` carry each licence text (none: a build whose rows state no licence)."""
     counts: Counter = Counter()
-    for split in SPLITS:
+    for split in SPLITS if config else ():
         for path in split_files(folder, config, split):
             pairs = (
                 pq.read_table(path, columns=["image_id", "license"]).group_by(["image_id", "license"]).aggregate([])
@@ -297,7 +161,7 @@ def _cut(text: str, width: int) -> str:
 def _scene_statistics(folder: str) -> str:
     images, objects, caption_words, names = 0, 0, 0, Counter()
     for split in SPLITS:
-        for path in split_files(folder, "scenes", split):
+        for path in split_files(folder, root(), split):
             table = pq.read_table(path, columns=["objects", "caption"])
             images += table.num_rows
             objects += pc.sum(pc.list_value_length(table.column("objects"))).as_py() or 0
@@ -375,7 +239,7 @@ def write_card(folder: str, build_info: dict) -> str:
     arguments = build_info["arguments"]
     arrow_bytes = build_info["num_bytes"]
     download = {config: parquet_bytes(folder, config) for config in configs}
-    licenses = image_licenses(folder, configs[0])
+    licenses = image_licenses(folder, next((c for c in configs if "license" in STAGES[c].features), None))
     card_data = DatasetCardData(
         pretty_name="Long Grounded Thoughts (lgt)",
         language=["en"],
@@ -400,7 +264,7 @@ def write_card(folder: str, build_info: dict) -> str:
         dataset_info=[
             {
                 "config_name": config,
-                "features": FEATURES[config]._to_yaml_list(),
+                "features": STAGES[config].features._to_yaml_list(),
                 "splits": [
                     {"name": s, "num_bytes": arrow_bytes[config][s], "num_examples": n}
                     for s, n in rows[config].items()
@@ -431,7 +295,7 @@ def write_card(folder: str, build_info: dict) -> str:
             [
                 [
                     f"`{c}`",
-                    DESCRIPTIONS[c],
+                    STAGES[c].description,
                     *(f"{rows[c].get(s, 0):,}" for s in SPLITS),
                     _mb(download[c]),
                     _mb(sum(arrow_bytes[c].values())),
@@ -444,17 +308,18 @@ def write_card(folder: str, build_info: dict) -> str:
         "## Dataset structure\n\n"
         "Splits are disjoint by image (a hash of `image_id` picks the split), and every config agrees on them. "
         "Boxes are "
-        + _BOX
+        + BOX_DOC
         + ".\n\n"
         + "\n\n".join(
-            f"`{c}`:\n\n" + _table(["field", "meaning"], [[f"`{name}`", text] for name, text in FIELDS[c].items()])
+            f"`{c}`:\n\n"
+            + _table(["field", "meaning"], [[f"`{name}`", doc] for name, doc in STAGES[c].fields.items()])
             for c in configs
         )
     )
-    if "scenes" in configs:
-        sections.append("## `scenes` at a glance\n\n" + _scene_statistics(folder))
+    if root() in configs:
+        sections.append(f"## `{root()}` at a glance\n\n" + _scene_statistics(folder))
     for config in configs:
-        if "answer" not in FEATURES[config] or "kind" in FEATURES[config]:
+        if STAGES[config].family != "mcq":
             continue
         per_split = {s: column_counts(folder, config, s, "skill") for s in rows[config]}
         skills = sorted(set().union(*per_split.values()))
@@ -476,13 +341,10 @@ def write_card(folder: str, build_info: dict) -> str:
             + "."
         )
         sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
-    if "generation" in build_info:
-        sections.append(generation_section(build_info["generation"]))
-    if "composition" in build_info:
-        sections.append(composition_section(build_info["composition"]))
-    if "trace_generation" in build_info:
-        sections.append(trace_generation_section(build_info["trace_generation"]))
-    traced = [config for config in configs if "kind" in FEATURES[config] and config != "rl"]
+    for key, section in REPORT_SECTIONS.items():
+        if key in build_info:
+            sections.append(section(build_info[key]))
+    traced = [config for config in configs if STAGES[config].trace_column]
     if traced:
         judged = build_info.get("trace_judge", {})
         stats = {c: {**_trace_statistics(folder, c), **({"judge": judged[c]} if c in judged else {})} for c in traced}
@@ -518,7 +380,7 @@ def write_card(folder: str, build_info: dict) -> str:
 
 def _trace_statistics(folder: str, config: str) -> dict:
     """``trace_stats.trace_statistics`` of a written config, read column-wise (DPO: the chosen traces, their kind)."""
-    field = {"traces": "text", "sft": "messages", "dpo": "chosen"}[config.split("_")[0]]
+    field = STAGES[config].trace_column
     columns = [field, "kind", *(["cue"] if field == "text" else [])]
     rows = (
         row
@@ -640,12 +502,20 @@ def generation_section(generation: dict) -> str:
     )
 
 
+# The card section of each model stage's report in the build info (``Stage.report_key``).
+REPORT_SECTIONS = {
+    "generation": generation_section,
+    "composition": composition_section,
+    "trace_generation": trace_generation_section,
+}
+
+
 def _storage_section(configs: list[str], download: dict, arrow_bytes: dict, arguments: dict) -> str:
     """How the images are stored, and what that means for ``load_dataset`` at scale: when to stream, when to cap."""
     ratios = [
         f"`{c}` takes {_mb(sum(arrow_bytes[c].values()))} there for a {_mb(download[c])} download"
         for c in configs
-        if "image" in FEATURES[c]
+        if "image" in STAGES[c].features
     ]
     pixels = (
         f"This build capped images at {arguments['max_pixels']:,} pixels."

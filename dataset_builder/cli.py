@@ -19,10 +19,10 @@ import datasets
 
 from . import __version__
 from .audit import MARGIN
-from .builder import FEATURES, PRESETS, STAGE1_WRITERS, LGTConfig
 from .errors import BuildError, InputError, find_cause
-from .generation import CacheMissError, GenerationStats, default_cache_path
-from .sources import SOURCE_HELP
+from .generation import CacheMissError, GenerationStats
+from .settings import MODEL_HELP, PRESETS, SETTINGS
+from .stages import DEFAULT_CONFIG, STAGES
 
 logger = datasets.utils.logging.get_logger(__name__)
 
@@ -33,51 +33,26 @@ ENV_PACKAGES = ("datasets", "huggingface_hub", "pyarrow", "pillow", "numpy", "to
 def _build(args) -> int:
     from .build import build, dry_run, rejects_path
 
-    settings = {
-        "source": args.source,
-        "configs": tuple(c.strip() for c in args.configs.split(",") if c.strip()),
-        "num_images": args.num_images,
-        "num_proc": args.num_proc,
-        "seed": args.seed,
-        "images": args.images,
-        "on_error": args.on_error,
-        "max_pixels": args.max_pixels,
-        "image_root": args.image_root,
-        "writer": args.writer,
-        "verifier": args.verifier,
-        "teacher": args.teacher,
-        "reasoner": args.reasoner,
-        "stage1": args.stage1,
-        "questions_per_image": args.questions_per_image,
-        "traces_per_mcq": args.traces_per_mcq,
-        "judge": args.judge,
-        "short_max_tokens": args.short_max_tokens,
-        "expansion_max_tokens": args.expansion_max_tokens,
-        "sft_keep_ratio": args.sft_keep_ratio,
-        "sft_xo_ratio": args.sft_xo_ratio,
-        "pairs_per_mcq": args.pairs_per_mcq,
-        "benchmarks": tuple(args.benchmark or ()),
-        "generation_cache": args.cache,
-        "cache_only": args.cache_only,
-        "engine_args": args.engine_args,
-    }
-    if args.preset:  # the preset's settings, where no flag was given
-        settings.update({name: value for name, value in PRESETS[args.preset].items() if settings.get(name) is None})
-    settings = {name: value for name, value in settings.items() if value is not None}
+    # The settings whose flags were given (absent ones are not in ``args``), then the preset's, where none was given.
+    settings = {f.name: getattr(args, f.name) for f in SETTINGS if hasattr(args, f.name)}
+    if "benchmarks" in settings:
+        settings["benchmarks"] = tuple(settings["benchmarks"])
+    if args.preset:
+        settings.update({name: value for name, value in PRESETS[args.preset].items() if name not in settings})
+    configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     if args.dry_run:
-        return _print_bills(dry_run(**settings), args)
-    info = build(output=args.output, strict=args.strict, **settings)
+        return _print_bills(dry_run(configs=configs, num_proc=args.num_proc, **settings), settings)
+    info = build(configs=configs, output=args.output, num_proc=args.num_proc, strict=args.strict, **settings)
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
         print(f"{config}: {counts}")
-    if args.on_error == "skip":
+    if info["arguments"]["on_error"] == "skip":
         print(f"skipped {info['rejects']:,} bad record(s); report: {rejects_path(args.output)}")
-    generations = (info.get("generation", {}), info.get("composition", {}), *info.get("trace_generation", {}).values())
-    for generated in generations:
+    for generated in _reports(info):
         for role, stats in generated.get("models", {}).items():
             print(f"{role} {generated[role]}: {GenerationStats(**stats).summary()}")
     name = os.path.basename(os.path.abspath(args.output))
-    shown = "mcq_stage1" if "mcq_stage1" in info["configs"] else info["configs"][-1]
+    shown = DEFAULT_CONFIG if DEFAULT_CONFIG in info["configs"] else info["configs"][-1]
     print(
         f"wrote {os.path.abspath(args.output)} in {info['seconds']} s; from its parent folder: "
         f'load_dataset("{name}", "{shown}")'
@@ -85,7 +60,19 @@ def _build(args) -> int:
     return 0
 
 
-def _print_bills(bills: dict, args) -> int:
+def _reports(info: dict) -> list[dict]:
+    """Every model stage's report in the build info, where ``Stage.report_key`` put it."""
+    found = []
+    for stage in STAGES.values():
+        report = info
+        for key in stage.report_key:
+            report = report.get(key, {})
+        if stage.report_key and report:
+            found.append(report)
+    return found
+
+
+def _print_bills(bills: dict, settings: dict) -> int:
     """The dry run's answer: the table, and what it cannot count before the models have written."""
     from .generation.bill import format_bills
 
@@ -98,11 +85,12 @@ def _print_bills(bills: dict, args) -> int:
         "the mean of the cached answers where there are some. Retries (a new seed for an image whose answer held no "
         "usable question) are not counted."
     )
-    writer = bills.get("mcq_stage1 writer")
-    if args.verifier and writer and writer.to_generate:
+    writer = next((bill for name, bill in bills.items() if name.endswith(" writer")), None)
+    if settings.get("verifier") and writer and writer.to_generate:
+        per_image = settings.get("questions_per_image", _default("questions_per_image"))
         print(
             f"The verifier is counted for the questions in cached writer answers only: {writer.to_generate:,} "
-            f"more images are still to be written, up to {args.questions_per_image} questions each."
+            f"more images are still to be written, up to {per_image} questions each."
         )
     if any(name.endswith(" reasoner") for name in bills):
         print("The reasoner is counted for the short CoTs already in the cache only: it continues what is written.")
@@ -116,17 +104,6 @@ def _show(args) -> int:
     path = write_explorer(args.folder, args.config, args.n, out=args.output, split=args.split, seed=args.seed)
     print(f"wrote {path}: open it in a browser")
     return 0
-
-
-def _json_object(text: str) -> dict:
-    """``--engine-args``: a JSON object, or a one-line usage error."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error.msg} at column {error.colno}): {text}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"batch_size\": 16}}', not {text}")
-    return value
 
 
 def _push(args) -> int:
@@ -172,6 +149,61 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _flag(setting) -> str:
+    return setting.metadata.get("flag", "--" + setting.name.replace("_", "-"))
+
+
+def _default(name: str):
+    return next(f.default for f in SETTINGS if f.name == name)
+
+
+def _shown(value) -> str:
+    """A default as a user would type it."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+def _flag_options(setting) -> dict:
+    """``add_argument``'s options for one ``LGTConfig`` field, from its type and metadata.
+
+    An absent flag leaves the setting out (``SUPPRESS``), so a preset can fill it and ``build()`` applies the field's
+    default; a flag's text is turned into the value by the field's ``parse`` (a one-line usage error if it cannot).
+    """
+    meta = setting.metadata
+    helped = meta["help"]
+    if (
+        setting.default is not None
+        and setting.default is not False
+        and setting.default != ()
+        and "default" not in helped
+    ):
+        helped += f" (default: {_shown(setting.default)})"
+    options = {"dest": setting.name, "default": argparse.SUPPRESS, "help": helped}
+    options.update({key: meta[key] for key in ("metavar", "choices") if key in meta})
+    kind = setting.type.split("|")[0].strip()
+    if kind == "bool":
+        return {**options, "action": "store_true"}
+    if meta.get("action") == "append":
+        return {**options, "action": "append"}
+    if "parse" in meta:
+        return {**options, "type": _usage_error(meta["parse"])}
+    return {**options, "type": {"int": int, "float": float}.get(kind, str)}
+
+
+def _usage_error(parse):
+    """``parse`` as an argparse type: its ``ValueError`` becomes the one-line usage error, message kept."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
@@ -187,148 +219,20 @@ def parser() -> argparse.ArgumentParser:
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
-    build.add_argument("--source", default=LGTConfig.source, help=SOURCE_HELP)
-    build.add_argument("--configs", default=",".join(FEATURES), help="comma-separated configs to build")
+    build.add_argument("--configs", default=",".join(STAGES), help="comma-separated configs to build")
     build.add_argument("--output", default="lgt", help="output folder")
-    build.add_argument(
-        "--num-images", type=int, default=None, help="use the first N images (default: all; built-in scenes: 1000)"
-    )
     build.add_argument("--num-proc", type=int, default=None, help="worker processes (default: work in this process)")
     build.add_argument(
-        "--seed", type=int, default=LGTConfig.seed, help="seed of the built-in scenes and of the question choices"
+        "--strict",
+        action="store_true",
+        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
     )
-    build.add_argument(
-        "--images",
-        choices=("embed", "path"),
-        default=LGTConfig.images,
-        help="embed the image bytes in the rows (publishable) or reference the local files",
-    )
-    build.add_argument(
-        "--max-pixels",
-        type=int,
-        default=LGTConfig.max_pixels,
-        help="downscale larger images to at most N pixels, boxes with them; 262144 is 512x512 (default: keep sizes)",
-    )
-    build.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default=LGTConfig.on_error,
-        help="stop at the first bad record, or skip, count and report bad records",
-    )
-    build.add_argument(
-        "--image-root",
-        default=LGTConfig.image_root,
-        help="a folder images may come from (default: only inside the source's own)",
-    )
-    models = build.add_argument_group(
-        "models (the paper's path; default: every stage scripted, no model)",
-        "MODEL is BACKEND:NAME: vllm:HUB_ID_OR_PATH (offline vLLM, GPU), openai:NAME@URL[,URL...] (OpenAI-compatible "
-        "servers such as `vllm serve`), transformers:HUB_ID_OR_PATH (local, CPU-capable). Every answer is cached "
-        "by content; a rebuild makes no model call for what is cached.",
-    )
+    models = build.add_argument_group("models (the paper's path; default: every stage scripted, no model)", MODEL_HELP)
     models.add_argument(
         "--preset",
         choices=tuple(PRESETS),
         default=None,
         help="the paper's models and settings (flags given override it); run with --dry-run first",
-    )
-    models.add_argument("--writer", metavar="MODEL", default=None, help="the LLM that writes stage-1 MCQs")
-    models.add_argument(
-        "--verifier",
-        metavar="MODEL",
-        default=None,
-        help="a model that answers each written question from caption and boxes; kept only when it agrees",
-    )
-    models.add_argument(
-        "--teacher", metavar="MODEL", default=None, help="the VLM that writes short CoTs from the image (traces)"
-    )
-    models.add_argument(
-        "--reasoner",
-        metavar="MODEL",
-        default=None,
-        help="the reasoning LLM that continues each short CoT after a cue, from caption and boxes (not the image)",
-    )
-    models.add_argument(
-        "--traces-per-mcq",
-        type=int,
-        default=None,
-        help=f"short CoTs per MCQ, each also continued after a cue (default {LGTConfig.traces_per_mcq}; paper 10)",
-    )
-    stages = build.add_argument_group("traces, SFT and DPO")
-    stages.add_argument(
-        "--sft-keep-ratio",
-        type=float,
-        default=None,
-        help=f"the share of a question's correct traces SFT keeps, longer ones more likely "
-        f"(default {LGTConfig.sft_keep_ratio})",
-    )
-    stages.add_argument(
-        "--sft-xo-ratio",
-        type=float,
-        default=None,
-        help="at most this many corrected (X→O) traces per direct (O, O→O) one in SFT "
-        f"(default {LGTConfig.sft_xo_ratio})",
-    )
-    stages.add_argument(
-        "--pairs-per-mcq", type=int, default=None, help=f"DPO pairs per question (default {LGTConfig.pairs_per_mcq})"
-    )
-    models.add_argument(
-        "--judge",
-        metavar="MODEL",
-        default=None,
-        help=f"an LLM that labels {LGTConfig.judged_traces} traces of each traces config as verifying, backtracking "
-        "or setting subgoals, for the card (beside the marker counts)",
-    )
-    models.add_argument(
-        "--short-max-tokens",
-        type=int,
-        default=None,
-        help=f"the most tokens a short CoT may take (default {LGTConfig.short_max_tokens})",
-    )
-    models.add_argument(
-        "--expansion-max-tokens",
-        type=int,
-        default=None,
-        help=f"the most tokens the reasoner's continuation may take (default {LGTConfig.expansion_max_tokens})",
-    )
-    build.add_argument(
-        "--benchmark",
-        metavar="FILE",
-        action="append",
-        default=None,
-        help="a benchmark's questions (JSONL, JSON, TSV or parquet, images inline): MCQs whose question or image "
-        "near-duplicates one are dropped and counted (repeatable)",
-    )
-    models.add_argument(
-        "--stage1",
-        choices=STAGE1_WRITERS,
-        default=LGTConfig.stage1,
-        help="who writes mcq_stage1 (default: llm with --writer, templates without)",
-    )
-    models.add_argument(
-        "--questions-per-image",
-        type=int,
-        default=None,
-        help=f"how many questions the writer is asked for per image (default {LGTConfig.questions_per_image})",
-    )
-    models.add_argument(
-        "--cache",
-        metavar="FILE",
-        default=LGTConfig.generation_cache,
-        help=f"the generation cache (default: $LGT_CACHE_DIR/generations.sqlite, else {default_cache_path()})",
-    )
-    models.add_argument(
-        "--cache-only",
-        action="store_true",
-        help="never call a model: a generation missing from the cache stops the build (reproducible rebuilds)",
-    )
-    models.add_argument(
-        "--engine-args",
-        metavar="JSON",
-        type=_json_object,
-        default=LGTConfig.engine_args,
-        help="backend settings, e.g. '{\"tensor_parallel_size\": 4}' (vllm), '{\"concurrency\": 64}' (openai), "
-        "'{\"batch_size\": 16}' (transformers)",
     )
     models.add_argument(
         "--dry-run",
@@ -336,12 +240,10 @@ def parser() -> argparse.ArgumentParser:
         help="read the source and print what each model would be asked (requests, tokens, cache hits); "
         "generate and write nothing",
     )
+    groups = {"input": build, "models": models, "stages": build.add_argument_group("traces, SFT and DPO")}
+    for setting in SETTINGS:
+        groups[setting.metadata["group"]].add_argument(_flag(setting), **_flag_options(setting))
     _verbosity_flags(build, default=argparse.SUPPRESS)
-    build.add_argument(
-        "--strict",
-        action="store_true",
-        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
-    )
     build.set_defaults(run=_build)
 
     push = commands.add_parser("push", help="upload a built folder to a Hub dataset repo", **subcommand)
@@ -356,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
         "show", help="write a static HTML page of N rows of a built config, boxes drawn", **subcommand
     )
     show.add_argument("folder", nargs="?", default="lgt", help="built folder")
-    show.add_argument("--config", default="mcq_stage1", help="the config to show (e.g. sft_stage1, dpo_stage2, rl)")
+    show.add_argument("--config", default=DEFAULT_CONFIG, help=f"the config to show: {', '.join(STAGES)}")
     show.add_argument("--n", type=int, default=20, help="how many rows, drawn at random")
     show.add_argument("--split", default="train", help="the split to draw from")
     show.add_argument("--seed", type=int, default=0, help="seed of the draw")

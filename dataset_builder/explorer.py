@@ -36,11 +36,13 @@ from datasets.utils import logging
 
 from .answers import LETTERS, parse_answer
 from .images import encoded_size, fit_pixels
+from .stages import configs_of
 
 logger = logging.get_logger(__name__)
 
-MCQ_CONFIGS = ("mcq_stage1", "mcq_stage2")
-TRACE_CONFIGS = ("traces_stage1", "traces_stage2")
+MCQ_CONFIGS = configs_of("mcq")
+TRACE_CONFIGS = configs_of("traces")
+SCENE_CONFIGS = configs_of("scenes")
 # The columns read from the configs an item is joined to (never their images).
 MCQ_COLUMNS = ("id", "question", "options", "answer", "grounding")
 TRACE_COLUMNS = ("id", "mcq_id", "kind", "short", "cue", "text", "correct", "teacher", "reasoner")
@@ -160,10 +162,10 @@ class _Joined:
         traces = _find(folder, TRACE_CONFIGS, split, "id", ids, TRACE_COLUMNS)
         ids |= {trace["mcq_id"] for trace in traces.values()}
         mcqs = _find(folder, MCQ_CONFIGS, split, "id", ids, MCQ_COLUMNS)
-        scenes = _find(folder, ("scenes",), split, "image_id", {row["image_id"] for row in rows}, SCENE_COLUMNS)
+        scenes = _find(folder, SCENE_CONFIGS, split, "image_id", {row["image_id"] for row in rows}, SCENE_COLUMNS)
         captions = {s["image_id"]: s["caption"] for s in scenes.values()}
         images = {}
-        for configs in (("scenes",), MCQ_CONFIGS):  # the scene's image, else that of any MCQ about it
+        for configs in (SCENE_CONFIGS, MCQ_CONFIGS):  # the scene's image, else that of any MCQ about it
             wanted = {row["image_id"] for row in rows if _image_of(row) is None} - set(images)
             if wanted:
                 found = _find(folder, configs, split, "image_id", wanted, ("image_id", "image"))

@@ -106,3 +106,18 @@ def edit_json(path: Path, change) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    """What `lgt build --dry-run` hands to `dry_run`: the settings the flags made (no model is loaded)."""
+    from lgt import build as build_module
+
+    seen = {}
+
+    def dry_run(**settings):
+        seen.update(settings)
+        return {}
+
+    monkeypatch.setattr(build_module, "dry_run", dry_run)
+    return seen

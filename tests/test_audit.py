@@ -117,12 +117,12 @@ def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build):
 
 def plant_letter_a(monkeypatch):
     """Every built question's correct option at A: the shortcut the letter reader must catch."""
-    import lgt.builder
+    import lgt.stages.mcqs
 
     def letter_a(correct, distractors, ordered, balancer, stream):
         return [correct, *distractors], "A"
 
-    monkeypatch.setattr(lgt.builder, "letter_options", letter_a)
+    monkeypatch.setattr(lgt.stages.mcqs, "letter_options", letter_a)
 
 
 def test_a_planted_shortcut_warns_loudly(tmp_path, monkeypatch, caplog):

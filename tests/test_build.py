@@ -8,20 +8,21 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Image, load_dataset
 from lgt.build import build
-from lgt.builder import FEATURES, LGTBuilder
+from lgt.builder import LGTBuilder
+from lgt.stages import STAGES
 
 
 def test_layout_and_card(builtin_build):
     output, info = builtin_build
-    assert sorted(os.listdir(output)) == sorted(["README.md", "lgt_build.json", "preview.png", *FEATURES])
-    for config in FEATURES:
+    assert sorted(os.listdir(output)) == sorted(["README.md", "lgt_build.json", "preview.png", *STAGES])
+    for config in STAGES:
         files = sorted(os.listdir(output / config))
         assert files and all(f.split("-")[0] in ("train", "validation", "test") and "-of-" in f for f in files)
         for name in files:  # the features travel inside every shard too
             metadata = pq.read_schema(output / config / name).metadata
             assert b"huggingface" in metadata
     card = (output / "README.md").read_text()
-    assert all(f"config_name: {config}" in card for config in FEATURES) and card.count("default: true") == 1
+    assert all(f"config_name: {config}" in card for config in STAGES) and card.count("default: true") == 1
     assert "by skill" in card and "counting" in card and "![" in card
     assert "## `scenes` at a glance\n\n300 images," in card
     for rows in info["rows"]["mcq_stage1"].values():
@@ -35,7 +36,10 @@ def test_load_dataset_by_name_from_the_parent_folder(builtin_build, monkeypatch)
     scenes = load_dataset("lgt", "scenes")
     assert {s: len(d) for s, d in mcqs.items()} == info["rows"]["mcq_stage1"]
     assert sum(len(d) for d in scenes.values()) == 300
-    assert mcqs["train"].features == FEATURES["mcq_stage1"] and scenes["train"].features == FEATURES["scenes"]
+    assert (
+        mcqs["train"].features == STAGES["mcq_stage1"].features
+        and scenes["train"].features == STAGES["scenes"].features
+    )
     row = mcqs["train"][0]
     assert row["image"].mode == "RGB" and row["image"].size[0] >= 32
     scene = scenes["train"][0]

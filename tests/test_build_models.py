@@ -20,10 +20,10 @@ import pytest
 from conftest import write_image
 from lgt.answers import LETTERS
 from lgt.build import build
-from lgt.builder import LGTConfig
 from lgt.cli import main
 from lgt.generation import Engine, GenerationCache, default_cache_path
 from lgt.scene import Scene
+from lgt.settings import LGTConfig
 from lgt.synthesis.llm_mcq import MCQWriter, write_mcqs
 from test_llm_mcq import ANSWERS, GOOD, KEPT, REJECTS, _scene, _store, store_verdicts
 

@@ -12,8 +12,8 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 from lgt.build import build
-from lgt.builder import FEATURES
-from lgt.card import FIELDS, hub_license, license_metadata
+from lgt.card import hub_license, license_metadata
+from lgt.stages import STAGES
 
 RESOURCES = files("datasets.utils.resources")  # the Hub's allowed values, as datasets ships them
 
@@ -44,7 +44,7 @@ def test_card_metadata_is_valid_hub_metadata(builtin_build):
     assert data.source_datasets == ["original"] and data.license == "cc0-1.0"
     assert "synthetic" in data.tags  # the built-in scenes are synthetic
     configs = MetadataConfigs.from_dataset_card_data(data)
-    assert set(configs) == set(FEATURES) and configs.get_default_config_name() == "mcq_stage1"
+    assert set(configs) == set(STAGES) and configs.get_default_config_name() == "mcq_stage1"
 
 
 def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(builtin_build):
@@ -67,10 +67,10 @@ def test_dataset_info_sizes_are_the_download_and_the_arrow_cache(builtin_build):
 def test_every_field_is_described(builtin_build):
     output, _ = builtin_build
     text = (output / "README.md").read_text()
-    for config, features in FEATURES.items():
-        assert list(FIELDS[config]) == list(features)
-        for name in features:
-            assert f"| `{name}` | {FIELDS[config][name]} |" in text
+    for stage in STAGES.values():
+        assert list(stage.fields) == list(stage.features)
+        for name in stage.features:
+            assert f"| `{name}` | {stage.fields[name]} |" in text
     assert "[x0, y0, x1, y1]` in absolute pixels" in text and "`A` is `options[0]`" in text
     assert "## Uses" in text and "## Bias, risks and limitations" in text
 

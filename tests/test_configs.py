@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 from lgt.answers import parse_answer
-from lgt.build import CONFIGS, needed_configs
-from lgt.builder import FEATURES, PARENTS, SPLITS
+from lgt.builder import SPLITS
+from lgt.stages import STAGES, needed
 from lgt.synthesis.traces import KINDS, banned_words
 
 
@@ -27,24 +27,24 @@ def folder(builtin_build):
 
 def test_a_default_build_makes_every_config_and_each_loads(builtin_build):
     folder, info = builtin_build
-    assert info["configs"] == list(CONFIGS)
-    for config in CONFIGS:
+    assert info["configs"] == list(STAGES)
+    for config in STAGES:
         assert sum(info["rows"][config].values()) > 0, config
     sft = load_dataset(str(folder), "sft_stage1", split="validation")
-    assert sft.features == FEATURES["sft_stage1"] and sft[0]["images"][0].size[0] > 0
+    assert sft.features == STAGES["sft_stage1"].features and sft[0]["images"][0].size[0] > 0
 
 
 def test_needed_configs_follow_the_graph_parents_first():
-    assert needed_configs(("dpo_stage2",)) == ["scenes", "mcq_stage1", "mcq_stage2", "traces_stage2", "dpo_stage2"]
-    assert needed_configs(("rl",)) == ["scenes", "mcq_stage1", "mcq_stage2", "rl"]
-    for config in CONFIGS:
-        order = needed_configs((config,))
-        assert all(order.index(parent) < order.index(config) for parent in PARENTS[config])
+    assert needed(("dpo_stage2",)) == ["scenes", "mcq_stage1", "mcq_stage2", "traces_stage2", "dpo_stage2"]
+    assert needed(("rl",)) == ["scenes", "mcq_stage1", "mcq_stage2", "rl"]
+    for config, stage in STAGES.items():
+        order = needed((config,))
+        assert all(order.index(parent) < order.index(config) for parent in stage.parents)
 
 
 def test_splits_are_disjoint_by_image_across_every_config(folder):
     split_of = {}
-    for config, split in itertools.product(CONFIGS, SPLITS):
+    for config, split in itertools.product(STAGES, SPLITS):
         for row in _rows(folder, config, split, ["image_id"]):
             assert split_of.setdefault(row["image_id"], split) == split, (config, row["image_id"])
 

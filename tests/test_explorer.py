@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
-from lgt.build import CONFIGS, build
-from lgt.builder import FEATURES
+from lgt.build import build
 from lgt.explorer import default_output, write_explorer
 from lgt.hub import check_build_folder
+from lgt.stages import STAGES
 
 HOSTILE_QUESTION = 'Which is it? <script>document.title = "pwned"</script>'
 HOSTILE_EXPANSION = '<img src=x onerror="document.title=1"> '
-ALL = ("scenes", "mcq_stage1", *(c for c in CONFIGS if c not in ("scenes", "mcq_stage1")))
+ALL = ("scenes", "mcq_stage1", *(c for c in STAGES if c not in ("scenes", "mcq_stage1")))
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_a_missing_or_broken_image_is_said_and_the_rest_still_shows(every_config
     rows[0]["images"] = [{"bytes": b"not an image", "path": None}]
     rows[1]["images"] = [{"bytes": None, "path": str(tmp_path / "gone.jpg")}]
     (tmp_path / "rl").mkdir()
-    table = pa.Table.from_pylist(rows, schema=FEATURES["rl"].arrow_schema)  # as written, files not read
+    table = pa.Table.from_pylist(rows, schema=STAGES["rl"].features.arrow_schema)  # as written, files not read
     pq.write_table(table, tmp_path / "rl" / "train-00000-of-00001.parquet")
     page = open(write_explorer(str(tmp_path), "rl", 3)).read()
     assert "image unavailable: its bytes are not an image" in page
@@ -245,7 +245,7 @@ def test_unknown_config_or_split_names_what_is_there(every_config):
 
 def test_an_empty_split_is_an_error_not_an_empty_page(tmp_path):
     (tmp_path / "rl").mkdir()
-    pq.write_table(FEATURES["rl"].arrow_schema.empty_table(), tmp_path / "rl" / "test-00000-of-00001.parquet")
+    pq.write_table(STAGES["rl"].features.arrow_schema.empty_table(), tmp_path / "rl" / "test-00000-of-00001.parquet")
     with pytest.raises(ValueError, match="has no rows in split 'test'"):
         write_explorer(str(tmp_path), "rl", 5, split="test")
 

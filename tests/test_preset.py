@@ -1,22 +1,7 @@
 """`lgt build --preset paper`: the paper's models and settings, with flags given overriding them."""
 
-import pytest
-from lgt import build as build_module
-from lgt.builder import PRESETS, LGTConfig
 from lgt.cli import main
-
-
-@pytest.fixture
-def asked(monkeypatch):
-    """What `lgt build` hands to `dry_run` (no model is loaded: the 7B-72B models are not here)."""
-    seen = {}
-
-    def dry_run(**settings):
-        seen.update(settings)
-        return {}
-
-    monkeypatch.setattr(build_module, "dry_run", dry_run)
-    return seen
+from lgt.settings import PRESETS, LGTConfig
 
 
 def test_the_paper_preset_names_the_papers_models_and_sampling(asked):

@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 from lgt.answers import LETTERS, LetterBalancer, letter_options
-from lgt.builder import mcq_row
 from lgt.generation import Engine, Response
 from lgt.prompts import load_prompt
 from lgt.scene import Scene, SceneObject
 from lgt.sources import open_source
+from lgt.stages.mcqs import mcq_row
 from lgt.synthesis import stage1, stage2
 from lgt.synthesis.stage2 import (
     ComposeWriter,
@@ -30,7 +30,7 @@ RELATIONS = {"to the left of": "left", "to the right of": "right", "above": "abo
 
 def _rows(scene: Scene, drafts, balancer: LetterBalancer, generator=None) -> list[dict]:
     """Stage-1 drafts as mcq_stage1 rows (without the image), made by the builder's own row maker."""
-    return [mcq_row(scene, None, d, generator or stage1.generator_id(d.template), balancer) for d in drafts]
+    return [mcq_row(scene, None, d, generator or stage1.template_generator(d.template), balancer) for d in drafts]
 
 
 def _stage1(scenes: list[Scene]) -> dict[str, list[dict]]:
@@ -231,7 +231,7 @@ def test_parents_steps_and_levels(builtin):
                 (ids[scene.image_id][p]["question"], _parent_answer(ids[scene.image_id][p])) for p in c.parents
             ]
             assert [s for s in c.steps if s in parent_steps] == parent_steps
-            assert stage2.generator_id(c.template) == f"stage2/{c.template}@{stage2.VERSION}"
+            assert stage2.template_generator(c.template) == f"stage2/{c.template}@{stage2.VERSION}"
             assert c.skill == stage2.SKILLS[c.template]
 
 

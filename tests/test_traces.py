@@ -14,12 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 from lgt.answers import LETTERS, LetterBalancer
-from lgt.builder import mcq_row
 from lgt.formats import SYSTEM_PROMPT, row_style, user_text
 from lgt.generation import Engine, Response
 from lgt.scene import Scene, SceneObject
 from lgt.sources.builtin import CATEGORIES, COLOURS, BuiltinSource
+from lgt.stages.mcqs import mcq_row
 from lgt.synthesis import stage1
+from lgt.synthesis.scripted import scripted_traces
 from lgt.synthesis.traces import (
     CUES,
     KINDS,
@@ -29,7 +30,6 @@ from lgt.synthesis.traces import (
     grade,
     mentions_banned,
     model_traces,
-    scripted_traces,
 )
 
 NUM_SCENES = 40
@@ -38,7 +38,7 @@ EXTENT = re.compile(r"x (\d+)(?:–| to )(\d+), y (\d+)(?:–| to )(\d+)")
 
 def _row(scene: Scene, draft: stage1.Draft, balancer: LetterBalancer) -> dict:
     """An mcq_stage1 row (without the image), made by the builder's own row maker."""
-    return mcq_row(scene, None, draft, stage1.generator_id(draft.template), balancer)
+    return mcq_row(scene, None, draft, stage1.template_generator(draft.template), balancer)
 
 
 def _stage1_rows(num_scenes: int) -> list[tuple[dict, Scene]]:
@@ -263,7 +263,7 @@ def _stage2_rows(items: list[tuple[dict, Scene]]) -> Iterator[tuple[str, dict, S
     balancer = LetterBalancer("2")
     for image_id, (scene, rows) in by_image.items():
         for c in stage2.compose(scene, rows, random.Random(image_id)):
-            composite = mcq_row(scene, None, c, stage2.generator_id(c.template), balancer)
+            composite = mcq_row(scene, None, c, stage2.template_generator(c.template), balancer)
             yield c.template, composite, scene
 
 

@@ -36,3 +36,9 @@ def open_source(spec: str, seed: int = 0, num_images: int | None = None, image_r
     if source is not None and source.takes_path and path:
         return source.open(path, seed=seed, num_images=num_images, image_root=image_root)
     raise ValueError(f"unknown source {spec!r}: use {SOURCE_HELP}")
+
+
+def source_label(spec: str) -> str:
+    """The source spec without its local folders: what a card, a log line or ``lgt_build.json`` may show."""
+    kind, _, path = spec.partition(":")
+    return f"{kind}:{os.path.basename(os.path.normpath(path))}" if path else kind

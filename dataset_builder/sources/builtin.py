@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..scene import Entry, Scene, SceneObject, check_scene
-from ..synthesis.stage1 import plural
+from ..synthesis.grammar import plural
 
 CATEGORIES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")
 # Every colour has a channel at or below 140 while the background stays above 200 in every channel.

@@ -29,6 +29,7 @@ from ..generation import Bill, Engine, Message, Request, Response, Sampling, dry
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
+from .generator import generator_id
 from .stage1 import Draft
 
 logger = logging.get_logger(__name__)
@@ -381,7 +382,7 @@ def write_mcqs(
         f"LLM stage 1: {sum(map(len, drafts.values()))} questions for {len(drafts)} of {len(scenes)} images; "
         f"rejects {dict(+rejects)}"
     )
-    generator = f"stage1/{TEMPLATE}@{writer.prompt.version}:{teacher.model_id}"
+    generator = generator_id("stage1", TEMPLATE, f"{writer.prompt.version}:{teacher.model_id}")
     if verifier is not None:
         generator += f"+verify@{verify_prompt.version}:{verifier.model_id}"
     return LLMResult(drafts, +rejects, generator)

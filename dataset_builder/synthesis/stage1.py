@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
+from .generator import generator_id
 from .grammar import article, plural, singular
 
 VERSION = 2
@@ -624,5 +625,6 @@ def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balan
     return drafts
 
 
-def generator_id(template: str) -> str:
-    return f"stage1/{template}@{VERSION}"
+def template_generator(template: str) -> str:
+    """The ``generator`` of a row a stage-1 template wrote."""
+    return generator_id("stage1", template, VERSION)

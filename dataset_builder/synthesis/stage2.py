@@ -41,6 +41,7 @@ from ..generation import Bill, Engine, Request
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
+from .generator import generator_id, parse_generator
 from .grammar import plural, singular
 from .llm_mcq import (
     MAX_OPTION_CHARS,
@@ -147,8 +148,9 @@ _COUNT_TOPIC = [
 ]
 
 
-def generator_id(template: str) -> str:
-    return f"stage2/{template}@{VERSION}"
+def template_generator(template: str) -> str:
+    """The ``generator`` of a row a stage-2 template composed."""
+    return generator_id("stage2", template, VERSION)
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,8 @@ def _count_topic(question: str) -> str | None:
 
 def _read_row(facts: _Facts, row: dict, by_id: dict[int, SceneObject], by_name: dict[str, list]) -> bool:
     """Record the fact one stage-1 row states, if the boxes say the same; False when they do not (or it is unknown)."""
-    template = row["generator"].removeprefix("stage1/").partition("@")[0]
+    written = parse_generator(row["generator"])
+    template = written.template if written.stage == "stage1" else ""
     ids = [g["object_id"] for g in row["grounding"]]
     if any(i not in by_id for i in ids) or row["answer"] not in LETTERS:
         return False
@@ -646,8 +649,8 @@ _LLM_FIELDS = {"question": str, "options": list, "answer": str, "skill": str, "p
 
 def is_template_row(row: dict) -> bool:
     """Whether a stage-1 row was written by a template (``compose``'s input) rather than a model."""
-    template = row["generator"].removeprefix("stage1/").partition("@")[0]
-    return row["generator"].startswith("stage1/") and template in stage1.SKILLS
+    written = parse_generator(row["generator"])
+    return written.stage == "stage1" and written.template in stage1.SKILLS
 
 
 def compose_schema(count: int) -> dict:
@@ -790,10 +793,8 @@ def compose_with_llm(
         f"LLM stage 2: {sum(map(len, kept.values()))} composites for {len(kept)} of {len(items)} images; "
         f"rejects {dict(+rejects)}"
     )
-    generator = (
-        f"stage2/{LLM_TEMPLATE}@{composer.prompt.version}:{writer.model_id}"
-        f"+verify@{verify_prompt.version}:{verifier.model_id}"
-    )
+    version = f"{composer.prompt.version}:{writer.model_id}+verify@{verify_prompt.version}:{verifier.model_id}"
+    generator = generator_id("stage2", LLM_TEMPLATE, version)
     return LLMResult(kept, +rejects, generator)
 
 
