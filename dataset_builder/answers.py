@@ -1,11 +1,15 @@
-"""Answer letters: the one place that decides how options are lettered and where the correct one goes."""
+"""Answer letters: the one place that decides how options are lettered, where the correct one goes, and how an
+answer is read back (the builder's grading, the GRPO reward and the eval harness all call ``parse_answer``)."""
 
 from __future__ import annotations
 
 import random
 import re
+import string
+import unicodedata
 
-LETTERS = "ABCD"
+LETTERS = "ABCD"  # every MCQ lgt builds has four options
+OPTION_LETTERS = string.ascii_uppercase  # any MCQ's, in order: benchmarks have 2 (MMVP) to 10 (MMLU-Pro) options
 
 
 class LetterBalancer:
@@ -50,18 +54,29 @@ def letter_options(correct: str, distractors: list[str], ordered: bool, balancer
 
 OPTION_STYLES = ("paren", "dot")  # "(A) text" / "A. text"
 ANSWER_FORMATS = ("paren", "dot", "text")  # what goes in <answer>: "(B)", "B." or the option's text
+EXTRACTIONS = ("strict", "leading-letter")  # how an answer is read: the answer tag only, or a leading letter too
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _LETTER_ONLY = re.compile(r"^\(?([A-Z])\)?[.:)]?$")
 _LETTER_THEN_TEXT = re.compile(r"^\(?([A-Z])[).:]\s+(.+)$", re.DOTALL)
+# "B", "(B) 0.21", "B: neither", "[C].", "D\n..." but not "A cat" (an article): a letter closed by a bracket,
+# punctuation, a line break or the end
+_LEADING_LETTER = re.compile(r"^[(\[]?([A-Z])(?:[)\].:,\n]|$)")
 _EDGE_PUNCTUATION = " \t\n.,;:!?\"'`*"
+
+
+def option_letters(options: list[str]) -> str:
+    """The letters of ``options``, A onwards."""
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"{len(options)} options: at most {len(OPTION_LETTERS)} can be lettered A-Z")
+    return OPTION_LETTERS[: len(options)]
 
 
 def format_options(options: list[str], style: str) -> str:
     """The options one per line, lettered ``(A) text`` (``paren``) or ``A. text`` (``dot``)."""
     if style == "paren":
-        return "\n".join(f"({letter}) {text}" for letter, text in zip(LETTERS, options, strict=False))
+        return "\n".join(f"({letter}) {text}" for letter, text in zip(option_letters(options), options, strict=True))
     if style == "dot":
-        return "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options, strict=False))
+        return "\n".join(f"{letter}. {text}" for letter, text in zip(option_letters(options), options, strict=True))
     raise ValueError(f"option style must be one of {', '.join(OPTION_STYLES)}, not {style!r}")
 
 
@@ -72,7 +87,7 @@ def answer_text(letter: str, options: list[str], answer_format: str) -> str:
     if answer_format == "dot":
         return f"{letter}."
     if answer_format == "text":
-        return options[LETTERS.index(letter)]
+        return options[OPTION_LETTERS.index(letter)]
     raise ValueError(f"answer format must be one of {', '.join(ANSWER_FORMATS)}, not {answer_format!r}")
 
 
@@ -88,27 +103,38 @@ def answer_instruction(answer_format: str) -> str:
 
 
 def _normalised(text: str) -> str:
-    return " ".join(text.strip(_EDGE_PUNCTUATION).lower().split())
+    return " ".join(unicodedata.normalize("NFKC", text).strip(_EDGE_PUNCTUATION).lower().split())
 
 
-def parse_answer(completion: str, options: list[str]) -> str | None:
+def parse_answer(completion: str, options: list[str], extract: str = "strict") -> str | None:
     """The option letter given in the last ``<answer>...</answer>`` of ``completion``, or None.
 
     Accepted: ``(B)``, ``B``, ``B.``, ``B)``, ``(B) text`` / ``B. text`` (the text, if it is some option's, must be
-    B's), or the text of exactly one option (case, spacing and edge punctuation ignored). None when there is no
-    answer tag, or it names no option or more than one. This is the only parser of answers: the builder grades
-    traces, the GRPO reward scores completions and the eval harness scores models with it, so all three agree.
+    B's), or the text of exactly one option (case, spacing, edge punctuation and full-width forms ignored). None
+    when there is no answer tag, or it names no option (``(F)`` of four options, a lower-case ``b``, which reads as
+    text) or more than one (``A, C``, ``A. B``). ``extract="leading-letter"`` also reads an answer without a tag
+    from its first letter (``B``, ``(B) 0.21``, ``B: text``, after any ``</think>``), the extraction MMStar's
+    authors score with; a tag, when there is one, always decides. This is the only parser of answers: the builder
+    grades traces, the GRPO reward scores completions and the eval harness scores models with it, so all agree.
     """
+    if extract not in EXTRACTIONS:
+        raise ValueError(f"extract must be one of {', '.join(EXTRACTIONS)}, not {extract!r}")
+    letters = option_letters(options)
     found = _ANSWER_TAG.findall(completion)
     if not found:
-        return None
-    given = found[-1].strip()
-    letters = LETTERS[: len(options)]
+        if extract == "strict":
+            return None
+        match = _LEADING_LETTER.match(completion.rpartition("</think>")[2].strip())
+        return match.group(1) if match and match.group(1) in letters else None
+    given = unicodedata.normalize("NFKC", found[-1]).strip()
     texts = [_normalised(option) for option in options]
     if match := _LETTER_ONLY.match(given):
         return match.group(1) if match.group(1) in letters else None
     if (match := _LETTER_THEN_TEXT.match(given)) and match.group(1) in letters:
-        named = _normalised(match.group(2))
+        rest = match.group(2).strip()
+        named = _normalised(rest)
+        if _LETTER_ONLY.match(rest) and named not in texts:
+            return None  # "A. B": two letters
         if named in texts and texts.index(named) != letters.index(match.group(1)) and texts.count(named) == 1:
             return None  # "(B) <the text of C>": contradicts itself
         return match.group(1)

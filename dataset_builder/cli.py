@@ -20,8 +20,9 @@ import datasets
 from . import __version__
 from .audit import MARGIN
 from .errors import BuildError, InputError, find_cause
+from .eval.cli import add_commands as add_eval_commands
 from .generation import CacheMissError, GenerationStats
-from .settings import MODEL_HELP, PRESETS, SETTINGS
+from .settings import MODEL_HELP, PRESETS, SETTINGS, json_object
 from .stages import DEFAULT_CONFIG, STAGES
 
 logger = datasets.utils.logging.get_logger(__name__)
@@ -208,14 +209,14 @@ def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
         prog="lgt",
-        description="Build the lgt dataset (lgt build), look at it (lgt show), publish it (lgt push), describe this "
-        "setup (lgt env).",
+        description="Build the lgt dataset (lgt build), look at it (lgt show), publish it (lgt push), evaluate models "
+        "on the paper's benchmarks (lgt eval), describe this setup (lgt env).",
         epilog="Bare `lgt` prints this help and exits with status 2.",
         formatter_class=formatter,
     )
     cli.add_argument("--version", action="version", version=f"lgt {__version__}")
     _verbosity_flags(cli, default=0)
-    commands = cli.add_subparsers(dest="command", metavar="{build,push,show,env}")
+    commands = cli.add_subparsers(dest="command", metavar="{build,push,show,eval,env}")
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
@@ -265,6 +266,8 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--output", default=None, help="the page to write (default: FOLDER/explorer/CONFIG.html)")
     _verbosity_flags(show, default=argparse.SUPPRESS)
     show.set_defaults(run=_show)
+
+    add_eval_commands(commands, formatter, _verbosity_flags, _usage_error(json_object))
 
     env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
     _verbosity_flags(env, default=argparse.SUPPRESS)

@@ -98,7 +98,8 @@ def image_hash(data: bytes) -> int:
 # ---- reading benchmark files ----
 
 
-def _records(path: Path) -> Iterator[dict]:
+def read_records(path: Path) -> Iterator[dict]:
+    """One dict per record of a benchmark file (JSONL, JSON, TSV, CSV or parquet), as the file holds it."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         with path.open(encoding="utf-8") as f:
@@ -121,18 +122,19 @@ def _records(path: Path) -> Iterator[dict]:
         raise ValueError(f"{path}: not a benchmark file lgt reads (.jsonl, .json, .tsv, .csv, .parquet or a folder)")
 
 
-def _field(record: dict, *names: str):
+def record_field(record: dict, *names: str):
+    """The first of ``names`` (any case) the record holds a value for (not None or empty), else None."""
     lowered = {str(key).lower(): value for key, value in record.items()}
     return next((lowered[name] for name in names if lowered.get(name) not in (None, "")), None)
 
 
-def _image_bytes(value, folder: Path, by_index: dict[str, str]) -> list[bytes]:
+def image_bytes(value, folder: Path, by_index: dict[str, str]) -> list[bytes]:
     """The encoded images a record's image field holds: bytes, a ``{"bytes", "path"}`` struct, a path relative to
     the file, base64 text, an MMBench TSV reference to another row's image (its ``index``), or a list of those."""
     if isinstance(value, list):
-        return [data for item in value for data in _image_bytes(item, folder, by_index)]
+        return [data for item in value for data in image_bytes(item, folder, by_index)]
     if isinstance(value, dict):
-        return _image_bytes(value.get("bytes") or value.get("path"), folder, by_index)
+        return image_bytes(value.get("bytes") or value.get("path"), folder, by_index)
     if isinstance(value, bytes):
         return [value]
     if not isinstance(value, str) or not value:
@@ -140,7 +142,10 @@ def _image_bytes(value, folder: Path, by_index: dict[str, str]) -> list[bytes]:
     if value in by_index:
         value = by_index[value]
     if value.lower().endswith(IMAGE_SUFFIXES):
-        return [(folder / value).read_bytes()]
+        path = (folder / value).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise ValueError(f"image {value} is outside {folder}, the folder of its file")
+        return [path.read_bytes()]
     return [base64.b64decode(value, validate=True)]
 
 
@@ -219,24 +224,24 @@ class Decontaminator:
                 self._add_image(path.read_bytes(), folder.name)
 
     def _add_file(self, path: Path) -> None:
-        records = list(_records(path))
+        records = list(read_records(path))
         if not records:
             raise ValueError(f"{path}: no benchmark records in it")
         by_index = {}
         for record in records:  # MMBench TSVs store a repeated image once and refer to it by the row's index
-            index, image = _field(record, "index"), _field(record, "image")
+            index, image = record_field(record, "index"), record_field(record, "image")
             if index is not None and isinstance(image, str) and len(image) > 64:
                 by_index[str(index)] = image
-        if _field(records[0], "question") is None and _field(records[0], "image", "images") is None:
+        if record_field(records[0], "question") is None and record_field(records[0], "image", "images") is None:
             raise ValueError(
                 f"{path}: benchmark records need a 'question' or an 'image' field, found {list(records[0])}"
             )
         for number, record in enumerate(records):
-            question = _field(record, "question")
+            question = record_field(record, "question")
             if isinstance(question, str):
                 self._add_question(question, path.stem)
             try:
-                images = _image_bytes(_field(record, "image", "images"), path.parent, by_index)
+                images = image_bytes(record_field(record, "image", "images"), path.parent, by_index)
             except (OSError, binascii.Error, ValueError) as error:
                 self.benchmarks.setdefault(path.stem, Counter())["unreadable_images"] += 1
                 logger.warning(f"{path} [record {number}]: image not read ({error}); not indexed")

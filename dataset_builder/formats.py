@@ -43,14 +43,18 @@ def user_text(question: str, options: list[str], style: RowStyle) -> str:
     return f"{question}\n{format_options(options, style.option_style)}\n{answer_instruction(style.answer_format)}"
 
 
-def prompt_messages(question: str, options: list[str], style: RowStyle) -> list[dict]:
-    """The system turn and the user turn (the image, then the question with its options)."""
+def prompt_messages(question: str, options: list[str], style: RowStyle, images: int = 1) -> list[dict]:
+    """The system turn and the user turn (the image, then the question with its options).
+
+    Every row lgt builds has one image; ``images`` is for the benchmarks the eval harness asks in this same shape
+    (BLINK shows up to four, MMLU-Pro none).
+    """
     return [
         {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
         {
             "role": "user",
             "content": [
-                {"type": "image", "text": None},
+                *({"type": "image", "text": None} for _ in range(images)),
                 {"type": "text", "text": user_text(question, options, style)},
             ],
         },

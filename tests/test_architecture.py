@@ -13,7 +13,10 @@ from pathlib import Path
 import lgt.stages
 from lgt.sources import SOURCES
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dataset_builder"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "dataset_builder"
+# Where each part of the `lgt` import namespace lives (setup.cfg's package_dir).
+FOLDERS = {"lgt": PACKAGE, "lgt.eval": ROOT / "eval"}
 LAYERS = [
     ("lgt", "lgt.errors", "lgt.scene", "lgt.images", "lgt.answers", "lgt.prompts", "lgt.formats", "lgt.synthesis",
      "lgt.synthesis.grammar", "lgt.synthesis.generator", "lgt.training", "lgt.rewards"),
@@ -21,16 +24,17 @@ LAYERS = [
     ("lgt.synthesis.", "lgt.decontam", "lgt.audit", "lgt.trace_stats"),
     ("lgt.settings", "lgt.stages"),
     ("lgt.builder",),
-    ("lgt.build", "lgt.card", "lgt.explorer", "lgt.output", "lgt.hub"),
+    ("lgt.build", "lgt.card", "lgt.explorer", "lgt.output", "lgt.hub", "lgt.eval"),
     ("lgt.cli",),
 ]  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = ["lgt", *path.relative_to(PACKAGE).with_suffix("").parts]
-        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for namespace, folder in FOLDERS.items():
+        for path in folder.rglob("*.py"):
+            parts = [namespace, *path.relative_to(folder).with_suffix("").parts]
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
@@ -52,6 +56,7 @@ def _imports() -> dict[str, set[str]]:
                     found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target)
             elif isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
+        found = {module.removesuffix(".__init__") for module in found}
         graph[name] = {module for module in found if module in modules and module != name}
     return graph
 

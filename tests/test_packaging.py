@@ -26,7 +26,8 @@ def test_a_built_lgt_folder_does_not_shadow_the_package(builtin_build, tmp_path)
     assert result.returncode == 0, result.stderr
 
     project = tmp_path / "project"
-    shutil.copytree(REPO / "dataset_builder", project / "dataset_builder", ignore=shutil.ignore_patterns("*.pyc"))
+    for package in ("dataset_builder", "eval"):  # lgt and lgt.eval
+        shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("*.pyc"))
     for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, project / name)
     prefix = tmp_path / "prefix"
@@ -44,7 +45,11 @@ def test_a_built_lgt_folder_does_not_shadow_the_package(builtin_build, tmp_path)
     install = subprocess.run([*pip, "--prefix", str(prefix), "-e", str(project)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr
     site = next(prefix.glob("lib/python*/site-packages"))
-    code = f"import site; site.addsitedir({str(site)!r}); import lgt.scene, lgt; print(lgt.__file__)"
+    code = (
+        f"import site; site.addsitedir({str(site)!r}); import importlib.util, lgt.scene, lgt; print(lgt.__file__); "
+        "print(importlib.util.find_spec('lgt.eval').origin)"
+    )
     result = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()).resolve() == project / "dataset_builder" / "__init__.py"
+    package, evaluation = (Path(line).resolve() for line in result.stdout.split())
+    assert package == project / "dataset_builder" / "__init__.py" and evaluation == project / "eval" / "__init__.py"

@@ -8,21 +8,28 @@
     transformers:/models/tiny-qwen2.5-vl           a local model with batched ``generate`` (CPU-capable)
 
 A model's identity in the cache is its name and revision, not where it lies: a local folder is named by its
-basename and a fingerprint of its files, so a copied model, or a cache imported on another machine, still hits.
+basename and a fingerprint of its files' whole content, so a copied model, or a cache imported on another machine,
+still hits, and a checkpoint retrained at the same path does not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from datasets.utils import logging
+
 from .request import Request, Response
+
+logger = logging.get_logger(__name__)
 
 # backend name -> "module:class" in this package, imported only when a model of it is loaded (vllm, openai and torch
 # are optional extras). Each class builds itself from a spec: ``from_spec(spec, **options)``.
@@ -31,10 +38,9 @@ BACKENDS = {
     "openai": "openai_backend:OpenAIBackend",
     "transformers": "transformers_backend:TransformersBackend",
 }
-# Files at most this large are hashed whole for a local model's fingerprint; larger ones (weights) by their size
-# and first and last MiB, which differ between any two trainings and cost milliseconds to read.
-_WHOLE_FILE_LIMIT = 8 << 20
-_SAMPLE = 1 << 20
+# Read size when hashing a model's files; the memo of file digests beside the generation cache is named here.
+_CHUNK = 8 << 20
+_DIGESTS_FILE = "file_digests.json"
 
 
 @dataclass(frozen=True)
@@ -77,19 +83,66 @@ class ModelSpec:
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """A short hash of a model folder's files: small files whole, weight files by size and their ends."""
+    """A short hash of a model folder: every file's relative name and every byte of its content (hidden files aside).
+
+    Every byte counts: a retrained checkpoint may differ from the one it replaced only in the middle of a shard (a
+    frozen vision tower at the ends, LoRA merged into a few projections), and a stale cache key there would read the
+    old model's answers. Hashing a 7B checkpoint takes seconds, so each file's digest is remembered beside the
+    generation cache under its path, size, modification and change times and inode: a rerun re-reads nothing, and a
+    file written again (same path, new content) is hashed again. A copied folder hashes the same, so it still hits.
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    digests = file_digests(files)
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
-        with open(path, "rb") as f:
-            if size <= _WHOLE_FILE_LIMIT:
-                digest.update(f.read())
-            else:
-                digest.update(f.read(_SAMPLE))
-                f.seek(size - _SAMPLE)
-                digest.update(f.read(_SAMPLE))
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{digests[path]}\0".encode())
     return digest.hexdigest()[:16]
+
+
+def file_digests(files: list[Path]) -> dict[Path, str]:
+    """The sha256 of each file: from the memo when the file is unchanged since, else read (files in parallel)."""
+    from .cache import default_cache_path
+
+    memo_path = default_cache_path().parent / _DIGESTS_FILE
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    stamps = {path: _stamp(path) for path in files}
+    digests = {path: memo[str(path.resolve())]["sha256"] for path in files if _memo_holds(memo, path, stamps[path])}
+    stale = [path for path in files if path not in digests]
+    if not stale:
+        return digests
+    with ThreadPoolExecutor(min(8, len(stale))) as pool:  # hashlib releases the GIL on large reads
+        digests.update(zip(stale, pool.map(_sha256, stale), strict=True))
+    memo = {name: entry for name, entry in memo.items() if os.path.exists(name)}  # forget deleted files
+    memo.update({str(path.resolve()): {"stamp": stamps[path], "sha256": digests[path]} for path in stale})
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo_path.with_name(f".{_DIGESTS_FILE}.{os.getpid()}")
+        partial.write_text(json.dumps(memo))
+        os.replace(partial, memo_path)
+    except OSError as error:  # a read-only cache folder only costs the next run a re-read
+        logger.warning(f"cannot remember file digests in {memo_path}: {error}")
+    return digests
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def _memo_holds(memo: dict, path: Path, stamp: list[int]) -> bool:
+    entry = memo.get(str(path.resolve()))
+    return isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _hub_commit(repo_id: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -96,6 +96,22 @@ class Request:
     @property
     def images(self) -> list[ImagePart]:
         return [image for message in self.messages for image in message.images]
+
+
+def request_messages(turns: list[dict], images: Sequence[bytes]) -> tuple[Message, ...]:
+    """TRL conversational turns (``content`` parts typed ``text`` or ``image``, as ``lgt.formats`` writes them) as
+    request messages, the image parts filled with ``images`` in order."""
+    slots = sum(part["type"] == "image" for turn in turns for part in turn["content"])
+    if slots != len(images):
+        raise ValueError(f"{len(images)} images for {slots} image parts")
+    pending = iter(images)
+    return tuple(
+        Message(
+            turn["role"],
+            tuple(ImagePart(next(pending)) if p["type"] == "image" else p["text"] for p in turn["content"]),
+        )
+        for turn in turns
+    )
 
 
 def chat_messages(request: Request, image: Callable[[ImagePart], dict[str, Any]]) -> list[dict[str, Any]]:
