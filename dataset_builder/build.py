@@ -185,9 +185,10 @@ def build(
         if audited:
             info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
+        write_card(staging.folder, info)
+        info["seconds"] = round(time.time() - started, 1)  # all of it: every config, the audits and the card
         with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
-        write_card(staging.folder, info)
         report = None  # without --on-error skip a report from an earlier build no longer describes this one
         if checked.on_error == "skip":
             report = staging.path("rejects.jsonl")

@@ -54,11 +54,15 @@ from .stages import DEFAULT_CONFIG, STAGES, Context, Group, Stage, inputs, root
 
 logger = logging.get_logger(__name__)
 
-CITATION = """@misc{lgt2025,
-  title         = {Long Grounded Thoughts},
+CITATION = """@misc{acuna2025longgroundedthoughts,
+  title         = {Long Grounded Thoughts: Distilling Compositional Visual Reasoning Chains at Scale},
+  author        = {Acuna, David and Yang, Chao-Han Huck and Deng, Yuntian and Jung, Jaehun and Lu, Ximing and
+                   Ammanabrolu, Prithviraj and Kim, Hyunwoo and Liao, Yuan-Hong and Choi, Yejin},
+  year          = {2025},
   eprint        = {2511.05705},
   archivePrefix = {arXiv},
-  year          = {2025}
+  primaryClass  = {cs.CV},
+  url           = {https://arxiv.org/abs/2511.05705}
 }"""
 SPLITS = ("train", "validation", "test")
 SCENES_PER_SHARD = 256  # small enough that a 1,000-image build already spreads over --num-proc workers

@@ -307,6 +307,14 @@ def configure_logging(verbose: int, quiet: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader of stdout went away (`lgt ... | head`): stop quietly, as `cat` would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush does not fail too
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
     if args.command is None:

@@ -67,3 +67,14 @@ def test_progress_bars_obey_the_datasets_switch_and_quiet_silences_status(tmp_pa
     assert "examples/s" not in plain.stderr
     quiet = _lgt("build", "--num-images", "4", "--output", "b", "-q", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and "wrote" in quiet.stdout
+
+
+@pytest.mark.parametrize("argv", [["build", "--help"], ["env"]])
+def test_a_closed_pipe_ends_quietly(argv):
+    """`lgt ... | head`: the reader goes away before lgt writes; no traceback on stderr."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before lgt writes a byte
+    lgt = subprocess.run([sys.executable, "-m", "lgt.cli", *argv], stdout=write, stderr=subprocess.PIPE, timeout=120)
+    os.close(write)
+    stderr = lgt.stderr.decode()
+    assert lgt.returncode in (0, 1) and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
