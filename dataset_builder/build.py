@@ -235,7 +235,7 @@ def build(
 def _judge_traces(folder: str, configs: list[str], settings: dict) -> dict:
     """The judge model's behaviour labels for a seeded sample of each traces config (``trace_stats``), cached."""
     config = LGTConfig(name=configs[0], **settings)
-    cache = GenerationCache(config.generation_cache or default_cache_path())
+    cache = GenerationCache(config.generation_cache or default_cache_path(), read_only=config.cache_only)
     judge = Engine(config.judge, cache, cache_only=config.cache_only, **(config.engine_args or {}))
     try:
         judged = {}

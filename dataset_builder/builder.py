@@ -50,7 +50,7 @@ from datasets.utils.tqdm import tqdm
 from . import decontam, formats
 from .answers import LetterBalancer, letter_options
 from .errors import EmptyBuildError, InputError
-from .generation import Bill, CacheMissError, Engine, GenerationCache, ModelSpec, default_cache_path
+from .generation import Bill, CacheMissError, Engine, GenerationCache, check_models, default_cache_path
 from .images import check_image_file, check_size, fit_pixels, load_image
 from .scene import Scene
 from .sources import open_source
@@ -302,9 +302,8 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
         if self.max_pixels and self.images == "path":
             raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
-        for role in ("writer", "verifier", "teacher", "reasoner", "judge"):
-            if getattr(self, role) is not None:
-                ModelSpec.parse(getattr(self, role))
+        roles = ("writer", "verifier", "teacher", "reasoner", "judge")
+        check_models({role: getattr(self, role) for role in roles if getattr(self, role)}, self.engine_args)
         if self.reasoner and not self.teacher:
             raise ValueError("--reasoner continues the teacher's short CoTs: pass --teacher BACKEND:MODEL too")
         for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens", "judged_traces"):
@@ -469,7 +468,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     # ---- model calls, in the process that drives the build: the whole stage in one engine call per step ----
 
-    def _engines(self, roles: tuple[str, ...], cache: str | None = None) -> dict[str, Engine | None]:
+    def _engines(self, roles: tuple[str, ...], cache: str | None = None, read_only=False) -> dict[str, Engine | None]:
         """An engine per role (None where the role has no model), one per model, sharing one generation cache."""
         path = cache or self.config.generation_cache or default_cache_path()
         if self.config.cache_only and not os.path.isfile(path):
@@ -477,7 +476,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 f"no generation cache at {path} (cache-only mode): pass --cache FILE, or import the cache "
                 "published with the dataset"
             )
-        shared = GenerationCache(path)
+        shared = GenerationCache(path, read_only=read_only or self.config.cache_only)
         by_model: dict[str, Engine] = {}
         engines = {}
         for role in roles:
@@ -661,7 +660,8 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
         empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
         cache = os.path.join(empty, "empty.sqlite") if empty else None
-        engines = self._engines(("teacher", "reasoner") if stage == "trace" else ("writer", "verifier"), cache)
+        roles = ("teacher", "reasoner") if stage == "trace" else ("writer", "verifier")
+        engines = self._engines(roles, cache, read_only=not empty)
         try:
             if stage == "write":
                 scenes = [scene for found in self._stage_scenes(slices).values() for scene in found]

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from datasets import Dataset
+from lgt.errors import GenerationError
 from lgt.generation import GenerationCache, ImagePart, Message, Request, Response, Sampling, request_key
 
 
@@ -92,7 +93,8 @@ def test_export_and_import_through_a_dataset(tmp_path):
 _WRITER = textwrap.dedent(
     """
     import hashlib, os, sys, time
-    from lgt.generation import GenerationCache, Response
+    from lgt.errors import GenerationError
+from lgt.generation import GenerationCache, Response
     path, start, stop, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     while not os.path.exists(go):
         time.sleep(0.01)
@@ -131,5 +133,5 @@ def test_a_cache_in_another_format_is_refused(tmp_path):
     db.execute("PRAGMA user_version=99")
     db.commit()
     db.close()
-    with pytest.raises(ValueError, match=r"c\.sqlite is a generation cache in format 99; this lgt reads format 1"):
+    with pytest.raises(GenerationError, match=r"c\.sqlite: a generation cache in format 99; this lgt reads format 1"):
         GenerationCache(tmp_path / "c.sqlite")
