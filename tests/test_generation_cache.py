@@ -93,8 +93,7 @@ def test_export_and_import_through_a_dataset(tmp_path):
 _WRITER = textwrap.dedent(
     """
     import hashlib, os, sys, time
-    from lgt.errors import GenerationError
-from lgt.generation import GenerationCache, Response
+    from lgt.generation import GenerationCache, Response
     path, start, stop, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     while not os.path.exists(go):
         time.sleep(0.01)

@@ -132,7 +132,7 @@ def test_cache_only_miss_is_a_clear_error(models, tmp_path):
 
 
 def test_a_setting_the_backend_does_not_take_is_a_clear_error(models, tmp_path):
-    with pytest.raises(ValueError, match=r"the transformers backend takes no setting 'batch_sise'; it takes batch_size"):
+    with pytest.raises(ValueError, match=r"transformers backend takes no setting 'batch_sise'; it takes batch_size"):
         _engine(models, "tiny-qwen2", tmp_path, batch_sise=4)
 
 
