@@ -229,7 +229,7 @@ def check_models(models: Mapping[str | None, str], engine_args: dict | None) -> 
         backends.setdefault(spec.backend, role)
     for name, role in backends.items():
         cls = backend_class(name)
-        where = f"the {name} backend, --{role}" if role else f"the {name} backend"
+        where = f"the {name} backend of --{role}" if role else f"the {name} backend"
         for key, value in (engine_args or {}).items():
             setting = cls.SETTINGS.get(key)
             if setting is None and hasattr(cls, "other_setting"):  # vLLM: its own engine arguments too
