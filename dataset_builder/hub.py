@@ -36,11 +36,10 @@ def check_build_folder(folder: str) -> list[str]:
     """
     if not os.path.isdir(folder):
         raise PushError(f"{folder}: no such folder (run `lgt build` first)")
-    root = os.path.realpath(folder)
     for name in ("README.md", BUILD_INFO_FILE):
         if not os.path.lexists(os.path.join(folder, name)):
             raise PushError(f"{folder}: missing {name}; it is not a complete lgt build (run `lgt build` again)")
-        _check_regular(folder, root, name)
+        _check_regular(folder, name)
     card = os.path.join(folder, "README.md")
     try:
         metadata = RepoCard.load(card).data.to_dict()
@@ -50,6 +49,7 @@ def check_build_folder(folder: str) -> list[str]:
     configs = metadata.get("configs") or []
     if not isinstance(configs, list) or not configs:
         raise PushError(f"{card}: the card lists no configs")
+    root = os.path.realpath(folder)
     files = set()
     for config in configs:
         name = config.get("config_name") if isinstance(config, dict) else None
@@ -70,12 +70,13 @@ def check_build_folder(folder: str) -> list[str]:
     preview = [PREVIEW_FILE] if os.path.lexists(os.path.join(folder, PREVIEW_FILE)) else []
     upload = ["README.md", BUILD_INFO_FILE, *preview, *sorted(files)]
     for name in upload:
-        _check_regular(folder, root, name)
+        _check_regular(folder, name)
     return upload
 
 
-def _check_regular(folder: str, root: str, name: str) -> None:
-    """``PushError`` unless ``name`` is a regular file inside ``folder``: a link's target would be uploaded instead."""
+def _check_regular(folder: str, name: str) -> None:
+    """``PushError`` unless ``name`` in ``folder`` is a regular file: a link's target would be uploaded instead.
+    (The data files are also checked to lie inside the folder after links are resolved.)"""
     path = os.path.join(folder, name)
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
@@ -85,10 +86,6 @@ def _check_regular(folder: str, root: str, name: str) -> None:
         )
     if not stat.S_ISREG(mode):
         raise PushError(f"{path}: not a regular file; lgt push uploads only regular files inside the folder")
-    if os.path.commonpath([os.path.realpath(path), root]) != root:
-        raise PushError(
-            f"{path}: lies outside the folder (through a linked folder); lgt push uploads only files inside it"
-        )
 
 
 def _split_pattern(card: str, config: str, data_file) -> tuple[str, str]:
