@@ -342,3 +342,25 @@ def test_a_real_browser_shows_real_photos(browser, coco_build, tmp_path):
     path = write_explorer(str(output), "mcq_stage1", 8, out=str(tmp_path / "coco.html"))
     shown, errors, _ = look(browser, path, str(tmp_path / "coco.png"))
     assert errors == [] and len(shown) == 8 and all(item["decoded"] >= 480 for item in shown)
+
+
+@pytest.mark.parametrize(
+    ("config", "split"), [("*", "train"), ("../elsewhere", "train"), ("mcq_stage1", "*"), ("mcq_stage1", "../x")]
+)
+def test_a_path_or_pattern_as_config_or_split_reads_nothing_outside_the_build(tmp_path, capsys, config, split):
+    """Finding 8: `lgt show --config '*'` and `--config ../x` read (and showed) files outside the build."""
+    from lgt.cli import main
+
+    folder = tmp_path / "lgt"
+    build(source="scenes", num_images=2, output=str(folder), configs=("scenes", "mcq_stage1"))
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(
+        next((folder / "mcq_stage1").glob("*.parquet")), tmp_path / "elsewhere" / "train-00000-of-00001.parquet"
+    )
+    before = sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["show", str(folder), "--config", config, "--split", split]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    flag, name = ("config", config) if config != "mcq_stage1" else ("split", split)
+    assert line == f"lgt: error: --{flag} {name!r}: give the name of a {flag} of {folder}, not a path or a pattern"
+    assert sorted(tmp_path.rglob("*")) == before, "no page was written"
