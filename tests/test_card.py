@@ -2,7 +2,6 @@
 no local path in anything that is published."""
 
 import json
-import shutil
 from collections import Counter
 from importlib.resources import files
 
@@ -166,16 +165,3 @@ def test_a_card_built_from_hostile_names_runs_no_script_in_a_browser(tmp_path, b
     shown = page.inner_text("body")
     assert all(name in shown for name in HOSTILE[:3]), "the names are shown as the text they are"
     page.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's chromium driven by Playwright, as test_explorer drives it."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-    if executable is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()

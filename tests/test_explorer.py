@@ -202,9 +202,12 @@ def test_default_page_sits_in_the_build_where_load_dataset_ignores_it_and_a_rebu
     )
     data = load_dataset(str(folder), "mcq_stage1")
     assert set(data) == {"train", "validation", "test"} and len(data["validation"]) > 0
-    assert check_build_folder(str(folder)) == sorted(  # what `lgt push` uploads besides the card
-        str(p.relative_to(folder)) for p in folder.glob("*/*.parquet")
-    )
+    assert check_build_folder(str(folder)) == [  # what `lgt push` uploads: not the page
+        "README.md",
+        "lgt_build.json",
+        "preview.png",
+        *sorted(str(p.relative_to(folder)) for p in folder.glob("*/*.parquet")),
+    ]
     build(source="scenes", num_images=10, output=str(folder))  # its rows may have changed: the page goes with them
     assert not (folder / "explorer").exists()
 
@@ -257,19 +260,6 @@ def test_path_mode_builds_read_the_image_files(small_coco, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's chromium driven by Playwright (whose own browser download is not needed)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-    if executable is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 # What the page shows, read in the browser: item ids, images decoded, gold letters, questions, and for each item's

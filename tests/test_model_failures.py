@@ -27,7 +27,6 @@ from lgt.build import build  # noqa: E402
 from lgt.cli import main  # noqa: E402
 from lgt.generation import GenerationCache  # noqa: E402
 from lgt.generation.backend import BACKENDS, backend_class, check_models  # noqa: E402
-from openai_server import Running  # noqa: E402
 from test_openai_backend import FAULT_LINES  # noqa: E402
 
 CONFIGS = "scenes,mcq_stage1,traces_stage1"
@@ -48,19 +47,6 @@ def previous(built, tmp_path):
     output = tmp_path / "out"
     shutil.copytree(built, output)
     return output, _snapshot(output)
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(fault="none", **options):
-        started.append(Running(fault, **options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ pytest.importorskip("openai")
 
 from lgt.errors import GenerationError  # noqa: E402
 from lgt.generation import Engine, ImagePart, Message, Request, Sampling  # noqa: E402
-from openai_server import ANSWER, Running  # noqa: E402
+from openai_server import ANSWER  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
@@ -156,20 +156,6 @@ def test_transient_errors_are_retried_and_others_are_not(servers, tmp_path):
         _engine(tmp_path, rejecting).generate([Request((Message.text("user", "too long"),))])
     assert raised.value.exit_code == 2
     assert len(rejecting.bodies) == 1, "a request the server rejects must not be sent again"
-
-
-@pytest.fixture
-def serve():
-    """Misbehaving servers in processes of their own (tests/openai_server.py), stopped after the test."""
-    started = []
-
-    def start(fault="none", **options):
-        started.append(Running(fault, **options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def _requests(count: int) -> list[Request]:
