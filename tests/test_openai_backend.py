@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -251,3 +252,38 @@ class _Recorder(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+
+
+def test_the_engine_caches_no_answer_short_of_the_samples_asked_whatever_the_backend(serve, tmp_path):
+    """The engine's own guard, for every backend: a response with fewer texts than n is never cached."""
+    server = serve()
+    engine = Engine(f"openai:served@{server.url}", cache=tmp_path / "c.sqlite", concurrency=1, progress=False)
+    generate = engine.backend.generate
+
+    def short_of_one(requests):
+        for batch in generate(requests):
+            yield [(i, replace(r, texts=r.texts[1:]) if i == 2 else r) for i, r in batch]
+
+    engine.backend.generate = short_of_one
+    requests = _requests(5)
+    with pytest.raises(GenerationError, match=r"answered a request with 1 texts where n=2 samples were asked; it was"):
+        engine.generate(requests)
+    assert sorted(engine.cache.get_many(engine.key(r) for r in requests)) == sorted(map(engine.key, requests[:2]))
+
+
+def test_waiting_on_a_silent_server_is_said(serve, tmp_path, monkeypatch):
+    """Finding 3: a build hung on its server printed nothing meanwhile."""
+    monkeypatch.setattr("lgt.generation.openai_backend._QUIET_S", 0.4)
+    server = serve("hang")
+    warnings = _Recorder()
+    logging.getLogger("lgt.generation.openai_backend").addHandler(warnings)
+    engine = Engine(f"openai:served@{server.url}", cache=tmp_path / "c.sqlite", max_retries=0, timeout=1.5)
+    try:
+        with pytest.raises(GenerationError, match=r"no answer within 1.5 s"):
+            engine.generate(_requests(2))
+    finally:
+        logging.getLogger("lgt.generation.openai_backend").removeHandler(warnings)
+    assert warnings.messages[0] == (
+        f"no answer for 0.4 s from {server.url} (2 requests in flight; a try gives up after 1.5 s); Ctrl-C stops "
+        "the build"
+    )

@@ -155,11 +155,16 @@ class Engine:
         start = time.perf_counter()
         bar = tqdm(total=len(requests), desc=f"{desc} ({self.spec.name})", unit=" req", disable=not self.progress)
         try:
-            for batch in self._answers(requests):
-                for index, response in batch:
-                    self._check(requests[index], response)
+            for answered in self._answers(requests):
+                batch = [(index, response) for index, response in answered if self._real(requests[index], response)]
                 # Stored at once, one transaction per batch: a kill loses only what the backend has not handed over.
                 self.cache.put_many((keys[i], self.spec.name, requests[i].template, r) for i, r in batch)
+                if len(batch) < len(answered):
+                    index, response = next(item for item in answered if item not in batch)
+                    raise GenerationError(
+                        f"{self.described} answered a request with {len(response.texts)} texts where "
+                        f"n={requests[index].sampling.n} samples were asked; it was not cached"
+                    )
                 for index, response in batch:
                     done[keys[index]] = response
                     self.stats.misses += 1
@@ -192,15 +197,12 @@ class Engine:
                 "rerun sends only the rest (-v shows the traceback)"
             ) from error
 
-    def _check(self, request: Request, response: Response) -> None:
+    @staticmethod
+    def _real(request: Request, response: Response) -> bool:
         """Only real answers reach the cache: one text and one finish reason per sample asked."""
         n = request.sampling.n
         texts, reasons = response.texts, response.finish_reasons
-        if len(texts) != n or len(reasons) != n or not all(isinstance(text, str) for text in texts):
-            raise GenerationError(
-                f"{self.described} answered a request with {len(texts)} texts where n={n} samples were asked; "
-                "nothing of it was cached"
-            )
+        return len(texts) == n and len(reasons) == n and all(isinstance(text, str) for text in texts)
 
     def _warn_unsupported(self, requests) -> None:
         """Say once per engine what the backend cannot enforce (a stage sends several rounds of requests)."""

@@ -18,7 +18,8 @@ How ``generate`` sends a stage over the URLs of one model (the replicas):
   completion holding one text per sample asked (not JSON, an HTML page, no or empty ``choices``, a null
   ``content``, fewer choices than ``n``): it is never cached, and the line names the URL that sent it.
 - **Stopping.** Nothing waits for the threads: Ctrl-C or SIGTERM ends the stage at once, whatever the servers
-  do (a hung request is abandoned, not awaited).
+  do (a hung request is abandoned, not awaited). A minute without any answer is said in a warning naming the
+  servers waited on.
 
 Sampling settings outside the OpenAI API (top_k, repetition penalty, banned words, continuing a prefill) are sent
 as the extra fields vLLM and SGLang read.
@@ -43,6 +44,9 @@ from .backend import Setting
 from .request import ImagePart, Request, Response, chat_messages
 
 logger = logging.get_logger(__name__)
+
+# Seconds without any answer after which the build says it is waiting, and on what.
+_QUIET_S = 60.0
 
 # Statuses a server returns for a request every replica would refuse (the input is at fault), and what to check.
 _CONTEXT = "check the model's context length against --short-max-tokens / --expansion-max-tokens"
@@ -240,8 +244,16 @@ class OpenAIBackend:
                 replica.in_flight += 1
                 books.in_flight[index] = (attempt, replica)
                 threading.Thread(target=send, args=(index, attempt, replica), daemon=True).start()
-            batch = []
-            for index, attempt, outcome in _drain(finished):
+            outcomes = _drain(finished, _QUIET_S)
+            if not outcomes:  # a minute without an answer: say so, or a hung server looks like a hung build
+                busy = sorted({replica.url for _, replica in books.in_flight.values()})
+                logger.warning(
+                    f"no answer for {_QUIET_S:g} s from {', '.join(busy)} ({len(books.in_flight)} requests in flight; "
+                    f"a try gives up after {self.timeout:g} s); Ctrl-C stops the build"
+                )
+                continue
+            batch, failure = [], None
+            for index, attempt, outcome in outcomes:
                 if books.in_flight.get(index, (None,))[0] != attempt:
                     continue  # sent again elsewhere since: the answer of the dropped replica is not used
                 _, replica = books.in_flight.pop(index)
@@ -252,36 +264,42 @@ class OpenAIBackend:
                     books.left.appendleft(index)
                     self._drop(replica, outcome.why, replicas, books)
                 else:
-                    raise outcome
-            if batch:
+                    failure = failure or outcome
+            if batch:  # what was answered is handed over (and cached) before any failure stops the stage
                 yield batch
+            if failure is None and all(r.dropped for r in replicas):
+                reasons = "; ".join(f"{r.url}: {r.dropped}" for r in replicas)
+                failure = self._failure(
+                    f"no server answers ({reasons}): start them or check the URLs; what was answered is cached, and "
+                    "a rerun sends only the rest"
+                )
+            if failure is not None:
+                raise failure
 
     def _drop(self, replica: _Replica, why: str, replicas: list[_Replica], books: _Books) -> None:
         """Take ``replica`` out of rotation; its requests in flight go back to the front of the queue."""
-        if replica.dropped is None:
-            replica.dropped = why
-            moved = [index for index, (_, where) in books.in_flight.items() if where is replica]
-            for index in moved:
-                del books.in_flight[index]
-                books.left.appendleft(index)
-            replica.in_flight = 0
-            live = [r.url for r in replicas if r.dropped is None]
-            if live:
-                logger.warning(
-                    f"{replica.url} is out of rotation ({why}); its {len(moved) + 1} request(s) in flight go to "
-                    f"{', '.join(live)}"
-                )
-        if all(r.dropped for r in replicas):
-            reasons = "; ".join(f"{r.url}: {r.dropped}" for r in replicas)
-            raise self._failure(
-                f"no server answers ({reasons}): start them or check the URLs; what was answered is cached, and a "
-                "rerun sends only the rest"
+        if replica.dropped is not None:
+            return
+        replica.dropped = why
+        moved = [index for index, (_, where) in books.in_flight.items() if where is replica]
+        for index in moved:
+            del books.in_flight[index]
+            books.left.appendleft(index)
+        replica.in_flight = 0
+        live = [r.url for r in replicas if r.dropped is None]
+        if live:
+            logger.warning(
+                f"{replica.url} is out of rotation ({why}); its {len(moved) + 1} request(s) in flight go to "
+                f"{', '.join(live)}"
             )
 
 
-def _drain(finished: queue.SimpleQueue) -> list:
-    """What the threads have handed back: wait for one outcome, then take every other one already there."""
-    outcomes = [finished.get()]
+def _drain(finished: queue.SimpleQueue, wait: float) -> list:
+    """What the threads have handed back: wait up to ``wait`` s for one outcome, then take every other one there."""
+    try:
+        outcomes = [finished.get(timeout=wait)]
+    except queue.Empty:
+        return []
     while True:
         try:
             outcomes.append(finished.get_nowait())
