@@ -200,7 +200,7 @@ def build(
 
 def _judge_traces(folder: str, configs: list[str], config: LGTConfig) -> dict:
     """The judge model's behaviour labels for a seeded sample of each traces config (``trace_stats``), cached."""
-    cache = GenerationCache(config.generation_cache or default_cache_path())
+    cache = GenerationCache(config.generation_cache or default_cache_path(), read_only=config.cache_only)
     judge = Engine(config.judge, cache, cache_only=config.cache_only, **(config.engine_args or {}))
     try:
         judged = {}

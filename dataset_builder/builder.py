@@ -31,6 +31,7 @@ import glob
 import hashlib
 import itertools
 import json
+import math
 import os
 import pickle
 import shutil
@@ -206,15 +207,16 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     # ---- model calls, in the process that drives the build: the whole stage in one engine call per step ----
 
-    def _engines(self, cache: str | None = None) -> dict[str, Engine | None]:
-        """An engine per model role of the stage (None where the role has no model), sharing one cache."""
+    def _engines(self, cache: str | None = None, read_only: bool = False) -> dict[str, Engine | None]:
+        """An engine per model role of the stage (None where the role has no model), sharing one cache (opened only
+        for reading where the build only reads it)."""
         path = cache or self.config.generation_cache or default_cache_path()
         if self.config.cache_only and not os.path.isfile(path):
             raise CacheMissError(
                 f"no generation cache at {path} (cache-only mode): pass --cache FILE, or import the cache "
                 "published with the dataset"
             )
-        shared = GenerationCache(path)
+        shared = GenerationCache(path, read_only=read_only or self.config.cache_only)
         by_model: dict[str, Engine] = {}
         engines = {}
         for role in self.stage.roles:
@@ -261,7 +263,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         path = self.config.generation_cache or default_cache_path()
         # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
         empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
-        engines = self._engines(os.path.join(empty, "empty.sqlite") if empty else None)
+        engines = self._engines(os.path.join(empty, "empty.sqlite") if empty else None, read_only=not empty)
         try:
             return self.stage.bill(self._slice_groups(slices, lookup), engines, self.config)
         finally:
@@ -286,12 +288,13 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         first_seen: dict[str, str] = {}
         progress = tqdm(desc=f"Reading {source_label(self.config.source)}", unit=" images")
         try:
-            for entry in source.entries():
+            for position, entry in enumerate(source.entries()):
                 if not isinstance(entry, InputError) and entry.image_id in first_seen:
                     problem = f"duplicate image id {entry.image_id!r} (first at {first_seen[entry.image_id]})"
                     entry = InputError(entry.origin, entry.record, problem)
                 if isinstance(entry, InputError):
-                    self._reject(entry)
+                    if self._reject(entry, position):
+                        break  # what comes after the first bad record is not read; what came before is checked
                     continue
                 first_seen[entry.image_id] = entry.where
                 split = split_of(entry.image_id, self.config.split_fractions)
@@ -302,7 +305,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                     path = os.path.join(self._work_dir, f"{split}-{len(shards[split]):05d}.pickle")
                     shards[split].append(path)
                     handle, count = open(path, "wb"), 0
-                pickle.dump(entry.payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((position, entry.payload), handle, protocol=pickle.HIGHEST_PROTOCOL)
                 open_shards[split] = (handle, count + 1)
                 progress.update()
                 if self.config.num_images and len(first_seen) >= self.config.num_images:
@@ -326,30 +329,30 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         config = self.config
         return open_source(config.source, seed=config.seed, num_images=config.num_images, image_root=config.image_root)
 
-    def _reject(self, error: InputError) -> None:
-        """Stop on a bad record, or (``on_error="skip"``) write it to this process's reject list.
+    def _reject(self, error: InputError, position: int) -> bool:
+        """Write a bad record down: to this process's reject list (``on_error="skip"``), or as fatal; return which.
 
-        Either way the record is written down first: an exception raised in a ``num_proc`` worker reaches the main
-        process as a bare ``DatasetGenerationError``, and the written record is how the user still gets one line
-        naming the file and record.
+        A fatal record (with its ``position`` in the source's order) stops the build once it is prepared: records
+        after it are skipped, records before it are still checked, and ``_download_and_prepare`` reports the first
+        bad one, whichever split or ``num_proc`` worker found it. Written down, not raised, because a worker's
+        exception reaches the main process as a bare ``DatasetGenerationError``.
         """
-        folder = "rejects" if self.config.on_error == "skip" else "fatal"
-        os.makedirs(os.path.join(self._work_dir, folder), exist_ok=True)
-        path = os.path.join(self._work_dir, folder, f"{os.getpid()}.jsonl")  # one file per process: no write races
+        fatal = self.config.on_error == "raise"
+        os.makedirs(os.path.join(self._work_dir, "fatal" if fatal else "rejects"), exist_ok=True)
+        path = os.path.join(self._work_dir, "fatal" if fatal else "rejects", f"{os.getpid()}.jsonl")  # no races
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(error.as_reject()) + "\n")
-        if self.config.on_error == "raise":
-            raise error
+            f.write(json.dumps({**error.as_reject(), **({"position": position} if fatal else {})}) + "\n")
+        return fatal
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._work_dir = self._drafts_dir = self._screen_dir = None
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
-            fatal = _read_rejects(os.path.join(self._work_dir, "fatal")) if self._work_dir else []
-            if fatal and not isinstance(error, InputError):
-                raise InputError(fatal[0]["file"], fatal[0]["record"], fatal[0]["problem"]) from error
+            self._raise_first_bad_record(error)
             raise
+        else:
+            self._raise_first_bad_record(None)
         finally:
             if self._work_dir:
                 self.rejects = _read_rejects(os.path.join(self._work_dir, "rejects"))
@@ -359,6 +362,13 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             if self._screen_dir:
                 self.decontamination.update(_screen_counts(self._screen_dir))
                 shutil.rmtree(self._screen_dir, ignore_errors=True)
+
+    def _raise_first_bad_record(self, cause: Exception | None) -> None:
+        """The ``InputError`` of the first fatal record in the source's order, if any was written down."""
+        fatal = _read_rejects(os.path.join(self._work_dir, "fatal")) if self._work_dir else []
+        if fatal and not isinstance(cause, InputError):
+            first = min(fatal, key=lambda reject: reject["position"])
+            raise InputError(first["file"], first["record"], first["problem"]) from cause
 
     # ---- stage B, num_proc workers: shards of scenes, or slices of parent rows -> tables ----
 
@@ -389,14 +399,19 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     def _source_scenes(self, shard: str):
         """The checked scenes of a source shard with their stored images; a bad record is rejected."""
         source = self._source()
-        for payload in _read_shard(shard):
+        fatal = _read_rejects(os.path.join(self._work_dir, "fatal"))  # found so far, by any process
+        first_fatal = min((reject["position"] for reject in fatal), default=math.inf)
+        for position, payload in _read_shard(shard):
+            if position > first_fatal:
+                break  # a shard is in the source's order: nothing after the first bad record matters
             try:
                 scene = source.scene(payload)
                 image = self._image(scene)
                 if self.config.max_pixels and image["bytes"]:
                     scene, image = self._fit(scene, image)
             except InputError as err:
-                self._reject(err)
+                if self._reject(err, position):
+                    first_fatal = position
                 continue
             yield Group(scene, image, [])
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from . import audit, decontam, trace_stats
+from . import audit, decontam, markdown, trace_stats
 from .builder import CITATION, SPLITS
 from .sources import SOURCES, source_label
 from .sources.jsonl import JsonlSource
@@ -169,7 +169,7 @@ def _scene_statistics(folder: str) -> str:
             flat = pc.list_flatten(table.column("objects"))
             for item in pc.value_counts(pc.struct_field(flat, "name")).to_pylist():
                 names[item["values"]] += item["counts"]
-    common = ", ".join(f"{name} ({n:,})" for name, n in names.most_common(10))
+    common = ", ".join(f"{markdown.text(name)} ({n:,})" for name, n in names.most_common(10))
     return (
         f"{images:,} images, {objects:,} boxed objects ({objects / max(1, images):.1f} per image) of "
         f"{len(names):,} categories; captions average {caption_words / max(1, images):.0f} words. "
@@ -340,7 +340,9 @@ def write_card(folder: str, build_info: dict) -> str:
             )
             + "."
         )
-        sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
+        sections.append(
+            "Generators: " + ", ".join(f"{markdown.code(g)} ({n:,})" for g, n in sorted(generators.items())) + "."
+        )
     for key, section in REPORT_SECTIONS.items():
         if key in build_info:
             sections.append(section(build_info[key]))
@@ -359,10 +361,10 @@ def write_card(folder: str, build_info: dict) -> str:
     rejects = build_info.get("rejects", 0)
     sections.append(
         "## Source and licence\n\n"
-        f"Built with `lgt {build_info['lgt_version']}` from `{source_label(arguments['source'])}`: "
+        f"Built with `lgt {build_info['lgt_version']}` from {markdown.code(source_label(arguments['source']))}: "
         f"{source['description']}\n\n{source['license']}\n\n"
         "Licences of the images, as the rows state them: "
-        + "; ".join(f"{text or 'none stated'} ({n:,} images)" for text, n in licenses.most_common(10))
+        + "; ".join(f"{markdown.text(text or 'none stated')} ({n:,} images)" for text, n in licenses.most_common(10))
         + ".\n\n"
         f"Images: {arguments['num_images'] or 'all'} requested, seed {arguments['seed']}"
         + (f", downscaled to at most {arguments['max_pixels']:,} pixels. " if arguments.get("max_pixels") else ". ")
@@ -405,7 +407,7 @@ def _cost_table(generation: dict) -> str:
         [
             [
                 role,
-                f"`{generation[role]}`",
+                markdown.code(generation[role]),
                 f"{stats['requests']:,}",
                 f"{stats['hits']:,}",
                 f"{stats['misses']:,}",
@@ -422,10 +424,11 @@ def composition_section(generation: dict) -> str:
     rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
     return (
         "## Composition by a model\n\n"
-        f"The writer `{generation['writer']}` composed the model-written stage-1 questions of "
+        f"The writer {markdown.code(generation['writer'])} composed the model-written stage-1 questions of "
         f"{generation['images']:,} images into multi-hop ones from the caption and boxes; each was kept only when the "
-        f"verifier `{generation['verifier']}` picked the same option ({generation['composites']:,} kept, rows named "
-        f"`{generation['generator']}`). Thrown away: {rejects}. Template questions are composed by program, their "
+        f"verifier {markdown.code(generation['verifier'])} picked the same option ({generation['composites']:,} kept, "
+        f"rows named {markdown.code(generation['generator'])}). Thrown away: {rejects}. Template questions are "
+        "composed by program, their "
         "answers recomputed from the boxes.\n\n" + _cost_table(generation)
     )
 
@@ -436,12 +439,12 @@ def trace_generation_section(generations: dict) -> str:
     for config, generation in generations.items():
         rejects = ", ".join(f"`{reason}` {n:,}" for reason, n in generation["rejects"].items()) or "none"
         reasoner = (
-            f"`{generation['reasoner']}` continued each after a cue"
+            f"{markdown.code(generation['reasoner'])} continued each after a cue"
             if generation["reasoner"]
             else ("no reasoner continued them")
         )
         parts.append(
-            f"`{config}`: the teacher `{generation['teacher']}` wrote short chains of thought for "
+            f"`{config}`: the teacher {markdown.code(generation['teacher'])} wrote short chains of thought for "
             f"{generation['mcqs']:,} questions from their images; {reasoner}, from the caption, the boxes and the "
             f"question (never the image). {generation['traces']:,} traces kept; thrown away: {rejects}."
         )
@@ -453,7 +456,8 @@ def generation_section(generation: dict) -> str:
     """Which models wrote questions, what they cost, and what was thrown away and why."""
     writers = {"llm": "the writer model", "both": "the templates and the writer model"}[generation["stage1"]]
     verifier = (
-        f" A verifier, `{generation['verifier']}`, answered each question from the caption and boxes; only "
+        f" A verifier, {markdown.code(generation['verifier'])}, answered each question from the caption and boxes; "
+        "only "
         "questions it answered the same way were kept."
         if generation["verifier"]
         else ""
@@ -463,7 +467,7 @@ def generation_section(generation: dict) -> str:
         [
             [
                 role,
-                f"`{generation[role]}`",
+                markdown.code(generation[role]),
                 f"{stats['requests']:,}",
                 f"{stats['hits']:,}",
                 f"{stats['misses']:,}",
@@ -484,11 +488,12 @@ def generation_section(generation: dict) -> str:
     )
     return (
         "## Generation\n\n"
-        f"`mcq_stage1` was written by {writers}: the writer, `{generation['writer']}`, read each image's dense "
-        f"caption and boxes (prompt `{generation['prompt']}`) and wrote grounded questions as JSON, parsed strictly "
+        f"`mcq_stage1` was written by {writers}: the writer, {markdown.code(generation['writer'])}, read each image's "
+        f"dense caption and boxes (prompt {markdown.code(generation['prompt'])}) and wrote grounded questions as "
+        "JSON, parsed strictly "
         "and held to the rules a template question meets: four distinct options, one correct letter, a known skill, "
         f"grounding on objects of the image, no answer given away.{verifier} Its rows name it in `generator`: "
-        f"`{generation['generator']}`. {generation['questions']:,} questions were kept for "
+        f"{markdown.code(generation['generator'])}. {generation['questions']:,} questions were kept for "
         f"{generation['images_with_questions']:,} of {generation['images']:,} images.\n\n"
         + cost
         + "\n\n"

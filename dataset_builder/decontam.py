@@ -44,6 +44,7 @@ import numpy as np
 from datasets.utils import logging
 from PIL import Image
 
+from . import markdown
 from .images import decode
 
 logger = logging.get_logger(__name__)
@@ -98,28 +99,92 @@ def image_hash(data: bytes) -> int:
 # ---- reading benchmark files ----
 
 
-def read_records(path: Path) -> Iterator[dict]:
-    """One dict per record of a benchmark file (JSONL, JSON, TSV, CSV or parquet), as the file holds it."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            yield from (json.loads(line) for line in f if line.strip())
-    elif suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):  # {"data": [...]}-style: the first list of records
-            data = next((v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)), [])
-        yield from data
-    elif suffix in (".tsv", ".csv"):
-        csv.field_size_limit(sys.maxsize)  # MMBench TSVs hold base64 images in a column
-        with path.open(encoding="utf-8", newline="") as f:
-            yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
+def read_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """``(where, record)`` for every record of a benchmark file, ``where`` its line (or row) for an error line.
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-            yield from batch.to_pylist()
-    else:
+    Text files may start with a UTF-8 byte-order mark. ``ValueError`` naming the file (and the line) for a file
+    that cannot be read as its suffix says, or a record that is not an object.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".tsv", ".csv", ".parquet"):
         raise ValueError(f"{path}: not a benchmark file lgt reads (.jsonl, .json, .tsv, .csv, .parquet or a folder)")
+    try:
+        if suffix == ".jsonl":
+            records = _jsonl_records(path)
+        elif suffix == ".json":
+            records = _json_records(path)
+        elif suffix == ".parquet":
+            records = _parquet_records(path)
+        else:
+            records = _table_records(path, "\t" if suffix == ".tsv" else ",")
+        for where, record in records:
+            if not isinstance(record, dict):
+                raise ValueError(f"{path} [{where}]: a record must be an object, not {type(record).__name__}")
+            yield where, record
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start + 1} of what was read)") from None
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[str, object]]:
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path} [line {number}]: not UTF-8 text at byte {error.start + 1}") from None
+            if line.strip():
+                yield f"line {number}", _json(path, line, f"line {number}")
+
+
+def _json_records(path: Path) -> Iterator[tuple[str, object]]:
+    data = _json(path, path.read_text(encoding="utf-8-sig"))
+    if isinstance(data, dict):  # {"data": [...]}-style: the first list of records
+        data = next((v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict)), [])
+    if not isinstance(data, list):
+        raise ValueError(
+            f"{path}: a JSON {type(data).__name__}, where a list of records (or an object holding one) belongs"
+        )
+    for number, record in enumerate(data, start=1):
+        yield f"record {number}", record
+
+
+def _table_records(path: Path, delimiter: str) -> Iterator[tuple[str, dict]]:
+    csv.field_size_limit(sys.maxsize)  # MMBench TSVs hold base64 images in a column
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        try:
+            for record in reader:
+                yield f"line {reader.line_num}", record
+        except csv.Error as error:
+            raise ValueError(f"{path} [line {reader.line_num}]: {error}") from None
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, dict]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=256)
+    except pa.ArrowException as error:
+        raise ValueError(f"{path}: not a parquet file ({error})") from None
+    number = 0
+    for batch in batches:
+        for record in batch.to_pylist():
+            number += 1
+            yield f"row {number}", record
+
+
+def _json(path: Path, text: str, where: str | None = None):
+    """``text`` parsed; ``ValueError`` naming the file and where in it (``where``: a JSON Lines record's line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        at = f"{where}, column {error.colno}" if where else f"line {error.lineno}, column {error.colno}"
+        raise ValueError(f"{path} [{at}]: malformed JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:  # a 5,000-digit number, [[[[...]]]] too deep
+        raise ValueError(f"{path}{f' [{where}]' if where else ''}: malformed JSON ({error})") from None
 
 
 def record_field(record: dict, *names: str):
@@ -219,35 +284,50 @@ class Decontaminator:
         counts["images"] += 1
 
     def _add_folder(self, folder: Path) -> None:
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                self._add_image(path.read_bytes(), folder.name)
+        images = [path for path in sorted(folder.rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise ValueError(f"{folder}: no image in this folder ({', '.join(IMAGE_SUFFIXES)})")
+        for path in images:
+            self._add_image(path.read_bytes(), folder.name)
+        self._check_indexed(folder, folder.name)
 
     def _add_file(self, path: Path) -> None:
         records = list(read_records(path))
         if not records:
             raise ValueError(f"{path}: no benchmark records in it")
         by_index = {}
-        for record in records:  # MMBench TSVs store a repeated image once and refer to it by the row's index
+        for _, record in records:  # MMBench TSVs store a repeated image once and refer to it by the row's index
             index, image = record_field(record, "index"), record_field(record, "image")
             if index is not None and isinstance(image, str) and len(image) > 64:
                 by_index[str(index)] = image
-        if record_field(records[0], "question") is None and record_field(records[0], "image", "images") is None:
-            raise ValueError(
-                f"{path}: benchmark records need a 'question' or an 'image' field, found {list(records[0])}"
-            )
-        for number, record in enumerate(records):
-            question = record_field(record, "question")
-            if isinstance(question, str):
+        for where, record in records:
+            question, image = record_field(record, "question"), record_field(record, "image", "images")
+            if question is None and image is None:
+                raise ValueError(
+                    f"{path} [{where}]: benchmark records need a 'question' or an 'image' field, found {list(record)}"
+                )
+            if question is not None and not isinstance(question, str):
+                raise ValueError(f"{path} [{where}]: 'question' must be text, not {type(question).__name__}")
+            if question is not None:
                 self._add_question(question, path.stem)
             try:
-                images = image_bytes(record_field(record, "image", "images"), path.parent, by_index)
+                images = image_bytes(image, path.parent, by_index)
             except (OSError, binascii.Error, ValueError) as error:
                 self.benchmarks.setdefault(path.stem, Counter())["unreadable_images"] += 1
-                logger.warning(f"{path} [record {number}]: image not read ({error}); not indexed")
+                logger.warning(f"{path} [{where}]: image not read ({error}); not indexed")
                 continue
             for data in images:
                 self._add_image(data, path.stem)
+        self._check_indexed(path, path.stem)
+
+    def _check_indexed(self, path: Path, benchmark: str) -> None:
+        """A benchmark nothing could be indexed from would screen nothing: that is an error, not a warning."""
+        counts = self.benchmarks.get(benchmark, Counter())
+        if not counts["questions"] and not counts["images"]:
+            raise ValueError(
+                f"{path}: no question or image could be indexed from it ({counts['unreadable_images']} unreadable "
+                "images); it would screen nothing"
+            )
 
     def question_match(self, question: str) -> float:
         """The highest Jaccard similarity to a benchmark question that reaches the threshold, or 0.0."""
@@ -316,7 +396,7 @@ def decontamination_section(report: dict) -> str:
         "|---|---|---|",
     ]
     lines += [
-        f"| {name} | {counts.get('questions', 0):,} | {counts.get('images', 0):,} |"
+        f"| {markdown.text(name)} | {counts.get('questions', 0):,} | {counts.get('images', 0):,} |"
         for name, counts in report["benchmarks"].items()
     ]
     dropped = report["dropped"]

@@ -3,6 +3,9 @@
 - ``InputError``: a record of the user's input cannot be used (``FILE [record R]: problem``); exit 2.
 - ``BuildError``: the build stopped for a reason outside any one record (the output folder, the disk, another
   build of the same output); exit 1. ``EmptyBuildError``: it would have published an empty config; exit 2.
+- ``GenerationError``: a model, its server or the generation cache failed; the line names which (backend, model,
+  URL, cache file) and what to do; exit 1 for the environment (a server down, a damaged file), 2 for the input (a
+  model or setting that cannot work, a file that is not a generation cache).
 - ``BuildInterrupted``: Ctrl-C, SIGTERM or SIGHUP stopped it; the message says what ``--output`` holds now.
 """
 
@@ -44,6 +47,18 @@ class EmptyBuildError(BuildError):
     """A config came out without a single row: publishing it would replace a good build with nothing."""
 
     exit_code = 2
+
+
+class GenerationError(BuildError):
+    """A model could not be loaded or did not answer, or the generation cache cannot be used: one line saying which
+    and what to do. Nothing it concerns was cached; what was answered before it is kept."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        self.exit_code = exit_code
+        super().__init__(one_line(message))
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.exit_code))
 
 
 class BuildInterrupted(KeyboardInterrupt):

@@ -94,6 +94,9 @@ def write_explorer(
 
 
 def _shards(folder: str, config: str, split: str) -> list[str]:
+    for flag, name in (("config", config), ("split", split)):  # a path or a pattern would read outside the build
+        if name in ("", ".", "..") or "/" in name or os.sep in name or glob.escape(name) != name:
+            raise ValueError(f"--{flag} {name!r}: give the name of a {flag} of {folder}, not a path or a pattern")
     shards = sorted(glob.glob(os.path.join(glob.escape(folder), config, f"{split}-*.parquet")))
     if shards:
         return shards

@@ -1,7 +1,9 @@
 """``lgt push``: upload a built folder to a dataset repository on the Hub with ``huggingface_hub``.
 
 The folder is checked first (a complete lgt build whose card lists files that exist), so nothing half-built is
-published. The token comes from ``HF_TOKEN`` or ``hf auth login`` and is never printed.
+published, and so is every file that would be sent: only regular files inside the folder go, never a symbolic link
+(to ``/etc/passwd``, to the token file ...) or what a linked folder holds, whatever its name. The token comes from
+``HF_TOKEN`` or ``hf auth login`` and is never printed.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 
 from datasets.utils import logging
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.repocard import RepoCard
 
 from .build import BUILD_INFO_FILE
+from .card import PREVIEW_FILE
 
 logger = logging.get_logger(__name__)
 
@@ -24,7 +28,8 @@ class PushError(RuntimeError):
 
 
 def check_build_folder(folder: str) -> list[str]:
-    """The files to upload; ``PushError`` if ``folder`` is not a complete lgt build.
+    """Every file to upload, relative to ``folder`` (the card, ``lgt_build.json``, the preview, the card's data
+    files); ``PushError`` if ``folder`` is not a complete lgt build or one of them is not a regular file inside it.
 
     The card's YAML must be readable and list, per config, ``data_files`` that match files inside ``folder``:
     a card pointing elsewhere (``../../``, an absolute path, a symlink out) is refused, not followed.
@@ -32,8 +37,9 @@ def check_build_folder(folder: str) -> list[str]:
     if not os.path.isdir(folder):
         raise PushError(f"{folder}: no such folder (run `lgt build` first)")
     for name in ("README.md", BUILD_INFO_FILE):
-        if not os.path.isfile(os.path.join(folder, name)):
+        if not os.path.lexists(os.path.join(folder, name)):
             raise PushError(f"{folder}: missing {name}; it is not a complete lgt build (run `lgt build` again)")
+        _check_regular(folder, name)
     card = os.path.join(folder, "README.md")
     try:
         metadata = RepoCard.load(card).data.to_dict()
@@ -61,7 +67,25 @@ def check_build_folder(folder: str) -> list[str]:
                 if os.path.commonpath([os.path.realpath(path), root]) != root:
                     raise PushError(f"{path}: config {name!r} split {split!r} lists a file outside the folder")
                 files.add(os.path.relpath(path, folder))
-    return sorted(files)
+    preview = [PREVIEW_FILE] if os.path.lexists(os.path.join(folder, PREVIEW_FILE)) else []
+    upload = ["README.md", BUILD_INFO_FILE, *preview, *sorted(files)]
+    for name in upload:
+        _check_regular(folder, name)
+    return upload
+
+
+def _check_regular(folder: str, name: str) -> None:
+    """``PushError`` unless ``name`` in ``folder`` is a regular file: a link's target would be uploaded instead.
+    (The data files are also checked to lie inside the folder after links are resolved.)"""
+    path = os.path.join(folder, name)
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise PushError(
+            f"{path}: a symbolic link (to {os.readlink(path)}); lgt push uploads only regular files inside the "
+            "folder: put the file itself there, or build again"
+        )
+    if not stat.S_ISREG(mode):
+        raise PushError(f"{path}: not a regular file; lgt push uploads only regular files inside the folder")
 
 
 def _split_pattern(card: str, config: str, data_file) -> tuple[str, str]:
@@ -91,7 +115,7 @@ def push(folder: str, repo_id: str, private: bool = False, revision: str | None 
         raise PushError("no Hugging Face token: run `hf auth login` or set HF_TOKEN")
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    patterns = ["README.md", BUILD_INFO_FILE, "preview.png", *files]
+    patterns = [glob.escape(name) for name in files]  # exactly these files: each name matches only itself
     logger.info(f"Uploading {len(patterns)} files to {url}")
     if hasattr(api, "upload_large_folder"):  # huggingface_hub < 2: the resumable uploader is a separate call
         api.upload_large_folder(

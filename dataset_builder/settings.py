@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from .generation import ModelSpec
+from .generation import ModelSpec, check_models
 from .sources import SOURCE_HELP, source_label
 from .synthesis import selection, traces
 
@@ -310,9 +310,7 @@ class LGTConfig(datasets.BuilderConfig):
             or abs(sum(shares) - 1) > 1e-6
         ):
             raise ValueError(f"split_fractions must be three shares >= 0 that add up to 1, not {shares!r}")
-        for role in MODEL_ROLES:
-            if getattr(self, role) is not None:
-                ModelSpec.parse(getattr(self, role))
+        check_models({role: getattr(self, role) for role in MODEL_ROLES if getattr(self, role)}, self.engine_args)
         if self.reasoner and not self.teacher:
             raise ValueError("--reasoner continues the teacher's short CoTs: pass --teacher BACKEND:MODEL too")
         for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens", "judged_traces"):

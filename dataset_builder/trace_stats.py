@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from datasets.utils import logging
 
+from . import markdown
 from .generation import Engine, Message, Request, Sampling
 from .prompts import Prompt, load_prompt
 
@@ -179,8 +180,9 @@ def _distribution(values: Sequence[int]) -> dict:
     }
 
 
-def _shares(counts: Counter, total: int) -> dict[str, float]:
-    return {behaviour: counts[behaviour] / total if total else 0.0 for behaviour in BEHAVIOURS}
+def _shares(counts: Counter, total: int) -> dict[str, float | None]:
+    """Each behaviour's share of ``total``; ``None`` (shown "n/a") when there is nothing to share: 0 of 0 is no 0%."""
+    return {behaviour: counts[behaviour] / total if total else None for behaviour in BEHAVIOURS}
 
 
 def trace_statistics(rows: Iterable[dict], field: str | None = None) -> dict:
@@ -251,7 +253,7 @@ def judge_statistics(
     """Behaviour shares by an LLM judge: every row judged once through the engine (cached), replies parsed strictly.
 
     Returns ``judge`` (model id), ``prompt`` (its id), ``judged``, ``accepted``, ``rejects`` (count per reason) and
-    ``behaviours`` (shares among the accepted replies).
+    ``behaviours`` (shares among the accepted replies; ``None`` when no reply was accepted).
     """
     prompt = load_prompt(JUDGE_PROMPT, version)
     requests = [judge_request(row, prompt, field) for row in rows]
@@ -286,8 +288,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _percent(share: float) -> str:
-    return f"{100 * share:.1f}%"
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}%"
 
 
 def _lengths(distribution: dict) -> str:
@@ -345,8 +347,8 @@ def statistics_section(stats_by_config: dict[str, dict]) -> str:
                 [
                     [
                         c,
-                        f"`{j['judge']}`",
-                        f"`{j['prompt']}`",
+                        markdown.code(j["judge"]),
+                        markdown.code(j["prompt"]),
                         f"{j['judged']:,}",
                         f"{j['judged'] - j['accepted']:,}",
                         *(_percent(j["behaviours"][b]) for b in BEHAVIOURS),

@@ -494,7 +494,7 @@ def _local(benchmark: Benchmark, path: Path) -> Loaded:
     def rows():
         for file in files:
             try:
-                for record in read_records(file):
+                for _, record in read_records(file):
                     yield str(file), record, file.parent
             except (ValueError, UnicodeDecodeError) as error:  # not JSON, not parquet ...
                 raise InputError(str(file), None, f"cannot be read as {file.suffix} ({error})") from None

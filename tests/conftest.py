@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import tempfile
 
 _HF_HOME = tempfile.mkdtemp(prefix="lgt-test-hf-home-")
@@ -121,3 +122,32 @@ def asked(monkeypatch):
 
     monkeypatch.setattr(build_module, "dry_run", dry_run)
     return seen
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (whose own browser download is not needed)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    executable = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+    if executable is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def serve():
+    """Misbehaving OpenAI-compatible servers in processes of their own (``openai_server.Running``), stopped after."""
+    from openai_server import Running
+
+    started = []
+
+    def start(fault="none", **options):
+        started.append(Running(fault, **options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

@@ -279,10 +279,10 @@ def test_dry_run_counts_the_build_requests_with_the_model_tokenizer(first_build)
 
 @pytest.mark.slow
 def test_kill_9_mid_stage_then_rerun_gives_the_same_build_with_no_call_repeated(first_build, tmp_path):
-    """commit_every=1: each batch the backend finishes is in the cache before the next one starts."""
+    """Each batch the backend finishes is in the cache before the next one starts."""
     cache, output = tmp_path / "generations.sqlite", tmp_path / "lgt"
     command = [sys.executable, "-m", "lgt.cli", *map(str, first_build["common"][:-4])]
-    command += ["--cache", str(cache), "--output", str(output), "--engine-args", '{"commit_every": 1}', "-q"]
+    command += ["--cache", str(cache), "--output", str(output), "-q"]
     victim = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while victim.poll() is None and time.monotonic() < deadline and len(_cached_keys(cache)) < 8:

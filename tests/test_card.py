@@ -118,3 +118,50 @@ def test_hub_licence_ids():
     assert license_metadata("jsonl", Counter({"CC BY 4.0": 3, "CC0": 1})) == {"license": ["cc-by-4.0", "cc0-1.0"]}
     mixed = license_metadata("jsonl", Counter({"CC BY 4.0": 3, "": 2}))
     assert mixed["license"] == "other" and "none stated (2 images)" in mixed["license_details"]
+
+
+# Object names and licences an annotation file could hold, each trying to run script (window.__ran) in a card
+# rendered as the Hub renders it: Markdown with raw HTML allowed.
+HOSTILE = [
+    "<script>window.__ran = 1</script>",
+    '<img src=x onerror="window.__ran = 2">',
+    "[click me](javascript:window.__ran=3)",
+    "![pixel](https://example.invalid/p.png)",
+    '<a href="javascript:window.__ran=4">link</a>',
+    "<svg onload=window.__ran=5>",
+    "*shouting* `code` | pipe _under_",
+]
+
+
+def test_a_card_built_from_hostile_names_runs_no_script_in_a_browser(tmp_path, browser):
+    """Finding 7: the card copied object names and licences in as raw HTML; rendered as Markdown in a browser, an
+    annotation file with <script> in an object name ran script."""
+    markdown_it = pytest.importorskip("markdown_it")
+    write_image(tmp_path / "img.png", size=(400, 300))
+    lines = []
+    for i, name in enumerate(HOSTILE):
+        objects = [
+            {"name": name, "bbox": [10, 10, 110, 110]},
+            {"name": HOSTILE[(i + 1) % len(HOSTILE)], "bbox": [250, 20, 390, 120]},
+            {"name": "cup", "bbox": [150, 150, 220, 290]},
+        ]
+        record = {"image_id": f"img-{i}", "image": "img.png", "caption": f"A table. {name}", "objects": objects}
+        lines.append(json.dumps({**record, "license": HOSTILE[(i + 2) % len(HOSTILE)]}))
+    source = tmp_path / "scenes <img src=x onerror=window.__ran=6>.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "lgt"
+    build(source=f"jsonl:{source}", output=str(output), configs=("scenes", "mcq_stage1"))
+    body = (output / "README.md").read_text().split("\n---\n", 1)[1]
+    html = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(body)
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message) or dialog.dismiss())
+    page.set_content(f"<!doctype html><html><body>{html}</body></html>", wait_until="load")
+    assert page.evaluate("window.__ran") is None and dialogs == []
+    assert page.locator("script, svg, [onerror], [onload], a[href^='javascript']").count() == 0
+    assert [page.locator("img").nth(i).get_attribute("src") for i in range(page.locator("img").count())] == [
+        "preview.png"
+    ]
+    shown = page.inner_text("body")
+    assert all(name in shown for name in HOSTILE[:3]), "the names are shown as the text they are"
+    page.close()

@@ -191,7 +191,7 @@ def test_parquet_json_and_folders(tmp_path):
 
 def test_a_file_with_neither_question_nor_image_is_refused(tmp_path):
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
-    with pytest.raises(ValueError, match="need a 'question' or an 'image' field"):
+    with pytest.raises(ValueError, match=r"x\.jsonl \[line 1\]: benchmark records need a 'question' or an 'image'"):
         Decontaminator.from_benchmarks([tmp_path / "x.jsonl"])
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ValueError, match="no benchmark records"):
@@ -199,3 +199,61 @@ def test_a_file_with_neither_question_nor_image_is_refused(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(ValueError, match="not a benchmark file"):
         Decontaminator.from_benchmarks([tmp_path / "x.txt"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("shape.json", "[1, 2]", "shape.json [record 1]: a record must be an object, not int"),
+        ("text.json", '"just text"', "text.json: a JSON str, where a list of records (or an object holding one)"),
+        ("broken.json", '[{"question": "a?"},\n {"question": ', "broken.json [line 2, column 15]: malformed JSON"),
+        ("lines.jsonl", '{"question": "a?"}\n\n\n{"question": oops}\n', "lines.jsonl [line 4, column 14]: malformed"),
+        ("number.jsonl", '{"question": "a?"}\n{"question": 7}\n', "number.jsonl [line 2]: 'question' must be text"),
+        ("later.jsonl", '{"question": "a?"}\n{"text": "b"}\n', "later.jsonl [line 2]: benchmark records need a"),
+        ("list.jsonl", '{"question": "a?"}\n["a?"]\n', "list.jsonl [line 2]: a record must be an object, not list"),
+        ("latin.jsonl", b'{"question": "a?"}\n{"question": "caf\xe9?"}\n', "latin.jsonl [line 2]: not UTF-8 text"),
+        ("images.jsonl", '{"image": "not base64 !"}\n', "images.jsonl: no question or image could be indexed"),
+        ("missing.jsonl", None, "missing.jsonl: cannot be read (No such file or directory)"),
+        ("table.parquet", b"not parquet", "table.parquet: not a parquet file"),
+    ],
+)
+def test_a_bad_benchmark_file_is_one_line_naming_the_file_and_line(tmp_path, name, content, problem):
+    """Finding 8: JSON of the wrong shape was a traceback, errors did not name the file, a line number was wrong
+    (records counted from 0 without blank lines), and a benchmark that indexed nothing was silently not applied."""
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError) as raised:
+        Decontaminator.from_benchmarks([path])
+    assert str(raised.value).startswith(f"{tmp_path}/{problem}") and "\n" not in str(raised.value)
+
+
+def test_benchmark_files_may_start_with_a_byte_order_mark(tmp_path):
+    """Finding 8: a UTF-8 BOM (what Excel and Notepad write) was refused."""
+    bom = "\ufeff"
+    (tmp_path / "a.jsonl").write_text(bom + json.dumps({"question": "What animal sleeps on the sofa?"}) + "\n")
+    (tmp_path / "b.json").write_text(bom + json.dumps([{"question": "How many cups are on the table?"}]))
+    (tmp_path / "c.tsv").write_text(bom + "index\tquestion\n1\tWhich colour is the car?\n")
+    (tmp_path / "d.csv").write_text(bom + "question,answer\nWhere is the red ball?,A\n")
+    checker = Decontaminator.from_benchmarks(sorted(tmp_path.iterdir()))
+    assert {name: counts["questions"] for name, counts in checker.benchmarks.items()} == dict.fromkeys("abcd", 1)
+    assert checker.is_contaminated("Which colour is the car?", None) == "question"
+
+
+def test_a_folder_without_images_is_refused(tmp_path):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"bench: no image in this folder"):
+        Decontaminator.from_benchmarks([tmp_path / "bench"])
+
+
+def test_a_bad_benchmark_stops_the_build_with_one_line(tmp_path, capsys):
+    from lgt.cli import main
+
+    (tmp_path / "bench.json").write_text('{"data": "not records"}')
+    arguments = ["build", "--num-images", "2", "--configs", "scenes,mcq_stage1", "--output", tmp_path / "out", "-q"]
+    assert main([*map(str, arguments), "--benchmark", str(tmp_path / "bench.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"lgt: error: {tmp_path / 'bench.json'}: no benchmark records in it"
+    ]
+    assert not (tmp_path / "out").exists()

@@ -202,9 +202,12 @@ def test_default_page_sits_in_the_build_where_load_dataset_ignores_it_and_a_rebu
     )
     data = load_dataset(str(folder), "mcq_stage1")
     assert set(data) == {"train", "validation", "test"} and len(data["validation"]) > 0
-    assert check_build_folder(str(folder)) == sorted(  # what `lgt push` uploads besides the card
-        str(p.relative_to(folder)) for p in folder.glob("*/*.parquet")
-    )
+    assert check_build_folder(str(folder)) == [  # what `lgt push` uploads: not the page
+        "README.md",
+        "lgt_build.json",
+        "preview.png",
+        *sorted(str(p.relative_to(folder)) for p in folder.glob("*/*.parquet")),
+    ]
     build(source="scenes", num_images=10, output=str(folder))  # its rows may have changed: the page goes with them
     assert not (folder / "explorer").exists()
 
@@ -257,19 +260,6 @@ def test_path_mode_builds_read_the_image_files(small_coco, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's chromium driven by Playwright (whose own browser download is not needed)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-    if executable is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 # What the page shows, read in the browser: item ids, images decoded, gold letters, questions, and for each item's
@@ -342,3 +332,25 @@ def test_a_real_browser_shows_real_photos(browser, coco_build, tmp_path):
     path = write_explorer(str(output), "mcq_stage1", 8, out=str(tmp_path / "coco.html"))
     shown, errors, _ = look(browser, path, str(tmp_path / "coco.png"))
     assert errors == [] and len(shown) == 8 and all(item["decoded"] >= 480 for item in shown)
+
+
+@pytest.mark.parametrize(
+    ("config", "split"), [("*", "train"), ("../elsewhere", "train"), ("mcq_stage1", "*"), ("mcq_stage1", "../x")]
+)
+def test_a_path_or_pattern_as_config_or_split_reads_nothing_outside_the_build(tmp_path, capsys, config, split):
+    """Finding 8: `lgt show --config '*'` and `--config ../x` read (and showed) files outside the build."""
+    from lgt.cli import main
+
+    folder = tmp_path / "lgt"
+    build(source="scenes", num_images=2, output=str(folder), configs=("scenes", "mcq_stage1"))
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(
+        next((folder / "mcq_stage1").glob("*.parquet")), tmp_path / "elsewhere" / "train-00000-of-00001.parquet"
+    )
+    before = sorted(tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["show", str(folder), "--config", config, "--split", split]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    flag, name = ("config", config) if config != "mcq_stage1" else ("split", split)
+    assert line == f"lgt: error: --{flag} {name!r}: give the name of a {flag} of {folder}, not a path or a pattern"
+    assert sorted(tmp_path.rglob("*")) == before, "no page was written"

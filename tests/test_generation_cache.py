@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from datasets import Dataset
+from lgt.errors import GenerationError
 from lgt.generation import GenerationCache, ImagePart, Message, Request, Response, Sampling, request_key
 
 
@@ -131,5 +132,86 @@ def test_a_cache_in_another_format_is_refused(tmp_path):
     db.execute("PRAGMA user_version=99")
     db.commit()
     db.close()
-    with pytest.raises(ValueError, match=r"c\.sqlite is a generation cache in format 99; this lgt reads format 1"):
+    with pytest.raises(GenerationError, match=r"c\.sqlite: a generation cache in format 99; this lgt reads format 1"):
         GenerationCache(tmp_path / "c.sqlite")
+
+
+def _foreign(path, application_id=0, table="CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"):
+    db = sqlite3.connect(path)
+    db.execute(table)
+    db.execute(f"PRAGMA application_id={application_id}")
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "problem", "code"),
+    [
+        (lambda path: _foreign(path), "an SQLite database of another program (application id 0, tables notes)", 2),
+        (
+            lambda path: _foreign(path, table="CREATE TABLE generations (key BLOB, other TEXT)"),
+            "an SQLite database of another program (application id 0, tables generations)",
+            2,
+        ),
+        (
+            lambda path: _foreign(path, application_id=42),
+            "an SQLite database of another program (application id 42",
+            2,
+        ),
+        (lambda path: path.write_bytes(bytes(range(256)) * 16), "not an SQLite file", 2),
+        (lambda path: path.mkdir(), "not a file (a folder or a device)", 2),
+    ],
+    ids=["foreign", "foreign-with-generations", "other-application", "random-bytes", "folder"],
+)
+def test_a_file_that_is_not_a_generation_cache_is_refused_untouched(tmp_path, make, problem, code):
+    """Finding 5: another program's database was given a table, switched to WAL and stamped as ours (or broken for
+    good when it had a `generations` table); random bytes or a folder were tracebacks that did not name the file."""
+    path = tmp_path / "other.db"
+    make(path)
+    before = path.read_bytes() if path.is_file() else None
+    for read_only in (False, True):
+        with pytest.raises(GenerationError) as raised:
+            GenerationCache(path, read_only=read_only)
+        assert str(raised.value).startswith(f"generation cache {path}: {problem}") and raised.value.exit_code == code
+    assert (path.read_bytes() if path.is_file() else None) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"], "no journal or WAL file was made beside it"
+
+
+def test_dev_null_an_empty_file_and_a_missing_file(tmp_path):
+    with pytest.raises(GenerationError, match=r"^generation cache /dev/null: not a file \(a folder or a device\)"):
+        GenerationCache("/dev/null")
+    (tmp_path / "empty.sqlite").touch()
+    with pytest.raises(GenerationError, match=r"empty\.sqlite: the file is empty: it holds no generations"):
+        GenerationCache(tmp_path / "empty.sqlite", read_only=True)
+    with GenerationCache(tmp_path / "empty.sqlite") as cache:  # an empty file may become a cache
+        assert len(cache) == 0
+    with pytest.raises(GenerationError, match=r"missing\.sqlite: no such file"):
+        GenerationCache(tmp_path / "missing.sqlite", read_only=True)
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_a_cut_short_cache_is_named_as_such(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path) as cache:
+        cache.put_many(
+            (_key(_request(seed=i)), "m", "t@1", Response(("x" * 2000,), ("stop",), 1, 1)) for i in range(200)
+        )
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises(
+        GenerationError, match=rf"c\.sqlite: cut short: its header counts {size:,} bytes, the file"
+    ) as e:
+        GenerationCache(path, read_only=True)
+    assert e.value.exit_code == 1
+
+
+def test_a_read_only_cache_reads_and_refuses_to_store(tmp_path):
+    path = tmp_path / "c.sqlite"
+    response = Response(("answer",), ("stop",), 3, 1)
+    with GenerationCache(path) as cache:
+        cache.put_many([(b"k" * 32, "m", "t@1", response)])
+    with GenerationCache(path, read_only=True) as cache:
+        assert cache.get_many([b"k" * 32]) == {b"k" * 32: response} and len(cache) == 1
+        with pytest.raises(GenerationError, match="opened read-only"):
+            cache.put_many([(b"j" * 32, "m", "t@1", response)])

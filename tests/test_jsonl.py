@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import write_image
 from datasets import load_dataset
 from lgt.build import build
@@ -49,3 +50,42 @@ def test_jsonl_scenes_with_attributes_make_attribute_questions(tmp_path):
         assert not set(row["options"]).difference([answer]) & set(obj["attributes"])
         checked += 1
     assert checked >= 30
+
+
+def _scenes_file(folder, bad: dict[int, dict], count=12):
+    """A JSON Lines file of ``count`` scenes, line N (from 1) replaced by ``bad[N]`` where given (a dict, or text)."""
+    write_image(folder / "img.png", size=(400, 300))
+    lines = []
+    for number in range(1, count + 1):
+        record = {"image_id": f"img-{number}", "image": "img.png", "caption": "A cup.", "objects": []}
+        record["objects"] = [{"name": "cup", "bbox": [10, 10, 110, 110]}]
+        line = bad.get(number, record)
+        lines.append(line if isinstance(line, str) else json.dumps({**record, **line}))
+    (folder / "scenes.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "scenes.jsonl"
+
+
+ZERO_BOX = {"objects": [{"name": "cup", "bbox": [10, 10, 5, 5]}]}
+
+
+@pytest.mark.parametrize("num_proc", [None, 2])
+def test_the_first_bad_record_is_the_one_reported(tmp_path, num_proc):
+    """Finding 8: a bad line found while reading ids (malformed JSON on line 5) was reported before an earlier one
+    found while making the scene (a zero-area box on line 2), and a bad line of the train split before an earlier
+    one of another split."""
+    from lgt.builder import split_of
+    from lgt.errors import InputError
+
+    early = _scenes_file(tmp_path, {2: ZERO_BOX, 5: '{"image_id": "img-5", oops'})
+    with pytest.raises(InputError) as raised:
+        build(source=f"jsonl:{early}", output=str(tmp_path / "out"), configs=("scenes",), num_proc=num_proc)
+    assert raised.value.record == "line 2" and "zero-area box" in raised.value.problem
+
+    splits = {number: split_of(f"img-{number}", (0.8, 0.1, 0.1)) for number in range(1, 41)}
+    held_out = min(n for n, split in splits.items() if split != "train")
+    trained = min(n for n, split in splits.items() if split == "train" and n > held_out)
+    across = _scenes_file(tmp_path, {held_out: ZERO_BOX, trained: ZERO_BOX}, count=40)
+    with pytest.raises(InputError) as raised:
+        build(source=f"jsonl:{across}", output=str(tmp_path / "out"), configs=("scenes",), num_proc=num_proc)
+    assert raised.value.record == f"line {held_out}"
+    assert not (tmp_path / "out").exists()

@@ -21,7 +21,7 @@ def built(tmp_path_factory):
 def test_upload_list_is_the_card_and_every_shard(built):
     files = check_build_folder(str(built))
     shards = sorted(str(p.relative_to(built)) for p in built.rglob("*.parquet"))
-    assert files == shards and shards
+    assert files == ["README.md", "lgt_build.json", "preview.png", *shards] and shards
 
 
 def test_refuses_incomplete_folders(built, tmp_path):
@@ -111,3 +111,89 @@ def test_a_symlink_out_of_the_folder_is_not_uploaded(built, tmp_path):
     shard.symlink_to(outside)
     with pytest.raises(PushError, match="lists a file outside the folder"):
         check_build_folder(str(folder))
+
+
+class _FakeHub:
+    """Stands in for ``HfApi`` (the Hub cannot be reached here): records every call, uploads nothing."""
+
+    calls: list = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, **options):
+        self.calls.append(("create_repo", repo_id, options))
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def upload_large_folder(self, **options):
+        self.calls.append(("upload_large_folder", options))
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    monkeypatch.setattr("lgt.hub.HfApi", _FakeHub)
+    monkeypatch.setattr("lgt.hub.get_token", lambda: SECRET)
+    _FakeHub.calls = []
+    return _FakeHub.calls
+
+
+def test_a_push_sends_exactly_the_files_of_the_build(built, tmp_path, hub, capsys):
+    folder = copy_of(built, tmp_path)
+    (folder / "explorer").mkdir()
+    (folder / "explorer" / "mcq_stage1.html").write_text("<html></html>")  # a page of `lgt show`: not sent
+    assert main(["push", str(folder), "--repo-id", "org/lgt"]) == 0
+    (_, repo_id, _), (call, options) = hub
+    assert (repo_id, call, options["folder_path"]) == ("org/lgt", "upload_large_folder", str(folder))
+    assert options["allow_patterns"] == check_build_folder(str(folder))
+    assert SECRET not in capsys.readouterr().err
+
+
+def _link_preview(folder, outside):
+    (folder / "preview.png").unlink()
+    (folder / "preview.png").symlink_to(outside)
+
+
+def _link_build_info(folder, outside):
+    outside.write_bytes((folder / "lgt_build.json").read_bytes())
+    (folder / "lgt_build.json").unlink()
+    (folder / "lgt_build.json").symlink_to(outside)
+
+
+def _link_card(folder, outside):
+    outside.write_bytes((folder / "README.md").read_bytes())
+    (folder / "README.md").unlink()
+    (folder / "README.md").symlink_to(outside)
+
+
+def _link_config_folder(folder, outside):
+    (folder / "scenes").rename(outside)
+    (folder / "scenes").symlink_to(outside, target_is_directory=True)
+
+
+def _fifo_preview(folder, outside):
+    (folder / "preview.png").unlink()
+    os.mkfifo(folder / "preview.png")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (_link_preview, "preview.png: a symbolic link (to "),
+        (_link_build_info, "lgt_build.json: a symbolic link (to "),
+        (_link_card, "README.md: a symbolic link (to "),
+        (_link_config_folder, "lists a file outside the folder"),
+        (_fifo_preview, "preview.png: not a regular file"),
+    ],
+    ids=["preview", "build-info", "card", "config-folder", "fifo"],
+)
+def test_a_link_anywhere_in_what_would_be_sent_stops_the_push_before_any_upload(
+    built, tmp_path, hub, capsys, edit, problem
+):
+    """Finding 1: only the card's data files were checked for links; a preview.png or lgt_build.json linked to
+    /etc/passwd or the Hub token file passed, and its target's bytes would have been uploaded."""
+    folder = copy_of(built, tmp_path)
+    edit(folder, tmp_path / "outside")
+    assert main(["push", str(folder), "--repo-id", "org/lgt"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"lgt: error: {folder}") and problem in line
+    assert hub == [], "nothing may be created or uploaded"

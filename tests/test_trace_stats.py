@@ -3,10 +3,11 @@
 import re
 
 import pytest
-from lgt.generation import Engine
+from lgt.generation import Engine, Response
 from lgt.prompts import load_prompt
 from lgt.trace_stats import (
     BEHAVIOURS,
+    JUDGE_PROMPT,
     MARKERS,
     behaviours,
     judge_request,
@@ -177,3 +178,25 @@ def test_the_judge_runs_through_the_engine_on_the_tiny_model(tmp_path):
     again = Engine(f"transformers:{model}", cache=tmp_path / "cache.sqlite", progress=False, cache_only=True)
     assert judge_statistics(rows, again) == judged, "a second judging is read from the cache"
     assert again.stats.hits == 3
+
+
+def test_a_judge_whose_every_reply_fails_shows_n_a_not_zero(tmp_path):
+    """Finding 8: a judge whose replies all failed to parse was shown as 0.0% of traces verifying, backtracking and
+    setting subgoals, as if it had looked and found none."""
+    rows = [row("Let me check the left box.", "O"), row("Wait, the right one.", "X→O")]
+    engine = Engine("openai:fixture-judge", cache=tmp_path / "c.sqlite", cache_only=True, progress=False)
+    prompt = load_prompt(JUDGE_PROMPT)
+    engine.cache.put_many(
+        (
+            engine.key(judge_request(row, prompt)),
+            "fixture-judge",
+            prompt.id,
+            Response(("I cannot say.",), ("stop",), 9, 3),
+        )
+        for row in rows
+    )
+    judged = judge_statistics(rows, engine)
+    assert (judged["accepted"], judged["rejects"]) == (0, {"not_json": 2})
+    assert judged["behaviours"] == {behaviour: None for behaviour in BEHAVIOURS}
+    section = statistics_section({"traces_stage1": {**trace_statistics(rows), "judge": judged}})
+    assert "| traces_stage1 | `fixture-judge` | `trace_judge@1` | 2 | 2 | n/a | n/a | n/a |" in section

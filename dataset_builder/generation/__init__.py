@@ -5,7 +5,7 @@ responses = engine.generate(requests)     # a whole stage at once; cached answer
 engine.stats                              # hits, misses, tokens, seconds
 """
 
-from .backend import ModelSpec
+from .backend import ModelSpec, check_models
 from .bill import Bill, dry_run_bill
 from .cache import GenerationCache, default_cache_path
 from .engine import CacheMissError, Engine, GenerationStats
@@ -23,6 +23,7 @@ __all__ = [
     "Request",
     "Response",
     "Sampling",
+    "check_models",
     "default_cache_path",
     "dry_run_bill",
     "request_key",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import GenerationError
 from ..images import encoded_size
 from .engine import Engine
 from .processor import load_processor
@@ -36,6 +37,20 @@ def _image_tokens(tokenizer, request: Request) -> int:
     return sum(tokenizer._get_num_multimodal_tokens(image_sizes=sizes).num_image_tokens) - len(sizes)
 
 
+def _tokenizer(engine: Engine):
+    """The engine's model's tokenizer (its processor for a VLM), from a local folder or the local Hub cache."""
+    model = engine.spec.model
+    try:
+        return load_processor(model, engine.options.get("max_pixels"))
+    except Exception as error:  # offline, not downloaded, not a Hub id: transformers raises OSError, ValueError ...
+        served = " (a served model: serve it under its Hub id or folder path)" if engine.spec.urls else ""
+        raise GenerationError(
+            f"the dry run counts prompt tokens with the tokenizer of {model}{served}, which cannot be loaded "
+            f"({type(error).__name__}): download it where the Hub is reachable (`hf download {model} --exclude "
+            "'*.safetensors' '*.bin' '*.pt'`), or name a local model folder"
+        ) from None
+
+
 def dry_run_bill(requests: Sequence[Request], engine: Engine, tokenizer=None) -> Bill:
     """Count what ``engine.generate(requests)`` would cost: cache hits, prompt tokens, output tokens.
 
@@ -48,7 +63,7 @@ def dry_run_bill(requests: Sequence[Request], engine: Engine, tokenizer=None) ->
     pending = [request for key, request in unique.items() if key not in cached]
     prompt_tokens = 0
     if pending:
-        tokenizer = tokenizer or load_processor(engine.spec.model, engine.options.get("max_pixels"))
+        tokenizer = tokenizer or _tokenizer(engine)
         text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         prompts = [
             tokenizer.apply_chat_template(

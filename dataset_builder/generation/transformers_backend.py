@@ -13,6 +13,8 @@ from itertools import groupby
 
 from datasets.utils import logging
 
+from ..errors import GenerationError
+from .backend import Setting
 from .processor import load_processor
 from .request import Request, Response, chat_messages
 
@@ -45,6 +47,12 @@ def _stop_strings_criterion():
 
 
 class TransformersBackend:
+    SETTINGS = {
+        "batch_size": Setting("whole", at_least=1),  # requests per generate call
+        "max_pixels": Setting("whole", at_least=1),  # the processor's image cap (part of the cache key)
+        "dtype": Setting("text"),  # torch dtype of the weights: auto, bfloat16, float32 ...
+    }
+    EXTRA = "models"
     supports_schema = False
     supports_banned_words = True
 
@@ -82,7 +90,11 @@ class TransformersBackend:
 
     def _prompt(self, request: Request) -> str:
         if request.images and not self.multimodal:
-            raise ValueError(f"{self.path} is a text model: it cannot read the images in this request")
+            raise GenerationError(
+                f"the transformers backend, model {self.path}: a text model, it cannot read the images this stage "
+                "sends: name a vision-language model",
+                2,
+            )
         return self.processor.apply_chat_template(
             chat_messages(request, image=lambda part: {"type": "image"}),
             tokenize=False,

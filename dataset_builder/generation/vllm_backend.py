@@ -8,11 +8,14 @@ cache the moment it finishes instead of when the last one does. Images go in as 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import importlib.util
 from collections.abc import Iterator, Sequence
 
 from datasets.utils import logging
 
+from .backend import Setting
 from .processor import processor_size
 from .request import ImagePart, Request, Response, chat_messages
 
@@ -61,8 +64,41 @@ def _pil_part(part: ImagePart) -> dict:
 
 
 class VLLMBackend:
+    # The engine arguments most builds set, checked here; any other of vLLM's own (``vllm.EngineArgs``) is passed on.
+    SETTINGS = {
+        "max_pixels": Setting("whole", at_least=1),  # the processor's image cap (part of the cache key)
+        "tensor_parallel_size": Setting("whole", at_least=1),
+        "pipeline_parallel_size": Setting("whole", at_least=1),
+        "data_parallel_size": Setting("whole", at_least=1),
+        "gpu_memory_utilization": Setting("number", above=0, at_most=1),
+        "max_model_len": Setting("whole", at_least=1),
+        "max_num_seqs": Setting("whole", at_least=1),
+        "max_num_batched_tokens": Setting("whole", at_least=1),
+        "dtype": Setting("text"),
+        "quantization": Setting("text"),
+        "kv_cache_dtype": Setting("text"),
+        "enforce_eager": Setting("flag"),
+        "enable_prefix_caching": Setting("flag"),
+        "trust_remote_code": Setting("flag"),
+        "seed": Setting("whole"),
+        "swap_space": Setting("number", at_least=0),
+        "cpu_offload_gb": Setting("number", at_least=0),
+        "limit_mm_per_prompt": Setting("object"),
+        "mm_processor_kwargs": Setting("object"),
+    }
+    EXTRA = "vllm"
     supports_schema = True
     supports_banned_words = True
+
+    @staticmethod
+    def other_setting(key: str) -> Setting | None:
+        """Any other field of ``vllm.EngineArgs`` passes as it is (vLLM checks it); without vLLM, any key does (the
+        build then stops at loading, saying to install it)."""
+        if importlib.util.find_spec("vllm") is None:
+            return Setting("any")
+        from vllm.engine.arg_utils import EngineArgs
+
+        return Setting("any") if key in {f.name for f in dataclasses.fields(EngineArgs)} else None
 
     @classmethod
     def from_spec(cls, spec, **options) -> VLLMBackend:

@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Iterator
 
+from .. import markdown
 from ..errors import InputError
 from ..images import image_size, local_image
 from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene
@@ -99,7 +100,7 @@ class JsonlSource:
             raise InputError(self.path, None, "file not found")
         self.folder = os.path.dirname(self.path)
         self.image_root = os.path.realpath(image_root or self.folder)
-        self.description = f"Scenes from the JSON Lines file `{os.path.basename(self.path)}`."
+        self.description = f"Scenes from the JSON Lines file {markdown.code(os.path.basename(self.path))}."
         self.license = "As stated per row in the `license` column by the provider of the annotations."
 
     def entries(self) -> Iterator[Entry | InputError]:
