@@ -29,6 +29,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from . import __version__, audit, trace_stats
 from .builder import FEATURES, SPLITS, LGTBuilder, LGTConfig, arrow_shards, inputs, source_label
 from .card import split_files, write_card
+from .detection.command import check_boxes
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, Engine, GenerationCache, ModelSpec, default_cache_path
 from .output import staged_output
@@ -145,6 +146,7 @@ def build(
     thrown away is the info's ``generation`` (stage 1) and ``trace_generation`` (per traces config).
     """
     configs = _check_configs(configs)
+    check_boxes(source, configs)
     if num_proc is not None and (type(num_proc) is not int or num_proc < 1):
         raise ValueError(f"num_proc must be a whole number from 1 up, not {num_proc!r}")
     settings = dict(source=source, num_images=num_images, seed=seed, images=images, on_error=on_error)
@@ -295,6 +297,7 @@ def dry_run(
     requests counted are exactly the build's. ``settings``: those of ``build`` (``num_images``, ``writer`` ...).
     """
     configs = _check_configs(configs)
+    check_boxes(source, configs)
     bills = {}
     for config in needed_configs(configs):
         with tempfile.TemporaryDirectory(prefix="lgt-dry-run-") as cache:

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import audit, decontam, trace_stats
 from .builder import CITATION, DESCRIPTIONS, FEATURES, SPLITS, source_label
+from .detection.provenance import card_section as grounding_section
 from .sources import SOURCES
 from .sources.jsonl import JsonlSource
 from .synthesis.traces import CUES
@@ -476,6 +477,8 @@ def write_card(folder: str, build_info: dict) -> str:
             + "."
         )
         sections.append("Generators: " + ", ".join(f"`{g}` ({n:,})" for g, n in sorted(generators.items())) + ".")
+    if source.get("detection"):
+        sections.append(grounding_section(folder, source["detection"]))
     if "generation" in build_info:
         sections.append(generation_section(build_info["generation"]))
     if "composition" in build_info:

@@ -20,6 +20,7 @@ import datasets
 from . import __version__
 from .audit import MARGIN
 from .builder import FEATURES, PRESETS, STAGE1_WRITERS, LGTConfig
+from .detection import command as detect_command
 from .errors import BuildError, InputError, find_cause
 from .generation import CacheMissError, GenerationStats, default_cache_path
 from .sources import SOURCE_HELP
@@ -176,14 +177,14 @@ def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
         prog="lgt",
-        description="Build the lgt dataset (lgt build), look at it (lgt show), publish it (lgt push), describe this "
-        "setup (lgt env).",
+        description="Build the lgt dataset (lgt build), give caption-only images boxes (lgt detect), look at it "
+        "(lgt show), publish it (lgt push), describe this setup (lgt env).",
         epilog="Bare `lgt` prints this help and exits with status 2.",
         formatter_class=formatter,
     )
     cli.add_argument("--version", action="version", version=f"lgt {__version__}")
     _verbosity_flags(cli, default=0)
-    commands = cli.add_subparsers(dest="command", metavar="{build,push,show,env}")
+    commands = cli.add_subparsers(dest="command", metavar="{build,detect,push,show,env}")
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
@@ -364,6 +365,8 @@ def parser() -> argparse.ArgumentParser:
     _verbosity_flags(show, default=argparse.SUPPRESS)
     show.set_defaults(run=_show)
 
+    _verbosity_flags(detect_command.add_parser(commands, formatter), default=argparse.SUPPRESS)
+
     env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
     _verbosity_flags(env, default=argparse.SUPPRESS)
     env.set_defaults(run=_env)
@@ -422,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         found = find_cause(error, InputError)  # also when a num_proc worker raised it inside datasets
         if found is not None:
             logger.error(f"error: {found}")
-            if args.command == "build":
+            if args.command in ("build", "detect"):
                 logger.error("nothing was written; fix the record or pass --on-error skip")
             return 2
         if isinstance(error, (PushError, FileExistsError, ValueError, CacheMissError)):
