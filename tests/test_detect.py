@@ -22,17 +22,16 @@ from lgt.detection.phrases import Phrase, rule_phrases, tagged_chunks
 from lgt.generation.backend import folder_fingerprint
 from lgt.scene import SceneObject
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import build_tiny_grounding_dino, build_tiny_owlv2, build_tiny_pos_tagger  # noqa: E402
-
 IMAGES = 12
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
+    """The tiny detectors and tagger (the tests that run a model skip without torch and transformers)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny_models import build_tiny_grounding_dino, build_tiny_owlv2, build_tiny_pos_tagger
+
     root = tmp_path_factory.mktemp("detectors")
     return {
         "grounding-dino": build_tiny_grounding_dino(root / "tiny-grounding-dino"),
@@ -467,3 +466,28 @@ def test_singular_noun():
     assert {word: singular_noun(word) for word in SINGULARS} == SINGULARS
     for word in ("dog", "box", "berry", "person", "woman", "bus", "house", "leaf", "church", "knife"):
         assert singular_noun(plural(word)) == word
+
+
+def test_an_undecodable_image_stops_the_run_or_is_skipped(models, tmp_path, capsys):
+    docci = write_docci(tmp_path / "docci", count=3)
+    broken = sorted((docci / "images").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[:2000])  # the header reads, the pixels do not
+    output, cache = tmp_path / "o.jsonl", tmp_path / "d"
+    assert _detect(docci, models["grounding-dino"], output, cache) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lgt: error:")]
+    assert f"{broken} [record docci-" in error and "image cannot be decoded" in error and not output.exists()
+    assert _detect(docci, models["grounding-dino"], output, cache, "--on-error", "skip") == 0
+    assert "skipped 1 bad record(s)" in capsys.readouterr().out and len(_rows(output)) == 2
+    (reject,) = _rows(f"{output}.rejects.jsonl")
+    assert reject["file"] == str(broken) and "cannot be decoded" in reject["problem"]
+
+
+def test_a_malformed_detector_field_is_a_bad_record(tmp_path):
+    from conftest import write_image
+    from lgt.errors import InputError
+
+    write_image(tmp_path / "a.png")
+    row = {"image": "a.png", "caption": "A dog.", "objects": [], "detector": {"model": 3}}
+    (tmp_path / "s.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match=r"line 1\]: detector: 'model' must be text, not 3"):
+        build(source=f"jsonl:{tmp_path / 's.jsonl'}", configs=("scenes",), output=str(tmp_path / "out"))

@@ -99,7 +99,10 @@ def run(args) -> int:
     cache = GenerationCache(args.cache or detection_cache_path())
     try:
         for image in tqdm(images, desc="Planning detector passes", unit=" images", disable=len(images) < 100):
-            _plan(image, detector)
+            try:
+                _plan(image, detector)
+            except InputError as error:
+                _set_aside(image, error, args.on_error)
         cached = cache.get_many({key for image in images for key in image.keys})
         passes = sum(len(image.keys) for image in images)
         missing = sum(key not in cached for image in images for key in image.keys)
@@ -130,14 +133,17 @@ def run(args) -> int:
 
 
 def _check(args) -> None:
+    if os.path.isdir(args.output):
+        raise ValueError(f"--output {args.output} is a folder: name the .jsonl file to write")
     for name in ("box_threshold", "nms_iou"):
         value = getattr(args, name)
         if not 0 < value <= 1:
             raise ValueError(f"--{name.replace('_', '-')} must be above 0 and at most 1, not {value}")
     if args.box_threshold < SCORE_FLOOR:
         raise ValueError(f"--box-threshold {args.box_threshold}: the cache keeps scores from {SCORE_FLOOR} up")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be a whole number from 1 up, not {args.batch_size}")
+    for name in ("batch_size", "num_images"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number from 1 up, not {getattr(args, name)}")
     if args.box_threshold >= provenance.CONFIDENT_SCORE:
         logger.warning(
             f"--box-threshold {args.box_threshold} drops every box below {provenance.CONFIDENT_SCORE}: stage 1 then "
@@ -187,19 +193,29 @@ def _phrase_maker(args):
     return Tagger(spec, revision, device=args.device), f"tagger:{spec.name}@{revision[:12]}"
 
 
-def _image_hash(path: str) -> str:
+def _image_hash(path: str, image_id: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise InputError(path, image_id, f"image file cannot be read: {error.strerror or error}") from None
     return digest.hexdigest()
+
+
+def _set_aside(image: Planned, error: InputError, on_error: str) -> None:
+    """A bad image stops the run (``--on-error raise``) or is left out of the output and listed (``skip``)."""
+    if on_error == "raise":
+        raise error
+    image.error = error
 
 
 def _plan(image: Planned, detector: Detector) -> None:
     """The passes of an image's queries and the cache key of each."""
     queries = [p.query for p in image.phrases]
     image.passes = detector.passes(queries) if queries else []
-    content = _image_hash(image.scene.image)
+    content = _image_hash(image.scene.image, image.scene.image_id)
     for indices in image.passes:
         payload = {
             "version": VERSION,
@@ -226,7 +242,7 @@ def _print_plan(images: list[Planned], passes: int, missing: int) -> None:
 def _detect_missing(images: list[Planned], cached: dict, detector: Detector, cache: GenerationCache, args) -> int:
     """Run every pass not in the cache, a batch at a time, storing each batch as it finishes; return how many ran.
 
-    An image that cannot be decoded stops the run (``--on-error raise``) or is left out and listed (``skip``).
+    An image that cannot be decoded is set aside (``_set_aside``).
     """
     todo = [
         (image, indices, key)
@@ -269,9 +285,7 @@ def _pixels(image: Planned, on_error: str):
     try:
         data, _, _ = load_image(image.scene.image, image.scene.image_id)
     except InputError as error:
-        if on_error == "raise":
-            raise
-        image.error = error
+        _set_aside(image, error, on_error)
         return None
     return decode(data).convert("RGB")
 
@@ -298,12 +312,16 @@ def _write(
     folder = os.path.dirname(os.path.abspath(output))
     partial = os.path.join(folder, f".{os.path.basename(output)}.partial")
     objects = 0
-    with open(partial, "w", encoding="utf-8") as f:
-        for image in (image for image in images if not image.error):
-            found = objects_from(_raw(image, cached), image.phrases, box_threshold, nms_iou)
-            objects += len(found)
-            f.write(json.dumps(provenance.row(image.scene, found, folder, settings), ensure_ascii=False) + "\n")
-    os.replace(partial, output)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(partial, "w", encoding="utf-8") as f:
+            for image in images:
+                found = objects_from(_raw(image, cached), image.phrases, box_threshold, nms_iou)
+                objects += len(found)
+                f.write(json.dumps(provenance.row(image.scene, found, folder, settings), ensure_ascii=False) + "\n")
+        os.replace(partial, output)
+    except OSError as error:  # a read-only folder, a full disk: the detections stay cached for the next run
+        raise BuildError(f"cannot write {output}: {error.strerror or error}") from None
     return objects
 
 
