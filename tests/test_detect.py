@@ -347,11 +347,14 @@ def test_owlv2_boxes_are_transformers_own(docci, models, tmp_path):
             ), family
 
 
-def test_a_tagger_chunks_its_tags_into_the_queries(docci, models, tmp_path, capsys):
+def test_a_tagger_chunks_its_tags_into_the_queries_in_bfloat16(docci, models, tmp_path, capsys):
     output = tmp_path / "tagged.jsonl"
     extra = ("--phrases", f"transformers:{models['tagger']}", "--num-images", "3", "--image-root", str(docci))
-    assert _detect(docci, models["grounding-dino"], output, tmp_path / "d", *extra) == 0
-    for row in _rows(output):
+    assert _detect(docci, models["grounding-dino"], output, tmp_path / "d", *extra, "--dtype", "bfloat16") == 0
+    assert "loaded on cpu in torch.bfloat16" in capsys.readouterr().err
+    rows = _rows(output)
+    assert len(rows) == 3 and any(row["objects"] for row in rows)
+    for row in rows:
         assert row["detector"]["phrases"] == f"tagger:tiny-tagger@{folder_fingerprint(models['tagger'])[:12]}"
         words = set(row["caption"].lower().replace(".", " ").split())
         for obj in row["objects"]:

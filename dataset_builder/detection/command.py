@@ -94,7 +94,7 @@ def run(args) -> int:
     tagger, phrases_id = _phrase_maker(args)
     captions = [scene.caption for scene in scenes]
     all_phrases = tagger(captions) if tagger else [rule_phrases(caption) for caption in captions]
-    detector = Detector(spec, revision, device=args.device, batch_size=args.batch_size)
+    detector = Detector(spec, revision, device=args.device, batch_size=args.batch_size, dtype=args.dtype)
     images = [Planned(scene, phrases) for scene, phrases in zip(scenes, all_phrases, strict=True)]
     cache = GenerationCache(args.cache or detection_cache_path())
     try:
@@ -380,6 +380,12 @@ def add_parser(commands, formatter) -> argparse.ArgumentParser:
     )
     detect.add_argument("--batch-size", type=int, default=8, help="images (detector passes) per forward pass")
     detect.add_argument("--device", default="auto", help="torch device (auto: cuda when available, else cpu)")
+    detect.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="the detector's weights and activations (bfloat16: about twice as fast on recent GPUs)",
+    )
     detect.add_argument("--num-images", type=int, default=None, help="detect the first N images (default: all)")
     detect.add_argument("--shard", type=_shard, default=None, metavar="I/N", help="detect shard I of N (0 <= I < N)")
     detect.add_argument("--image-root", default=None, help="a folder images may also be read from")

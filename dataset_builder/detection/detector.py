@@ -59,12 +59,15 @@ class Detector:
     detection is cached, never loads the weights.
     """
 
-    def __init__(self, spec: ModelSpec, revision: str, *, device: str = "auto", batch_size: int = 8):
+    def __init__(
+        self, spec: ModelSpec, revision: str, *, device: str = "auto", batch_size: int = 8, dtype: str = "float32"
+    ):
         import torch
         from transformers import AutoConfig, AutoProcessor
 
         self.torch, self.spec, self.revision, self.batch_size = torch, spec, revision, batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.dtype = getattr(torch, dtype)
         self.pinned = {} if spec.is_local else {"revision": revision}
         self.model = None
         with _loading(spec):
@@ -83,9 +86,11 @@ class Detector:
 
         if self.model is None:
             with _loading(self.spec):
-                model = AutoModelForZeroShotObjectDetection.from_pretrained(self.spec.model, **self.pinned)
+                model = AutoModelForZeroShotObjectDetection.from_pretrained(
+                    self.spec.model, dtype=self.dtype, **self.pinned
+                )
             self.model = model.to(self.device).eval()
-            logger.info(f"detector {self.spec.name} loaded on {self.device}")
+            logger.info(f"detector {self.spec.name} loaded on {self.device} in {self.dtype}")
 
     # ---- planning: which queries go together in one pass ----
 
@@ -127,14 +132,14 @@ class Detector:
             if self.family == "grounding-dino":
                 prompts = [self._prompt(queries) for _, queries in items]
                 inputs = self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
-                outputs = self.model(**inputs.to(self.device))
-                scores = self._grounding_scores(outputs.logits.sigmoid(), prompts, [q for _, q in items])
+                outputs = self.model(**inputs.to(self.device).to(self.dtype))
+                scores = self._grounding_scores(outputs.logits.float().sigmoid(), prompts, [q for _, q in items])
                 frames = [(image.width, image.height) for image in images]
             else:
                 texts = [list(queries) for _, queries in items]
                 inputs = self.processor(images=images, text=texts, truncation=True, return_tensors="pt")
-                outputs = self.model(**inputs.to(self.device))
-                logits = outputs.logits.sigmoid()
+                outputs = self.model(**inputs.to(self.device).to(self.dtype))
+                logits = outputs.logits.float().sigmoid()
                 scores = [logits[i, :, : len(q)] for i, (_, q) in enumerate(items)]
                 # OWLv2 pads each image to a square at the bottom and right; OWL-ViT stretches it to one
                 side = [max(image.width, image.height) for image in images]
