@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..scene import SceneObject
+from ..synthesis.stage1 import head_noun
 from .phrases import Phrase
 
 # The lowest score the cache keeps: every box threshold at or above it is applied to cached detections.
@@ -36,10 +37,6 @@ def iou(a, b) -> float:
         return 0.0
     shared = width * height
     return shared / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - shared)
-
-
-def head_noun(name: str) -> str:
-    return name.rpartition(" ")[2]
 
 
 def objects_from(

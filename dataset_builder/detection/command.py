@@ -34,6 +34,7 @@ from ..generation.request import Response
 from ..images import decode, load_image
 from ..scene import Scene
 from ..sources import SOURCES, open_source
+from ..synthesis import stage1
 from . import provenance
 from .boxes import MAX_BOXES_PER_QUERY, SCORE_FLOOR, RawDetection, objects_from
 from .detector import Detector, Tagger, parse_model, revision_of
@@ -144,9 +145,9 @@ def _check(args) -> None:
     for name in ("batch_size", "num_images"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number from 1 up, not {getattr(args, name)}")
-    if args.box_threshold >= provenance.CONFIDENT_SCORE:
+    if args.box_threshold >= stage1.CONFIDENT_SCORE:
         logger.warning(
-            f"--box-threshold {args.box_threshold} drops every box below {provenance.CONFIDENT_SCORE}: stage 1 then "
+            f"--box-threshold {args.box_threshold} drops every box below {stage1.CONFIDENT_SCORE}: stage 1 then "
             "sees no uncertain box and cannot tell a category with missed instances from a complete one "
             "(see the README, Caption-only images)"
         )

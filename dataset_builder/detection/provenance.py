@@ -16,14 +16,13 @@ import json
 import os
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 
+from ..errors import InputError
 from ..scene import Fields, Scene, SceneObject
 from ..synthesis import stage1
-
-# The stage-1 rule's threshold, for the card and for ``lgt detect``'s warning.
-CONFIDENT_SCORE = stage1.CONFIDENT_SCORE
 
 
 def settings(model: str, revision: str, box_threshold: float, nms_iou: float, phrases: str, source: str) -> dict:
@@ -80,8 +79,6 @@ def read(fields: Fields) -> dict | None:
 def summary(lines) -> list[dict]:
     """Each distinct ``detector`` of ``(line number, text)`` lines with its number of rows (``rows``), most first;
     lines that are not JSON, or whose field is malformed, are the reader's to reject and are not counted here."""
-    from ..errors import InputError
-
     counts: Counter = Counter()
     for _, line in lines:
         if not isinstance(line, str) or '"detector"' not in line:
@@ -98,7 +95,7 @@ def summary(lines) -> list[dict]:
 @functools.lru_cache(maxsize=8)
 def file_summary(path: str, modified: int, size: int) -> tuple:
     """``summary`` of a JSON Lines file, read once per version of it (the key holds its mtime and size)."""
-    from ..sources.jsonl import json_lines
+    from ..sources.jsonl import json_lines  # here: the JSON Lines reader imports this module
 
     return tuple(json.dumps(item, sort_keys=True) for item in summary(json_lines(path)))
 
@@ -117,8 +114,8 @@ def card_section(folder: str, detection: list[dict]) -> str:
         "The boxes of this build were found by an open-vocabulary detector (`lgt detect`), not drawn by people: "
         f"{runs}. Each image's text queries are the object phrases of its caption; each object keeps its `score`.\n\n"
         "A detector misses objects and finds some that are not there, so stage 1 asks only what the scores make "
-        f"safe: a category with a box scoring below {CONFIDENT_SCORE}, or whose head noun the image names two ways "
-        '("mug", "ceramic mug"), is asked nothing (not counted, related, located or offered as present), and a '
+        f"safe: a category with a box scoring below {stage1.CONFIDENT_SCORE}, or whose head noun the image names two "
+        'ways ("mug", "ceramic mug"), is asked nothing (not counted, related, located or offered as present), and a '
         "category is offered as absent only when the caption does not name it either."
     )
     scenes = _built_scenes(folder)
@@ -165,5 +162,4 @@ def _rule_cost(scenes: list[Scene]) -> str:
 
 
 def _unscored(scene: Scene) -> Scene:
-    objects = [SceneObject(o.id, o.name, o.bbox, o.attributes, None, o.crowd) for o in scene.objects]
-    return Scene(scene.image_id, scene.image, scene.width, scene.height, scene.caption, objects, scene.source)
+    return replace(scene, objects=[replace(o, score=None) for o in scene.objects])

@@ -21,7 +21,6 @@ A template yields ``Draft`` questions (correct option + three distractors); the 
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import re
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
-from .grammar import article, plural, singular
+from .grammar import article, plural, singular, singular_noun
 
 VERSION = 2
 OPTIONS = 4
@@ -251,6 +250,12 @@ class Vocabulary:
     names: list[str]
     colours: list[str]
     attributes: list[str]
+    by_head: dict[str, list[str]] = field(init=False)  # the names of each head noun, for detected scenes
+
+    def __post_init__(self):
+        self.by_head = {}
+        for name in self.names:
+            self.by_head.setdefault(head_noun(name), []).append(name)
 
 
 @dataclass
@@ -393,15 +398,15 @@ def quadrant(obj: SceneObject, width: int, height: int) -> str | None:
     return None
 
 
-def _caption_words(caption: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)*", caption.lower())
+def head_noun(name: str) -> str:
+    """The word of a name that says what kind of thing it is: "ceramic mug" -> "mug"."""
+    return name.rpartition(" ")[2].lower()
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _head_forms(name: str) -> tuple[str, str]:
-    """A name's head noun as a caption may write it: singular and plural."""
-    head = name.rpartition(" ")[2].lower()
-    return head, plural(head)
+def _caption_nouns(caption: str) -> set[str]:
+    """Every word of a caption, and the singular of each plural: the head nouns it names ("two dogs" -> "dog")."""
+    words = set(re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)*", caption.lower()))
+    return words | {singular_noun(word) for word in words}
 
 
 def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
@@ -411,7 +416,7 @@ def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
     heads: dict[str, list[str]] = {}
     for name, objs in by_name.items():
         if any(o.score is not None for o in objs):
-            heads.setdefault(_head_forms(name)[0], []).append(name)
+            heads.setdefault(head_noun(name), []).append(name)
     for names in heads.values():
         scores = [o.score for name in names for o in by_name[name] if o.score is not None]
         if len(names) > 1 or min(scores) < CONFIDENT_SCORE:
@@ -462,10 +467,11 @@ class _SceneFacts:
             and len(objs) <= MAX_COUNT
             and all(o.area >= MIN_COUNTED_SHARE * image_area for o in objs)
         )
-        self.absent = [name for name in vocab.names if name not in self.by_name]
+        unknown = self.by_name
         if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
-            named = set(_caption_words(scene.caption))
-            self.absent = [name for name in self.absent if not named.intersection(_head_forms(name))]
+            named = _caption_nouns(scene.caption).intersection(vocab.by_head)
+            unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
+        self.absent = [name for name in vocab.names if name not in unknown]
         # Objects a phrase names exactly, visible: the only instance of its category ("the dog"), or, where every
         # instance of a category has a colour of its own, each instance ("the red circle").
         self.named: list[tuple[str, SceneObject]] = []
