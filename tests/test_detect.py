@@ -494,3 +494,25 @@ def test_a_malformed_detector_field_is_a_bad_record(tmp_path):
     (tmp_path / "s.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(InputError, match=r"line 1\]: detector: 'model' must be text, not 3"):
         build(source=f"jsonl:{tmp_path / 's.jsonl'}", configs=("scenes",), output=str(tmp_path / "out"))
+
+
+def test_a_json_lines_file_without_objects_and_coco_captions_are_sources(docci, models, coco_root, tmp_path, capsys):
+    records = [json.loads(line) for line in (docci / "docci_descriptions.jsonlines").open()][:2]
+    (tmp_path / "images").mkdir()
+    for record in records:
+        shutil.copy(docci / "images" / record["image_file"], tmp_path / "images" / record["image_file"])
+    lines = [{"image": f"images/{r['image_file']}", "caption": r["description"]} for r in records]
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    owl, cache = f"transformers:{models['owlv2']}", str(tmp_path / "d")
+    args = ["detect", f"jsonl:{tmp_path / 'captions.jsonl'}", "--detector", owl, "--cache", cache]
+    assert main([*args, "--output", str(tmp_path / "boxed.jsonl")]) == 0
+    rows = _rows(tmp_path / "boxed.jsonl")
+    assert [row["image_id"] for row in rows] == ["line-1", "line-2"] and all(row["objects"] for row in rows)
+    assert [row["image"] for row in rows] == [line["image"] for line in lines]
+    coco = ["detect", f"coco:{coco_root}", "--detector", owl, "--cache", cache, "--num-images", "2"]
+    assert main([*coco, "--output", str(tmp_path / "coco.jsonl")]) == 0
+    assert f"--image-root {coco_root}" in capsys.readouterr().out
+    for row in _rows(tmp_path / "coco.jsonl"):  # COCO's own boxes are replaced by the detector's
+        assert row["image_id"].startswith("coco-") and {o["phrase"] for o in row["objects"]} <= {
+            p.query for p in rule_phrases(row["caption"])
+        }

@@ -1,4 +1,4 @@
-"""JSON Lines scenes: the format to convert DOCCI, Visual Genome or detector output into.
+"""JSON Lines scenes: the format to convert Visual Genome or your own annotations into, and what `lgt detect` writes.
 
 One scene per line (UTF-8)::
 
@@ -6,7 +6,9 @@ One scene per line (UTF-8)::
      "image": "images/000123.jpg",          # path, relative to the .jsonl file's folder (or absolute)
      "width": 1024, "height": 768,          # optional (both or neither): read from the image header when absent
      "caption": "A long, dense description ...",
-     "objects": [{"id": 0, "name": "dog", "bbox": [x0, y0, x1, y1],   # absolute pixels; id defaults to the index
+     "objects": [{"id": 0, "name": "dog", "bbox": [x0, y0, x1, y1],   # optional (none: a caption-only scene,
+                                                                      # for `lgt detect`); boxes in absolute pixels;
+                                                                      # id defaults to the index
                   "attributes": ["brown", "sitting"], "score": 0.93}],  # both optional; score in [0, 1]
      "license": "CC BY 4.0",                # optional
      "detector": {...}}                     # optional: how `lgt detect` made the boxes (detection/provenance.py)
@@ -83,7 +85,7 @@ def _parse(line: str, line_no: int, path: str) -> Scene:
             attributes=obj.texts("attributes"),
             score=obj.number("score", (0, 1), default=None),
         )
-        for index, obj in enumerate(fields.records("objects", "object"))
+        for index, obj in enumerate(fields.records("objects", "object", default=[]))
     ]
     provenance.read(fields)  # checked like every field; the card reads it (``JsonlSource.detection``)
     width, height = fields.whole("width", IMAGE_SIDE, default=None), fields.whole("height", IMAGE_SIDE, default=None)
