@@ -33,7 +33,8 @@ from .errors import EmptyBuildError, InputError
 from .generation import Bill, Engine, GenerationCache, default_cache_path
 from .output import staged_output
 from .settings import LGTConfig, check_names, recorded, takes_settings
-from .stages import STAGES, configs_of, inputs, needed
+from .sources import SOURCES
+from .stages import STAGES, configs_of, inputs, needed, root
 
 logger = logging.get_logger(__name__)
 
@@ -131,6 +132,7 @@ def build(
         raise ValueError(f"num_proc must be a whole number from 1 up, not {num_proc!r}")
     check_names(settings)
     checked = LGTConfig(name=configs[0], **settings)  # checks every setting, before anything is touched
+    _check_boxes(checked.source, configs)
     output = os.path.realpath(output)
     if not os.path.basename(output):
         raise ValueError(f"--output {output!r} must name a folder to write, not the root of the filesystem")
@@ -264,12 +266,24 @@ def dry_run(configs: tuple[str, ...] | None = None, num_proc: int | None = None,
     """
     configs = _check_configs(configs)
     check_names(settings)
+    _check_boxes(LGTConfig(name=configs[0], **settings).source, configs)
     bills = {}
     for config in needed(configs):
         with tempfile.TemporaryDirectory(prefix="lgt-dry-run-") as cache:
             builder = LGTBuilder.with_settings(config, cache, **settings)
             bills.update({f"{config} {role}": bill for role, bill in builder.bill(num_proc).items()})
     return bills
+
+
+def _check_boxes(source: str, configs: tuple[str, ...]) -> None:
+    """``ValueError`` before anything is read when questions are asked of a source without boxes (``docci:``)."""
+    kind = SOURCES.get(source.partition(":")[0])
+    if kind is not None and not kind.has_boxes and set(configs) != {root()}:
+        raise ValueError(
+            f"{source} has captions but no boxes, and questions need boxes: run `lgt detect {source} --detector "
+            f"transformers:MODEL --output scenes.jsonl` first and build from jsonl:scenes.jsonl (or build "
+            f"--configs {root()})"
+        )
 
 
 def _check_configs(configs: tuple[str, ...] | None) -> tuple[str, ...]:

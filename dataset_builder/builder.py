@@ -122,9 +122,12 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     @property
     def source_info(self) -> dict:
-        """What the card says of the source: its kind, a description and its licence."""
+        """What the card says of the source: its kind, a description, its licence, and how a detector made its boxes
+        (``lgt detect``'s settings in the rows; absent for human boxes)."""
         source = self._source()
-        return {"name": source.name, "description": source.description, "license": source.license}
+        detection = getattr(source, "detection", None)
+        info = {"name": source.name, "description": source.description, "license": source.license}
+        return {**info, "detection": detection} if detection else info
 
     @property
     def stage(self) -> Stage:

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import audit, decontam, markdown, trace_stats
 from .builder import CITATION, SPLITS
+from .detection.provenance import card_section as grounding_section
 from .sources import SOURCES, source_label
 from .sources.jsonl import JsonlSource
 from .stages import BOX_DOC, DEFAULT_CONFIG, STAGES, root
@@ -343,6 +344,8 @@ def write_card(folder: str, build_info: dict) -> str:
         sections.append(
             "Generators: " + ", ".join(f"{markdown.code(g)} ({n:,})" for g, n in sorted(generators.items())) + "."
         )
+    if source.get("detection"):
+        sections.append(grounding_section(folder, source["detection"]))
     for key, section in REPORT_SECTIONS.items():
         if key in build_info:
             sections.append(section(build_info[key]))

@@ -19,6 +19,7 @@ import datasets
 
 from . import __version__
 from .audit import MARGIN
+from .detection import command as detect_command
 from .errors import BuildError, InputError, find_cause
 from .eval.cli import add_commands as add_eval_commands
 from .generation import CacheMissError, GenerationStats
@@ -209,14 +210,15 @@ def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
         prog="lgt",
-        description="Build the lgt dataset (lgt build), look at it (lgt show), publish it (lgt push), evaluate models "
-        "on the paper's benchmarks (lgt eval), describe this setup (lgt env).",
+        description="Build the lgt dataset (lgt build), give caption-only images boxes (lgt detect), look at it "
+        "(lgt show), publish it (lgt push), evaluate models on the paper's benchmarks (lgt eval), describe this setup "
+        "(lgt env).",
         epilog="Bare `lgt` prints this help and exits with status 2.",
         formatter_class=formatter,
     )
     cli.add_argument("--version", action="version", version=f"lgt {__version__}")
     _verbosity_flags(cli, default=0)
-    commands = cli.add_subparsers(dest="command", metavar="{build,push,show,eval,env}")
+    commands = cli.add_subparsers(dest="command", metavar="{build,detect,push,show,eval,env}")
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
@@ -267,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     _verbosity_flags(show, default=argparse.SUPPRESS)
     show.set_defaults(run=_show)
 
+    _verbosity_flags(detect_command.add_parser(commands, formatter), default=argparse.SUPPRESS)
     add_eval_commands(commands, formatter, _verbosity_flags, _usage_error(json_object))
 
     env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
@@ -335,7 +338,7 @@ def _main(argv: list[str] | None) -> int:
         found = find_cause(error, InputError)  # also when a num_proc worker raised it inside datasets
         if found is not None:
             logger.error(f"error: {found}")
-            if args.command == "build":
+            if args.command in ("build", "detect"):
                 logger.error("nothing was written; fix the record or pass --on-error skip")
             return 2
         if isinstance(error, (PushError, FileExistsError, ValueError, CacheMissError)):

@@ -126,9 +126,10 @@ class Fields:
             raise self._refuse(key, "a list", value)
         return value
 
-    def records(self, key: str, name: str) -> list[Fields]:
-        """A required list of JSON objects, each read as ``Fields`` named ``"<name> <index>"``."""
-        return [Fields(item, self.source, self.record, f"{name} {i}") for i, item in enumerate(self.items(key))]
+    def records(self, key: str, name: str, default: Any = REQUIRED) -> list[Fields]:
+        """A list of JSON objects, each read as ``Fields`` named ``"<name> <index>"``."""
+        items = self.items(key, default)
+        return [Fields(item, self.source, self.record, f"{name} {i}") for i, item in enumerate(items)]
 
 
 @dataclass(slots=True)

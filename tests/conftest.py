@@ -151,3 +151,47 @@ def serve():
     yield start
     for server in started:
         server.stop()
+
+
+# DOCCI's splits as the COCO sample's stand in for them in the DOCCI-format fixture.
+DOCCI_SPLITS = {"train2017": "train", "val2017": "test"}
+
+
+def write_docci(root: Path, count: int | None = None) -> Path:
+    """DOCCI's release layout made from the COCO sample: ``docci_descriptions.jsonlines`` (``example_id``, ``split``,
+    ``image_file``, ``description``, and a field lgt does not read) and ``images/``; the first ``count`` records,
+    train and test in turn."""
+    if not (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
+        pytest.skip(f"shared COCO sample not found at {COCO_MINI}")
+    import itertools
+    import shutil
+
+    per_split = []
+    for coco_split, split in DOCCI_SPLITS.items():
+        annotations = COCO_MINI / "annotations"
+        images = json.loads((annotations / f"instances_{coco_split}.json").read_text())["images"]
+        captions: dict[int, list[str]] = {}
+        for caption in json.loads((annotations / f"captions_{coco_split}.json").read_text())["annotations"]:
+            captions.setdefault(caption["image_id"], []).append(caption["caption"].strip())
+        per_split.append(
+            [
+                (
+                    COCO_MINI / "images" / coco_split / image["file_name"],
+                    {
+                        "example_id": f"{split}_{n:05d}",
+                        "split": split,
+                        "image_file": f"{split}_{n:05d}.jpg",
+                        "description": " ".join(captions[image["id"]]),
+                        "cluster_id": f"coco-{image['id']}",
+                    },
+                )
+                for n, image in enumerate(sorted(images, key=lambda image: image["id"]))
+            ]
+        )
+    chosen = [pair for pair in itertools.chain(*itertools.zip_longest(*per_split)) if pair][:count]
+    (root / "images").mkdir(parents=True)
+    for image, record in chosen:
+        shutil.copy(image, root / "images" / record["image_file"])
+    with open(root / "docci_descriptions.jsonlines", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(record) + "\n" for _, record in chosen)
+    return root

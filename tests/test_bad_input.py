@@ -240,7 +240,7 @@ def test_jsonl_missing_fields_and_file(tmp_path, capsys):
 
 
 def test_unknown_source(tmp_path, capsys):
-    assert_refused(capsys, tmp_path, "docci:/x", "unknown source")
+    assert_refused(capsys, tmp_path, "visual-genome:/x", "unknown source")
 
 
 def test_errors_and_rejects_cross_worker_processes(small_coco, tmp_path, capsys, monkeypatch):

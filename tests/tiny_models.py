@@ -1,4 +1,5 @@
-"""Tiny random models in the shape of the paper's teachers, made offline: a Qwen2.5-VL and a Qwen2 text LLM.
+"""Tiny random models in the shape of the paper's teachers, made offline: a Qwen2.5-VL and a Qwen2 text LLM; and
+of its open-vocabulary detectors: a Grounding DINO and an OWLv2.
 
 They write nonsense, but they are real checkpoints: every backend loads, tokenizes, batches and decodes them as it
 would the 7B models (head size 32, the least vLLM's CPU backend takes). The tokenizer is a byte-level BPE trained
@@ -159,6 +160,132 @@ def build_tiny_vlm(path: Path) -> Path:
     )
     torch.manual_seed(0)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+# Words of the captions the detector tests use: the tiny detector's tokenizer knows them, so queries are real tokens.
+DETECTOR_WORDS = (
+    "a an the of on in with and . , man woman person people dog cat car bus truck table chair plate pizza cake "
+    "bird boat water street road tree sky building kitchen oven sink mirror bathroom room train bike motorcycle "
+    "red blue green white black brown yellow large small wooden sign stop"
+).split()
+
+
+def build_tiny_grounding_dino(path: Path) -> Path:
+    """A Grounding DINO with a one-block-per-stage Swin, a one-layer BERT and 20 queries; its processor sizes images
+    to 128 pixels on the short side (at 64, a tall image's last feature map is one pixel, which its group norms
+    refuse) and its word-level BERT tokenizer knows ``DETECTOR_WORDS``."""
+    import torch
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(DETECTOR_WORDS)]
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)})
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 192})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    backbone = SwinConfig(
+        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, out_indices=[2, 3, 4]
+    )
+    text = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        num_queries=20,
+        encoder_layers=1,
+        decoder_layers=2,  # one layer trips transformers' tying of the box heads
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        d_model=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=64,
+    )
+    torch.manual_seed(0)
+    GroundingDinoForObjectDetection(config).save_pretrained(path)
+    return path
+
+
+def build_tiny_owlv2(path: Path) -> Path:
+    """An OWLv2 with one-layer towers on 64x64 images (16 patches) and a character-level CLIP tokenizer."""
+    import torch
+    from transformers import (
+        CLIPTokenizerFast,
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        Owlv2Processor,
+    )
+
+    letters = sorted(set("".join(DETECTOR_WORDS)) - set(".,"))
+    vocab = {piece: i for i, piece in enumerate([*letters, *(c + "</w>" for c in letters)])}
+    # OWL reads a query whose first token id is 0 as padding: the special tokens come after the letters
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    tokenizer = CLIPTokenizerFast(vocab=vocab, merges=[], model_max_length=16)
+    Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tokenizer
+    ).save_pretrained(path)
+    text = {
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 16,
+        "bos_token_id": vocab["<|startoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 64,
+        "patch_size": 16,
+    }
+    torch.manual_seed(0)
+    Owlv2ForObjectDetection(Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(
+        path
+    )
+    return path
+
+
+def build_tiny_pos_tagger(path: Path) -> Path:
+    """A one-layer BERT token classifier with Universal part-of-speech labels (random: its tags are noise)."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(DETECTOR_WORDS)]
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(path)
+    labels = ["DET", "ADJ", "NOUN", "VERB", "ADP", "PUNCT"]
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    BertForTokenClassification(config).save_pretrained(path)
     return path
 
 

@@ -16,17 +16,20 @@ import os
 from ..errors import InputError
 from .builtin import BuiltinSource
 from .coco import CocoSource
+from .docci import DocciSource
 from .jsonl import JsonlSource
 
 # Every source by the name a source spec starts with (``KIND`` or ``KIND:PATH``). A source class has ``name``,
-# ``help``, ``takes_path``, ``open(path, seed=, num_images=, image_root=)``, and what the card says of it:
+# ``help``, ``takes_path``, ``has_boxes`` (False: captions only, see ``lgt detect``),
+# ``open(path, seed=, num_images=, image_root=)``, and what the card says of it:
 # ``card_metadata`` (Hub fields), ``annotation_license``, ``license_link``, ``tags``, ``source_datasets(path)``.
-SOURCES = {source.name: source for source in (BuiltinSource, CocoSource, JsonlSource)}
+SOURCES = {source.name: source for source in (BuiltinSource, CocoSource, JsonlSource, DocciSource)}
 SOURCE_HELP = ", ".join(source.help for source in SOURCES.values())
 
 
 def open_source(spec: str, seed: int = 0, num_images: int | None = None, image_root: str | None = None):
-    """``scenes`` | ``coco:PATH`` | ``jsonl:PATH`` -> a source object; ``image_root``: where images may lie."""
+    """``scenes`` | ``coco:PATH`` | ``jsonl:PATH`` | ``docci:PATH`` -> a source object; ``image_root``: where images
+    may lie."""
     kind, _, path = spec.partition(":")
     source = SOURCES.get(kind)
     if source is not None and not source.takes_path and not path:

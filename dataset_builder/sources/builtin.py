@@ -305,6 +305,7 @@ class BuiltinSource:
     name = "scenes"
     help = "scenes (built-in rendered scenes)"
     takes_path = False
+    has_boxes = True
     default_num_images = 1000
     # What the card's Hub metadata says of this source (the questions are always written by lgt).
     card_metadata = {

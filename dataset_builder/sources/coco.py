@@ -65,6 +65,7 @@ class CocoSource:
     name = "coco"
     help = "coco:PATH (COCO root or instances_*.json)"
     takes_path = True
+    has_boxes = True
     card_metadata = {
         "annotations_creators": ["crowdsourced", "machine-generated"],
         "language_creators": ["crowdsourced", "machine-generated"],

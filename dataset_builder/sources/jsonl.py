@@ -1,4 +1,4 @@
-"""JSON Lines scenes: the format to convert DOCCI, Visual Genome or detector output into.
+"""JSON Lines scenes: the format to convert Visual Genome or your own annotations into, and what `lgt detect` writes.
 
 One scene per line (UTF-8)::
 
@@ -6,9 +6,12 @@ One scene per line (UTF-8)::
      "image": "images/000123.jpg",          # path, relative to the .jsonl file's folder (or absolute)
      "width": 1024, "height": 768,          # optional (both or neither): read from the image header when absent
      "caption": "A long, dense description ...",
-     "objects": [{"id": 0, "name": "dog", "bbox": [x0, y0, x1, y1],   # absolute pixels; id defaults to the index
+     "objects": [{"id": 0, "name": "dog", "bbox": [x0, y0, x1, y1],   # optional (none: a caption-only scene,
+                                                                      # for `lgt detect`); boxes in absolute pixels;
+                                                                      # id defaults to the index
                   "attributes": ["brown", "sitting"], "score": 0.93}],  # both optional; score in [0, 1]
-     "license": "CC BY 4.0"}                # optional
+     "license": "CC BY 4.0",                # optional
+     "detector": {...}}                     # optional: how `lgt detect` made the boxes (detection/provenance.py)
 
 Every value must have the type shown (``Fields``: no coercion; an optional field may be ``null``); the image must
 lie inside the .jsonl file's folder (or ``--image-root``). Lines are streamed, so memory stays flat however large
@@ -17,6 +20,7 @@ the file is: the first pass, serial, reads each line's id only; the workers read
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -26,9 +30,38 @@ from .. import markdown
 from ..errors import InputError
 from ..images import image_size, local_image
 from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene
+from . import detected
 
 
-def _fields(line: str, line_no: int, path: str) -> Fields:
+def json_lines(path: str) -> Iterator[tuple[int, str | InputError]]:
+    """``(line number, text)`` of each non-blank line, streamed; the text of a line that is not UTF-8 is its
+    ``InputError``, for the caller to raise as a reject of that line."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
+            except UnicodeDecodeError as err:
+                yield line_no, InputError(path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
+                continue
+            if line.strip():
+                yield line_no, line
+
+
+def line_entries(path: str, image_id) -> Iterator[Entry | InputError]:
+    """An ``Entry`` per line of a JSON Lines file (its payload: ``(line number, text)``), its id ``image_id(fields,
+    line number)``; the ``InputError`` of a line that is not UTF-8, not a JSON object or has no usable id."""
+    for line_no, line in json_lines(path):
+        try:
+            if isinstance(line, InputError):
+                raise line
+            found = image_id(fields_of(line, line_no, path), line_no)
+        except InputError as err:
+            yield err
+            continue
+        yield Entry(found, (line_no, line), path, f"line {line_no}")
+
+
+def fields_of(line: str, line_no: int, path: str) -> Fields:
     """One line as a JSON object."""
     record = f"line {line_no}"
     try:
@@ -45,7 +78,7 @@ def _image_id(fields: Fields, line_no: int) -> str:
 
 def _parse(line: str, line_no: int, path: str) -> Scene:
     """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
-    fields = _fields(line, line_no, path)
+    fields = fields_of(line, line_no, path)
     objects = [
         SceneObject(
             id=obj.whole("id", INT64, default=index),
@@ -54,8 +87,9 @@ def _parse(line: str, line_no: int, path: str) -> Scene:
             attributes=obj.texts("attributes"),
             score=obj.number("score", (0, 1), default=None),
         )
-        for index, obj in enumerate(fields.records("objects", "object"))
+        for index, obj in enumerate(fields.records("objects", "object", default=[]))
     ]
+    detected.read(fields)  # checked like every field; the card reads it (``JsonlSource.detection``)
     width, height = fields.whole("width", IMAGE_SIDE, default=None), fields.whole("height", IMAGE_SIDE, default=None)
     if (width is None) != (height is None):
         raise fields.error("give both 'width' and 'height', or neither (then they are read from the image)")
@@ -76,6 +110,7 @@ class JsonlSource:
     name = "jsonl"
     help = "jsonl:PATH"
     takes_path = True
+    has_boxes = True
     card_metadata = {
         "annotations_creators": ["found", "machine-generated"],
         "language_creators": ["found", "machine-generated"],
@@ -103,22 +138,15 @@ class JsonlSource:
         self.description = f"Scenes from the JSON Lines file {markdown.code(os.path.basename(self.path))}."
         self.license = "As stated per row in the `license` column by the provider of the annotations."
 
+    @property
+    def detection(self) -> list[dict]:
+        """The ``detector`` settings of ``lgt detect`` in the rows, each with its number of rows (for the card)."""
+        stat = os.stat(self.path)
+        return [json.loads(item) for item in _file_summary(self.path, stat.st_mtime_ns, stat.st_size)]
+
     def entries(self) -> Iterator[Entry | InputError]:
         """Each line's id; a line that is no JSON object, not UTF-8 or has a bad id is an ``InputError``."""
-        with open(self.path, "rb") as f:
-            for line_no, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
-                    if not line.strip():
-                        continue
-                    image_id = _image_id(_fields(line, line_no, self.path), line_no)
-                except UnicodeDecodeError as err:
-                    yield InputError(self.path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
-                    continue
-                except InputError as err:
-                    yield err
-                    continue
-                yield Entry(image_id, (line_no, line), self.path, f"line {line_no}")
+        return line_entries(self.path, _image_id)
 
     def scene(self, payload: tuple[int, str]) -> Scene:
         line_no, line = payload
@@ -128,3 +156,9 @@ class JsonlSource:
         if scene.width is None:
             scene.width, scene.height = image_size(scene.image, scene.image_id)
         return check_scene(scene, record)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_summary(path: str, modified: int, size: int) -> tuple:
+    """``summary`` of a JSON Lines file, read once per version of it (the key holds its mtime and size)."""
+    return tuple(json.dumps(item, sort_keys=True) for item in detected.summary(json_lines(path)))

@@ -109,6 +109,32 @@ def plural(name: str) -> str:
     return prefix + _plural_word(head) + rest
 
 
+# Plurals the rules below would get wrong ("buses" is not the plural of "buse", though "houses" is of "house").
+_SINGULARS = {
+    **{plural: word for word, plural in IRREGULAR_PLURALS.items()},
+    **{word + "es": word for word in ("bus", "gas", "lens", "canvas", "iris", "atlas", "walrus", "cactus")},
+}
+
+
+def singular_noun(word: str) -> str:
+    """The singular of a plural noun, the inverse of ``plural`` for one word: "dogs" -> "dog", "boxes" -> "box",
+    "berries" -> "berry", "people" -> "person"; a singular, paired or mass noun comes back as it is."""
+    lower = word.lower()
+    if lower in _SINGULARS:
+        return _SINGULARS[lower]
+    if lower in UNCHANGED_PLURALS or lower in PAIRED_NOUNS or lower in MASS_NOUNS:
+        return word
+    if lower.endswith("men") and lower[:-3] + "man" not in _NOT_MAN and len(lower) > 3:
+        return word[:-3] + "man"
+    if lower.endswith("ies") and len(lower) > 4:
+        return word[:-3] + "y"
+    if lower.endswith(("sses", "xes", "zes", "ches", "shes")):
+        return word[:-2]
+    if lower.endswith("s") and not lower.endswith(("ss", "us", "is")) and len(lower) > 3:
+        return word[:-1]
+    return word
+
+
 def singular(name: str) -> str:
     """The name as one countable thing: "red skis" -> "pair of red skis"; most names are already that."""
     return f"pair of {name}" if _head(name)[1].lower() in PAIRED_NOUNS else name

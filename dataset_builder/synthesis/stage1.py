@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from functools import partial
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
 from .generator import generator_id
-from .grammar import article, plural, singular
+from .grammar import article, plural, singular, singular_noun
 
 VERSION = 2
 OPTIONS = 4
@@ -70,6 +71,15 @@ DISTANCE_GAP = 0.05
 # ambiguous in the COCO sample although 90% of its box lay on one side).
 LOCATION_INSIDE = 0.9
 LOCATION_MARGIN = 0.05
+# Detector boxes (objects with a ``score``) are not a complete annotation: a detector misses instances and finds
+# things that are not there. A category with a box scoring below CONFIDENT_SCORE (in the band between the detector's
+# own threshold and this score) may have an instance missed or one too many, and one whose head noun has two names
+# in the image ("mug", "ceramic mug") may be either, so, like a crowd box, no question is asked about it: it is not
+# counted, named as "the only one", related, located or offered as present. And a category no box was found for is
+# "absent" only when the caption does not name its head noun either: the detector is asked only about what the
+# caption names, so of anything else its silence says nothing, and a caption's thing it did not find is a miss.
+# Scenes with human boxes (no scores) are read as complete, as before.
+CONFIDENT_SCORE = 0.5
 COLOUR_WORDS = (
     "red",
     "orange",
@@ -241,6 +251,12 @@ class Vocabulary:
     names: list[str]
     colours: list[str]
     attributes: list[str]
+    by_head: dict[str, list[str]] = field(init=False)  # the names of each head noun, for detected scenes
+
+    def __post_init__(self):
+        self.by_head = {}
+        for name in self.names:
+            self.by_head.setdefault(head_noun(name), []).append(name)
 
 
 @dataclass
@@ -383,6 +399,32 @@ def quadrant(obj: SceneObject, width: int, height: int) -> str | None:
     return None
 
 
+def head_noun(name: str) -> str:
+    """The word of a name that says what kind of thing it is: "ceramic mug" -> "mug"."""
+    return name.rpartition(" ")[2].lower()
+
+
+def _caption_nouns(caption: str) -> set[str]:
+    """Every word of a caption, and the singular of each plural: the head nouns it names ("two dogs" -> "dog")."""
+    words = set(re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)*", caption.lower()))
+    return words | {singular_noun(word) for word in words}
+
+
+def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
+    """Categories no question is about: those with a crowd box, and, of detector boxes, every category whose head
+    noun has a box below ``CONFIDENT_SCORE`` or is named two ways ("mug" and "ceramic mug": is "the mug" either?)."""
+    aside = {name for name, objs in by_name.items() if any(o.crowd for o in objs)}
+    heads: dict[str, list[str]] = {}
+    for name, objs in by_name.items():
+        if any(o.score is not None for o in objs):
+            heads.setdefault(head_noun(name), []).append(name)
+    for names in heads.values():
+        scores = [o.score for name in names for o in by_name[name] if o.score is not None]
+        if len(names) > 1 or min(scores) < CONFIDENT_SCORE:
+            aside.update(names)
+    return aside
+
+
 def _cut_by_frame(obj: SceneObject, scene: Scene) -> bool:
     """Whether the box reaches the image border (within the rounding every source's boxes are clipped by)."""
     x0, y0, x1, y1 = obj.bbox
@@ -412,21 +454,25 @@ class _SceneFacts:
         self.by_name: dict[str, list[SceneObject]] = {}
         for obj in scene.objects:
             self.by_name.setdefault(obj.name, []).append(obj)
-        self.crowded = {name for name, objs in self.by_name.items() if any(o.crowd for o in objs)}
+        self.set_aside = _set_aside(self.by_name)
         self.visible = sorted(
             name
             for name, objs in self.by_name.items()
-            if name not in self.crowded and any(o.area >= MIN_VISIBLE_SHARE * image_area for o in objs)
+            if name not in self.set_aside and any(o.area >= MIN_VISIBLE_SHARE * image_area for o in objs)
         )
         # Categories whose every instance is countable: no crowd box, none too small to see, not too many.
         self.countable = sorted(
             name
             for name, objs in self.by_name.items()
-            if name not in self.crowded
+            if name not in self.set_aside
             and len(objs) <= MAX_COUNT
             and all(o.area >= MIN_COUNTED_SHARE * image_area for o in objs)
         )
-        self.absent = [name for name in vocab.names if name not in self.by_name]
+        unknown = self.by_name
+        if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
+            named = _caption_nouns(scene.caption).intersection(vocab.by_head)
+            unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
+        self.absent = [name for name in vocab.names if name not in unknown]
         # Objects a phrase names exactly, visible: the only instance of its category ("the dog"), or, where every
         # instance of a category has a colour of its own, each instance ("the red circle").
         self.named: list[tuple[str, SceneObject]] = []
@@ -435,7 +481,7 @@ class _SceneFacts:
         for name, objs in self.by_name.items():
             seen = [o for o in objs if o.area >= MIN_VISIBLE_SHARE * image_area]
             colours = [colour_of(o) for o in objs]
-            if name in self.crowded or not seen:
+            if name in self.set_aside or not seen:
                 continue
             if len(objs) == 1:
                 named = [(name, objs[0])]
