@@ -31,6 +31,7 @@ def test_env_lists_the_versions_a_bug_report_needs(capsys):
     assert lines["lgt"] == __version__ and lines["datasets"] == datasets.__version__
     assert lines["pyarrow"] == importlib.metadata.version("pyarrow") and lines["python"].count(".") == 2
     assert {"platform", "huggingface_hub", "pillow", "numpy", "torch", "transformers", "trl"} <= set(lines)
+    assert {"accelerate", "peft", "openai", "vllm", "playwright"} <= set(lines)  # training, serving, the explorer
 
 
 def test_help_shows_the_defaults(capsys):
