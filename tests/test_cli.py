@@ -68,3 +68,11 @@ def test_progress_bars_obey_the_datasets_switch_and_quiet_silences_status(tmp_pa
     assert "examples/s" not in plain.stderr
     quiet = _lgt("build", "--num-images", "4", "--output", "b", "-q", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and "wrote" in quiet.stdout
+
+
+def test_a_build_prints_at_most_a_screenful(tmp_path):
+    """Progress bars off, a build's stderr fits a terminal: one status line per step, the per-work-unit detail (SFT
+    balance) only with -v. With that detail at info level, 120 images printed 27 lines, the default 1,000 107."""
+    result = _lgt("build", "--num-images", "120", cwd=tmp_path, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) <= 24, result.stderr
