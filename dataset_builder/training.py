@@ -132,9 +132,9 @@ def prepare_model(model_args: ModelConfig, training_args):
     except OSError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RecipeError(f"model {path!r}: not a folder here, and not loadable from the Hub: {reason}") from error
-    auto_map = getattr(config, "auto_map", None) or {}
-    if config.model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and "AutoModelForImageTextToText" not in (
-        auto_map
+    remote_classes = getattr(config, "auto_map", None) or {}  # a remote-code model names the classes it has
+    if config.model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and (
+        "AutoModelForImageTextToText" not in remote_classes
     ):
         raise RecipeError(
             f"{path} is a {config.model_type} model without vision: the recipes need a vision-language model "
