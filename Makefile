@@ -1,4 +1,5 @@
-PYTHON ?= python
+# The venv's python when there is one (the README makes .venv), else python3; PYTHON=... to choose another.
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 WORK ?= tiny-staged-run
 
 .PHONY: staged-run

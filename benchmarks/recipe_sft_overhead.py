@@ -5,13 +5,13 @@ the same tiny random Qwen2.5-VL, the same rows and the same ``SFTConfig``; and w
 
 "Baseline" is TRL's VLM example reduced to its core: ``AutoModelForImageTextToText`` and ``AutoProcessor``,
 ``load_dataset(path, config)`` and ``SFTTrainer``, with the vision tower frozen by hand so both train the same
-weights. "Recipe" is ``recipes/sft.py``'s ``main`` (mixture loading, pixel cap, over-long samples dropped, vision
-frozen), parsed from the tiny CPU config. Steps/s is the trainer's own ``train_steps_per_second`` (the training loop
-with its data loading, not model loading or the one-off length pass, timed separately). ``max_length`` is set so no
-row is dropped and both see the same rows. Runs alternate, on ``--threads`` torch threads (one: on a shared machine
-more threads mostly add contention); the best of ``--repeats`` is kept for each, and the median ratio of neighbouring
-runs is shown too. The dataset side: decoding a batch's rows (images included) and TRL's VLM collator (chat
-template, image processor, padding), outside any model.
+weights. "Recipe" is ``recipes/sft.py``'s ``main`` (model checks, loading through TRL's ``get_dataset``, pixel cap,
+over-long samples dropped, vision frozen), parsed from the tiny CPU config. Steps/s is the trainer's own
+``train_steps_per_second`` (the training loop with its data loading, not model loading or the one-off length pass,
+timed separately). ``max_length`` is set so no row is dropped and both see the same rows. Runs alternate, on
+``--threads`` torch threads (one: on a shared machine more threads mostly add contention); the best of ``--repeats``
+is kept for each, and the median ratio of neighbouring runs is shown too. The dataset side: decoding a batch's rows
+(images included) and TRL's VLM collator (chat template, image processor, padding), outside any model.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(RECIPES))
 import datasets  # noqa: E402
 import sft  # noqa: E402
 import torch  # noqa: E402
-from lgt.training import drop_overlong, load_mixture  # noqa: E402
+from lgt.training import drop_overlong, load_processor, load_splits  # noqa: E402
 from tiny_data import make_tiny_model, make_training_data  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 from trl import SFTTrainer  # noqa: E402
@@ -59,16 +59,16 @@ def baseline(model_path: str, data: str, training_args) -> dict:
     return trainer.train().metrics
 
 
-def recipe(script_args, training_args, model_args) -> dict:
-    sft.main(script_args, training_args, model_args)
+def recipe(script_args, training_args, model_args, dataset_args) -> dict:
+    sft.main(script_args, training_args, model_args, dataset_args)
     return METRICS[-1]
 
 
-def dataset_side(script_args, training_args, model_path: str, batches: int) -> dict:
+def dataset_side(script_args, training_args, model_args, dataset_args, batches: int) -> dict:
     """Seconds per step spent loading (one-off), decoding rows and collating them, outside any model."""
-    processor = AutoProcessor.from_pretrained(model_path, max_pixels=script_args.max_pixels)
+    processor = load_processor(model_args, script_args, training_args)
     start = time.perf_counter()
-    dataset = load_mixture(script_args, columns=("messages", "images"), seed=0)
+    dataset, _ = load_splits(script_args, dataset_args, False, columns=("messages", "images"))
     loaded = time.perf_counter()
     dataset = drop_overlong(dataset, processor, training_args.max_length, (("messages",),))
     measured = time.perf_counter()
@@ -112,15 +112,15 @@ def main():
         "--output_dir",
         str(work / "out"),
     ]
-    script_args, training_args, model_args = sft.make_parser().parse_args_and_config(
+    script_args, training_args, model_args, dataset_args = sft.make_parser().parse_args_and_config(
         ["--config", str(config), *overrides]
     )
 
     rates = {"baseline": [], "recipe": []}
     for _ in range(args.repeats):
         rates["baseline"].append(baseline(model_path, data, training_args)["train_steps_per_second"])
-        rates["recipe"].append(recipe(script_args, training_args, model_args)["train_steps_per_second"])
-    side = dataset_side(script_args, training_args, model_path, batches=args.steps)
+        rates["recipe"].append(recipe(script_args, training_args, model_args, dataset_args)["train_steps_per_second"])
+    side = dataset_side(script_args, training_args, model_args, dataset_args, batches=args.steps)
 
     best = {name: max(values) for name, values in rates.items()}
     step = 1 / best["recipe"]

@@ -29,7 +29,21 @@ from .stages import DEFAULT_CONFIG, STAGES
 logger = datasets.utils.logging.get_logger(__name__)
 
 # What `lgt env` reports: the packages a bug report needs, installed or not.
-ENV_PACKAGES = ("datasets", "huggingface_hub", "pyarrow", "pillow", "numpy", "torch", "transformers", "trl")
+ENV_PACKAGES = (
+    "datasets",
+    "huggingface_hub",
+    "pyarrow",
+    "pillow",
+    "numpy",
+    "torch",
+    "transformers",
+    "trl",
+    "accelerate",
+    "peft",
+    "openai",
+    "vllm",
+    "playwright",
+)
 
 
 def _build(args) -> int:

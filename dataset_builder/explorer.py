@@ -1,8 +1,9 @@
 """``lgt show``: one static HTML page to look at a sample of a built config the way a person checking data would.
 
-Per item: the image with its grounding boxes drawn and labelled, the question, the options with the gold one marked,
-and what the config adds: a trace with its kind and its cue highlighted (``traces_*``, ``sft_*``), the chosen and
-rejected answers side by side (``dpo_*``), the prompt and its solution (``rl``), the steps and parent questions
+Per item: the image with its grounding boxes drawn and labelled (and, dashed, every other object of the scene that
+the question, the options or a trace names), the question, the options with the gold one marked, and what the config
+adds: a trace with its kind and its cue highlighted (``traces_*``, ``sft_*``), the chosen and rejected answers side by
+side (``dpo_*``), the prompt and its solution (``rl``), the steps and parent questions
 (``mcq_stage2``), the caption and every box (``scenes``). Rows that carry no boxes (SFT, DPO, RL, traces) are
 joined through ``mcq_id``/``parents`` to the MCQ and trace configs of the same folder and split; when those are
 absent the item is shown without what they would add.
@@ -14,6 +15,9 @@ Choices, and why:
 - Boxes are an SVG layer over the stored image, in the image's own pixel coordinates (``viewBox``): the image
   stays the bytes the model sees (downscaled only when large, never redrawn), labels are real text (escaped,
   selectable, sharp at any zoom), and a test can count the boxes in the page.
+- A trace's answer is labelled by who wrote it: "scripted" (the offline teacher and reasoner, ids ``scripted/…``)
+  or "model", so a page of scripted rows never reads as a model's behaviour.
+- The page names the build folder, never its absolute path: a page is made to be shared.
 - The page is self-contained (images as ``data:`` URLs, CSS inline) and runs no script at all. Every text comes
   from data, and model output is data: all of it is escaped, and a Content-Security-Policy forbids scripts and
   any network fetch, so a missed escape could still not run or load anything.
@@ -30,6 +34,7 @@ import html
 import os
 import random
 import re
+from collections import Counter
 
 import pyarrow.parquet as pq
 from datasets.utils import logging
@@ -37,6 +42,7 @@ from datasets.utils import logging
 from .answers import LETTERS, parse_answer
 from .images import encoded_size, fit_pixels
 from .stages import configs_of
+from .synthesis.grammar import plural
 
 logger = logging.get_logger(__name__)
 
@@ -46,13 +52,15 @@ SCENE_CONFIGS = configs_of("scenes")
 # The columns read from the configs an item is joined to (never their images).
 MCQ_COLUMNS = ("id", "question", "options", "answer", "grounding")
 TRACE_COLUMNS = ("id", "mcq_id", "kind", "short", "cue", "text", "correct", "teacher", "reasoner")
-SCENE_COLUMNS = ("image_id", "caption")
+SCENE_COLUMNS = ("image_id", "caption", "objects")
 # Larger images are downscaled for the page (about 800x800): enough to judge a box, small enough for 100 items.
 MAX_PIXELS = 640_000
 FIGURE_WIDTH = 460  # CSS pixels an image is shown at; box strokes and labels are sized for it
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0f9fb8", "#d61fbd", "#7f8c00", "#9a6324")
 KIND_CLASSES = {"O": "good", "O→O": "good", "X→O": "fixed", "X": "bad", "O→X": "bad", "X→X": "bad"}
+SCRIPTED = "scripted/"  # how the ids of the offline teacher and reasoner start (``synthesis.traces``)
 _TAGS = re.compile(r"(</?think>|</?answer>)")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"RIFF", "image/webp"))
 
 
@@ -78,7 +86,7 @@ def write_explorer(
     page = _page(
         title=f"{config} · {split}",
         summary=f"{len(rows):,} of {total:,} rows of <code>{_e(config)}</code> ({_e(split)}), drawn with seed "
-        f"{seed}, from <code>{_e(os.path.abspath(folder))}</code>. {_e(joined.note(rows))}",
+        f"{seed}, from <code>{_e(os.path.basename(os.path.abspath(folder)))}</code>. {_e(joined.note(rows))}",
         items=items,
         traces=any(key in rows[0] for key in ("text", "messages", "chosen")),
     )
@@ -153,11 +161,13 @@ def _find(folder: str, configs: tuple[str, ...], split: str, key: str, values: s
 
 
 class _Joined:
-    """What the sampled rows join to in the same folder and split: MCQs, traces, scene captions, and the images of
-    rows that carry none (traces: several per MCQ, they leave the image to the scene)."""
+    """What the sampled rows join to in the same folder and split: MCQs, traces, scene captions and objects, and the
+    images of rows that carry none (traces: several per MCQ, they leave the image to the scene)."""
 
-    def __init__(self, mcqs: dict, traces: dict, captions: dict, images: dict):
-        self.mcqs, self.traces, self.captions, self.images = mcqs, traces, captions, images
+    def __init__(self, mcqs: dict, traces: dict, scenes: dict, images: dict):
+        self.mcqs, self.traces, self.images = mcqs, traces, images
+        self.captions = {image_id: scene["caption"] for image_id, scene in scenes.items()}
+        self.objects = {image_id: scene["objects"] for image_id, scene in scenes.items()}
 
     @classmethod
     def read(cls, folder: str, split: str, rows: list[dict]) -> _Joined:
@@ -166,14 +176,13 @@ class _Joined:
         ids |= {trace["mcq_id"] for trace in traces.values()}
         mcqs = _find(folder, MCQ_CONFIGS, split, "id", ids, MCQ_COLUMNS)
         scenes = _find(folder, SCENE_CONFIGS, split, "image_id", {row["image_id"] for row in rows}, SCENE_COLUMNS)
-        captions = {s["image_id"]: s["caption"] for s in scenes.values()}
         images = {}
         for configs in (SCENE_CONFIGS, MCQ_CONFIGS):  # the scene's image, else that of any MCQ about it
             wanted = {row["image_id"] for row in rows if _image_of(row) is None} - set(images)
             if wanted:
                 found = _find(folder, configs, split, "image_id", wanted, ("image_id", "image"))
                 images.update((image_id, row["image"]) for image_id, row in found.items())
-        return cls(mcqs, traces, captions, images)
+        return cls(mcqs, traces, scenes, images)
 
     def mcq_for(self, row: dict) -> dict | None:
         """The row itself when it is an MCQ, else the first MCQ its ``mcq_id``/``parents`` (or their traces) name."""
@@ -218,15 +227,25 @@ def _item(row: dict, joined: _Joined) -> str:
     question = row.get("question") or mcq.get("question")
     options = row.get("options") or mcq.get("options") or []
     gold = row.get("answer") or mcq.get("answer")
-    if "objects" in row:  # a scene: every box
-        boxes = [(f"{o['name']} #{o['id']}", o["bbox"]) for o in row["objects"]]
-    else:
-        boxes = [(f"{g['name']} #{g['object_id']}", g["bbox"]) for g in mcq.get("grounding") or []]
     image = _image_of(row) or joined.images.get(row["image_id"])
     # One trace per row (traces, SFT): the options mark its answer as the one parser reads it.
     said = [row["text"]] if "text" in row else [_text(m) for m in row.get("messages", []) if m["role"] == "assistant"]
     predicted = parse_answer(said[-1], options) if said and options else None
-    side = [_scene(row) if "objects" in row else _question(question, options, gold, predicted)]
+    written = row if "text" in row else {"kind": row["kind"], **_match(said[-1], traces, True)} if said else {}
+    if "objects" in row:  # a scene: every box
+        boxes = [(f"{o['name']} #{o['id']}", o["bbox"], True) for o in row["objects"]]
+    else:
+        grounded = {g["object_id"] for g in mcq.get("grounding") or []}
+        boxes = [(f"{g['name']} #{g['object_id']}", g["bbox"], True) for g in mcq.get("grounding") or []]
+        texts = [
+            question or "",
+            *options,
+            *said,
+            *(_text(row[turn][-1]) for turn in ("chosen", "rejected") if row.get(turn)),
+        ]
+        named = _named(texts, joined.objects.get(row["image_id"]) or [])
+        boxes += [(f"{o['name']} #{o['id']}", o["bbox"], False) for o in named if o["id"] not in grounded]
+    side = [_scene(row) if "objects" in row else _question(question, options, gold, predicted, _writer(written))]
     below = ""
     if row.get("steps"):
         side.append(_steps(row, joined))
@@ -234,8 +253,7 @@ def _item(row: dict, joined: _Joined) -> str:
         side.append(_trace("trace", row["text"], row, options, gold))
     if "messages" in row:
         side.append(_prompt([m for m in row["messages"] if m["role"] != "assistant"]))
-        trace = {"kind": row["kind"], **_match(said[-1], traces, True)}
-        side.append(_trace("assistant", said[-1], trace, options, gold))
+        side.append(_trace("assistant", said[-1], written, options, gold))
     if "chosen" in row:
         side.append(_prompt(row["prompt"]))
         pair = [
@@ -255,6 +273,39 @@ def _item(row: dict, joined: _Joined) -> str:
     )
 
 
+def _named(texts: list[str], objects: list[dict]) -> list[dict]:
+    """The scene's objects that ``texts`` name: by their box (the rounded x extent as two numbers in a row, or the
+    whole box as four: "x 157–224, y 45–111", "[157, 45, 224, 111]"), by an attribute and the name ("orange star"),
+    or by the name alone where the scene has one object of that name. A trace's slip names the object it mistook,
+    which is what a person checking it needs to see."""
+    numbers = [[round(float(n)) for n in _NUMBER.findall(text)] for text in texts]
+    runs = {tuple(found[i : i + size]) for found in numbers for size in (2, 4) for i in range(len(found) - size + 1)}
+    words = " ".join(texts).lower()
+    counts = Counter(obj["name"].lower() for obj in objects)
+
+    def said(phrase: str) -> bool:
+        return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", words) is not None
+
+    named = []
+    for obj in objects:
+        x0, y0, x1, y1 = (round(v) for v in obj["bbox"])
+        name = obj["name"].lower()
+        forms = [name, plural(name).lower()]
+        by_box = (x0, x1) in runs or (x0, y0, x1, y1) in runs
+        by_phrase = any(
+            said(f"{attribute.lower()} {form}") for attribute in obj.get("attributes") or [] for form in forms
+        )
+        if by_box or by_phrase or (counts[name] == 1 and any(said(form) for form in forms)):
+            named.append(obj)
+    return named
+
+
+def _writer(trace: dict) -> str:
+    """Who wrote a trace's final answer (the reasoner where it continued the trace): "scripted", "model" or ""."""
+    author = trace.get("reasoner") or trace.get("teacher")
+    return "" if not author else "scripted" if author.startswith(SCRIPTED) else "model"
+
+
 def _meta(row: dict) -> str:
     fields = [("id", row.get("id")), ("image", row["image_id"]), ("skill", row.get("skill"))]
     fields += [("level", row.get("level")), ("generator", row.get("generator"))]
@@ -264,10 +315,12 @@ def _meta(row: dict) -> str:
     return f'<header class="meta">{badge}{"".join(parts)}</header>'
 
 
-def _figure(image: dict | None, boxes: list[tuple[str, list[float]]]) -> str:
+def _figure(image: dict | None, boxes: list[tuple[str, list[float], bool]]) -> str:
+    """The image with its boxes: ``(label, box, grounded)``, a box the question is not grounded on drawn dashed."""
     data = _image_bytes(image)
     if data is None:
-        return _no_image(f"not found at {image['path']}" if image and image.get("path") else "none in this row")
+        where = os.path.basename(image["path"]) if image and image.get("path") else ""
+        return _no_image(f"not found: {where}" if where else "none in this row")
     try:
         width, height = encoded_size(data)
     except Exception:  # PIL raises many types for bytes that are not an image
@@ -280,13 +333,14 @@ def _figure(image: dict | None, boxes: list[tuple[str, list[float]]]) -> str:
     font, stroke = 12 * scale, 2 * scale
     placed: list[tuple[float, float, float, float]] = []
     edges, labels = [], []  # every label drawn after every box edge, so no edge crosses a label
-    for i, (label, (x0, y0, x1, y1)) in enumerate(boxes):
+    for i, (label, (x0, y0, x1, y1), grounded) in enumerate(boxes):
         colour = PALETTE[i % len(PALETTE)]
         lx, ly, lw, lh = _label_place(label, (x0, y0, x1, y1), font, width, height, placed)
         placed.append((lx, ly, lw, lh))
+        kind, dashes = ("edge", "") if grounded else ("edge named", f' stroke-dasharray="{3 * stroke:.3g}"')
         edges.append(
-            f'<rect class="edge" x="{x0:g}" y="{y0:g}" width="{x1 - x0:g}" height="{y1 - y0:g}" fill="none" '
-            f'stroke="{colour}" stroke-width="{stroke:.3g}"/>'
+            f'<rect class="{kind}" x="{x0:g}" y="{y0:g}" width="{x1 - x0:g}" height="{y1 - y0:g}" fill="none" '
+            f'stroke="{colour}" stroke-width="{stroke:.3g}"{dashes}/>'
         )
         labels.append(
             f'<g class="label"><rect x="{lx:.4g}" y="{ly:.4g}" width="{lw:.4g}" height="{lh:.4g}" '
@@ -341,8 +395,9 @@ def _image_bytes(image: dict | None) -> bytes | None:
         return None
 
 
-def _question(question: str | None, options: list[str], gold: str | None, predicted: str | None) -> str:
-    """The question and the options, the gold one marked, and the model's answer when the row has one trace."""
+def _question(question: str | None, options: list[str], gold: str | None, predicted: str | None, writer: str) -> str:
+    """The question and the options, the gold one marked, and the trace's answer when the row has one trace, labelled
+    by who wrote it (``writer``: "scripted", "model" or "" where unknown)."""
     if not options:
         return '<div class="qa"><p class="note">The MCQ this row was made from is not in this folder.</p></div>'
     items = []
@@ -350,9 +405,8 @@ def _question(question: str | None, options: list[str], gold: str | None, predic
         classes = ["option"] + ["gold"] * (letter == gold) + ["predicted"] * (letter == predicted)
         badges = '<span class="badge gold">✓ gold</span>' if letter == gold else ""
         if letter == predicted:
-            badges += (
-                f'<span class="badge {"model-right" if letter == gold else "model-wrong"}">model\'s answer</span>'
-            )
+            said = {"scripted": "scripted answer", "model": "model's answer"}.get(writer, "trace's answer")
+            badges += f'<span class="badge {"model-right" if letter == gold else "model-wrong"}">{_e(said)}</span>'
         items.append(
             f'<li class="{" ".join(classes)}" data-letter="{letter}"><span class="letter">{letter}</span>'
             f'<span class="text">{_e(option)}</span>{badges}</li>'
@@ -428,6 +482,8 @@ def _trace(title: str, text: str, trace: dict, options: list[str], gold: str | N
     else:
         shown = _tagged(text)
     facts = [f'<span class="kind {KIND_CLASSES.get(kind, "other")}">{_e(kind)}</span>' if kind else ""]
+    if _writer(trace):
+        facts.append(f'<span class="writer">{_writer(trace)}</span>')
     if options:
         letter = parse_answer(text, options)
         right = letter is not None and letter == gold
@@ -491,6 +547,7 @@ figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
 .kind { font-weight: 700; font-size: 12px; padding: 1px 8px; border-radius: 9px; color: #fff; background: #6b7685; }
 .kind.good { background: var(--gold); } .kind.fixed { background: var(--fix); } .kind.bad { background: var(--bad); }
 .right { color: var(--gold); font-weight: 600; } .wrong { color: var(--bad); font-weight: 600; }
+.writer { font-size: 11px; font-weight: 600; padding: 1px 7px; border-radius: 9px; background: #e3e8ef; }
 .trace { margin-top: 14px; border: 1px solid var(--line); border-radius: 8px; overflow: hidden; }
 .trace h3 { margin: 0; padding: 7px 12px; font-size: 13px; font-weight: 600; background: #f6f8fa;
   border-bottom: 1px solid var(--line); display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
@@ -521,9 +578,15 @@ mark, mark.cue { background: #ffe066; padding: 0 2px; border-radius: 3px; font-w
 """
 
 
-_LEGEND = '<p class="legend"><span><span class="badge gold">✓ gold</span> the correct option</span>{traces}</p>'
+_LEGEND = (
+    '<p class="legend"><span><span class="badge gold">✓ gold</span> the correct option</span>'
+    '<span><svg width="22" height="10"><rect x="1" y="1" width="20" height="8" fill="none" stroke="#fff" '
+    'stroke-dasharray="3"/></svg> an object the question is not grounded on, named in its text or a trace</span>'
+    "{traces}</p>"
+)
 _TRACE_LEGEND = (
-    "<span><span class=\"badge model-wrong\">model's answer</span> the trace's final answer</span>"
+    '<span><span class="badge model-wrong">scripted answer</span> / <span class="badge model-wrong">model\'s answer'
+    "</span> the trace's final answer, by who wrote it (the offline scripted teacher, or a model)</span>"
     '<span>short CoT <mark>cue</mark> <span class="expansion">the reasoner\'s expansion</span></span>'
     '<span>kinds: <span class="kind good">O</span> <span class="kind good">O→O</span> '
     '<span class="kind fixed">X→O</span> <span class="kind bad">X</span> <span class="kind bad">O→X</span> '

@@ -5,8 +5,10 @@ distilling because they check themselves, back out of mistakes and break a quest
 count them:
 
 - **Markers** (default, free): a trace shows a behaviour when its reasoning contains one of the phrases in
-  ``MARKERS`` (case-insensitive, whole words). The list is versioned (``MARKERS_VERSION``) and the card says
-  which version counted, so numbers from two builds compare only under one version.
+  ``MARKERS`` (case-insensitive as ``re.IGNORECASE``, whole words as ``(?<!\\w)…(?!\\w)``). The list is versioned
+  (``MARKERS_VERSION``) and the card says which version counted, so numbers from two builds compare only under one
+  version. All phrases are found in one pass of an Aho-Corasick automaton: a card counts every trace of every
+  config, where one regular expression per behaviour took ten times as long.
 - **An LLM judge** through the generation engine (``judge_statistics``): the ``trace_judge`` prompt asks for one
   JSON object of three booleans; the reply is parsed strictly and anything else is a counted reject.
 
@@ -25,6 +27,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+import ahocorasick
 from datasets.utils import logging
 
 from . import markdown
@@ -122,11 +125,23 @@ MARKERS = {
         "in turn",
     ),
 }
-_PATTERNS = {
-    behaviour: re.compile(r"(?<!\w)(?:" + "|".join(re.escape(m) for m in markers) + r")(?!\w)", re.IGNORECASE)
-    for behaviour, markers in MARKERS.items()
-}
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+# What ``str.lower`` does not fold as ``re.IGNORECASE`` does for the markers' characters (the tests check this list
+# against the running Python's Unicode tables), and typographic apostrophes: one character for one, so positions and
+# word boundaries stay where they were.
+FOLDS = {"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u2019": "'"}
+
+
+def _automaton() -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for behaviour, markers in MARKERS.items():
+        for marker in markers:
+            automaton.add_word(marker, (behaviour, len(marker)))
+    automaton.make_automaton()
+    return automaton
+
+
+_MARKERS = _automaton()
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.DOTALL)
 JUDGE_PROMPT = "trace_judge"
 JUDGE_SCHEMA = {
@@ -153,8 +168,9 @@ def row_text(row: dict, field: str | None = None) -> str:
 
 def reasoning(text: str, cue: str = "") -> str:
     """The reasoning of a trace: what ``<think>`` holds (the whole text without one), the pipeline's cue removed."""
-    found = _THINK.search(text)
-    thought = found.group(1) if found else text
+    start = text.find(THINK_OPEN)
+    end = text.find(THINK_CLOSE, start + len(THINK_OPEN)) if start >= 0 else -1
+    thought = text[start + len(THINK_OPEN) : end] if end >= 0 else text
     if not cue or cue not in thought:
         return thought
     before, _, after = thought.partition(cue)
@@ -163,8 +179,20 @@ def reasoning(text: str, cue: str = "") -> str:
 
 def behaviours(thought: str) -> dict[str, bool]:
     """Which behaviours a reasoning shows by the markers."""
-    normalised = thought.replace("\u2019", "'")
-    return {behaviour: pattern.search(normalised) is not None for behaviour, pattern in _PATTERNS.items()}
+    for character, folded in FOLDS.items():
+        thought = thought.replace(character, folded)
+    text = thought.lower()
+    shown = set()
+    for end, (behaviour, size) in _MARKERS.iter(text):
+        start = end - size + 1
+        if not (_is_word(text, start - 1) or _is_word(text, end + 1)):
+            shown.add(behaviour)
+    return {behaviour: behaviour in shown for behaviour in BEHAVIOURS}
+
+
+def _is_word(text: str, index: int) -> bool:
+    """Whether ``text[index]`` is a word character as ``\\w`` means it (outside the text: no)."""
+    return 0 <= index < len(text) and (text[index].isalnum() or text[index] == "_")
 
 
 def _distribution(values: Sequence[int]) -> dict:

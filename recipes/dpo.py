@@ -6,7 +6,8 @@
 Start from the SFT checkpoint. The paper's loss is DPO with an SFT term on the chosen trace, in TRL
 ``loss_type: [sigmoid, sft]`` with ``loss_weights: [1.0, 1.0]``. Any dataset in TRL's conversational preference
 shape works the same: ``prompt``, ``chosen``, ``rejected`` and ``images``. A pair whose prompt plus either answer is
-longer than ``max_length`` is dropped and counted, never truncated.
+longer than ``max_length`` is dropped and counted, never truncated. With ``eval_strategy`` set, the loss and reward
+margins are also measured on the ``validation`` split (``dataset_test_split``).
 
 Eight GPUs, stage 1 then stage 2:
 ```bash
@@ -18,43 +19,65 @@ accelerate launch --config_file recipes/accelerate_configs/zero3.yaml recipes/dp
 ```
 """
 
-from lgt.training import LGTScriptArguments, drop_overlong, load_mixture, load_model, load_processor
-from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
+from lgt.training import (
+    LGTScriptArguments,
+    drop_overlong,
+    freeze_vision,
+    load_processor,
+    load_splits,
+    prepare_model,
+    run,
+)
+from trl import DatasetMixtureConfig, DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
 
 
-def main(script_args: LGTScriptArguments, training_args: DPOConfig, model_args: ModelConfig):
+def main(
+    script_args: LGTScriptArguments,
+    training_args: DPOConfig,
+    model_args: ModelConfig,
+    dataset_args: DatasetMixtureConfig,
+):
     ################
     # Model
     ################
-    model = load_model(model_args, script_args)
-    processor = load_processor(model_args, script_args)
+    quantization_config = prepare_model(model_args, training_args)
+    processor = load_processor(model_args, script_args, training_args)
 
     ################
     # Dataset
     ################
-    dataset = load_mixture(script_args, columns=("prompt", "chosen", "rejected", "images"), seed=training_args.seed)
+    evaluate = training_args.eval_strategy != "no"
+    splits = load_splits(script_args, dataset_args, evaluate, columns=("prompt", "chosen", "rejected", "images"))
     parts = (("prompt", "chosen"), ("prompt", "rejected"))
-    dataset = drop_overlong(dataset, processor, training_args.max_length, parts, training_args.dataset_num_proc)
+    train_dataset, eval_dataset = (
+        drop_overlong(split, processor, training_args.max_length, parts, training_args.dataset_num_proc)
+        for split in splits
+    )
 
     ################
     # Training
     ################
     trainer = DPOTrainer(
-        model=model,
+        model=model_args.model_name_or_path,
         args=training_args,
-        train_dataset=dataset,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=processor,
+        quantization_config=quantization_config,
         peft_config=get_peft_config(model_args),
     )
+    if script_args.freeze_vision:
+        freeze_vision(trainer.model)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.end()  # finish the trackers, destroy the process group
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((LGTScriptArguments, DPOConfig, ModelConfig))
+    return TrlParser((LGTScriptArguments, DPOConfig, ModelConfig, DatasetMixtureConfig))
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run(main, make_parser())

@@ -6,7 +6,8 @@
 The rewards are plain functions named by import path: by default ``lgt.rewards.accuracy_reward`` (the answer letter,
 parsed as the builder grades traces) and ``lgt.rewards.format_reward`` (``<think>…</think><answer>…</answer>``).
 A reward receives every dataset column named in ``reward_columns``. Prompts longer than ``max_prompt_length``
-tokens, image tokens included, are dropped and counted, never truncated.
+tokens, image tokens included, are dropped and counted, never truncated. With ``eval_strategy`` set, completions
+are also generated, rewarded and scored on the ``validation`` split (``dataset_test_split``).
 
 Eight GPUs, generation by vLLM on the training GPUs:
 ```bash
@@ -18,8 +19,17 @@ accelerate launch --config_file recipes/accelerate_configs/zero3.yaml recipes/gr
 import importlib
 from dataclasses import dataclass, field
 
-from lgt.training import LGTScriptArguments, drop_overlong, load_mixture, load_model, load_processor
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser, get_peft_config
+from lgt.training import (
+    LGTScriptArguments,
+    RecipeError,
+    drop_overlong,
+    freeze_vision,
+    load_processor,
+    load_splits,
+    prepare_model,
+    run,
+)
+from trl import DatasetMixtureConfig, GRPOConfig, GRPOTrainer, ModelConfig, TrlParser, get_peft_config
 
 
 @dataclass
@@ -41,46 +51,64 @@ class GRPOScriptArguments(LGTScriptArguments):
 
 
 def import_function(path: str):
-    module, name = path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
+    """The function at ``module.name``, e.g. ``lgt.rewards.accuracy_reward``."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise RecipeError(f"reward function {path!r} cannot be imported: {error}") from None
 
 
-def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig):
+def main(
+    script_args: GRPOScriptArguments,
+    training_args: GRPOConfig,
+    model_args: ModelConfig,
+    dataset_args: DatasetMixtureConfig,
+):
     ################
     # Model
     ################
-    model = load_model(model_args, script_args)
-    processor = load_processor(model_args, script_args, padding_side="left")
+    quantization_config = prepare_model(model_args, training_args)
+    processor = load_processor(model_args, script_args, training_args, padding_side="left")
     reward_funcs = [import_function(path) for path in script_args.reward_funcs]
 
     ################
     # Dataset
     ################
-    columns = ("prompt", "images", *script_args.reward_columns)
-    dataset = load_mixture(script_args, columns=columns, seed=training_args.seed)
-    parts = (("prompt",),)
-    dataset = drop_overlong(dataset, processor, script_args.max_prompt_length, parts, script_args.dataset_num_proc)
+    evaluate = training_args.eval_strategy != "no"
+    splits = load_splits(
+        script_args, dataset_args, evaluate, columns=("prompt", "images", *script_args.reward_columns)
+    )
+    train_dataset, eval_dataset = (
+        drop_overlong(split, processor, script_args.max_prompt_length, (("prompt",),), script_args.dataset_num_proc)
+        for split in splits
+    )
 
     ################
     # Training
     ################
     trainer = GRPOTrainer(
-        model=model,
+        model=model_args.model_name_or_path,
         reward_funcs=reward_funcs,
         args=training_args,
-        train_dataset=dataset,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=processor,
+        quantization_config=quantization_config,
         peft_config=get_peft_config(model_args),
     )
+    if script_args.freeze_vision:
+        freeze_vision(trainer.model)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.end()  # finish the trackers, destroy the process group
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
+    return TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig, DatasetMixtureConfig))
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run(main, make_parser())

@@ -4,11 +4,17 @@
 # checkpoint as the online alternative; then every checkpoint is reloaded and made to generate.
 #
 #   recipes/staged_run.sh [WORKDIR]        # PYTHON=... to choose the interpreter (lgt[train] installed)
+#
+# WORKDIR (default tiny-staged-run, which .gitignore lists) keeps the build and the checkpoints to look at.
 set -euo pipefail
 
 RECIPES="$(cd "$(dirname "$0")" && pwd)"
 TINY="$RECIPES/tiny-qwen2.5-vl"
-PYTHON="${PYTHON:-python}"
+PYTHON="${PYTHON:-python3}"
+case "$PYTHON" in  # a path relative to here still names the same file once the script is in WORKDIR
+  /*) ;;
+  */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;;
+esac
 WORK="${1:-tiny-staged-run}"
 LAUNCH=("$PYTHON" -m accelerate.commands.launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no
         --dynamo_backend no)

@@ -1,6 +1,6 @@
 """A tiny model and a small training dataset for the CPU smoke path: the random Qwen2.5-VL of ``tests/tiny_models.py``
-with the chat template TRL ships for it, and `lgt build` of a few built-in scenes (``sft_stage1``, ``dpo_stage1``,
-``dpo_stage2``, ``rl``, with their parents), exactly as users build them.
+with the chat template TRL ships for it, and `lgt build` of a few built-in scenes (``sft_stage1``, ``sft_stage2``,
+``dpo_stage1``, ``dpo_stage2``, ``rl``, with their parents), exactly as users build them.
 
 This is the one place the recipes' tests, ``staged_run.sh`` and the overhead benchmark get their data from.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lgt.build import build
 
-CONFIGS = ("sft_stage1", "dpo_stage1", "dpo_stage2", "rl")
+CONFIGS = ("sft_stage1", "sft_stage2", "dpo_stage1", "dpo_stage2", "rl")
 SEED = 0
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -34,7 +34,7 @@ def make_tiny_model(output: str | Path) -> Path:
 
 
 def make_training_data(output: str | Path, num_images: int = 8) -> Path:
-    """Write ``sft_stage1``, ``dpo_stage1``, ``dpo_stage2`` and ``rl`` under ``output``, loadable with
+    """Write ``sft_stage1``, ``sft_stage2``, ``dpo_stage1``, ``dpo_stage2`` and ``rl`` under ``output``, loadable with
     ``load_dataset(output, config)``; return ``output``."""
     build(source="scenes", configs=CONFIGS, num_images=num_images, output=str(output), seed=SEED)
     return Path(output)

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import math
 import os
 import re
 import subprocess
@@ -12,10 +13,14 @@ import numpy as np
 import pytest
 from lgt.scene import check_scene
 from lgt.sources.builtin import (
+    BACKGROUNDS,
     CATEGORIES,
     COLOURS,
+    EDGE,
+    FILL,
     NUMBER_WORDS,
     OUTLINE,
+    TEXTURE_GRID,
     BuiltinSource,
     _objects,
     _plan,
@@ -74,6 +79,29 @@ def test_same_seed_and_index_give_the_same_scene_in_any_order_and_process():
         env={**os.environ, "PYTHONHASHSEED": "12345"},
     )
     assert out.stdout.strip() == _fingerprint(3, 5)
+
+
+def painted_on_a_full_grid(seed: int, index: int) -> np.ndarray:
+    """A scene's pixels by the plain definition: every operation on whole-image arrays (what the renderer does in
+    fewer passes, which must not change a single pixel: builds are compared byte for byte)."""
+    plan = _plan(seed, index)
+    ys, xs = np.mgrid[0 : plan.height, 0 : plan.width].astype(np.float32)
+    angle = plan.gradient_angle
+    ramp = (xs * math.cos(angle) + ys * math.sin(angle)) / math.hypot(plan.width, plan.height)
+    grid = Image.fromarray(np.array(plan.texture, dtype=np.float32).reshape(TEXTURE_GRID, TEXTURE_GRID), "F")
+    blotches = np.asarray(grid.resize((plan.width, plan.height), Image.Resampling.BICUBIC))
+    offset = 16 * ramp + 5 * np.clip(blotches, -1, 1)
+    base = np.array(BACKGROUNDS[plan.background], dtype=np.float32)
+    pixels = np.clip(base + offset[..., None], 0, 255).astype(np.uint8)
+    for shape in plan.shapes:
+        pixels[shape.mask == FILL] = COLOURS[shape.colour]
+        pixels[shape.mask == EDGE] = OUTLINE
+    return pixels
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_pixels_are_those_of_the_full_grid_definition(index):
+    assert np.array_equal(np.asarray(render_scene(11, index)[0]), painted_on_a_full_grid(11, index))
 
 
 def test_scenes_are_well_formed(scenes):

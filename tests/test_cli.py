@@ -31,6 +31,7 @@ def test_env_lists_the_versions_a_bug_report_needs(capsys):
     assert lines["lgt"] == __version__ and lines["datasets"] == datasets.__version__
     assert lines["pyarrow"] == importlib.metadata.version("pyarrow") and lines["python"].count(".") == 2
     assert {"platform", "huggingface_hub", "pillow", "numpy", "torch", "transformers", "trl"} <= set(lines)
+    assert {"accelerate", "peft", "openai", "vllm", "playwright"} <= set(lines)  # training, serving, the explorer
 
 
 def test_help_shows_the_defaults(capsys):
@@ -78,3 +79,11 @@ def test_a_closed_pipe_ends_quietly(argv):
     os.close(write)
     stderr = lgt.stderr.decode()
     assert lgt.returncode in (0, 1) and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_a_build_prints_at_most_a_screenful(tmp_path):
+    """Progress bars off, a build's stderr fits a terminal: one status line per step, the per-work-unit detail (SFT
+    balance) only with -v. With that detail at info level, 120 images printed 27 lines, the default 1,000 107."""
+    result = _lgt("build", "--num-images", "120", cwd=tmp_path, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) <= 24, result.stderr

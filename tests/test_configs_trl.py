@@ -48,6 +48,7 @@ def _common(tmp_path) -> dict:
         logging_steps=1,
         save_strategy="no",
         bf16=False,
+        activation_checkpointing=False,  # TRL defaults to gradient checkpointing, by its deprecated name
     )
 
 

@@ -102,6 +102,50 @@ def test_every_config_renders_its_items_with_boxes(every_config, config, tmp_pat
     assert boxed > 0 or config == "scenes"
 
 
+def test_boxes_for_every_object_the_trace_names(every_config, tmp_path):
+    """A trace names objects by their extent ("x 157–224"); each has a box, dashed when the question is not grounded
+    on it (a planted slip names the object it mistook), solid for the grounding."""
+    page = open(write_explorer(str(every_config), "traces_stage1", 60, out=str(tmp_path / "t.html"))).read()
+    traces, scenes = rows_of(every_config, "traces_stage1"), rows_of(every_config, "scenes")
+    mcqs = rows_of(every_config, "mcq_stage1")
+    dashed = 0
+    for item in items(page):
+        trace = traces[re.search(r'id="([^"]+)"', item).group(1)]
+        drawn = set(re.findall(r'<rect class="edge(?: named)?" x="([^"]+)" y="([^"]+)"', item))
+        for obj in scenes[trace["image_id"]]["objects"]:
+            x0, x1 = round(obj["bbox"][0]), round(obj["bbox"][2])
+            if re.search(rf"x {x0}(–| to ){x1}(?!\d)", trace["text"]):
+                assert (f"{obj['bbox'][0]:g}", f"{obj['bbox'][1]:g}") in drawn, (obj, trace["text"])
+        assert item.count('class="edge"') == len(mcqs[trace["mcq_id"]]["grounding"])
+        dashed += item.count('class="edge named"')
+    assert dashed > 0
+
+
+def test_answers_are_labelled_by_who_wrote_them(every_config, tmp_path):
+    """The scripted teacher's answers say "scripted", a model's "model"; the page names the folder, not its path."""
+    page = open(write_explorer(str(every_config), "traces_stage1", 20, out=str(tmp_path / "t.html"))).read()
+    shown = "".join(items(page))
+    assert "scripted answer" in shown and "model&#x27;s answer" not in shown
+    assert shown.count('<span class="writer">scripted</span>') == 20
+    assert str(every_config) not in page and "<code>lgt</code>" in page
+    sft = "".join(
+        items(open(write_explorer(str(every_config), "sft_stage1", 10, out=str(tmp_path / "s.html"))).read())
+    )
+    assert sft.count('<span class="writer">scripted</span>') == 10 and "model&#x27;s answer" not in sft
+
+    shutil.copytree(every_config / "traces_stage1", tmp_path / "lgt" / "traces_stage1")
+
+    def by_a_model(rows):
+        for row in rows:
+            row["teacher"], row["reasoner"] = "Qwen/Qwen2.5-VL-7B-Instruct@abc", ""
+
+    rewrite(tmp_path / "lgt" / "traces_stage1" / "train-00000-of-00001.parquet", by_a_model)
+    page = open(write_explorer(str(tmp_path / "lgt"), "traces_stage1", 20)).read()
+    shown = "".join(items(page))
+    assert "model&#x27;s answer" in shown and "scripted answer" not in shown
+    assert shown.count('<span class="writer">model</span>') == 20
+
+
 def test_traces_show_kind_and_highlight_the_cue_after_the_short_cot(every_config, tmp_path):
     page = open(write_explorer(str(every_config), "traces_stage1", 60, out=str(tmp_path / "t.html"))).read()
     traces = rows_of(every_config, "traces_stage1")
@@ -231,8 +275,9 @@ def test_a_missing_or_broken_image_is_said_and_the_rest_still_shows(every_config
     pq.write_table(table, tmp_path / "rl" / "train-00000-of-00001.parquet")
     page = open(write_explorer(str(tmp_path), "rl", 3)).read()
     assert "image unavailable: its bytes are not an image" in page
-    assert f"image unavailable: not found at {tmp_path / 'gone.jpg'}" in page
+    assert "image unavailable: not found: gone.jpg" in page
     assert page.count("data:image/") == 1 and len(items(page)) == 3
+    assert str(tmp_path) not in page  # no path of this machine: a page is made to be shared
 
 
 def test_unknown_config_or_split_names_what_is_there(every_config):

@@ -1,7 +1,10 @@
-"""``lgt.training``, the recipes' shared steps, in process: mixtures and column mapping, dropping (never truncating)
-over-long samples with their image tokens counted, and freezing the vision side."""
+"""``lgt.training``, the recipes' shared steps, in process: TRL's mixtures, evaluation splits and column mapping,
+checking the model and passing its settings on, the pixel cap, dropping (never truncating) over-long samples with
+their image tokens counted, freezing the vision side, and the one-line refusals."""
 
+import math
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,10 +14,21 @@ pytest.importorskip("torchvision")
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
-from lgt.training import LGTScriptArguments, drop_overlong, freeze_vision, load_mixture, sequence_length  # noqa: E402
+from lgt.training import (  # noqa: E402
+    LGTScriptArguments,
+    RecipeError,
+    drop_overlong,
+    freeze_vision,
+    load_processor,
+    load_splits,
+    prepare_model,
+    sequence_length,
+)
+from trl import DatasetMixtureConfig, ModelConfig, SFTConfig, TrlParser  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 from tiny_data import make_tiny_model, make_training_data  # noqa: E402
+from tiny_models import build_tiny_llm  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,53 +45,153 @@ def arguments(data, **fields):
     return LGTScriptArguments(dataset_name=str(data), **fields)
 
 
-def test_mixture_weights_are_shares_of_each_config(data):
-    stage1 = datasets.load_dataset(str(data), "dpo_stage1", split="train")
-    stage2 = datasets.load_dataset(str(data), "dpo_stage2", split="train")
-    mixed = load_mixture(arguments(data, dataset_mixture={"dpo_stage1": 1.0, "dpo_stage2": 0.5}), ("id",), seed=0)
-    assert len(mixed) == len(stage1) + round(len(stage2) / 2)
-    ids = list(mixed["id"])
-    assert set(stage1["id"]) <= set(ids) and len(set(ids)) == len(ids)  # a subset of stage 2, no repeats
-    assert set(ids) - set(stage1["id"]) < set(stage2["id"])
-
-    doubled = load_mixture(arguments(data, dataset_mixture={"dpo_stage1": 2.0}), ("id",), seed=0)
-    assert sorted(doubled["id"]) == sorted(list(stage1["id"]) * 2)
+def mixture(*sources, **fields):
+    return DatasetMixtureConfig(datasets=[dict(source) for source in sources], **fields)
 
 
-def test_mixture_from_json_on_the_command_line(data):
-    args = arguments(data, dataset_mixture='{"sft_stage1": 1.0, "rl": 0.25}')
-    assert args.dataset_mixture == {"sft_stage1": 1.0, "rl": 0.25}
-    assert set(load_mixture(args, ("images",), seed=0).column_names) == {"images"}
+def rows(data, config, split="train"):
+    return datasets.load_dataset(str(data), config, split=split)
+
+
+def test_one_config_and_its_validation_split(data):
+    train, evaluation = load_splits(arguments(data, dataset_config="dpo_stage1"), mixture(), True, ("id",))
+    assert list(train["id"]) == list(rows(data, "dpo_stage1")["id"])
+    assert list(evaluation["id"]) == list(rows(data, "dpo_stage1", "validation")["id"])
+    assert load_splits(arguments(data, dataset_config="dpo_stage1"), mixture(), False, ("id",))[1] is None
+    test = load_splits(
+        arguments(data, dataset_config="dpo_stage1", dataset_test_split="test"), mixture(), True, ("id",)
+    )
+    assert list(test[1]["id"]) == list(rows(data, "dpo_stage1", "test")["id"])
+
+
+def test_a_mixture_is_read_as_trl_reads_it(data):
+    """TRL's ``datasets:`` with ``fraction``: shares of the mixture, the first rows of each config, none repeated;
+    evaluation on each config's validation split, or on a share held out of the mixture (``test_split_size``)."""
+    stage1, stage2 = rows(data, "dpo_stage1"), rows(data, "dpo_stage2")
+    half = mixture(
+        {"path": str(data), "name": "dpo_stage1", "fraction": 0.5},
+        {"path": str(data), "name": "dpo_stage2", "fraction": 0.5},
+    )
+    train, evaluation = load_splits(LGTScriptArguments(), half, True, ("id",))
+    each = min(len(stage1), len(stage2))
+    assert list(train["id"]) == list(stage1["id"][:each]) + list(stage2["id"][:each])
+    validation = [rows(data, config, "validation") for config in ("dpo_stage1", "dpo_stage2")]
+    assert list(evaluation["id"]) == [i for part in validation for i in part["id"]]
+
+    whole = mixture(
+        {"path": str(data), "name": "dpo_stage1"}, {"path": str(data), "name": "dpo_stage2"}, test_split_size=0.25
+    )
+    train, held_out = load_splits(LGTScriptArguments(), whole, True, ("id",))
+    assert sorted([*train["id"], *held_out["id"]]) == sorted([*stage1["id"], *stage2["id"]])
+    assert len(held_out) == math.ceil(0.25 * (len(stage1) + len(stage2)))  # as datasets.train_test_split
+
+
+def test_a_mixture_from_the_yaml_config(data, tmp_path):
+    config = tmp_path / "mix.yaml"
+    config.write_text(
+        f"model_name_or_path: m\noutput_dir: {tmp_path}\nuse_cpu: true\nreport_to: none\n"
+        "activation_checkpointing: false\n"
+        f"datasets:\n  - path: {data}\n    name: sft_stage1\n    fraction: 0.7\n"
+        f"  - path: {data}\n    name: sft_stage2\n    fraction: 0.3\n"
+    )
+    parser = TrlParser((LGTScriptArguments, SFTConfig, ModelConfig, DatasetMixtureConfig))
+    script_args, _, _, dataset_args = parser.parse_args_and_config(["--config", str(config)])
+    assert [(source.name, source.fraction) for source in dataset_args.datasets] == [
+        ("sft_stage1", 0.7),
+        ("sft_stage2", 0.3),
+    ]
+    train, _ = load_splits(script_args, dataset_args, False, ("messages", "images"))
+    assert train.column_names == ["messages", "images"] and len(train) > 0
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "sources", "message"),
     [
-        {"dataset_mixture": {"sft_stage1": 0}},
-        {"dataset_mixture": {"sft_stage1": "half"}},
-        {"dataset_mixture": {"sft_stage1": 1.0}, "dataset_config": "sft_stage1"},
+        ({}, [], "set dataset_config"),  # a build has many configs: which one?
+        ({"dataset_config": "sft_stage9"}, [], "sft_stage9"),
+        ({"dataset_config": "dpo_stage2", "dataset_test_split": "test"}, [], "test"),  # no test split there
+        ({"dataset_config": "sft_stage1", "dataset_streaming": True}, [], "streaming is not supported"),
+        ({}, [{"name": "sft_stage1", "fraction": 0.5}, {"name": "sft_stage2"}], "fraction"),
+        ({"dataset_config": "rl"}, [], "no column messages"),
     ],
 )
-def test_bad_mixtures_are_refused(data, fields):
-    with pytest.raises(ValueError):
-        arguments(data, **fields)
+def test_what_cannot_be_read_is_refused_in_one_line(data, fields, sources, message):
+    with pytest.raises(RecipeError, match=message) as refused:
+        load_splits(
+            arguments(data, **fields),
+            mixture(*({"path": str(data), **source} for source in sources)),
+            evaluate=True,
+            columns=("messages", "images"),
+        )
+    assert "\n" not in str(refused.value)
+    if message == "set dataset_config":
+        assert "sft_stage1, sft_stage2, dpo_stage1, dpo_stage2, rl" in str(refused.value)  # what the folder holds
 
 
 def test_column_mapping(data):
     args = arguments(data, dataset_config="rl", column_mapping={"solution": "target", "absent": "ignored"})
-    rows = load_mixture(args, ("prompt", "target"), seed=0)
-    assert rows.column_names == ["prompt", "target"]
-    assert list(rows["target"]) == list(datasets.load_dataset(str(data), "rl", split="train")["solution"])
-    with pytest.raises(ValueError, match="column_mapping"):
-        load_mixture(arguments(data, dataset_config="rl"), ("prompt", "target"), seed=0)
+    train, _ = load_splits(args, mixture(), False, ("prompt", "target"))
+    assert train.column_names == ["prompt", "target"]
+    assert list(train["target"]) == list(rows(data, "rl")["solution"])
+    assert arguments(data, column_mapping='{"solution": "target"}').column_mapping == {"solution": "target"}
+    with pytest.raises(RecipeError, match="column_mapping is not JSON"):
+        arguments(data, column_mapping="{bad")
+    with pytest.raises(RecipeError, match="column_mapping"):
+        load_splits(arguments(data, dataset_config="rl"), mixture(), False, ("prompt", "target"))
+
+
+def test_the_model_is_checked_and_its_settings_passed_on(tiny, tmp_path):
+    training_args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        activation_checkpointing=False,
+        trust_remote_code=True,
+    )
+    training_args.model_init_kwargs = {"low_cpu_mem_usage": True}
+    model_args = ModelConfig(model_name_or_path=str(tiny), dtype="float32", attn_implementation="sdpa")
+    assert prepare_model(model_args, training_args) is None  # no quantization asked for
+    assert training_args.model_init_kwargs == {
+        "revision": "main", "trust_remote_code": True, "attn_implementation": "sdpa", "dtype": "float32",
+        "low_cpu_mem_usage": True,
+    }  # fmt: skip
+
+    llm = build_tiny_llm(tmp_path / "tiny-llm")
+    refusals = {
+        str(llm): "the recipes need a vision-language model",
+        str(tmp_path / "missing"): "no such folder, and not a Hub model id",
+        "someone/missing-model": "not a folder here, and not loadable from the Hub",
+    }
+    for path, message in refusals.items():
+        with pytest.raises(RecipeError, match=message):
+            prepare_model(ModelConfig(model_name_or_path=path), training_args)
+    with pytest.raises(RecipeError, match="set use_peft"):
+        prepare_model(ModelConfig(model_name_or_path=str(tiny), load_in_4bit=True), training_args)
+
+
+def test_the_pixel_cap_is_the_processors_and_no_call_warns(data, tiny, tmp_path):
+    model_args = ModelConfig(model_name_or_path=str(tiny))
+    training_args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", activation_checkpointing=False)
+    small = load_processor(model_args, arguments(data, max_pixels=28 * 28 * 4), training_args)
+    large = load_processor(model_args, arguments(data, max_pixels=28 * 28 * 64), training_args)
+    row = rows(data, "sft_stage1")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # `max_pixels` given to from_pretrained made every call warn (deprecated)
+        assert sequence_length(small, row["messages"], row["images"]) < sequence_length(
+            large, row["messages"], row["images"]
+        )
+    small.save_pretrained(tmp_path / "saved")
+    from transformers import AutoProcessor
+
+    assert AutoProcessor.from_pretrained(tmp_path / "saved").image_processor.size["longest_edge"] == 28 * 28 * 4
 
 
 def test_overlong_samples_are_dropped_with_their_image_tokens_counted(data, tiny):
-    from transformers import AutoProcessor
-
     rows = datasets.load_dataset(str(data), "sft_stage1", split="train")
-    small = AutoProcessor.from_pretrained(tiny, max_pixels=28 * 28 * 4)  # at most 4 image tokens
-    large = AutoProcessor.from_pretrained(tiny, max_pixels=28 * 28 * 64)  # up to 64
+    model_args = ModelConfig(model_name_or_path=str(tiny))
+    training_args = SFTConfig(output_dir=str(tiny), use_cpu=True, report_to="none", activation_checkpointing=False)
+    small = load_processor(model_args, arguments(data, max_pixels=28 * 28 * 4), training_args)  # <= 4 image tokens
+    large = load_processor(model_args, arguments(data, max_pixels=28 * 28 * 64), training_args)  # up to 64
     row = rows[0]
     text_only = sequence_length(small, [row["messages"][0]], [])
     assert text_only < sequence_length(small, row["messages"], row["images"])

@@ -1,12 +1,17 @@
 """Trace statistics for the card: kinds, lengths, marker behaviours (cue excluded), and a strict LLM judge."""
 
 import re
+import sys
 
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lgt.generation import Engine, Response
 from lgt.prompts import load_prompt
 from lgt.trace_stats import (
     BEHAVIOURS,
+    FOLDS,
     JUDGE_PROMPT,
     MARKERS,
     behaviours,
@@ -52,6 +57,62 @@ def test_every_marker_fires_on_its_own_and_only_for_its_behaviour():
         for marker in markers:
             shown = behaviours(f"so {marker} here")
             assert shown[behaviour], marker
+
+
+# The definition the markers are counted by: one case-insensitive, whole-word regular expression per behaviour.
+DEFINITION = {
+    behaviour: re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, markers)) + r")(?!\w)", re.IGNORECASE)
+    for behaviour, markers in MARKERS.items()
+}
+
+
+def by_definition(thought: str) -> dict[str, bool]:
+    thought = thought.replace("\u2019", "'")
+    return {behaviour: pattern.search(thought) is not None for behaviour, pattern in DEFINITION.items()}
+
+
+def test_the_folds_are_where_lower_and_ignorecase_disagree():
+    """Over every code point: the characters for which ``str.lower`` is not ``re.IGNORECASE`` on a marker character
+    (or changes length or word-ness) are exactly ``FOLDS``' keys, each folded to what IGNORECASE matches it to."""
+    alphabet = sorted({character for markers in MARKERS.values() for marker in markers for character in marker})
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    word = re.compile(r"\w")
+    disagree = set()
+    for letter in alphabet:
+        matched = {found.group() for found in re.finditer(re.escape(letter), every, re.IGNORECASE)}
+        disagree |= {character for character in matched if character.lower() != letter}
+    for character in every:
+        lower = character.lower()
+        if len(lower) != 1 or bool(word.match(lower)) != bool(word.match(character)):
+            disagree.add(character)
+        elif lower in alphabet and not re.fullmatch(re.escape(lower), character, re.IGNORECASE):
+            disagree.add(character)
+    assert disagree == set(FOLDS) - {"\u2019"}
+    assert all(re.fullmatch(folded, character, re.IGNORECASE) for character, folded in FOLDS.items() if folded != "'")
+
+
+def spellings(piece: str) -> list[str]:
+    odd = [piece.replace("i", "\u0130"), piece.replace("i", "\u0131"), piece.replace("s", "\u017f")]
+    return [piece, piece.upper(), piece.title(), *odd, piece.replace("k", "\u212a")]
+
+
+TRICKY = ["\u0130", "\u0131", "\u017f", "\u212a", "\u2019", "_", "1", "é", "→", ",", "-", " ", "\n", "X"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from([m for ms in MARKERS.values() for m in ms] + TRICKY), max_size=12), st.data())
+def test_markers_are_counted_as_the_definition_counts_them(pieces, data):
+    """Markers glued to letters, digits, underscores and each other, in any case, with letters that fold oddly."""
+    text = "".join(data.draw(st.sampled_from(spellings(piece))) for piece in pieces)
+    assert behaviours(text) == by_definition(text)
+
+
+def test_a_builds_traces_are_counted_as_the_definition_counts_them(builtin_build):
+    output, _ = builtin_build
+    table = pq.read_table(next(output.glob("traces_stage1/train-*.parquet")), columns=["text", "cue"])
+    thoughts = [reasoning(text, cue or "") for text, cue in zip(*table.to_pydict().values(), strict=True)]
+    assert len(thoughts) > 1000 and any(any(by_definition(thought).values()) for thought in thoughts)
+    assert [behaviours(thought) for thought in thoughts] == [by_definition(thought) for thought in thoughts]
 
 
 def test_the_cue_and_the_answer_are_not_reasoning():

@@ -123,7 +123,7 @@ def balance_across_mcqs(selected: Iterable[Sequence[dict]], xo_ratio: float, see
     unbalanced.sort()
     kept.update(trace_id for _, _, trace_id in unbalanced[:budget])
     if len(unbalanced) > budget:
-        logger.info(
+        logger.debug(
             f"SFT balance: dropped {len(unbalanced) - budget} of {len(unbalanced)} X→O traces of MCQs with no "
             f"correct first answer (X→O may be at most {xo_ratio} x the {direct} O/O→O traces)"
         )
