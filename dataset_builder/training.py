@@ -18,6 +18,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import ModelConfig, ScriptArguments
 from trl.data_utils import prepare_multimodal_messages
 
+from .frames import warn_if_rescaled
+
 logger = get_logger(__name__)
 
 # Where vision-language models in transformers keep the vision encoder and the projector into the language model.
@@ -124,6 +126,7 @@ def drop_overlong(
     "rejected"))`` for DPO. Truncating such a row would cut the answer off a trace or, worse, image tokens off the
     prompt ("image features and image tokens do not match"); a row is dropped instead and the drops are counted.
     """
+    warn_if_rescaled(dataset, processor)  # every recipe passes here with its data and processor
     if max_length is None:
         return dataset
 
