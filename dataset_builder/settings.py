@@ -63,10 +63,10 @@ def whole_or_all(text: str) -> int | None:
         raise ValueError(f"a whole number or `all`, not {text!r}") from None
 
 
-def pixels_or_keep(text: str) -> int | None:
-    """``--max-pixels``: a number of pixels, or ``keep`` (the source's sizes)."""
+def pixels_or_keep(text: str) -> int:
+    """``--max-pixels``: a number of pixels, or ``keep`` (0: the source's sizes)."""
     if text.strip().lower() == "keep":
-        return None
+        return 0
     try:
         return int(text)
     except ValueError:
@@ -137,13 +137,13 @@ class LGTConfig(datasets.BuilderConfig):
             "record": "always",
         },
     )
-    max_pixels: int | None = field(
+    max_pixels: int = field(
         default=MODEL_MAX_PIXELS,
         metadata={
             "help": "store every image in the frame the model sees under a pixel budget of N (what Qwen2.5-VL's "
             "processor makes of it: sides multiples of 28, at most N pixels), boxes with it, so the coordinates "
-            "traces cite are where things are in what the model sees; 262144 is 512x512, the recipes'; `keep` "
-            "keeps the source's sizes (as --images path does)",
+            "traces cite are where things are in what the model sees; 262144 is 512x512, the recipes'; `keep` (or 0) "
+            "keeps the source's sizes, as --images path does",
             "group": "input",
             "metavar": "N|keep",
             "parse": pixels_or_keep,
@@ -313,10 +313,10 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"images must be 'embed' or 'path', not {self.images!r}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {self.on_error!r}")
-        if self.max_pixels is not None and (type(self.max_pixels) is not int or self.max_pixels < 1):
-            raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
+        if type(self.max_pixels) is not int or self.max_pixels < 0:
+            raise ValueError(f"max_pixels must be a number of pixels (0: keep sizes), not {self.max_pixels!r}")
         if self.images == "path" and self.max_pixels == MODEL_MAX_PIXELS:
-            self.max_pixels = None  # referenced files are kept as they are: the default frame cannot apply
+            self.max_pixels = 0  # referenced files are kept as they are: the default frame cannot apply
         if self.max_pixels and self.images == "path":
             raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
         shares = self.split_fractions

@@ -82,6 +82,8 @@ PHRASE_LIMIT = 0.05
 # median of at least 100 words (a continuation that re-examines, not one that restates).
 TOP_TEMPLATES = 50
 TEMPLATE_SHARE_LIMIT = 0.35
+# The share of the most common templates means something only over many sentences (50 templates cover any few).
+MIN_TEMPLATE_SENTENCES = 20 * TOP_TEMPLATES
 MIN_WORDS_AFTER_CUE = 100
 # At most this many items per group are read, an even spread over its rows: at 1,000 the standard error of a
 # reader's accuracy is under 1.6 points, well inside the margins above, and the audit of any build takes seconds.
@@ -421,8 +423,9 @@ def diversity(texts: list[str], options: list[list[str]], names: set[str], expan
         "most_common": [template for template, _ in templates.most_common(3)],
         "words_after_cue_median": median,
         "continued": len(words),
-        "flagged": sentences >= MIN_JUDGED
-        and (top > TEMPLATE_SHARE_LIMIT or (median is not None and median < MIN_WORDS_AFTER_CUE)),
+        "judged": len(texts) >= MIN_JUDGED,
+        "flagged": (sentences >= MIN_TEMPLATE_SENTENCES and top > TEMPLATE_SHARE_LIMIT)
+        or (len(words) >= MIN_JUDGED and median < MIN_WORDS_AFTER_CUE),
     }
 
 

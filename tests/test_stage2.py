@@ -520,7 +520,10 @@ def test_parse_hand_written_outputs():
     first = found[0]
     assert (first.correct, first.distractors, first.skill, first.level) == ("3", ("2", "4", "5"), "set_count", 2)
     assert first.parents == ("p-1", "p-2") and {o.id for o in first.grounding} == {1, 2, 3}
-    assert first.steps == (("How many cats are there?", "2"), ("How many dogs are there?", "1"))
+    assert [(s.question, s.answer, s.template, s.object_ids) for s in first.steps] == [
+        ("How many cats are there?", "2", "llm", ()),
+        ("How many dogs are there?", "1", "llm", ()),
+    ]
     assert parse_composites('{"questions": [', scene, rows, "length")[1] == Counter(truncated=1)
     assert parse_composites("I cannot.", scene, rows)[1] == Counter(malformed_json=1)
     assert parse_composites('{"questions": []}', scene, rows)[1] == Counter(no_questions=1)

@@ -132,19 +132,22 @@ def test_a_phrase_only_one_outcome_uses_is_flagged():
 
 def test_diversity_counts_sentence_templates_and_words_after_the_cue():
     rng = random.Random(3)
-    monotone = ["I find the circle at x 10–20, y 30–40. So the answer is 2."] * 200
+    n = trace_audit.MIN_TEMPLATE_SENTENCES  # two sentences each: enough to judge
+    monotone = ["I find the circle at x 10–20, y 30–40. So the answer is 2."] * n
     varied = [
         " ".join(f"{rng.choice(WORDS)} {rng.choice(WORDS)} {rng.choice(WORDS)} at x {i}." for i in range(4))
-        for _ in range(200)
+        for _ in range(n)
     ]
-    long_after_cue = [" ".join(["word"] * 120)] * 10
-    flat = trace_audit.diversity(monotone, [["1", "2", "3", "4"]] * 200, {"circle"}, long_after_cue)
+    options = [["1", "2", "3", "4"]] * n
+    long_after_cue = [" ".join(["word"] * 120)] * trace_audit.MIN_JUDGED
+    flat = trace_audit.diversity(monotone, options, {"circle"}, long_after_cue)
     assert flat["templates"] == 2 and flat["top_share"] == 1.0 and flat["flagged"]
-    rich = trace_audit.diversity(varied, [["1", "2", "3", "4"]] * 200, set(), long_after_cue)
+    rich = trace_audit.diversity(varied, options, set(), long_after_cue)
     assert rich["top_share"] <= trace_audit.TEMPLATE_SHARE_LIMIT and not rich["flagged"]
     assert rich["words_after_cue_median"] == 120
-    short = trace_audit.diversity(varied, [["1", "2", "3", "4"]] * 200, set(), ["a few words"] * 10)
-    assert short["flagged"]
+    assert trace_audit.diversity(varied, options, set(), ["a few words"] * trace_audit.MIN_JUDGED)["flagged"]
+    few = trace_audit.diversity(monotone[:100], options, {"circle"}, ["a few words"] * 10)
+    assert few["top_share"] == 1.0 and not few["flagged"]  # too few sentences and continuations to judge
     template = trace_audit.sentence_template("The red circle at x 10–20 is the circle.", {"circle"})
     assert template == "the _ at x # is the _"
 

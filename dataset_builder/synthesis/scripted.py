@@ -1678,7 +1678,8 @@ def _focus(case: _Case, key: str, question: str, balance: SlipBalance, rng: rand
     answers kept alike the gold answers, under their own ``key``); none where no slip could lead to a distractor."""
     if not case.wrong:  # a misperception that would change nothing, of a kind drawn evenly
         kinds = sorted({slip.kind for slip in case.slips})
-        return rng.choice([slip for slip in case.slips if slip.kind == rng.choice(kinds)]) if kinds else None
+        kind = rng.choice(kinds) if kinds else None
+        return rng.choice([slip for slip in case.slips if slip.kind == kind]) if kind else None
     slip = _pick_slip(case, key, question, balance, rng) or rng.choice(case.wrong[rng.choice(sorted(case.wrong))])
     balance.stated(key, _answer_class(case.options[case.gold], question), False)
     balance.stated(key, _answer_class(_run(case.program, _View(case.scene, slip))[1], question), True)
