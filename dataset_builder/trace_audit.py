@@ -67,12 +67,13 @@ MIN_JUDGED = 100
 # the time (a step that is itself the last hop may have to name what it asks about).
 EARLY_ANSWER_LIMIT = 0.0
 STEP_NAMING_LIMIT = 0.05
-# (d) A phrase is a tell when at least 1% (and 10) of one outcome's traces of a template use it and every other
+# (d) A phrase is a tell when at least 1% (and 8) of one outcome's traces of a template use it and every other
 # outcome of the template uses it at most a tenth as often; an outcome is flagged when more than 5% of its traces
-# hold one. At most PHRASE_ITEMS traces of each outcome of a template are read.
+# hold one. At most PHRASE_ITEMS traces of each outcome of a template are read (at 400, a phrase in 2% of them is
+# seen 8 times).
 PHRASE_MIN_SHARE = 0.01
-PHRASE_MIN_TRACES = 10
-PHRASE_ITEMS = 1000
+PHRASE_MIN_TRACES = 8
+PHRASE_ITEMS = 400
 # An outcome tells that a phrase is missing from it only if, at the phrase's rate elsewhere, it would hold it this many
 # times: a small outcome (a few dozen X→X of a template) holds nothing by chance.
 PHRASE_EXPECTED = 10
@@ -92,7 +93,6 @@ MAX_ITEMS = 1000
 READER_EPOCHS = 30
 
 _TOKEN = re.compile(r"[a-z]+|\d+")
-_THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _NUMBER_WORDS = r"no|one|two|three|four|five|six|seven|eight|nine|ten|\d+"
 # What counts as looking at the image (case ignored): a coordinate or an extent ("x 10–83", "y = 288"), a point,
@@ -107,6 +107,7 @@ OBSERVATION = re.compile(
     rf"|\b(?:there (?:is|are)|i count|i find|i see|that makes|counting)\s+(?:only\s+)?(?:{_NUMBER_WORDS})\b",
     re.IGNORECASE,
 )
+_COLOURS = frozenset(COLOUR_WORDS)
 # Function words the options share with everything; an option's other words are masked in sentence templates.
 _FUNCTION_WORDS = frozenset(
     "a an the of to in on at is are it its and or than but more less as by with from this that be".split()
@@ -133,8 +134,12 @@ def _read(folder: str, config: str, columns: list[str]) -> dict[str, list]:
 
 
 def _think(text: str) -> str:
-    found = _THINK.search(text)
-    return (found.group(1) if found else text).strip()
+    """What ``<think>`` holds (the whole text without one)."""
+    start = text.find("<think>")
+    if start < 0:
+        return text.strip()
+    end = text.find("</think>", start)
+    return text[start + len("<think>") : end if end >= 0 else len(text)].strip()
 
 
 def _last_text(turns) -> str:
@@ -294,10 +299,18 @@ def names_answer_early(thought: str, question: str, gold: str, letter: str) -> b
     """Whether the reasoning names the gold option in a sentence before the one holding its first observation (the
     option's own words do not count as one)."""
     named = _mentions(gold, letter)
-    # The option itself is no observation ("the top left" names a region, and is the answer): blanked first.
-    blanked = named.sub(lambda match: " " * len(match.group()), thought)
-    start = first_observation(blanked, question)
-    return named.search(thought, 0, len(thought) if start is None else start) is not None
+    found = OBSERVATION.search(thought, 0, 1000) or OBSERVATION.search(thought)  # most reasoning observes early
+    if found is not None and named.search(thought, 0, found.end()) is None:
+        return False
+    first = named.search(thought)
+    if first is None:
+        return False
+    # The option itself is no observation ("the top left" names a region, and is the answer): blanked first, in
+    # the text up to the end of the sentence that first names it (all that can decide).
+    end = _SENTENCE_END.search(thought, first.end())
+    head = thought[: end.end() if end else len(thought)]
+    start = first_observation(named.sub(lambda match: " " * len(match.group()), head), question)
+    return start is None or first.start() < start
 
 
 def early_answers(traces: dict[str, list]) -> dict:
@@ -349,15 +362,16 @@ def _phrases(text: str, masked: set[str]) -> set[str]:
     return found
 
 
-def exclusive_phrases(groups: dict[str, dict[str, list[tuple[str, set[str]]]]]) -> dict:
-    """(d): per template (``groups[template][kind]``: each trace's text and the words its templates mask), phrases
-    frequent in one outcome and rare in the others; per kind, the share of its traces holding one, with examples.
-    Compare outcomes of one part: short chains of thought with each other, continuations with each other."""
+def exclusive_phrases(groups: dict[str, dict[str, list[tuple[str, object]]]], masked=lambda row: set()) -> dict:
+    """(d): per template (``groups[template][kind]``: each trace's text and its row, ``masked(row)`` the words its
+    sentence templates mask), phrases frequent in one outcome and rare in the others; per kind, the share of its
+    traces holding one, with examples. Compare outcomes of one part: short chains of thought with each other,
+    continuations with each other."""
     holding, totals, examples = Counter(), Counter(), {}
     for template, by_kind in sorted(groups.items()):
         frequencies = {}
         for kind, texts in by_kind.items():
-            sets = [_phrases(*texts[i]) for i in _spread(list(range(len(texts))), PHRASE_ITEMS)]
+            sets = [_phrases(texts[i][0], masked(texts[i][1])) for i in _spread(list(range(len(texts))), PHRASE_ITEMS)]
             counts = Counter(phrase for phrases in sets for phrase in phrases)
             frequencies[kind] = (sets, counts, len(sets))
         for kind, (sets, counts, total) in frequencies.items():
@@ -373,7 +387,7 @@ def exclusive_phrases(groups: dict[str, dict[str, list[tuple[str, set[str]]]]]) 
                 if witnesses and all(c[phrase] / m <= n / total / PHRASE_RATIO for c, m in witnesses):
                     tells.add(phrase)
             holding[kind] += sum(bool(phrases & tells) for phrases in sets)
-            for phrase in sorted(tells, key=lambda p: -counts[p])[:2]:
+            for phrase in sorted(tells, key=lambda p: (-counts[p], p))[:2]:
                 examples.setdefault(kind, []).append(f"{template}: {phrase}")
     found = {}
     for kind in totals:
@@ -394,10 +408,14 @@ def exclusive_phrases(groups: dict[str, dict[str, list[tuple[str, set[str]]]]]) 
 def sentence_template(sentence: str, masked: set[str]) -> str:
     """A sentence with its numbers, colours, object names and option words masked, runs of masks made one."""
     out: list[str] = []
+    masking = False
     for token in _TOKEN.findall(sentence.lower()):
-        word = "#" if token[0].isdigit() else "_" if token in masked or token in COLOUR_WORDS else token
-        if not (out and word in "#_" and out[-1] in "#_"):
-            out.append(word)
+        mask = "#" if token[0].isdigit() else "_" if token in masked or token in _COLOURS else None
+        if mask is None:
+            out.append(token)
+        elif not masking:
+            out.append(mask)
+        masking = mask is not None
     return " ".join(out)
 
 
@@ -459,13 +477,15 @@ def audit_traces(rows: dict[str, list], templates: dict[str, str], names: set[st
         text = rows["expansion"][i] if cue else rows["short"][i]
         if not cue:
             shorts.setdefault(template[i], []).append((text, not rows["correct"][i], rows["split"][i]))
-        masked = _masked_words(names, rows["options"][i])
-        phrases[bool(cue)].setdefault(template[i], {}).setdefault(rows["kind"][i], []).append((text, masked))
+        phrases[bool(cue)].setdefault(template[i], {}).setdefault(rows["kind"][i], []).append((text, i))
     expansions = [e for e, cue in zip(rows["expansion"], rows["cue"], strict=True) if cue]
     return {
         "slips": slip_reader(shorts),
         "early_answers": early_answers(rows),
-        "phrases": {**exclusive_phrases(phrases[0]), **exclusive_phrases(phrases[1])},
+        "phrases": {
+            **exclusive_phrases(phrases[0], lambda i: _masked_words(names, rows["options"][i])),
+            **exclusive_phrases(phrases[1], lambda i: _masked_words(names, rows["options"][i])),
+        },
         "diversity": diversity(rows["text"], rows["options"], names, expansions),
     }
 

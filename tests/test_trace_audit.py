@@ -115,18 +115,16 @@ def test_a_phrase_only_one_outcome_uses_is_flagged():
     rng = random.Random(2)
     leaky = {
         "count": {
-            "X→O": [(_chain(rng) + " So my first pass was wrong.", set()) for _ in range(120)],
-            "X→X": [(_chain(rng) + " So nothing changes here.", set()) for _ in range(120)],
+            "X→O": [(_chain(rng) + " So my first pass was wrong.", 0) for _ in range(120)],
+            "X→X": [(_chain(rng) + " So nothing changes here.", 0) for _ in range(120)],
         }
     }
     clean = {
-        "count": {
-            kind: [(_chain(rng) + " The first pass gave it.", set()) for _ in range(120)] for kind in ("X→O", "X→X")
-        }
+        "count": {kind: [(_chain(rng) + " The first pass gave it.", 0) for _ in range(120)] for kind in ("X→O", "X→X")}
     }
     found = trace_audit.exclusive_phrases(leaky)
     assert found["X→O"]["flagged"] and found["X→X"]["flagged"] and found["X→O"]["share"] == 1.0
-    assert any("first pass was wrong" in example for example in found["X→O"]["examples"])
+    assert any("my first pass" in example for example in found["X→O"]["examples"])
     assert not any(result["flagged"] for result in trace_audit.exclusive_phrases(clean).values())
 
 

@@ -124,7 +124,7 @@ def test_every_kind_and_skill_on_the_builtin_scenes(scripted):
     kinds = Counter(trace.kind for _, _, traces in scripted for trace in traces)
     assert set(kinds) == set(KINDS), kinds
     assert kinds["X→O"] > kinds["X→X"] and kinds["O→O"] > kinds["O→X"] > 0
-    assert 0.25 < kinds["X"] / (kinds["O"] + kinds["X"]) < 0.4, kinds  # about WRONG_SHARE
+    assert 0.2 < kinds["X"] / (kinds["O"] + kinds["X"]) < 0.4, kinds  # WRONG_SHARE, where a slip is possible
     by_template = {}
     for mcq, _, traces in scripted:
         by_template.setdefault(_template(mcq), Counter()).update(trace.kind for trace in traces)
@@ -244,12 +244,12 @@ def test_the_nearest_is_the_smallest_gap_measured(scripted):
     assert checked > 20
 
 
-def test_wrong_answers_are_stated_as_often_as_right_ones(scripted):
+def test_wrong_answers_are_stated_as_often_as_right_ones():
     """Per template, the answers wrong short CoTs state are distributed as the right ones' are: a reader must not
     learn that some answer is usually wrong. Total variation distance, allowing for the sample's size."""
-    stated = {}
-    for mcq, _, traces in scripted:
-        for trace in traces:
+    stated, balance = {}, SlipBalance()
+    for mcq, scene in _stage1_rows(3 * NUM_SCENES):
+        for trace in scripted_traces(mcq, scene, 2, 0, balance):
             if not trace.cue:
                 option = mcq["options"][LETTERS.index(trace.predicted)]
                 asked = set(re.findall(r"[a-z0-9]+", mcq["question"].lower()))
@@ -257,7 +257,7 @@ def test_wrong_answers_are_stated_as_often_as_right_ones(scripted):
                 stated.setdefault(_template(mcq), (Counter(), Counter()))[trace.correct][answer] += 1
     checked = 0
     for template, (wrong, right) in stated.items():
-        if sum(wrong.values()) < 30:
+        if sum(wrong.values()) < 40:
             continue
         distance = (
             sum(abs(wrong[a] / sum(wrong.values()) - right[a] / sum(right.values())) for a in set(wrong) | set(right))
@@ -266,7 +266,7 @@ def test_wrong_answers_are_stated_as_often_as_right_ones(scripted):
         noise = (len(set(wrong) | set(right)) / sum(wrong.values())) ** 0.5  # the size of a chance difference
         assert distance <= 0.1 + noise, (template, distance, wrong, right)
         checked += 1
-    assert checked >= 5
+    assert checked >= 6
 
 
 def _total_of_two_counts(builtin_mcqs) -> tuple[dict, Scene]:

@@ -45,6 +45,8 @@ SCRIPTED_REASONER = "scripted/reasoner@2"
 WRONG_SHARE = 0.35
 SLIP_KEPT_SHARE = 0.2
 SLIP_MADE_SHARE = 0.12
+# Where few questions of a template can slip, those that can slip more often, up to this chance per short CoT.
+MAX_SLIP_CHANCE = 0.8
 # An extent is misread by moving one edge by at most this share of the box's side.
 MISREADS = (0.2, 0.3, 0.4)
 # Categories a glance may take for one another; a category in none of these may be taken for another of about
@@ -93,8 +95,8 @@ _SIZE_WHERE = ("below a third", "between a third and one", "between one and thre
 @dataclass(frozen=True)
 class _Slip:
     """One misperception: ``rename`` (object ``ids[0]`` seen as category ``value``), ``exchange`` (two objects seen
-    as each other: the wrong one taken for a named object), ``recolour`` (seen in colour ``value``) or ``reshape``
-    (its extent read as box ``value``)."""
+    as each other, the wrong one taken for a named one: their ``value`` = ``name``, ``colour`` or ``both``
+    exchanged), ``recolour`` (seen in colour ``value``) or ``reshape`` (its extent read as box ``value``)."""
 
     kind: str
     ids: tuple[int, ...]
@@ -116,14 +118,16 @@ class _View:
                 seen[first.id] = replace(first, attributes=colours)
             elif slip.kind == "reshape":
                 seen[first.id] = replace(first, bbox=list(slip.value))
-            else:  # each taken for the other: its category, or (one category) its colour
+            else:  # each taken for the other: its category, its colour, or both (``value``)
                 second = seen[slip.ids[1]]
-                if first.name == second.name:
-                    seen[first.id] = replace(first, attributes=second.attributes)
-                    seen[second.id] = replace(second, attributes=first.attributes)
-                else:
-                    seen[first.id] = replace(first, name=second.name)
-                    seen[second.id] = replace(second, name=first.name)
+                names = (second.name, first.name) if slip.value in ("name", "both") else (first.name, second.name)
+                colours = (
+                    (second.attributes, first.attributes)
+                    if slip.value in ("colour", "both")
+                    else (first.attributes, second.attributes)
+                )
+                seen[first.id] = replace(first, name=names[0], attributes=colours[0])
+                seen[second.id] = replace(second, name=names[1], attributes=colours[1])
                 self.taken = {first.id: second.id, second.id: first.id}
         self.scene, self.slip, self.by_id = scene, slip, seen
         self.objects = [seen[obj.id] for obj in scene.objects]
@@ -156,7 +160,7 @@ def _confusable(a: SceneObject, b: SceneObject) -> bool:
 
 
 def _neighbours(a: SceneObject, b: SceneObject) -> bool:
-    """Two objects of one category whose colours a glance may confuse."""
+    """Two objects whose colours a glance may confuse."""
     ca, cb = stage1.colour_of(a), stage1.colour_of(b)
     return ca is not None and cb in NEIGHBOUR_COLOURS.get(ca, ())
 
@@ -526,7 +530,10 @@ def _size_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]
 
 def _group(view: _View, option: str, anchor: SceneObject) -> list[SceneObject]:
     """The objects a phrase names as perceived: a category, or "colour category"."""
-    return [o for o in view.objects if o.id != anchor.id and option in (o.name, _Writer.name(o))]
+    coloured = " " in option and option.split(" ", 1)[0] in stage1.COLOUR_WORDS
+    return [
+        o for o in view.objects if o.id != anchor.id and (o.name == option or (coloured and _Writer.name(o) == option))
+    ]
 
 
 def _nearest_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
@@ -980,7 +987,7 @@ def _filter_write(w: _Writer, view: _View, found: _Found, route: int) -> list[st
     axis = _AXES[rel][0]
     along = "x" if axis == 0 else "y"
     lines = [_anchor_line(w, anchor, along, anchor.center[axis])]
-    for obj in (view.by_id[i] for i in found.facts["candidates"]):
+    for obj in (view.by_id[i] for i in found.facts["candidates"] if i != anchor.id):
         yes = obj.id in found.found
         centre = f"{along} = {_n(obj.center[axis])}"
         verdict = _REL_WORDS[rel] if yes else f"not {_REL_WORDS[rel]}"
@@ -1261,11 +1268,26 @@ def _slips_for(program: _Program, scene: Scene) -> list[_Slip]:
     names = sorted({obj.name for obj in objects})
     found: dict[_Slip, None] = {}
 
+    counts = Counter(obj.name for obj in objects)
+
     def exchange(ref: int) -> None:
+        """The wrong object taken for a named one, so that it is seen as the question names it: one category in
+        two colours (the colours exchanged), two categories each alone of its kind or of one colour (the
+        categories), or of colours a glance confuses (both)."""
         if ref in by_id:
+            one = by_id[ref]
             for other in objects:
-                if other.id != ref and _confusable(by_id[ref], other):
-                    found[_Slip("exchange", tuple(sorted((ref, other.id))))] = None
+                if other.id == ref or not _confusable(one, other):
+                    continue
+                if one.name == other.name:
+                    value = "colour"
+                elif counts[one.name] == counts[other.name] == 1 or stage1.colour_of(one) == stage1.colour_of(other):
+                    value = "name"
+                elif _neighbours(one, other):
+                    value = "both"
+                else:
+                    continue
+                found[_Slip("exchange", tuple(sorted((ref, other.id))), value)] = None
 
     def rename(obj: SceneObject, into: list[str]) -> None:
         for name in into:
@@ -1634,15 +1656,17 @@ class SlipBalance:
     wrongs: Counter = field(default_factory=Counter)
     asked: Counter = field(default_factory=Counter)  # chains of thought written, per key
     possible: Counter = field(default_factory=Counter)  # ... of which a slip could have led to a distractor
+    slipped: Counter = field(default_factory=Counter)  # (template, kind of slip) -> slips made
+    focused: Counter = field(default_factory=Counter)  # (template, kind) -> harmless misperceptions looked at
     slack: float = 0.05
 
     def attempt(self, key: str, possible: bool, share: float, rng: random.Random) -> bool:
         """Whether to slip: with the probability that makes about ``share`` of the key's chains of thought wrong,
-        given how often a slip has been possible along the stream, but at most twice ``share`` (a question a slip
-        can touch is not always answered wrong)."""
+        given how often a slip has been possible along the stream, but at most ``MAX_SLIP_CHANCE`` (a question a
+        slip can touch is not always answered wrong)."""
         self.asked[key] += 1
         self.possible[key] += possible
-        return possible and rng.random() < min(2 * share, share * self.asked[key] / self.possible[key])
+        return possible and rng.random() < min(MAX_SLIP_CHANCE, share * self.asked[key] / self.possible[key])
 
     def lag(self, key: str, answer: str) -> float:
         """How far ahead ``answer`` would be among wrong answers if stated once more."""
@@ -1656,6 +1680,19 @@ class SlipBalance:
         if scored[0][0] > self.slack and self.wrongs[key] >= 20:
             return None
         return scored[0][2]
+
+    def kind(self, template: str, kinds: list[str], rng: random.Random) -> str | None:
+        """Of ``kinds``, the kind of misperception the template's looks so far lag its slips in most (recorded);
+        None when the template's slips have been of none of them."""
+        kinds = [k for k in kinds if self.slipped[template, k]]
+        if not kinds:
+            return None
+        slips = sum(self.slipped[template, k] for k in kinds) or 1
+        looks = sum(self.focused[template, k] for k in kinds) + 1
+        lag = {k: (self.focused[template, k] + 1) / looks - self.slipped[template, k] / slips for k in kinds}
+        chosen = min(kinds, key=lambda k: (lag[k], rng.random()))
+        self.focused[template, chosen] += 1
+        return chosen
 
     def stated(self, key: str, answer: str, wrong: bool) -> None:
         (self.wrong if wrong else self.right)[key, answer] += 1
@@ -1673,13 +1710,14 @@ def _pick_slip(case: _Case, key: str, question: str, balance: SlipBalance, rng: 
     return rng.choice(case.wrong[index])
 
 
-def _focus(case: _Case, key: str, question: str, balance: SlipBalance, rng: random.Random) -> _Slip | None:
+def _focus(case: _Case, template: str, question: str, balance: SlipBalance, rng: random.Random) -> _Slip | None:
     """The object a confirming re-examination looks hard at: one a slip would be about, drawn as a slip is (its
-    answers kept alike the gold answers, under their own ``key``); none where no slip could lead to a distractor."""
-    if not case.wrong:  # a misperception that would change nothing, of a kind drawn evenly
-        kinds = sorted({slip.kind for slip in case.slips})
-        kind = rng.choice(kinds) if kinds else None
+    answers kept alike the gold answers, under a key of its own). Where no slip could lead to a distractor, a
+    misperception that would change nothing, of the kind the template's slips have been (``SlipBalance.kind``)."""
+    if not case.wrong:
+        kind = balance.kind(template, sorted({slip.kind for slip in case.slips}), rng)
         return rng.choice([slip for slip in case.slips if slip.kind == kind]) if kind else None
+    key = f"{template}:focus"
     slip = _pick_slip(case, key, question, balance, rng) or rng.choice(case.wrong[rng.choice(sorted(case.wrong))])
     balance.stated(key, _answer_class(case.options[case.gold], question), False)
     balance.stated(key, _answer_class(_run(case.program, _View(case.scene, slip))[1], question), True)
@@ -1772,6 +1810,8 @@ def scripted_traces(mcq: dict, scene: Scene, n: int, seed: int, balance: SlipBal
         first = _View(scene, slip) if slip else truth
         lines, answer = _write(w, case, first, route)
         balance.stated(template, _answer_class(answer, question), slip is not None)
+        if slip is not None:
+            balance.slipped[template, slip.kind] += 1
         short = " ".join([*lines, _conclusion(w, case.program, answer)])
         cue = rng.choice(CUES)
         if slip is not None:  # kept under the same misperception, or found by looking again
@@ -1780,7 +1820,7 @@ def scripted_traces(mcq: dict, scene: Scene, n: int, seed: int, balance: SlipBal
             slipping = balance.attempt(f"{template}:again", bool(case.wrong), SLIP_MADE_SHARE, rng)
             made = _pick_slip(case, f"{template}:again", question, balance, rng) if slipping else None
             again = _View(scene, made) if made else truth
-            focus = made or _focus(case, f"{template}:focus", question, balance, rng)
+            focus = made or _focus(case, template, question, balance, rng)
         expansion, final = _continuation(w, case, cue, first, again, focus, 1 - route)
         balance.stated(f"{template}:again", _answer_class(final, question), final != case.options[case.gold])
         traces += _pair(mcq, short, case.options.index(answer), cue, expansion, case.options.index(final), case.gold)
