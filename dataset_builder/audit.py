@@ -226,43 +226,56 @@ class OptionLengthReader:
         return lengths.argmax(axis=1) if self.longest else lengths.argmin(axis=1)
 
 
+def fit_choice_model(
+    ids: np.ndarray, owners: np.ndarray, targets: np.ndarray, choices: int, size: int, epochs: int = CLASSIFIER_EPOCHS
+) -> np.ndarray:
+    """Weights of a conditional logistic regression: item ``i``'s choice ``c`` scores the summed weights of its
+    features (``ids[k]`` where ``owners[k] == i * choices + c``), a softmax over the item's choices; ``targets`` the
+    right choice of each item. Full-batch AdaGrad on the mean log-loss; features never seen keep weight 0. The one
+    text-only reader of the audits: the blind readers' text classifier (four options) and the trace audit's (a
+    trace right or wrong, the chosen side of a pair)."""
+    count = len(targets)
+    target = np.zeros((count, choices))
+    target[np.arange(count), targets] = 1
+    weights, squared = np.zeros(size), np.full(size, 1e-8)
+    for _ in range(epochs):
+        scores = choice_scores(weights, ids, owners, count, choices)
+        probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        residual = (probs - target).ravel() / count
+        gradient = np.bincount(ids, weights=residual[owners], minlength=size) + CLASSIFIER_L2 * weights
+        squared += gradient**2
+        weights -= CLASSIFIER_STEP * gradient / np.sqrt(squared)
+    return weights
+
+
+def choice_scores(weights: np.ndarray, ids: np.ndarray, owners: np.ndarray, count: int, choices: int) -> np.ndarray:
+    """``(count, choices)``: each choice's summed feature weights."""
+    return np.bincount(owners, weights=weights[ids], minlength=count * choices).reshape(count, choices)
+
+
+def select_items(ids: np.ndarray, owners: np.ndarray, rows: np.ndarray, total: int, choices: int):
+    """The feature entries of items ``rows`` (of ``total``), their owners renumbered to positions in ``rows``."""
+    position = np.full(total, -1)
+    position[rows] = np.arange(len(rows))
+    item = position[owners // choices]
+    keep = item >= 0
+    return ids[keep], item[keep] * choices + owners[keep] % choices
+
+
 class TextClassifierReader:
     """Conditional logistic regression: each option scored by a weighted sum of its features, softmax over four."""
 
     name = "text classifier"
 
-    @staticmethod
-    def _select(items: _Items, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The feature entries of ``rows``, their owners renumbered to positions in ``rows``."""
-        position = np.full(len(items), -1)
-        position[rows] = np.arange(len(rows))
-        question = position[items.feature_owners // len(LETTERS)]
-        keep = question >= 0
-        return items.feature_ids[keep], question[keep] * len(LETTERS) + items.feature_owners[keep] % len(LETTERS)
-
-    @staticmethod
-    def _scores(weights, ids, owners, count) -> np.ndarray:
-        return np.bincount(owners, weights=weights[ids], minlength=count * len(LETTERS)).reshape(count, -1)
-
     def fit(self, items: _Items, rows: np.ndarray) -> None:
-        ids, owners = self._select(items, rows)
-        target = np.zeros((len(rows), len(LETTERS)))
-        target[np.arange(len(rows)), items.answers[rows]] = 1
+        ids, owners = select_items(items.feature_ids, items.feature_owners, rows, len(items), len(LETTERS))
         size = int(items.feature_ids.max(initial=-1)) + 1
-        weights, squared = np.zeros(size), np.full(size, 1e-8)
-        for _ in range(CLASSIFIER_EPOCHS):  # full-batch AdaGrad on the mean log-loss; unseen features stay 0
-            scores = self._scores(weights, ids, owners, len(rows))
-            probs = np.exp(scores - scores.max(axis=1, keepdims=True))
-            probs /= probs.sum(axis=1, keepdims=True)
-            residual = (probs - target).ravel() / len(rows)
-            gradient = np.bincount(ids, weights=residual[owners], minlength=size) + CLASSIFIER_L2 * weights
-            squared += gradient**2
-            weights -= CLASSIFIER_STEP * gradient / np.sqrt(squared)
-        self.weights = weights
+        self.weights = fit_choice_model(ids, owners, items.answers[rows], len(LETTERS), size)
 
     def predict(self, items: _Items, rows: np.ndarray) -> np.ndarray:
-        ids, owners = self._select(items, rows)
-        return self._scores(self.weights, ids, owners, len(rows)).argmax(axis=1)
+        ids, owners = select_items(items.feature_ids, items.feature_owners, rows, len(items), len(LETTERS))
+        return choice_scores(self.weights, ids, owners, len(rows), len(LETTERS)).argmax(axis=1)
 
 
 READERS = (LetterReader, AnswerPriorReader, NumericRankReader, OptionLengthReader, TextClassifierReader)

@@ -26,7 +26,7 @@ from datasets.features.features import require_storage_embed
 from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from . import __version__, audit, trace_stats
+from . import __version__, audit, trace_audit, trace_stats
 from .builder import SPLITS, LGTBuilder, arrow_shards
 from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
@@ -124,7 +124,8 @@ def build(
     ``traces_per_mcq`` ...; ``settings.py`` declares them all). Every one is checked before anything is written; the
     build is staged and swapped in whole (``output.py``), and a config that would come out empty stops it with
     ``EmptyBuildError``, the previous build left in place. ``strict``: fail (``audit.ShortcutError``) when a blind
-    reader answers a skill too well, instead of warning. What the models were asked, what they cost and what was
+    reader answers a skill too well, or (``trace_audit.TraceAuditError``) when the trace audit flags a line, instead
+    of warning. What the models were asked, what they cost and what was
     thrown away is in the info under each model stage's ``report_key`` (``generation``, ``trace_generation`` ...).
     """
     configs = _check_configs(configs)
@@ -187,6 +188,10 @@ def build(
         if audited:
             info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
             audit.enforce(info[audit.BUILD_INFO_KEY], strict)
+        traced, paired = (tuple(name for name in configs_of(family) if rows.get(name)) for family in ("traces", "dpo"))
+        if traced or paired:
+            info[trace_audit.BUILD_INFO_KEY] = trace_audit.audit_build(staging.folder, traced, paired, audited)
+            trace_audit.enforce(info[trace_audit.BUILD_INFO_KEY], strict)
         write_card(staging.folder, info)
         info["seconds"] = round(time.time() - started, 1)  # all of it: every config, the audits and the card
         with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:

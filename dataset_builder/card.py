@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from . import audit, decontam, markdown, trace_stats
+from . import audit, decontam, markdown, trace_audit, trace_stats
 from .builder import CITATION, SPLITS
 from .detection.provenance import card_section as grounding_section
 from .sources import SOURCES, source_label
@@ -361,6 +361,8 @@ def write_card(folder: str, build_info: dict) -> str:
     sections.append(LIMITATIONS)
     if audit.BUILD_INFO_KEY in build_info:
         sections.append(audit.card_section(build_info[audit.BUILD_INFO_KEY]))
+    if trace_audit.BUILD_INFO_KEY in build_info:
+        sections.append(trace_audit.card_section(build_info[trace_audit.BUILD_INFO_KEY]))
     rejects = build_info.get("rejects", 0)
     sections.append(
         "## Source and licence\n\n"
@@ -370,7 +372,11 @@ def write_card(folder: str, build_info: dict) -> str:
         + "; ".join(f"{markdown.text(text or 'none stated')} ({n:,} images)" for text, n in licenses.most_common(10))
         + ".\n\n"
         f"Images: {arguments['num_images'] or 'all'} requested, seed {arguments['seed']}"
-        + (f", downscaled to at most {arguments['max_pixels']:,} pixels. " if arguments.get("max_pixels") else ". ")
+        + (
+            f", stored in the model's frame under {arguments['max_pixels']:,} pixels (see Coordinates). "
+            if arguments.get("max_pixels")
+            else ". "
+        )
         + (
             f"{rejects:,} input records were skipped as unusable; they are listed in the build's reject report."
             if rejects
@@ -526,7 +532,7 @@ def _storage_section(configs: list[str], download: dict, arrow_bytes: dict, argu
         if "image" in STAGES[c].features
     ]
     pixels = (
-        f"This build capped images at {arguments['max_pixels']:,} pixels."
+        f"This build stored images in the frame of {arguments['max_pixels']:,} pixels."
         if arguments.get("max_pixels")
         else "This build kept the source's image sizes."
     )
@@ -541,8 +547,30 @@ def _storage_section(configs: list[str], download: dict, arrow_bytes: dict, argu
         "- **Stream** (`load_dataset(..., streaming=True)`) to train or evaluate straight from the parquet files "
         "as stored, with no cache; it yields the same rows and pixels.\n"
         "- **Cap pixels** when building (`lgt build --max-pixels 262144`, i.e. 512x512, the most the paper trains "
-        "on) so that every copy is small; boxes are scaled with the image. " + pixels + "\n"
-        "- A plain `load_dataset` is fine while the cache (the table above) fits your disk comfortably."
+        "on, and the default) so that every copy is small; boxes are scaled with the image. " + pixels + "\n"
+        "- A plain `load_dataset` is fine while the cache (the table above) fits your disk comfortably.\n\n"
+        + coordinates_note(arguments.get("max_pixels"))
+    )
+
+
+def coordinates_note(max_pixels: int | None) -> str:
+    """How the pixel coordinates traces cite relate to what a model sees: the frame this build stored images in."""
+    if max_pixels:
+        return (
+            "## Coordinates\n\n"
+            "Traces cite pixel coordinates of the stored image (origin top left). This build stored every image in "
+            f"the frame Qwen2.5-VL's processor gives it under `max_pixels` = {max_pixels:,} (each side a multiple of "
+            f"28, at most {max_pixels:,} pixels in all: `lgt.images.model_frame`), boxes scaled with it. A recipe "
+            "with the same `max_pixels` therefore feeds the model exactly these pixels, and every coordinate is "
+            "where the thing is in what the model sees. The recipes warn when their processor would resize images "
+            "whose traces cite pixel coordinates (another `max_pixels`, or another model's frame)."
+        )
+    return (
+        "## Coordinates\n\n"
+        "Traces cite pixel coordinates of the stored image, and this build kept the source's image sizes: a "
+        "processor that resizes an image (Qwen2.5-VL's rounds every side to a multiple of 28 and caps the area at "
+        "its `max_pixels`) moves what the coordinates point at. The recipes warn when that happens; rebuild with "
+        "`--max-pixels` set to the recipe's `max_pixels` to store images in the frame the model sees."
     )
 
 

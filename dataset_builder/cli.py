@@ -242,7 +242,8 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--strict",
         action="store_true",
-        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
+        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance, or "
+        "tell a wrong chain of thought from a right one or the chosen side of a pair (the trace audit)",
     )
     models = build.add_argument_group("models (the paper's path; default: every stage scripted, no model)", MODEL_HELP)
     models.add_argument(

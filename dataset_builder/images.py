@@ -100,26 +100,50 @@ def local_image(path: str, root: str, source: str, record: str) -> str:
     return real
 
 
-def fit_pixels(data: bytes, max_pixels: int) -> tuple[bytes, str, int, int] | None:
-    """Downscale encoded 8-bit RGB image bytes to at most ``max_pixels`` pixels, keeping the aspect ratio.
+# The frame a Qwen2-VL / Qwen2.5-VL processor gives an image: sides multiples of 28 (14-pixel patches merged 2x2),
+# at least 56x56 pixels in all, at most its ``max_pixels`` (the recipes': 512x512, the paper's cap).
+FRAME_FACTOR = 28
+FRAME_MIN_PIXELS = 56 * 56
+MODEL_MAX_PIXELS = 512 * 512
 
-    Returns ``(bytes, file suffix, width, height)``, or ``None`` when the image is already small enough (its
-    bytes are then kept as they are). Training resizes to a pixel budget anyway (the paper: 512x512 at most), so
-    storing more pixels only costs space. Both sides shrink by one factor, rounded down (to 1 pixel at least), so
-    the result stays within the budget; JPEG stays JPEG (quality 95), anything else becomes PNG (lossless).
-    ``data`` was decoded before (``load_image``, or a source that made it), so it is not checked again.
+
+def model_frame(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` the processor resizes an image to (``smart_resize`` of transformers' Qwen2-VL image
+    processor): each side rounded to a multiple of ``FRAME_FACTOR``, scaled down (or up) by one factor when the
+    area leaves [``FRAME_MIN_PIXELS``, ``max_pixels``]."""
+    factor = FRAME_FACTOR
+    w, h = round(width / factor) * factor, round(height / factor) * factor
+    if w * h > max_pixels:
+        beta = math.sqrt(width * height / max_pixels)
+        w, h = (
+            max(factor, math.floor(width / beta / factor) * factor),
+            max(factor, math.floor(height / beta / factor) * factor),
+        )
+    elif w * h < FRAME_MIN_PIXELS:
+        beta = math.sqrt(FRAME_MIN_PIXELS / (width * height))
+        w, h = math.ceil(width * beta / factor) * factor, math.ceil(height * beta / factor) * factor
+    return w, h
+
+
+def fit_pixels(data: bytes, max_pixels: int) -> tuple[bytes, str, int, int] | None:
+    """Encoded 8-bit RGB image bytes resized to the frame the model sees under ``max_pixels`` (``model_frame``).
+
+    Returns ``(bytes, file suffix, width, height)``, or ``None`` when the image is already in that frame (its
+    bytes are then kept as they are). Training resizes to that frame anyway, so storing it is what makes the pixel
+    coordinates a trace cites the ones the model sees, and storing more only costs space. JPEG stays JPEG (quality
+    95), anything else becomes PNG (lossless). ``data`` was decoded before (``load_image``, or a source that made
+    it), so it is not checked again.
     """
     image = Image.open(io.BytesIO(data))
-    if image.width * image.height <= max_pixels:
+    width, height = model_frame(image.width, image.height, max_pixels)
+    if (width, height) == image.size:
         return None
-    width = max(1, math.isqrt(max_pixels * image.width // image.height))  # integers: the budget holds exactly
-    height = max(1, width * image.height // image.width)
-    small = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    resized = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
     out = io.BytesIO()
     if image.format == "JPEG":
-        small.save(out, format="JPEG", quality=95)
+        resized.save(out, format="JPEG", quality=95)
         return out.getvalue(), ".jpg", width, height
-    small.save(out, format="PNG")
+    resized.save(out, format="PNG")
     return out.getvalue(), ".png", width, height
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from .generation import ModelSpec, check_models
+from .images import MODEL_MAX_PIXELS
 from .sources import SOURCE_HELP, source_label
 from .synthesis import selection, traces
 
@@ -42,7 +43,7 @@ PRESETS = {
         "traces_per_mcq": 10,
         "trace_temperature": 0.7,
         "trace_top_p": 0.8,
-        "max_pixels": 512 * 512,
+        "max_pixels": MODEL_MAX_PIXELS,
     }
 }
 MODEL_HELP = (
@@ -60,6 +61,16 @@ def whole_or_all(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise ValueError(f"a whole number or `all`, not {text!r}") from None
+
+
+def pixels_or_keep(text: str) -> int:
+    """``--max-pixels``: a number of pixels, or ``keep`` (0: the source's sizes)."""
+    if text.strip().lower() == "keep":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"a number of pixels or `keep`, not {text!r}") from None
 
 
 def split_fractions(text: str) -> tuple[float, float, float]:
@@ -126,12 +137,16 @@ class LGTConfig(datasets.BuilderConfig):
             "record": "always",
         },
     )
-    max_pixels: int | None = field(
-        default=None,
+    max_pixels: int = field(
+        default=MODEL_MAX_PIXELS,
         metadata={
-            "help": "downscale larger images to at most N pixels, boxes with them; 262144 is 512x512 "
-            "(default: keep sizes)",
+            "help": "store every image in the frame the model sees under a pixel budget of N (what Qwen2.5-VL's "
+            "processor makes of it: sides multiples of 28, at most N pixels), boxes with it, so the coordinates "
+            "traces cite are where things are in what the model sees; 262144 is 512x512, the recipes'; `keep` (or 0) "
+            "keeps the source's sizes, as --images path does",
             "group": "input",
+            "metavar": "N|keep",
+            "parse": pixels_or_keep,
             "record": "always",
         },
     )
@@ -298,8 +313,10 @@ class LGTConfig(datasets.BuilderConfig):
             raise ValueError(f"images must be 'embed' or 'path', not {self.images!r}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {self.on_error!r}")
-        if self.max_pixels is not None and (type(self.max_pixels) is not int or self.max_pixels < 1):
-            raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}")
+        if type(self.max_pixels) is not int or self.max_pixels < 0:
+            raise ValueError(f"max_pixels must be a number of pixels (0: keep sizes), not {self.max_pixels!r}")
+        if self.images == "path" and self.max_pixels == MODEL_MAX_PIXELS:
+            self.max_pixels = 0  # referenced files are kept as they are: the default frame cannot apply
         if self.max_pixels and self.images == "path":
             raise ValueError("--max-pixels rewrites the images, so it needs --images embed (not path)")
         shares = self.split_fractions

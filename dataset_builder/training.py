@@ -33,6 +33,7 @@ from trl.data_utils import prepare_multimodal_messages
 from trl.scripts.utils import DatasetConfig
 
 from .errors import one_line
+from .frames import warn_if_rescaled
 
 logger = get_logger(__name__)
 
@@ -297,7 +298,10 @@ def drop_overlong(
     "rejected"))`` for DPO. Truncating such a row would cut the answer off a trace or, worse, image tokens off the
     prompt ("image features and image tokens do not match"); a row is dropped instead and the drops are counted.
     """
-    if dataset is None or max_length is None:
+    if dataset is None:
+        return dataset
+    warn_if_rescaled(dataset, processor)  # every recipe passes here with its data and processor
+    if max_length is None:
         return dataset
 
     def fits(row):

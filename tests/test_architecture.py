@@ -19,9 +19,9 @@ PACKAGE = ROOT / "dataset_builder"
 FOLDERS = {"lgt": PACKAGE, "lgt.eval": ROOT / "eval"}
 LAYERS = [
     ("lgt", "lgt.errors", "lgt.scene", "lgt.images", "lgt.answers", "lgt.prompts", "lgt.formats", "lgt.synthesis",
-     "lgt.synthesis.grammar", "lgt.synthesis.generator", "lgt.training", "lgt.rewards"),
+     "lgt.synthesis.grammar", "lgt.synthesis.generator", "lgt.frames", "lgt.training", "lgt.rewards"),
     ("lgt.sources", "lgt.generation"),
-    ("lgt.synthesis.", "lgt.decontam", "lgt.audit", "lgt.trace_stats"),
+    ("lgt.synthesis.", "lgt.decontam", "lgt.audit", "lgt.trace_audit", "lgt.trace_stats"),
     ("lgt.settings", "lgt.stages"),
     ("lgt.builder",),
     ("lgt.build", "lgt.card", "lgt.explorer", "lgt.output", "lgt.hub", "lgt.eval", "lgt.detection"),

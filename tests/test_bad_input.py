@@ -149,7 +149,9 @@ def test_other_image_modes_are_stored_as_rgb(small_coco, tmp_path, capsys, mode,
     """Grayscale, RGBA, CMYK, 16-bit and palette images are valid images: converted to 8-bit RGB, not refused."""
     write_image(small_coco / f"images/val2017/odd.{name}", mode=mode, fmt=fmt)
     edit_json(small_coco / ANNOTATIONS, lambda d: d["images"][0].update(file_name=f"odd.{name}"))
-    code, err, out = run(capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"))
+    code, err, out = run(
+        capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"), "--max-pixels", "keep"
+    )
     assert code == 0, err
     scenes = load_dataset(str(tmp_path / "out"), "scenes")
     (row,) = [r for split in scenes.values() for r in split if r["image_id"] == "coco-val2017-1"]
@@ -273,7 +275,9 @@ def test_a_later_build_drops_an_old_reject_report(small_coco, tmp_path, capsys):
     edit_json(small_coco / ANNOTATIONS, lambda d: d["annotations"][4].update(category_id=99))
     assert_skipped(capsys, tmp_path, f"coco:{small_coco}", 1, "unknown category_id 99")
     edit_json(small_coco / ANNOTATIONS, lambda d: d["annotations"][4].update(category_id=2))
-    code, err, out = run(capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"))
+    code, err, out = run(
+        capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"), "--max-pixels", "keep"
+    )
     assert code == 0, err
     assert not (tmp_path / "out.rejects.jsonl").exists()
 
@@ -359,7 +363,7 @@ def test_jsonl_optional_fields_may_be_null_and_values_arrive_as_written(tmp_path
         '[{"id": -7, "name": "None", "bbox": [40.5, 40, 120, 100.25], "attributes": ["r", "e"], "score": 1}]}',
     ]
     (tmp_path / "scenes.jsonl").write_text("\n".join(lines) + "\n")
-    build(source=f"jsonl:{tmp_path / 'scenes.jsonl'}", output=str(tmp_path / "out"), configs=("scenes",))
+    build(source=f"jsonl:{tmp_path / 'scenes.jsonl'}", output=str(tmp_path / "out"), configs=("scenes",), max_pixels=0)
     rows = {r["image_id"]: r for split in load_dataset(str(tmp_path / "out"), "scenes").values() for r in split}
     assert rows.keys() == {"line-1", "x"}
     first, second = rows["line-1"], rows["x"]

@@ -65,6 +65,7 @@ def test_cached_teacher_answers_become_rows_named_by_the_teacher(answered, tmp_p
         writer=FIXTURE_TEACHER,
         generation_cache=str(cache),
         cache_only=True,
+        max_pixels=0,  # the sizes the cached answers were written for
     )
     generation = info["generation"]
     assert generation["rejects"] == dict(REJECTS) and generation["writer"] == "fixture-teacher"
@@ -106,6 +107,7 @@ def test_a_verifier_keeps_the_questions_it_answers_the_same_way(answered, tmp_pa
         verifier="openai:fixture-verifier",
         generation_cache=str(cache),
         cache_only=True,
+        max_pixels=0,  # the sizes the cached answers were written for
     )
     # In turn per image: agrees, disagrees, malformed, agrees.
     kept = {image_id: [q for i, q in enumerate(questions) if i % 4 in (0, 3)] for image_id, questions in KEPT.items()}
@@ -125,6 +127,7 @@ def test_cache_only_miss_is_one_error_line_and_writes_nothing(answered, tmp_path
         generations._db.execute("DELETE FROM generations WHERE rowid = (SELECT MAX(rowid) FROM generations)")
     output = tmp_path / "out"
     arguments = ["build", "--source", source, "--output", str(output), "--writer", FIXTURE_TEACHER, "--cache-only"]
+    arguments += ["--max-pixels", "keep"]  # the sizes the cached answers were written for
     arguments += ["--configs", ",".join(STAGE1)]
     assert main([*arguments, "--cache", str(cache)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
@@ -146,6 +149,7 @@ def test_a_teacher_whose_every_question_is_rejected_stops_the_build_saying_why(t
     engine.close()
     output = tmp_path / "out"
     arguments = ["build", "--source", f"jsonl:{source}", "--output", str(output), "--writer", FIXTURE_TEACHER]
+    arguments += ["--max-pixels", "keep"]  # the sizes the cached answers were written for
     arguments += ["--configs", ",".join(STAGE1)]
     assert main([*arguments, "--cache", str(cache), "--cache-only"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]

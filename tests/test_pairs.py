@@ -1,4 +1,6 @@
-"""DPO pairs of one MCQ: O over O→X / X / X→X, X→O over its own X and over X→X; never a wrong over a right."""
+"""DPO pairs of one MCQ, like compared with like: X→O over its own X, O over its own O→X, O over X, O→O over O→X and
+X→X, X→O over X→X; never a short chain of thought against another sample's continued one, never a wrong over a
+right."""
 
 import random
 
@@ -9,12 +11,13 @@ KINDS = ("O", "O→O", "X→O", "X", "O→X", "X→X")
 CORRECT = {"O": True, "O→O": True, "X→O": True, "X": False, "O→X": False, "X→X": False}
 
 
-def trace(name: str, kind: str, short: str = "s0", text: str | None = None, correct: bool | None = None) -> dict:
+def trace(name: str, kind: str, short: str | None = None, text: str | None = None, correct: bool | None = None):
+    """A trace of one MCQ; its short CoT is its own unless ``short`` names one it shares with another."""
     return {
         "id": name,
         "kind": kind,
         "correct": CORRECT[kind] if correct is None else correct,
-        "short": short,
+        "short": short or f"short of {name}",
         "text": text if text is not None else f"text of {name}",
     }
 
@@ -26,24 +29,34 @@ def ids(pairs) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     "traces, expected",
     [
-        # O over every wrong kind, in id order
+        # O over X and over its own O→X; never over another sample's O→X or over X→X (a continued trace)
         (
-            [trace("a", "O"), trace("b", "X"), trace("c", "O→X"), trace("d", "X→X")],
-            [("a", "b"), ("a", "c"), ("a", "d")],
+            [trace("a", "O", "s1"), trace("b", "X"), trace("c", "O→X", "s1"), trace("d", "X→X"), trace("e", "O→X")],
+            [("a", "c"), ("a", "b")],
         ),
-        # X→O over its own X (same short) first, then over any X→X; not over another short's X
+        # X→O over its own X (same short) first, then over another sample's X→X; not over another short's X
         (
             [trace("a", "X→O", "s1"), trace("b", "X", "s1"), trace("c", "X", "s2"), trace("d", "X→X", "s2")],
             [("a", "b"), ("a", "d")],
         ),
-        # O→O is not a chosen kind; X→O is never rejected
-        ([trace("a", "O→O"), trace("b", "X"), trace("c", "X→O", "s9")], []),
+        # O→O over another sample's O→X and X→X; never over a short X; X→O is never rejected
+        (
+            [trace("a", "O→O"), trace("b", "X"), trace("c", "X→O"), trace("d", "O→X"), trace("e", "X→X")],
+            [("a", "d"), ("a", "e"), ("c", "e")],
+        ),
         # nothing wrong, nothing to prefer
         ([trace("a", "O"), trace("b", "O→O"), trace("c", "X→O")], []),
-        # both rules at once
+        # every rule at once, in the order of the rules
         (
-            [trace("a", "O"), trace("b", "X→O", "s1"), trace("c", "X", "s1"), trace("d", "X→X", "s1")],
-            [("b", "c"), ("a", "c"), ("a", "d"), ("b", "d")],
+            [
+                trace("a", "O", "s0"),
+                trace("b", "X→O", "s1"),
+                trace("c", "X", "s1"),
+                trace("d", "X→X", "s2"),
+                trace("e", "O→X", "s0"),
+                trace("f", "O→O", "s0"),
+            ],
+            [("b", "c"), ("a", "e"), ("a", "c"), ("f", "d"), ("b", "d")],
         ),
     ],
 )
@@ -73,6 +86,9 @@ def random_traces(rng: random.Random, count: int) -> list[dict]:
     return [trace(f"id{i}", rng.choice(KINDS), rng.choice(shorts), rng.choice(texts)) for i in range(count)]
 
 
+ALLOWED = {("X→O", "X"), ("O", "O→X"), ("O", "X"), ("O→O", "O→X"), ("O→O", "X→X"), ("X→O", "X→X")}
+
+
 def test_properties_on_random_mcqs():
     rng = random.Random(0)
     for _ in range(300):
@@ -82,11 +98,12 @@ def test_properties_on_random_mcqs():
         assert len(set(texts)) == len(texts)
         for chosen, rejected in pairs:
             assert chosen["correct"] and not rejected["correct"]
-            assert chosen["kind"] in ("O", "X→O") and rejected["kind"] in ("X", "O→X", "X→X")
+            assert (chosen["kind"], rejected["kind"]) in ALLOWED
             assert chosen["text"] != rejected["text"]
-            if chosen["kind"] == "X→O" and rejected["kind"] == "X":
-                assert chosen["short"] == rejected["short"]
-            assert not (chosen["kind"] == "X→O" and rejected["kind"] == "O→X")
+            prefix = (chosen["kind"], rejected["kind"]) in (("X→O", "X"), ("O", "O→X"))
+            assert (chosen["short"] == rejected["short"]) == prefix  # a trace and its own prefix, or two samples
+            continued = ["→" in chosen["kind"], "→" in rejected["kind"]]
+            assert prefix or continued[0] == continued[1], "a short CoT against another sample's continued one"
         shuffled = traces[:]
         rng.shuffle(shuffled)
         assert ids(preference_pairs(shuffled)) == ids(pairs), "order does not depend on the rows' order"

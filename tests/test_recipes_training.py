@@ -233,3 +233,32 @@ def test_freeze_vision(tiny):
     assert all(p.requires_grad for name, p in model.named_parameters() if name not in frozen)
     with pytest.raises(ValueError, match="no vision module"):
         freeze_vision(torch.nn.Linear(2, 2))
+
+
+def test_a_recipe_warns_when_its_processor_would_move_the_coordinates(data, tiny, caplog):
+    """The build stores images in the frame of 512x512 pixels: a recipe at that cap shows the model the pixels its
+    traces' coordinates refer to; one at a smaller cap resizes them, and says so once, naming the fix."""
+    import logging
+
+    from lgt.frames import processor_frame, warn_if_rescaled
+    from transformers import AutoProcessor
+
+    rows = datasets.load_dataset(str(data), "sft_stage1", split="train")
+    same = AutoProcessor.from_pretrained(tiny, max_pixels=512 * 512)
+    small = AutoProcessor.from_pretrained(tiny, max_pixels=28 * 28 * 4)
+    image = rows[0]["images"][0]
+    assert processor_frame(same, image) == image.size and processor_frame(small, image) != image.size
+    with caplog.at_level(logging.WARNING):
+        assert warn_if_rescaled(rows, same) == 0
+        assert not caplog.records
+        moved = warn_if_rescaled(rows, small)
+    assert moved == min(len(rows), 32) and len(caplog.records) == 1
+    assert (
+        "cite pixel coordinates" in caplog.records[0].getMessage() and "--max-pixels" in caplog.records[0].getMessage()
+    )
+    prompts = datasets.load_dataset(str(data), "rl", split="train")  # no trace, no coordinate: nothing to say
+    assert warn_if_rescaled(prompts, small) == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        drop_overlong(rows, small, None, (("messages",),))  # every recipe passes here
+    assert any("cite pixel coordinates" in record.getMessage() for record in caplog.records)

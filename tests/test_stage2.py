@@ -226,13 +226,107 @@ def test_parents_steps_and_levels(builtin):
             assert len(c.parents) >= 2
             assert all(p in ids[scene.image_id] for p in c.parents), "a parent of another image or none"
             assert c.level == len(c.steps) >= 2
-            # every parent's question and answer is one of the steps, in the order of the parents
-            parent_steps = [
-                (ids[scene.image_id][p]["question"], _parent_answer(ids[scene.image_id][p])) for p in c.parents
-            ]
-            assert [s for s in c.steps if s in parent_steps] == parent_steps
+            # every parent is the fact of a step, in the order of the steps
+            assert list(dict.fromkeys(s.parent for s in c.steps if s.parent)) == list(c.parents)
             assert stage2.template_generator(c.template) == f"stage2/{c.template}@{stage2.VERSION}"
             assert c.skill == stage2.SKILLS[c.template]
+
+
+def _by_id(scene: Scene, ids) -> list[SceneObject]:
+    objects = {o.id: o for o in scene.objects}
+    return [objects[i] for i in ids]
+
+
+def _step_answer(scene: Scene, step, found: list) -> tuple:
+    """A step's answer re-derived from the boxes with this file's geometry: ``(text or None, objects found)``."""
+    kind, _, rel = step.template.partition("_")
+    rel = {"left": "left", "right": "right", "above": "above", "below": "below"}.get(rel)
+    looked = _by_id(scene, step.object_ids)
+    if kind == "find" and rel:
+        anchor = looked[0]
+        fits = [o for o in scene.objects if o is not anchor and _only_beside(scene, o, anchor, rel)]
+        return None, fits
+    if step.template == "find_nearest":
+        gaps = sorted((_gap(looked[0].bbox, o.bbox), o.id) for o in scene.objects if o is not looked[0])
+        assert 0 < gaps[0][0] <= 0.5 * gaps[1][0]
+        return None, _by_id(scene, [gaps[0][1]])
+    if step.template in ("find_largest", "find_smallest"):
+        assert {o.name for o in looked} == {step.category} and len(looked) == sum(
+            o.name == step.category for o in scene.objects
+        )
+        ranked = sorted(looked, key=lambda o: _area(o.bbox), reverse=step.template == "find_largest")
+        assert max(_area(ranked[0].bbox), _area(ranked[1].bbox)) >= 1.2 * min(
+            _area(ranked[0].bbox), _area(ranked[1].bbox)
+        )
+        return None, ranked[:1]
+    if kind == "all" and rel:
+        anchor = looked[0]
+        centre = 0 if rel in ("left", "right") else 1
+        on_side = {
+            o.id
+            for o in scene.objects
+            if o is not anchor
+            and (_centre(o.bbox)[centre] < _centre(anchor.bbox)[centre]) == (rel in ("left", "above"))
+        }
+        clearly = {o.id for o in scene.objects if o is not anchor and _clearly_beside(o.bbox, anchor.bbox, rel)}
+        answer = set(step.answer_ids)
+        assert clearly <= answer <= on_side, (step.question, clearly, answer, on_side)
+        return None, _by_id(scene, step.answer_ids)
+    if kind == "filter" and rel:
+        anchor, candidates = looked[0], looked[1:]
+        assert [o.id for o in candidates] == [o.id for o in found]  # those the step before found
+        fits = [o for o in candidates if o is not anchor and _clearly_beside(o.bbox, anchor.bbox, rel)]
+        rivals = [
+            o for o in candidates if o is not anchor and o not in fits and _beside(o.bbox, anchor.bbox, rel, 0.25)
+        ]
+        assert not rivals, step.question
+        return None, fits
+    if step.template == "colour":
+        return _colour(looked[0]), []
+    if step.template == "location":
+        return _quadrant(looked[0].bbox, scene.width, scene.height), []
+    if step.template == "count":
+        same = [o for o in scene.objects if o.name == step.category]
+        assert sorted(o.id for o in same) == sorted(step.object_ids)
+        return str(len(same)), []
+    assert step.template == "size"
+    ratio = _area(looked[0].bbox) / _area(looked[1].bbox)
+    bins = ["less than a third", "smaller", "larger", "more than three times"]
+    return next(b for b, edge in zip(bins, (1 / 3, 1, 3, float("inf")), strict=True) if ratio < edge), []
+
+
+def test_steps_find_the_answer_forward_from_the_boxes(builtin):
+    """Each step asks for what the next one needs, never names the composite's answer, and its answer (the value,
+    or the objects it finds) is re-derived here from the boxes; the last step's answer gives the composite's."""
+    scenes, _, composites = builtin
+    checked, naming = Counter(), 0
+    for scene in scenes:
+        for c in composites[scene.image_id]:
+            gold = re.compile(rf"(?<![\w-]){re.escape(c.correct.lower())}(?![\w-])")
+            found: list = []
+            values = []
+            for step in c.steps:
+                naming += gold.search(step.question.lower()) is not None
+                value, objects = _step_answer(scene, step, found)
+                if value is None:
+                    assert [o.id for o in objects] == list(step.answer_ids), (step.question, objects)
+                else:
+                    assert step.answer.startswith(value) and not step.answer_ids, (step.question, step.answer, value)
+                if step.template in ("colour", "location", "size"):  # asked of what the steps before found
+                    assert set(step.object_ids) <= {o.id for o in found} | {i for s in c.steps for i in s.answer_ids}
+                values.append(step.answer)
+                found = objects
+                checked[step.template.partition("_")[0]] += 1
+            if c.template == "set_count":
+                assert c.correct == str(int(values[0]) + int(values[1]))
+            elif c.template == "comparison_count":
+                assert c.correct == str(int(values[0]) - int(values[1]))
+            elif c.template == "conjunction":
+                assert list(c.steps[-1].answer_ids) == [c.grounding[0].id]
+            else:
+                assert values[-1] == c.correct
+    assert naming == 0
+    assert set(checked) == {"find", "all", "filter", "colour", "location", "count", "size"}, checked
 
 
 def test_every_skill_and_letters_like_a_stage1_draft(builtin):
@@ -426,7 +520,10 @@ def test_parse_hand_written_outputs():
     first = found[0]
     assert (first.correct, first.distractors, first.skill, first.level) == ("3", ("2", "4", "5"), "set_count", 2)
     assert first.parents == ("p-1", "p-2") and {o.id for o in first.grounding} == {1, 2, 3}
-    assert first.steps == (("How many cats are there?", "2"), ("How many dogs are there?", "1"))
+    assert [(s.question, s.answer, s.template, s.object_ids) for s in first.steps] == [
+        ("How many cats are there?", "2", "llm", ()),
+        ("How many dogs are there?", "1", "llm", ()),
+    ]
     assert parse_composites('{"questions": [', scene, rows, "length")[1] == Counter(truncated=1)
     assert parse_composites("I cannot.", scene, rows)[1] == Counter(malformed_json=1)
     assert parse_composites('{"questions": []}', scene, rows)[1] == Counter(no_questions=1)

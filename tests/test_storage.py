@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import random
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +13,7 @@ import pytest
 from datasets import load_dataset
 from lgt.build import build
 from lgt.builder import LGTBuilder
-from lgt.images import fit_pixels
+from lgt.images import FRAME_MIN_PIXELS, MODEL_MAX_PIXELS, fit_pixels, model_frame
 from lgt.sources.builtin import BuiltinSource
 from PIL import Image
 
@@ -64,20 +65,38 @@ def _png(size) -> bytes:
     return out.getvalue()
 
 
-def test_fit_pixels_keeps_the_aspect_ratio_within_the_budget():
-    assert fit_pixels(_png((512, 512)), 512 * 512) is None  # small enough: the bytes are kept as they are
+def test_fit_pixels_stores_the_frame_the_model_sees():
+    """Sides multiples of 28, the area within the budget, the aspect ratio kept as the processor keeps it; an image
+    already in its frame is kept byte for byte."""
+    assert fit_pixels(_png((504, 476)), 512 * 512) is None  # already the frame: the bytes are kept as they are
+    data, suffix, width, height = fit_pixels(_png((512, 512)), 512 * 512)  # small enough, but not on the grid
+    assert (width, height) == (504, 504) and Image.open(io.BytesIO(data)).size == (504, 504)
     data, suffix, width, height = fit_pixels(_png((1024, 768)), 512 * 512)
-    assert suffix == ".png" and width * height <= 512 * 512 and abs(width / height - 1024 / 768) < 0.01
-    assert Image.open(io.BytesIO(data)).size == (width, height)
+    assert suffix == ".png" and width * height <= 512 * 512 and abs(width / height - 1024 / 768) < 0.1
+    assert width % 28 == height % 28 == 0 and Image.open(io.BytesIO(data)).size == (width, height)
     jpeg = io.BytesIO()
     Image.new("RGB", (3000, 1000)).save(jpeg, format="JPEG")
     data, suffix, width, height = fit_pixels(jpeg.getvalue(), 10_000)
-    assert suffix == ".jpg" and Image.open(io.BytesIO(data)).format == "JPEG" and (width, height) == (173, 57)
+    assert suffix == ".jpg" and Image.open(io.BytesIO(data)).format == "JPEG" and (width, height) == (168, 56)
 
 
-def test_max_pixels_downscales_images_and_scales_boxes(small_coco, tmp_path):
-    """COCO images of 320x240 capped at 160x120 pixels: every box halves, and the questions use the new boxes."""
-    build(source=f"coco:{small_coco}", output=str(tmp_path / "full"))
+def test_the_frame_is_the_qwen2_vl_processors():
+    """``model_frame`` is transformers' ``smart_resize`` of Qwen2-VL (and 2.5-VL), for any size and budget."""
+    qwen2_vl = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
+    rng = random.Random(0)
+    for _ in range(3000):
+        width, height = rng.randint(1, 4000), rng.randint(1, 4000)
+        if max(width, height) / min(width, height) > 150:
+            continue
+        budget = rng.choice([3136, 12_544, 160 * 120, 512 * 512, 1280 * 28 * 28])
+        frame = qwen2_vl.smart_resize(height, width, 28, FRAME_MIN_PIXELS, budget)[::-1]
+        assert model_frame(width, height, budget) == frame, (width, height, budget)
+
+
+def test_max_pixels_stores_the_model_frame_and_scales_boxes(small_coco, tmp_path):
+    """COCO images of 320x240 in the frame of 160x120 pixels (140x112: sides multiples of 28): every box scales
+    with its image, and the questions use the new boxes; by default, the recipes' frame of 512x512."""
+    build(source=f"coco:{small_coco}", output=str(tmp_path / "full"), max_pixels=0)  # keep sizes
     info = build(source=f"coco:{small_coco}", output=str(tmp_path / "small"), max_pixels=160 * 120)
     assert info["arguments"]["max_pixels"] == 160 * 120
     before = {r["image_id"]: r for r in load_dataset(str(tmp_path / "full"), "scenes", split="train")}
@@ -85,16 +104,23 @@ def test_max_pixels_downscales_images_and_scales_boxes(small_coco, tmp_path):
     assert len(after) == len(before) > 0
     for scene in after:
         original = before[scene["image_id"]]
-        assert (scene["width"], scene["height"]) == (160, 120) == scene["image"].size
+        assert (original["width"], original["height"]) == (320, 240)
+        assert (scene["width"], scene["height"]) == (140, 112) == scene["image"].size
         assert scene["image"].format == "JPEG"  # a JPEG source stays JPEG
         for box, original_box in zip(scene["objects"], original["objects"], strict=True):
-            assert box["bbox"] == pytest.approx([v / 2 for v in original_box["bbox"]])
+            scale = [140 / 320, 112 / 240] * 2
+            assert box["bbox"] == pytest.approx([v * s for v, s in zip(original_box["bbox"], scale, strict=True)])
     for mcq in load_dataset(str(tmp_path / "small"), "mcq_stage1", split="train"):
-        assert mcq["image"].size == (160, 120)
+        assert mcq["image"].size == (140, 112)
         for ground in mcq["grounding"]:
-            assert all(0 <= v <= 160 for v in ground["bbox"][::2]) and all(0 <= v <= 120 for v in ground["bbox"][1::2])
+            assert all(0 <= v <= 140 for v in ground["bbox"][::2]) and all(0 <= v <= 112 for v in ground["bbox"][1::2])
+    default = build(source=f"coco:{small_coco}", output=str(tmp_path / "default"), configs=("scenes",))
+    assert default["arguments"]["max_pixels"] == MODEL_MAX_PIXELS
+    assert {r["image"].size for r in load_dataset(str(tmp_path / "default"), "scenes", split="train")} == {(308, 252)}
     with pytest.raises(ValueError, match="needs --images embed"):
         build(source=f"coco:{small_coco}", output=str(tmp_path / "x"), images="path", max_pixels=1000)
+    kept = build(source=f"coco:{small_coco}", output=str(tmp_path / "path"), images="path", configs=("scenes",))
+    assert kept["arguments"]["max_pixels"] == 0  # referenced files stay as they are
 
 
 def test_each_scene_is_rendered_once_per_build_and_only_asked_configs_are_written(tmp_path, monkeypatch):

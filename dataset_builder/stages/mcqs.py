@@ -49,7 +49,17 @@ def mcq_row(scene: Scene, image: dict | None, draft, generator: str, letters: Le
         "level": getattr(draft, "level", 1),
         "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in draft.grounding],
         "parents": list(getattr(draft, "parents", ())),
-        "steps": [{"question": q, "answer": a} for q, a in getattr(draft, "steps", ())],
+        "steps": [
+            {
+                "question": step.question,
+                "answer": step.answer,
+                "template": step.template,
+                "object_ids": list(step.object_ids),
+                "answer_ids": list(step.answer_ids),
+                "category": step.category,
+            }
+            for step in getattr(draft, "steps", ())
+        ],
         "generator": generator,
         "source": scene.source,
         "license": scene.license,
@@ -184,7 +194,16 @@ FEATURES = Features(
         "level": Value("int32"),
         "grounding": List({"object_id": Value("int64"), "name": Value("string"), "bbox": BOX}),
         "parents": List(Value("string")),
-        "steps": List({"question": Value("string"), "answer": Value("string")}),
+        "steps": List(
+            {
+                "question": Value("string"),
+                "answer": Value("string"),
+                "template": Value("string"),
+                "object_ids": List(Value("int64")),
+                "answer_ids": List(Value("int64")),
+                "category": Value("string"),
+            }
+        ),
         "generator": Value("string"),
         "source": Value("string"),
         "license": Value("string"),
@@ -203,8 +222,12 @@ STAGE1_FIELDS = {
     "grounding": f"The objects the question is about: `object_id` (into the scene's `objects`), `name`, "
     f"`bbox` {BOX_DOC}.",
     "parents": "Ids of the stage-1 questions this one was composed from (empty at stage 1).",
-    "steps": "Stage 2: the sub-questions and their answers, in the order the composed answer follows from them "
-    "(empty at stage 1).",
+    "steps": "Stage 2: the sub-questions a reader asks to find the answer, in order, none naming what it finds: "
+    "`question`, `answer`, `template` (what it asks: `find_left` ... `find_below`, `find_nearest`, `find_largest`, "
+    "`find_smallest`, `all_left` ... (every object on that side), `filter_left` ... (which of those is on that side "
+    "of the first object), `colour`, `location`, `count`, `size`; `llm` for a model's), `object_ids` (the objects "
+    "it looks at, into the scene's `objects`), `answer_ids` (the objects its answer names; empty for a value) and "
+    "`category` (what a count or a superlative is about). Empty at stage 1.",
     "generator": "What wrote the question: `stage1/TEMPLATE@VERSION` or `stage2/TEMPLATE@VERSION` for a template, "
     "`stage1/llm@PROMPT_VERSION:MODEL@REVISION` for the writer model (`+verify@...:MODEL` when a verifier "
     "kept it).",

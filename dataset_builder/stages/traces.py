@@ -39,6 +39,10 @@ class TraceStage(Stage):
     def calls_models(self, config) -> bool:
         return bool(config.teacher)
 
+    def shard_state(self, config, shard: str) -> scripted.SlipBalance:
+        """The answers the scripted teacher's right and wrong chains of thought have stated along the shard."""
+        return scripted.SlipBalance()
+
     def rows(self, group: Group, context: Context) -> list[dict]:
         """Every trace of each of the image's MCQs: the scripted teacher's, or the models' (``generated``)."""
         config, rows = context.config, []
@@ -46,7 +50,7 @@ class TraceStage(Stage):
             if context.generated is not None:
                 found = context.generated[mcq["id"]]
             else:
-                found = scripted.scripted_traces(mcq, group.scene, config.traces_per_mcq, config.seed)
+                found = scripted.scripted_traces(mcq, group.scene, config.traces_per_mcq, config.seed, context.state)
             style = formats.row_style(config.seed, mcq["id"])
             for trace in found:
                 text = formats.trace_text(trace.think, trace.predicted, mcq["options"], style)

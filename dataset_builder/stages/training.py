@@ -100,7 +100,8 @@ DPO_FIELDS = _fields(
         "chosen": "The preferred assistant turn: a trace ending in the correct answer.",
         "rejected": "The other assistant turn: a trace of the same question ending in a wrong one.",
     },
-    "`CHOSEN > REJECTED` kinds: `O` over `O→X`, `X` or `X→X`; `X→O` over its own `X` and over `X→X`.",
+    "`CHOSEN > REJECTED` kinds: `X→O` over its own `X`, `O` over its own `O→X` (one side the other's prefix), `O` "
+    "over `X` (two short chains of thought), `O→O` over `O→X` or `X→X` and `X→O` over `X→X` (two continued ones).",
     "What wrote the two traces.",
 )
 RL_FEATURES = Features(

@@ -151,3 +151,19 @@ def article(phrase: str) -> str:
     if lower.startswith(_CONSONANT_SOUND):
         return "a"
     return "an" if lower.startswith(_VOWEL_LETTERS) else "a"
+
+
+def from_plural(many: str) -> str:
+    """The name whose plural is ``many``: "people" -> "person", "wine glasses" -> "wine glass", "pairs of skis" ->
+    "skis"; ``many`` itself when no rule leads back to it."""
+    for counted in ("pairs of ", "pieces of "):
+        if many.startswith(counted):
+            return many[len(counted) :]
+    prefix, head, rest = _head(many)
+    lower = head.lower()
+    irregular = [word for word, plural_form in IRREGULAR_PLURALS.items() if plural_form == lower]
+    for word in [*irregular, head[:-3] + "y", head[:-3] + "man", head[:-2], head[:-1], head]:
+        name = prefix + word + rest
+        if word and plural(name) == many:
+            return name
+    return many

@@ -1,11 +1,16 @@
-"""DPO preference pairs from the traces of one MCQ: a right final answer over a wrong one, and nothing else.
+"""DPO preference pairs from the traces of one MCQ: a right final answer over a wrong one, like compared with like.
 
-The rule (the paper's):
+The rule (the paper's pairs, each side of the same shape so the pair differs in what was seen, not in its form):
 
 - **X→O over its own X**: the same short CoT (``short`` equal), once left wrong and once corrected by its
-  expansion: the pair differs only in the correction, the sharpest signal for self-correction.
-- **O over O→X, X and X→X**: a correct short CoT is preferred to every trace that ends wrong.
-- **X→O over X→X**: a corrected expansion over any expansion that stayed wrong.
+  continuation: the pair differs only in the correction, the sharpest signal for self-correction.
+- **O over its own O→X**: the same short CoT, once left right and once talked out of it by its continuation.
+- **O over X**: two short CoTs, one right and one wrong.
+- **O→O over O→X and X→X, X→O over X→X**: two continued traces, one ending right and one ending wrong.
+
+A short CoT is never paired with another sample's continued trace (``O`` over an ``X→X`` of another sample): the
+two would differ in length and in having a continuation at all, which a reader tells without the image. The first
+two rules pair a trace with its own prefix; the card's trace audit reports them apart.
 
 A pair is kept only when the chosen trace is correct and the rejected one is not (``correct`` is checked as
 well as ``kind``, so a mislabelled row can never put a wrong answer over a right one), and when the two texts
@@ -21,10 +26,11 @@ from __future__ import annotations
 
 import hashlib
 
-WRONG_KINDS = ("O→X", "X", "X→X")
-RULES = (  # (chosen kind, rejected kinds, same short CoT required)
+RULES = (  # (chosen kind, rejected kinds, the same short CoT: required (True) or ruled out (False))
     ("X→O", ("X",), True),
-    ("O", WRONG_KINDS, False),
+    ("O", ("O→X",), True),
+    ("O", ("X",), False),
+    ("O→O", ("O→X", "X→X"), False),
     ("X→O", ("X→X",), False),
 )
 
@@ -45,7 +51,7 @@ def preference_pairs(traces: list[dict], max_pairs: int | None = None) -> list[t
             if chosen["kind"] != chosen_kind:
                 continue
             for rejected in wrong:
-                if rejected["kind"] not in rejected_kinds or (same_short and rejected["short"] != chosen["short"]):
+                if rejected["kind"] not in rejected_kinds or (rejected["short"] == chosen["short"]) != same_short:
                     continue
                 texts = (chosen["text"], rejected["text"])
                 if texts[0] == texts[1] or texts in seen:

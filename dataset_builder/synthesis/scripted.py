@@ -1,10 +1,23 @@
-"""The offline scripted teacher and reasoner: traces written from the boxes, correct by construction.
+"""The offline scripted teacher and reasoner: traces written from the boxes, their slips errors of perception.
 
-They name the regions they look at with their pixel extents, count object by object and compare coordinates
-explicitly; a wrong short CoT carries one planted slip (a skipped or misnamed object, a comparison the wrong way
-round, a distractor taken for the answer), which the continuation after the cue usually catches, and sometimes does
-not. Every row they write says so in its provenance (``teacher``/``reasoner``: ``scripted/...``). The model path
-(a VLM teacher and a reasoning LLM through the engine) is ``synthesis/traces.py``; both make the same ``Trace``.
+Every question is worked out by one piece of reasoning per kind of step (``_STEPS``: a count, a relation, a size,
+the nearest object, a colour ...; a composed question is its forward ``steps`` one after another), run over what
+the teacher perceives of the scene (``_View``). A right short chain of thought runs it over the scene as it is. A
+wrong one runs the SAME reasoning over a misperceived scene (``_Slip``): an object taken for a similar category (one
+missed from a count, or one too many), two objects' identities exchanged (the wrong object taken as the anchor), a
+colour confused with a neighbouring one, an extent misread by a plausible margin. The slip is chosen so that the
+conclusion lands on a distractor; so a wrong chain of thought is internally consistent (what it concludes follows
+from what it states), it has the structure and length of a right one, and only the image shows the error. Which
+slip, and so which wrong answer, is chosen keeps the answers wrong chains of thought state distributed as the right
+ones' are, per template (``SlipBalance``, kept along a shard's stream of questions as stage 1 keeps its answers).
+
+After the cue the reasoner re-examines by another route (counting in another order, measuring from the edges
+instead of the centres, reading a colour against its neighbours): over the scene as it is (``X→O``, ``O→O``),
+under the same misperception (``X→X``), or under a new one (``O→X``). It then looks hard at the one object a slip is
+about, says how the first pass read it and how it reads it now, compares the two answers and concludes; its
+phrasing comes from one pool whatever the outcome. Absence is claimed only after naming everything that was looked
+at. Every row says who wrote it (``teacher``/``reasoner``: ``scripted/...``). The model path (a VLM teacher and a
+reasoning LLM through the engine) is ``synthesis/traces.py``; both make the same ``Trace``.
 """
 
 from __future__ import annotations
@@ -14,195 +27,1095 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from ..answers import LETTERS
 from ..scene import Scene, SceneObject
+from ..sources.builtin import SIZE_WORDS
 from . import stage1, stage2
 from .generator import parse_generator
-from .grammar import article, plural, singular
+from .grammar import article, from_plural, plural
 from .traces import CUES, Trace, kind_of, mentions_banned
 
-SCRIPTED_TEACHER = "scripted/teacher@1"
-SCRIPTED_REASONER = "scripted/reasoner@1"
-# How often a scripted short CoT carries a planted slip, and how often a continuation fails to end right.
+SCRIPTED_TEACHER = "scripted/teacher@2"
+SCRIPTED_REASONER = "scripted/reasoner@2"
+# How often a scripted short CoT slips (where a slip can land on a distractor), and how often a continuation ends
+# wrong: keeping the slip (X→X) or making one (O→X).
 WRONG_SHARE = 0.35
-SLIP_KEPT_SHARE = 0.2  # a wrong short CoT whose continuation repeats the slip (X→X)
-SLIP_MADE_SHARE = 0.12  # a right short CoT whose continuation makes one (O→X)
-
-
-@dataclass
-class _Case:
-    """One MCQ worked out from its boxes.
-
-    ``right`` reasons to the gold option; ``wrong`` makes one planted slip and ends on ``wrong_choice``; ``catch``
-    finds that slip and corrects it; ``check`` verifies the right answer a second way. Each is a list of sentences.
-    """
-
-    answer: int
-    right: list[str]
-    check: list[str]
-    conclude: Callable[[int], str]
-    wrong_choice: int | None = None
-    wrong: list[str] = field(default_factory=list)
-    catch: list[str] = field(default_factory=list)
-
-
-_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
-_EXTENT_FORMS = (
-    "{what} spanning x {x0}–{x1}, y {y0}–{y1}",
-    "{what} (x {x0}–{x1}, y {y0}–{y1})",
-    "{what} (x {x0} to {x1}, y {y0} to {y1})",
-    "{what} at x {x0}–{x1}, y {y0}–{y1}",
+SLIP_KEPT_SHARE = 0.2
+SLIP_MADE_SHARE = 0.12
+# Where few questions of a template can slip, those that can slip more often, up to this chance per short CoT.
+MAX_SLIP_CHANCE = 0.8
+# An extent is misread by moving one edge by at most this share of the box's side.
+MISREADS = (0.2, 0.3, 0.4)
+# Categories a glance may take for one another; a category in none of these may be taken for another of about
+# the same size (box areas within LOOKALIKE_AREA of each other).
+LOOKALIKES = (
+    ("circle", "hexagon", "heart"),
+    ("square", "diamond", "hexagon"),
+    ("star", "cross"),
+    ("triangle", "diamond", "heart"),
+    ("car", "truck", "bus"),
+    ("cup", "bowl", "vase", "bottle"),
+    ("dog", "cat", "sheep", "cow", "horse", "bear"),
+    ("chair", "couch", "bench"),
+    ("handbag", "backpack", "suitcase"),
+    ("fork", "knife", "spoon"),
+    ("donut", "cake", "pizza"),
+    ("orange", "apple"),
+    ("bicycle", "motorcycle"),
+    ("laptop", "tv", "keyboard"),
+    ("bird", "kite"),
 )
-_OPENERS = {
-    "Wait,": (
-        "let me check that again.",
-        "let me go over this once more before answering.",
-        "I should double-check this.",
-    ),
-    "Hmm,": (
-        "let me look more carefully.",
-        "before I commit, let me re-check.",
-        "let me verify that step by step.",
-    ),
-    "Alternatively,": (
-        "I can check this another way.",
-        "let me approach it from a different angle.",
-        "I can verify it independently.",
-    ),
+LOOKALIKE_AREA = 2.0
+# Colours a glance may confuse.
+NEIGHBOUR_COLOURS = {
+    "red": ("orange", "pink", "brown"),
+    "orange": ("red", "yellow", "brown"),
+    "yellow": ("orange", "green"),
+    "green": ("blue", "yellow"),
+    "blue": ("purple", "green"),
+    "purple": ("blue", "pink"),
+    "pink": ("red", "purple"),
+    "brown": ("orange", "red", "black"),
+    "black": ("brown", "gray", "grey"),
+    "white": ("gray", "grey", "silver"),
+    "gray": ("silver", "white", "black"),
+    "grey": ("silver", "white", "black"),
 }
-_FOUND_SLIP = (
-    "That changes things.",
-    "So my first pass was wrong.",
-    "I made a mistake earlier.",
-    "That was an error on my part.",
-)
-_CONFIRMED = (
-    "This agrees with what I found.",
-    "Both checks agree.",
-    "That confirms it.",
-    "The first answer holds.",
-)
-_KEPT = (
-    "I get the same result as before.",
-    "That matches my first pass.",
-    "So nothing changes.",
-)
-_DOUBTED = (
-    "Looking again, I think I misjudged something.",
-    "On a second look, my first answer seems off.",
-    "Something does not add up.",
-)
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+_SIZE_WHERE = ("below a third", "between a third and one", "between one and three", "above three")
 
 
-def _a(name: str) -> str:
-    return f"{article(name)} {name}"
+# ---- what the teacher perceives ----
+
+
+@dataclass(frozen=True)
+class _Slip:
+    """One misperception: ``rename`` (object ``ids[0]`` seen as category ``value``), ``exchange`` (two objects seen
+    as each other, the wrong one taken for a named one: their ``value`` = ``name``, ``colour`` or ``both``
+    exchanged), ``recolour`` (seen in colour ``value``) or ``reshape`` (its extent read as box ``value``)."""
+
+    kind: str
+    ids: tuple[int, ...]
+    value: object = None
+
+
+class _View:
+    """The scene as perceived: every object as seen, and which object is taken for each named one (``who``)."""
+
+    def __init__(self, scene: Scene, slip: _Slip | None = None):
+        seen = {obj.id: obj for obj in scene.objects}
+        self.taken: dict[int, int] = {}
+        if slip is not None:
+            first = seen[slip.ids[0]]
+            if slip.kind == "rename":
+                seen[first.id] = replace(first, name=slip.value)
+            elif slip.kind == "recolour":
+                colours = [slip.value if a in stage1.COLOUR_WORDS else a for a in first.attributes]
+                seen[first.id] = replace(first, attributes=colours)
+            elif slip.kind == "reshape":
+                seen[first.id] = replace(first, bbox=list(slip.value))
+            else:  # each taken for the other: its category, its colour, or both (``value``)
+                second = seen[slip.ids[1]]
+                names = (second.name, first.name) if slip.value in ("name", "both") else (first.name, second.name)
+                colours = (
+                    (second.attributes, first.attributes)
+                    if slip.value in ("colour", "both")
+                    else (first.attributes, second.attributes)
+                )
+                seen[first.id] = replace(first, name=names[0], attributes=colours[0])
+                seen[second.id] = replace(second, name=names[1], attributes=colours[1])
+                self.taken = {first.id: second.id, second.id: first.id}
+        self.scene, self.slip, self.by_id = scene, slip, seen
+        self.objects = [seen[obj.id] for obj in scene.objects]
+
+    def who(self, ref: int) -> SceneObject:
+        """The object taken for the one the question names by ``ref``."""
+        return self.by_id[self.taken.get(ref, ref)]
+
+
+def _alike(a: str, b: str) -> bool | None:
+    """Whether a glance could take category ``a`` for ``b``: True or False when a ``LOOKALIKES`` group says so,
+    None when neither is in any group."""
+    if a == b:
+        return False
+    groups = [group for group in LOOKALIKES if a in group]
+    if groups or any(b in group for group in LOOKALIKES):
+        return any(b in group for group in groups)
+    return None
+
+
+def _confusable(a: SceneObject, b: SceneObject) -> bool:
+    """Whether a glance could take one object for the other: alike categories, one category in colours a glance
+    confuses, or (categories no group knows) boxes of about the same size."""
+    if a.name == b.name:
+        return _neighbours(a, b)
+    alike = _alike(a.name, b.name)
+    if alike is not None:
+        return alike
+    return max(a.area, b.area) <= LOOKALIKE_AREA * max(1.0, min(a.area, b.area))
+
+
+def _neighbours(a: SceneObject, b: SceneObject) -> bool:
+    """Two objects whose colours a glance may confuse."""
+    ca, cb = stage1.colour_of(a), stage1.colour_of(b)
+    return ca is not None and cb in NEIGHBOUR_COLOURS.get(ca, ())
+
+
+def _misread_boxes(obj: SceneObject, scene: Scene) -> list[tuple[float, ...]]:
+    """The object's box with one edge moved by a plausible share of its side, kept inside the image."""
+    x0, y0, x1, y1 = obj.bbox
+    boxes = []
+    for share in MISREADS[1:]:
+        dx, dy = share * (x1 - x0), share * (y1 - y0)
+        for box in (
+            (x0 - dx, y0, x1, y1),
+            (x0 + dx, y0, x1, y1),
+            (x0, y0, x1 + dx, y1),
+            (x0, y0, x1 - dx, y1),
+            (x0, y0 - dy, x1, y1),
+            (x0, y0 + dy, x1, y1),
+            (x0, y0, x1, y1 + dy),
+            (x0, y0, x1, y1 - dy),
+        ):
+            if box[0] >= 0 and box[1] >= 0 and box[2] <= scene.width and box[3] <= scene.height:
+                boxes.append(tuple(float(round(v)) for v in box))
+    return boxes
+
+
+# ---- how things are said ----
 
 
 def _n(value: float) -> str:
     return f"{round(value):,}"
 
 
+def _box(obj: SceneObject) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (round(v) for v in obj.bbox)
+    return x0, y0, x1, y1
+
+
+_EXTENTS = (
+    "x {x0}–{x1}, y {y0}–{y1}",
+    "x {x0} to {x1}, y {y0} to {y1}",
+    "x {x0}–{x1} and y {y0}–{y1}",
+    "x from {x0} to {x1}, y from {y0} to {y1}",
+)
+_PLACED = ("{d} at {e}", "{d} ({e})", "{d}, spanning {e}", "{d} at {e}")
+
+
 class _Writer:
-    """Phrases about one scene's objects: what each is called and where it lies, worded per ``rng``."""
+    """Words about one scene, each phrasing drawn from its pool by ``rng``."""
 
-    def __init__(self, mcq: dict, scene: Scene, rng: random.Random):
-        self.mcq, self.scene, self.rng = mcq, scene, rng
-        objects = {obj.id: obj for obj in scene.objects}
-        self.grounding = [
-            SceneObject(g["object_id"], g["name"], list(g["bbox"]), objects.get(g["object_id"], _NONE).attributes)
-            for g in mcq["grounding"]
-        ]
-        self.objects = [
-            next((g for g in self.grounding if g.id == obj.id), obj) for obj in scene.objects
-        ]  # the grounding's boxes are the MCQ's own
-        self.names = Counter(obj.name for obj in self.objects)
+    def __init__(self, scene: Scene, rng: random.Random):
+        self.scene, self.rng = scene, rng
+        self.counts = Counter(obj.name for obj in scene.objects)
 
-    def phrase(self, obj: SceneObject) -> str:
-        """The object's name, with its colour when the scene has several of its kind."""
+    def pick(self, pool: tuple | list) -> str:
+        return self.rng.choice(pool)
+
+    def shuffled(self, items) -> list:
+        items = list(items)
+        self.rng.shuffle(items)
+        return items
+
+    def extent(self, obj: SceneObject) -> str:
+        x0, y0, x1, y1 = _box(obj)
+        return self.pick(_EXTENTS).format(x0=x0, x1=x1, y0=y0, y1=y1)
+
+    @staticmethod
+    def name(obj: SceneObject) -> str:
+        """What it is called: its colour and category ("red circle"), or its category."""
         colour = stage1.colour_of(obj)
-        return f"{colour} {obj.name}" if colour and self.names[obj.name] > 1 else obj.name
-
-    def at(self, what: str, obj: SceneObject) -> str:
-        x0, y0, x1, y1 = (round(v) for v in obj.bbox)
-        return self.rng.choice(_EXTENT_FORMS).format(what=what, x0=x0, x1=x1, y0=y0, y1=y1)
-
-    def coloured(self, obj: SceneObject, name: str) -> str:
-        """``name`` with the object's colour, if it has one: "red circle", "red one"."""
-        colour = stage1.colour_of(obj)
-        return f"{colour} {name}" if colour else name
+        return f"{colour} {obj.name}" if colour else obj.name
 
     def the(self, obj: SceneObject) -> str:
-        return self.at(f"the {self.phrase(obj)}", obj)
+        return f"the {self.name(obj)}"
 
-    def options(self) -> list[str]:
-        return list(self.mcq["options"])
+    def seen(self, obj: SceneObject, what: str | None = None) -> str:
+        """ "the red circle at x 10–50, y 20–60", in one of several forms."""
+        return self.pick(_PLACED).format(d=what or self.the(obj), e=self.extent(obj))
 
-
-_NONE = SceneObject(-1, "", [0.0, 0.0, 0.0, 0.0])
-
-
-def _count_case(w: _Writer, template: str) -> _Case | None:
-    options = w.options()
-    objs = sorted(w.grounding, key=lambda o: (o.bbox[0], o.bbox[1]))
-    n = len(objs)
-    if str(n) not in options:
-        return None
-    topic = objs[0].name if objs else _count_topic(w.mcq["question"])
-    if topic is None:
-        return None
-    many = plural(topic)
-    others = [o for o in w.objects if o.name != topic]
-
-    def listing(items: list[SceneObject]) -> list[str]:
-        lines = [
-            w.rng.choice((f"Let me count the {many} one by one, left to right.", f"I go over the {many} in turn."))
+    def listing(self, objects: list[SceneObject]) -> str:
+        """Everything in ``objects`` by category, with counts: "two red circles, a square and three stars"."""
+        by_name = Counter(self.name(obj) for obj in objects)
+        parts = [
+            f"{_NUMBERS[n] if n < len(_NUMBERS) else n} {plural(name)}" if n > 1 else f"{article(name)} {name}"
+            for name, n in sorted(by_name.items())
         ]
-        for i, obj in enumerate(items):
-            lines.append(f"The {_ORDINALS[i]} is {w.at(f'the {w.coloured(obj, topic)}', obj)}.")
-        return lines
+        return _joined(parts)
 
-    def conclude(choice: int) -> str:
-        value = int(options[choice])
-        return f"So there {'is' if value == 1 else 'are'} {value} {topic if value == 1 else many}."
 
-    if n == 0:
-        seen = ", ".join(w.the(o) for o in w.objects[:6])
-        right = [f"I look over the whole image for {many}.", f"I see {seen}; none of these is {_a(topic)}."]
-    else:
-        right = listing(objs)
-    check_order = sorted(objs, key=lambda o: (o.bbox[1], o.bbox[0]))
-    check = [f"Counting again from top to bottom: {', '.join(w.the(o) for o in check_order) or f'still no {topic}'}."]
-    case = _Case(options.index(str(n)), right, check, conclude)
-    slips = []
-    if n >= 2 and str(n - 1) in options:
-        slips.append("skip")
-    if others and str(n + 1) in options:
-        slips.append("misname")
-    if not slips:
-        return case
-    if w.rng.choice(slips) == "skip":
-        missed = w.rng.randrange(n)
-        case.wrong = listing([o for i, o in enumerate(objs) if i != missed])
-        case.wrong_choice = options.index(str(n - 1))
-        case.catch = [f"I skipped {w.at(f'the {topic}', objs[missed])}.", f"Counting it, there are {n}, not {n - 1}."]
-    else:
-        extra = w.rng.choice(others)
-        items = sorted([*objs, extra], key=lambda o: (o.bbox[0], o.bbox[1]))
-        case.wrong = (
-            listing(items)
-            if n
-            else [f"I look for {many}.", f"There is one: {w.at(_a(w.coloured(extra, topic)), extra)}."]
+def _joined(parts: list[str], conjunction: str = "and") -> str:
+    if not parts:
+        return "nothing"
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} {conjunction} {parts[-1]}"
+
+
+def _cap(sentence: str) -> str:
+    return sentence[0].upper() + sentence[1:]
+
+
+# ---- the steps of reasoning: each solves over a view (what it finds) and writes what it did by one of two routes ----
+
+
+@dataclass
+class _Found:
+    """What one step found over a view: its answer as text (``value``), the objects it found, and the facts its
+    sentences cite; ``value`` None when the step is not well defined over the view (no such object, a tie)."""
+
+    value: str | None
+    found: tuple[int, ...] = ()
+    facts: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One step to work out: its kind (a key of ``_STEPS``), the objects it is about (named, or found by an earlier
+    step), and its parameters (``topic``, ``rel``, ``options`` ...)."""
+
+    kind: str
+    refs: tuple[int, ...]
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def _count_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    topic = task.params["topic"]
+    found = [obj for obj in view.objects if obj.name == topic and not obj.crowd]
+    return _Found(str(len(found)), tuple(obj.id for obj in found), {"topic": topic})
+
+
+_ORDERS = (
+    ("from left to right", lambda o: (o.bbox[0], o.bbox[1])),
+    ("from top to bottom", lambda o: (o.bbox[1], o.bbox[0])),
+)
+
+
+def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    topic = found.facts["topic"]
+    many, order = plural(topic), _ORDERS[route]
+    objs = sorted((view.by_id[i] for i in found.found), key=order[1])
+    others = [obj for obj in view.objects if obj.name != topic]
+    one = f"{article(topic)} {topic}"
+    lines = [
+        w.pick(
+            (
+                f"I count the {many} one at a time, going {order[0]}.",
+                f"Going {order[0]}, I look for every {topic}.",
+                f"To count the {many}, I sweep the image {order[0]}.",
+                f"I go through the image {order[0]} and note each {topic}.",
+                f"Counting means finding every {topic} once: I scan {order[0]}.",
+                f"I scan {order[0]}, stopping at each {topic}.",
+            )
         )
-        case.wrong_choice = options.index(str(n + 1))
-        case.catch = [
-            f"The {w.coloured(extra, 'one')} at x {round(extra.bbox[0])}–{round(extra.bbox[2])} is {_a(extra.name)}, "
-            f"not {_a(topic)}.",
-            f"Leaving it out, there {'is' if n == 1 else 'are'} {n}.",
+    ]
+    for i, obj in enumerate(objs):
+        lines.append(
+            w.pick(
+                (
+                    f"The {_ORDINALS[i]} is {w.seen(obj)}.",
+                    f"{_cap(_ORDINALS[i])}, {w.seen(obj)}.",
+                    f"Number {_NUMBERS[i + 1]}: {w.seen(obj)}.",
+                    f"{_cap(_ORDINALS[i])} comes {w.seen(obj)}.",
+                    f"I find {w.seen(obj)}, the {_ORDINALS[i]}.",
+                    f"{_cap(w.seen(obj))} makes {_NUMBERS[i + 1]}.",
+                )
+            )
+        )
+    if others:
+        rest, k = w.listing(others), _NUMBERS[len(others)] if len(others) < len(_NUMBERS) else len(others)
+        lines.append(
+            w.pick(
+                (
+                    f"I count {k} other objects, {rest}; none of them is {one}.",
+                    f"There are {k} other objects ({rest}), and no {topic} among them.",
+                    f"I see {k} more objects, {rest}, none of them {one}.",
+                    f"That leaves {k} other objects: {rest}; I find no {topic} there.",
+                    f"I count {k} objects besides: {rest}, and not one is {one}.",
+                )
+            )
+        )
+    n = len(objs)
+    tallies = (
+        (
+            f"That makes {_NUMBERS[n]}.",
+            f"In all I count {n}.",
+            f"The tally is {n}.",
+            f"So I count {n}.",
+            f"Altogether {n}.",
+        )
+        if n
+        else ("I count none.", "That makes none at all.", "The tally is zero.", "So I find none.")
+    )
+    lines.append(w.pick(tallies))
+    return lines
+
+
+def _relation_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    a, b = objs
+    rel = stage1.relation(a, b)
+    return _Found(rel, (a.id, b.id), {"rel": rel})
+
+
+_AXES = {"left": (0, -1), "right": (0, 1), "above": (1, -1), "below": (1, 1)}
+_MOVED = {"left": "further left", "right": "further right", "above": "higher up", "below": "lower down"}
+_DOWN = (
+    "(y grows downwards in the image.)",
+    "Here y counts downwards from the top.",
+    "Remember that y increases going down.",
+    "In image coordinates, a smaller y is higher up.",
+)
+
+
+def _relation_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    a, b = (view.by_id[i] for i in found.found)
+    rel = found.facts["rel"]
+    axis, sign = _AXES[rel]
+    along, across = ("x", "y") if axis == 0 else ("y", "x")
+    lo, hi = (1, 3) if axis == 0 else (0, 2)
+    side = "side by side" if axis == 0 else "one above the other"
+    na, nb = w.name(a), w.name(b)
+    ranges = f"{_n(a.bbox[lo])}–{_n(a.bbox[hi])} and {_n(b.bbox[lo])}–{_n(b.bbox[hi])}"
+    lines = [
+        w.pick(
+            (
+                f"Two things to settle: which axis separates the {a.name} and the {b.name}, then in which order "
+                "they lie.",
+                "I need the axis along which they are apart, and then which of the two comes first along it.",
+                "First I check whether they sit side by side or one above the other; then which way round.",
+                "A relation has two parts here: the axis that separates them and the order along it.",
+                f"To place the {a.name} against the {b.name}, I find the axis they are apart on, then compare.",
+            )
+        ),
+        w.pick(
+            (
+                f"I find {w.seen(a)}, and {w.seen(b)}.",
+                f"{_cap(w.seen(a))}; {w.seen(b)}.",
+                f"The {na} is at {w.extent(a)}, the {nb} at {w.extent(b)}.",
+                f"I locate both: {w.seen(a)} and {w.seen(b)}.",
+            )
+        ),
+        w.pick(
+            (
+                f"Their {across} ranges, {ranges}, overlap, so they sit {side}.",
+                f"Along {across} they share ground ({ranges}), so they are {side}.",
+                f"The {across} ranges {ranges} overlap: they are {side}.",
+                f"Since their {across} ranges ({ranges}) overlap, the two are {side}.",
+            )
+        ),
+    ]
+    if route == 0:
+        ca, cb = a.center[axis], b.center[axis]
+        lines.append(
+            w.pick(
+                (
+                    f"The {a.name}'s centre is at {along} = {_n(ca)} and the {b.name}'s at {along} = {_n(cb)}, so "
+                    f"the {a.name} is {_MOVED[rel]}.",
+                    f"Centres: {along} = {_n(ca)} for the {a.name}, {along} = {_n(cb)} for the {b.name}; the "
+                    f"{a.name} is {_MOVED[rel]}.",
+                    f"Comparing centres, {_n(ca)} against {_n(cb)} along {along}, the {a.name} is {_MOVED[rel]}.",
+                    f"With its centre at {along} = {_n(ca)} against {_n(cb)}, the {a.name} is {_MOVED[rel]}.",
+                )
+            )
+        )
+    else:
+        edge_a, edge_b = (axis + 2, axis) if sign < 0 else (axis, axis + 2)
+        gap = (b.bbox[edge_b] - a.bbox[edge_a]) * -sign
+        names = {0: "left edge", 1: "top edge", 2: "right edge", 3: "bottom edge"}
+        apart = f"a gap of {_n(gap)} px" if gap >= 0 else f"overlapping by only {_n(-gap)} px"
+        ea, eb = f"{along} = {_n(a.bbox[edge_a])}", f"{along} = {_n(b.bbox[edge_b])}"
+        lines.append(
+            w.pick(
+                (
+                    f"The {a.name}'s {names[edge_a]} is at {ea} and the {b.name}'s {names[edge_b]} at {eb}, "
+                    f"{apart}, with the {a.name} {_MOVED[rel]}.",
+                    f"Facing edges: {ea} on the {a.name}, {eb} on the {b.name}, {apart}; the {a.name} is "
+                    f"{_MOVED[rel]}.",
+                    f"The edges that face each other are at {ea} (the {a.name}) and {eb} (the {b.name}): {apart}, "
+                    f"the {a.name} {_MOVED[rel]}.",
+                )
+            )
+        )
+    if axis == 1:
+        lines.append(w.pick(_DOWN))
+    return lines
+
+
+def _area(obj: SceneObject) -> tuple[int, int, int]:
+    """Width, height and area as a reader works them out from the extents shown (whole pixels)."""
+    x0, y0, x1, y1 = _box(obj)
+    return x1 - x0, y1 - y0, (x1 - x0) * (y1 - y0)
+
+
+def _size_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    a, b = objs
+    area_a, area_b = _area(a)[2], _area(b)[2]
+    if not area_a or not area_b:
+        return _Found(None)
+    ratio = math.log2(area_a / area_b)
+    if any(abs(ratio - edge) < 0.1 for edge in stage1.SIZE_EDGES):  # too close to an edge to state it plainly
+        return _Found(None)
+    return _Found(str(sum(ratio > edge for edge in stage1.SIZE_EDGES)), (a.id, b.id))
+
+
+def _size_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    a, b = (view.by_id[i] for i in found.found)
+    (wa, ha, area_a), (wb, hb, area_b) = _area(a), _area(b)
+    na, nb = w.name(a), w.name(b)
+    where = _SIZE_WHERE[int(found.value)]
+    lines = [
+        w.pick(
+            (
+                "Box areas decide this: I measure both shapes, then divide the first area by the second.",
+                f"I need two areas, the {na}'s and the {nb}'s, and their ratio.",
+                "Measure each box, multiply its sides, compare.",
+                "Two measurements and a division: that is the whole plan.",
+                f"The question is how many times the {a.name}'s box would fit into the {b.name}'s, or the reverse.",
+            )
+        ),
+        w.pick(
+            (
+                f"I find {w.seen(a)}, and {w.seen(b)}.",
+                f"{_cap(w.seen(a))}; {w.seen(b)}.",
+                f"The {na} is at {w.extent(a)}, the {nb} at {w.extent(b)}.",
+            )
+        ),
+    ]
+    if route == 0:
+        ratio = area_a / area_b
+        lines += [
+            w.pick(
+                (
+                    f"The {na} covers {_n(wa)} × {_n(ha)} = {_n(area_a)} square pixels, the {nb} {_n(wb)} × "
+                    f"{_n(hb)} = {_n(area_b)}.",
+                    f"Areas: {_n(wa)} × {_n(ha)} = {_n(area_a)} for the {na}, {_n(wb)} × {_n(hb)} = {_n(area_b)} "
+                    f"for the {nb}.",
+                    f"That gives {_n(area_a)} square pixels ({_n(wa)} × {_n(ha)}) against {_n(area_b)} "
+                    f"({_n(wb)} × {_n(hb)}).",
+                )
+            ),
+            w.pick(
+                (
+                    f"The ratio is {_n(area_a)} / {_n(area_b)} = {ratio:.2f}, which is {where}.",
+                    f"{_n(area_a)} / {_n(area_b)} = {ratio:.2f}: {where}.",
+                    f"Dividing, {ratio:.2f}, so the ratio is {where}.",
+                )
+            ),
         ]
-    return case
+    else:
+        rw, rh = wa / wb, ha / hb
+        lines += [
+            w.pick(
+                (
+                    f"Side by side: the widths are {_n(wa)} and {_n(wb)}, a factor of {rw:.2f}; the heights "
+                    f"{_n(ha)} and {_n(hb)}, a factor of {rh:.2f}.",
+                    f"Width {_n(wa)} against {_n(wb)} gives {rw:.2f}; height {_n(ha)} against {_n(hb)} gives "
+                    f"{rh:.2f}.",
+                    f"One side at a time: {_n(wa)}/{_n(wb)} = {rw:.2f} across and {_n(ha)}/{_n(hb)} = {rh:.2f} down.",
+                )
+            ),
+            w.pick(
+                (
+                    f"Multiplied, {rw:.2f} × {rh:.2f} ≈ {rw * rh:.2f}, which is {where}.",
+                    f"So the areas differ by {rw:.2f} × {rh:.2f} ≈ {rw * rh:.2f}: {where}.",
+                    f"The product, about {rw * rh:.2f}, is {where}.",
+                )
+            ),
+        ]
+    return lines
+
+
+def _group(view: _View, option: str, anchor: SceneObject) -> list[SceneObject]:
+    """The objects a phrase names as perceived: a category, or "colour category"."""
+    coloured = " " in option and option.split(" ", 1)[0] in stage1.COLOUR_WORDS
+    return [
+        o for o in view.objects if o.id != anchor.id and (o.name == option or (coloured and _Writer.name(o) == option))
+    ]
+
+
+def _nearest_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    anchor = objs[0]
+    gaps = {}
+    for option in task.params["options"]:
+        group = _group(view, option, anchor)
+        if group:
+            gaps[option] = min((stage1.gap(anchor, o), o.id) for o in group)
+    ranked = sorted(gaps.items(), key=lambda item: item[1][0])
+    if len(gaps) < len(task.params["options"]) or ranked[1][1][0] - ranked[0][1][0] < 3 or ranked[0][1][0] <= 0:
+        return _Found(None)  # an option not found at all, or two about as near
+    return _Found(ranked[0][0], (anchor.id,), {"gaps": ranked})
+
+
+def _separation(anchor: SceneObject, obj: SceneObject) -> tuple[float, float]:
+    ax0, ay0, ax1, ay1 = anchor.bbox
+    bx0, by0, bx1, by1 = obj.bbox
+    return max(0.0, bx0 - ax1, ax0 - bx1), max(0.0, by0 - ay1, ay0 - by1)
+
+
+def _gap_line(w: _Writer, anchor: SceneObject, obj: SceneObject, what: str, gap: float, route: int) -> str:
+    if route == 0:
+        return w.pick(
+            (
+                f"{_cap(w.seen(obj, what))} is {_n(gap)} px away.",
+                f"{_cap(what)} at {w.extent(obj)}: a gap of {_n(gap)} px.",
+                f"From there to {w.seen(obj, what)} is {_n(gap)} px.",
+                f"The gap to {w.seen(obj, what)} measures {_n(gap)} px.",
+            )
+        )
+    dx, dy = _separation(anchor, obj)
+    return w.pick(
+        (
+            f"{_cap(w.seen(obj, what))} is {_n(dx)} px off sideways and {_n(dy)} px up or down, a gap of {_n(gap)} "
+            "px.",
+            f"{_cap(what)} at {w.extent(obj)}: {_n(dx)} px across, {_n(dy)} px vertically, so {_n(gap)} px.",
+            f"To {w.seen(obj, what)}: {_n(dx)} px horizontally and {_n(dy)} px vertically, which is {_n(gap)} px.",
+        )
+    )
+
+
+def _nearest_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    anchor = view.by_id[found.found[0]]
+    lines = [
+        w.pick(
+            (
+                f"I measure the gap from the {anchor.name}'s box to the nearest edge of each option, then take the "
+                "smallest.",
+                "Each option gets one number, its gap to the anchor; the smallest wins.",
+                "The plan: locate the anchor, measure every option's gap to it, compare.",
+                "Distance here is the gap between outlines, so I measure one gap per option.",
+                f"I go from the {anchor.name} to each option in turn and note how far it is.",
+            )
+        ),
+        w.pick(
+            (
+                f"I locate {w.seen(anchor)}.",
+                f"The {anchor.name} is at {w.extent(anchor)}.",
+                f"First the anchor: {w.seen(anchor)}.",
+            )
+        ),
+    ]
+    ranked = found.facts["gaps"] if route == 1 else sorted(found.facts["gaps"], key=lambda item: item[0])
+    for option, (gap, obj_id) in ranked:
+        lines.append(_gap_line(w, anchor, view.by_id[obj_id], f"the {option}", gap, route))
+    best = found.facts["gaps"][0][1][0]
+    lines.append(
+        w.pick(
+            (
+                f"The smallest gap is {_n(best)} px.",
+                f"Nothing is closer than {_n(best)} px.",
+                f"The shortest of these is {_n(best)} px.",
+                f"The least of the gaps is {_n(best)} px.",
+            )
+        )
+    )
+    return lines
+
+
+def _presence_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    options, wanted = task.params["options"], task.params["present"]
+    present = [option for option in options if any(o.name == option for o in view.objects)]
+    picked = [option for option in options if (option in present) == wanted]
+    return _Found(picked[0] if len(picked) == 1 else None, (), {"present": present})
+
+
+def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    options, present = found.facts["options"], found.facts["present"]
+    everything = list(view.objects)
+    k, listing = len(everything), w.listing(everything)
+    lines = [
+        w.pick(
+            (
+                "I check the four options against what the image holds.",
+                "Each option is either in the picture or not; I go through them.",
+                "I take stock of the image, then hold each option against it.",
+                "Whether something appears is settled by looking for it everywhere.",
+                "I need to know what is in the image, all of it, before ruling anything out.",
+            )
+        )
+    ]
+    if route == 0:
+        lines.append(
+            w.pick(
+                (
+                    f"I count {k} objects in the image: {listing}.",
+                    f"Going over the whole image, I count {k} objects: {listing}.",
+                    f"There are {k} objects in all: {listing}.",
+                )
+            )
+        )
+        for option in options:
+            here = [o for o in everything if o.name == option]
+            if here:
+                lines.append(
+                    w.pick(
+                        (
+                            f"There is {w.seen(here[0], article(option) + ' ' + option)}.",
+                            f"{_cap(w.seen(here[0], 'the ' + option))} is one of them.",
+                            f"Among them, {w.seen(here[0], article(option) + ' ' + option)}.",
+                        )
+                    )
+                )
+        missing = [f"{article(m)} {m}" for m in options if m not in present]
+        if missing:
+            lines.append(
+                w.pick(
+                    (
+                        f"None of those {k} is {_joined(missing, 'or')}.",
+                        f"Nothing among the {k} is {_joined(missing, 'or')}.",
+                        f"Of the {k}, not one is {_joined(missing, 'or')}.",
+                    )
+                )
+            )
+        return lines
+    for option in options:
+        here = [o for o in everything if o.name == option]
+        one = f"{article(option)} {option}"
+        if here:
+            lines.append(
+                w.pick(
+                    (
+                        f"As for {one}, there is one at {w.extent(here[0])}.",
+                        f"I find {one} at {w.extent(here[0])}.",
+                        f"{_cap(one)} is there, at {w.extent(here[0])}.",
+                    )
+                )
+            )
+        else:
+            lines.append(
+                w.pick(
+                    (
+                        f"As for {one}, I count {k} objects ({listing}) and none is one.",
+                        f"Looking for {one}, I count {k} objects, {listing}, and none of them fits.",
+                        f"I count {k} objects and none is {one}: {listing}.",
+                    )
+                )
+            )
+    return lines
+
+
+def _colour_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    colour = stage1.colour_of(objs[0])
+    return _Found(colour, (objs[0].id,))
+
+
+def _colour_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    obj = view.by_id[found.found[0]]
+    colour = found.value
+    others = sorted(
+        (o for o in view.objects if o.id != obj.id and stage1.colour_of(o)), key=lambda o: stage1.gap(obj, o)
+    )
+    lines = [
+        w.pick(
+            (
+                f"First I find the {obj.name}, then I read its fill.",
+                f"I locate the {obj.name} and look at the colour inside its outline.",
+                "Finding the object comes first, its colour second.",
+                f"Where is the {obj.name}, and what fills it: two steps.",
+                "I find the object, then compare its colour with its neighbours'.",
+            )
+        ),
+        w.pick(
+            (
+                f"I find {w.seen(obj, 'the ' + obj.name)}.",
+                f"The {obj.name} is at {w.extent(obj)}.",
+                f"There it is: {w.seen(obj, 'the ' + obj.name)}.",
+            )
+        ),
+    ]
+    cx, cy = obj.center
+    if route == 0:
+        lines.append(
+            w.pick(
+                (
+                    f"Its fill is {colour}.",
+                    f"The inside of it is {colour}.",
+                    f"It is filled in {colour}.",
+                    f"The colour inside the outline is {colour}.",
+                )
+            )
+        )
+    else:
+        lines.append(
+            w.pick(
+                (
+                    f"At its centre, around ({_n(cx)}, {_n(cy)}), the colour is {colour}.",
+                    f"Sampling the middle of it, near ({_n(cx)}, {_n(cy)}), I get {colour}.",
+                    f"Around ({_n(cx)}, {_n(cy)}), in the middle of it, the fill reads {colour}.",
+                )
+            )
+        )
+    if others:
+        near = _joined([f"the {o.name} at {w.extent(o)} is {stage1.colour_of(o)}" for o in others[:2]])
+        lines.append(
+            w.pick(
+                (
+                    f"For comparison, {near}.",
+                    f"Next to it, {near}.",
+                    f"Against its neighbours: {near}.",
+                )
+            )
+        )
+    return lines
+
+
+def _size_word(obj: SceneObject, scene: Scene) -> str:
+    share = _area(obj)[2] / (scene.width * scene.height)
+    return next(word for word, limit in SIZE_WORDS if share < limit)
+
+
+def _attribute_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    obj, options = objs[0], task.params["options"]
+    if task.params["sized"]:
+        return _Found(_size_word(obj, view.scene), (obj.id,))
+    own = [a for a in obj.attributes if a in options]
+    return _Found(own[0] if len(own) == 1 else None, (obj.id,))
+
+
+def _attribute_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    obj, scene = view.by_id[found.found[0]], view.scene
+    seen = w.pick((f"I find {w.seen(obj, 'the ' + obj.name)}.", f"The {obj.name} is at {w.extent(obj)}."))
+    if not found.facts.get("sized"):
+        return [
+            seen,
+            w.pick(
+                (
+                    f"Looking at it closely, it is {found.value}.",
+                    f"It is clearly {found.value}.",
+                    f"Up close, {found.value} is the word for it.",
+                )
+            ),
+        ]
+    width, height, area = _area(obj)
+    share = 100 * area / (scene.width * scene.height)
+    small, medium = (100 * limit for _, limit in SIZE_WORDS[:2])
+    lines = [
+        w.pick(
+            (
+                "Its size word follows from the share of the image its box covers.",
+                "To name its size I measure how much of the image it takes up.",
+                "Size words here go by the share of the image a shape covers, so I measure that.",
+            )
+        ),
+        seen,
+    ]
+    if route == 0:
+        lines.append(
+            f"It covers {_n(width)} × {_n(height)} = {_n(area)} of the {scene.width} × {scene.height} = "
+            f"{_n(scene.width * scene.height)} square pixels, about {share:.1f}%."
+        )
+    else:
+        lines.append(
+            f"Its width is {100 * width / scene.width:.1f}% of the image's and its height "
+            f"{100 * height / scene.height:.1f}%, so it covers about {share:.1f}%."
+        )
+    lines.append(
+        w.pick(
+            (
+                f"Shapes here are small below {small:.1f}% of the image and large above {medium:.1f}%, so it is "
+                f"{found.value}.",
+                f"With small meaning under {small:.1f}% and large over {medium:.1f}%, that is {found.value}.",
+                f"The cut-offs are {small:.1f}% and {medium:.1f}%, which makes it {found.value}.",
+            )
+        )
+    )
+    return lines
+
+
+def _location_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    where = stage1.quadrant(objs[0], view.scene.width, view.scene.height)
+    return _Found(where, (objs[0].id,))
+
+
+def _location_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    obj, scene = view.by_id[found.found[0]], view.scene
+    mx, my = scene.width / 2, scene.height / 2
+    vertical, horizontal = found.value.split()
+    x0, y0, x1, y1 = _box(obj)
+    lines = [
+        w.pick(
+            (
+                "Two parts: left or right of the vertical midline, then above or below the horizontal one.",
+                "I settle the horizontal half first and the vertical half second.",
+                "The answer has two halves to it, one per axis.",
+                "A quarter of the image is a choice on each axis, so I make both.",
+                "I compare the object with the two midlines, one at a time.",
+            )
+        ),
+        w.pick(
+            (
+                f"The image is {scene.width} × {scene.height} pixels, so the midlines are x = {_n(mx)} and "
+                f"y = {_n(my)}.",
+                f"With a {scene.width} × {scene.height} image, the middle is at x = {_n(mx)}, y = {_n(my)}.",
+                f"Halfway across is x = {_n(mx)} and halfway down y = {_n(my)} ({scene.width} × {scene.height} "
+                "pixels).",
+                f"The midlines of this {scene.width} × {scene.height} image: x = {_n(mx)}, y = {_n(my)}.",
+            )
+        ),
+    ]
+    seen = w.pick(
+        (
+            f"I find {w.seen(obj, 'the ' + obj.name)}.",
+            f"The {obj.name} is at {w.extent(obj)}.",
+            f"There is the {obj.name}, {w.extent(obj)}.",
+        )
+    )
+    if route == 0:
+        cx, cy = obj.center
+        lines += [
+            f"{seen[:-1]}, centred at ({_n(cx)}, {_n(cy)}).",
+            w.pick(
+                (
+                    f"{_n(cx)} is {'less' if cx < mx else 'more'} than {_n(mx)}, so it is on the {horizontal}; "
+                    f"{_n(cy)} is {'less' if cy < my else 'more'} than {_n(my)}, so it is in the {vertical} half.",
+                    f"Across, {_n(cx)} against {_n(mx)} puts it on the {horizontal}; down, {_n(cy)} against "
+                    f"{_n(my)} puts it in the {vertical} half.",
+                    f"Its centre is {'left' if cx < mx else 'right'} of x = {_n(mx)} and "
+                    f"{'above' if cy < my else 'below'} y = {_n(my)}: the {horizontal} side, the {vertical} half.",
+                )
+            ),
+        ]
+    else:
+        lines += [
+            seen,
+            w.pick(
+                (
+                    f"Its x range {x0}–{x1} lies mostly {'left' if horizontal == 'left' else 'right'} of "
+                    f"x = {_n(mx)}, and its y range {y0}–{y1} mostly {'above' if vertical == 'top' else 'below'} "
+                    f"y = {_n(my)}: the {horizontal} side, the {vertical} half.",
+                    f"Edge by edge: x {x0} to {x1} sits {'left' if horizontal == 'left' else 'right'} of the "
+                    f"vertical midline, y {y0} to {y1} {'above' if vertical == 'top' else 'below'} the horizontal "
+                    f"one, so the {horizontal} side and the {vertical} half.",
+                )
+            ),
+        ]
+    lines.append(w.pick(_DOWN))
+    return lines
+
+
+# stage-2 steps: each finds an object (or several) for the next, or gives the last value
+
+
+def _find_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    anchor, rel = objs[0], task.params["rel"]
+    side = [o for o in view.objects if o.id != anchor.id and _side(o, anchor, rel)]
+    fits = [o for o in side if stage2._could_be(o, anchor, rel)]
+    facts = {"anchor": anchor.id, "side": [o.id for o in side]}
+    if task.params["all"]:
+        value = _joined([f"the {_Writer.name(o)}" for o in fits]) if fits else None
+        return _Found(value, tuple(o.id for o in fits), facts)
+    if len(fits) != 1:
+        return _Found(None)
+    return _Found(_Writer.name(fits[0]), (fits[0].id,), facts)
+
+
+def _side(obj: SceneObject, anchor: SceneObject, rel: str) -> bool:
+    (ox, oy), (ax, ay) = obj.center, anchor.center
+    return {"left": ox < ax, "right": ox > ax, "above": oy < ay, "below": oy > ay}[rel]
+
+
+_REL_WORDS = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
+_OTHER_AXIS = {
+    "left": ("above", "below"),
+    "right": ("above", "below"),
+    "above": ("left", "right"),
+    "below": ("left", "right"),
+}
+
+
+def _anchor_line(w: _Writer, anchor: SceneObject, along: str, centre: float) -> str:
+    return w.pick(
+        (
+            f"I find {w.seen(anchor)}; its centre is at {along} = {_n(centre)}.",
+            f"{_cap(w.seen(anchor))}, centred at {along} = {_n(centre)}.",
+            f"The {w.name(anchor)} sits at {w.extent(anchor)}, its centre at {along} = {_n(centre)}.",
+        )
+    )
+
+
+def _find_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    anchor, rel = view.by_id[found.facts["anchor"]], found.facts["rel"]
+    axis = _AXES[rel][0]
+    along = "x" if axis == 0 else "y"
+    c = anchor.center[axis]
+    side = [view.by_id[i] for i in found.facts["side"]]
+    if route == 1:
+        side.sort(key=lambda o: abs(o.center[axis] - c))
+    lines = [_anchor_line(w, anchor, along, c)]
+    if not side:
+        lines.append(f"No object has its centre {_REL_WORDS[rel]} {along} = {_n(c)}.")
+    for obj in side:
+        clear = stage1.relation(obj, anchor)
+        centre = f"centre {along} = {_n(obj.center[axis])}"
+        if clear in _OTHER_AXIS[rel]:
+            lines.append(
+                w.pick(
+                    (
+                        f"{_cap(w.seen(obj))} ({centre}) sits clearly {clear} it instead.",
+                        f"{_cap(w.seen(obj))} has its {centre}, but it is plainly {clear} it, not "
+                        f"{_REL_WORDS[rel]} it.",
+                        f"{_cap(w.seen(obj))}: {centre}, yet clearly {clear} it rather than {_REL_WORDS[rel]} it.",
+                    )
+                )
+            )
+        else:
+            lines.append(
+                w.pick(
+                    (
+                        f"{_cap(w.seen(obj))} ({centre}) is {_REL_WORDS[rel]} it.",
+                        f"{_cap(w.seen(obj))}: {centre}, {_REL_WORDS[rel]} it.",
+                        f"With its {centre}, {w.seen(obj)} lies {_REL_WORDS[rel]} it.",
+                    )
+                )
+            )
+    return lines
+
+
+def _filter_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    anchor, candidates, rel = objs[0], objs[1:], task.params["rel"]
+    fits = [o for o in candidates if o.id != anchor.id and stage2._could_be(o, anchor, rel)]
+    if len(fits) != 1:
+        return _Found(None)
+    facts = {"anchor": anchor.id, "candidates": [o.id for o in candidates]}
+    return _Found(_Writer.name(fits[0]), (fits[0].id,), facts)
+
+
+def _filter_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    anchor, rel = view.by_id[found.facts["anchor"]], found.facts["rel"]
+    axis = _AXES[rel][0]
+    along = "x" if axis == 0 else "y"
+    lines = [_anchor_line(w, anchor, along, anchor.center[axis])]
+    for obj in (view.by_id[i] for i in found.facts["candidates"] if i != anchor.id):
+        yes = obj.id in found.found
+        centre = f"{along} = {_n(obj.center[axis])}"
+        verdict = _REL_WORDS[rel] if yes else f"not {_REL_WORDS[rel]}"
+        lines.append(
+            w.pick(
+                (
+                    f"The {w.name(obj)}, centred at {centre}, is {verdict} it.",
+                    f"{_cap(w.the(obj))} ({centre}): {'yes' if yes else 'no'}, {verdict} it.",
+                    f"With its centre at {centre}, the {w.name(obj)} is {verdict} it.",
+                )
+            )
+        )
+    return lines
+
+
+def _extreme_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    same = [o for o in view.objects if o.name == task.params["kind"]]
+    areas = sorted(((_area(o)[2], o.id) for o in same), reverse=task.params["most"] == "largest")
+    if len(areas) < 2 or areas[0][0] == areas[1][0]:
+        return _Found(None)
+    return _Found(_Writer.name(view.by_id[areas[0][1]]), (areas[0][1],), {"same": [o.id for o in same]})
+
+
+def _extreme_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    same = [view.by_id[i] for i in found.facts["same"]]
+    if route == 1:
+        same.sort(key=lambda o: _area(o)[2])
+    kind, count = found.facts["kind"], _NUMBERS[len(same)] if len(same) < len(_NUMBERS) else len(same)
+    parts = [f"{w.seen(o)} covers {_n(_area(o)[0])} × {_n(_area(o)[1])} = {_n(_area(o)[2])}" for o in same]
+    return [
+        w.pick(
+            (
+                f"There are {count} {plural(kind)}.",
+                f"I find {count} {plural(kind)}.",
+                f"The image has {count} {plural(kind)}, and I measure each.",
+            )
+        ),
+        w.pick((f"By box area, {'; '.join(parts)}.", f"Their areas: {'; '.join(parts)}.")),
+    ]
+
+
+def _closest_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    anchor = objs[0]
+    gaps = sorted((stage1.gap(anchor, o), o.id) for o in view.objects if o.id != anchor.id)
+    if len(gaps) < 2 or gaps[0][0] <= 0 or gaps[1][0] - gaps[0][0] < 3:
+        return _Found(None)
+    return _Found(_Writer.name(view.by_id[gaps[0][1]]), (gaps[0][1],), {"anchor": anchor.id, "gaps": gaps})
+
+
+def _closest_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    anchor, gaps = view.by_id[found.facts["anchor"]], found.facts["gaps"]
+    lines = [
+        w.pick(
+            (
+                f"I find {w.seen(anchor)}.",
+                f"{_cap(w.seen(anchor))} is where I measure from.",
+                f"From {w.seen(anchor)} I measure to every other object.",
+            )
+        )
+    ]
+    shown = gaps[:3]
+    for gap, obj_id in shown:
+        obj = view.by_id[obj_id]
+        lines.append(_gap_line(w, anchor, obj, w.the(obj), gap, route))
+    rest = len(gaps) - len(shown)
+    if rest:
+        count = _NUMBERS[rest] if rest < len(_NUMBERS) else rest
+        lines.append(
+            w.pick(
+                (
+                    f"The other {count} objects are all more than {_n(shown[-1][0])} px away.",
+                    f"Everything else is farther than {_n(shown[-1][0])} px.",
+                    f"The remaining {count} lie beyond {_n(shown[-1][0])} px.",
+                )
+            )
+        )
+    return lines
+
+
+def _sizes_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found:
+    found = _size_solve(view, task, objs)
+    return found if found.value is None else _Found(stage2.SIZE_OPTIONS[int(found.value)], found.found)
+
+
+def _sizes_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
+    index = str(stage2.SIZE_OPTIONS.index(found.value))
+    return _size_write(w, view, _Found(index, found.found), route)
+
+
+_STEPS: dict[str, tuple[Callable, Callable]] = {
+    "count": (_count_solve, _count_write),
+    "relation": (_relation_solve, _relation_write),
+    "size": (_size_solve, _size_write),
+    "sizes": (_sizes_solve, _sizes_write),
+    "nearest": (_nearest_solve, _nearest_write),
+    "presence": (_presence_solve, _presence_write),
+    "colour": (_colour_solve, _colour_write),
+    "attribute": (_attribute_solve, _attribute_write),
+    "location": (_location_solve, _location_write),
+    "find": (_find_solve, _find_write),
+    "filter": (_filter_solve, _filter_write),
+    "extreme": (_extreme_solve, _extreme_write),
+    "closest": (_closest_solve, _closest_write),
+}
+
+
+# ---- a question as a program of steps ----
+
+
+@dataclass
+class _Program:
+    """A question worked out as ``tasks`` in order; ``answer`` turns their findings into an option's text (None when
+    the view gives none), ``steps`` are the composite's forward steps (empty at stage 1), ``subject`` what the
+    question is about (for the conclusion)."""
+
+    template: str
+    tasks: list[_Task]
+    answer: Callable[[list[_Found], _View], str | None]
+    steps: list[dict] = field(default_factory=list)
+    subject: str = ""
+
+
+def _tail(options: list[str], prefix: str) -> str:
+    """The object phrase ending a relation or size option ("to the left of the square" -> "square")."""
+    for option in options:
+        if option.startswith(prefix):
+            return option[len(prefix) :]
+    return ""
 
 
 @cache
@@ -212,665 +1125,703 @@ def _count_patterns() -> tuple[re.Pattern, ...]:
     )
 
 
-def _count_topic(question: str) -> str | None:
-    """The category a count question asks about, read back from its wording (a count of 0 has no grounding)."""
+def _count_topic(mcq: dict) -> str | None:
+    """The category a stage-1 count asks about: its instances' name, or (a count of 0 has none) its question's."""
+    if mcq["grounding"]:
+        return mcq["grounding"][0]["name"]
     for pattern in _count_patterns():
-        match = pattern.match(question)
+        match = pattern.match(mcq["question"])
         if match:
-            many = match["p"]
-            return next((name for name in _singulars(many)), None)
+            return from_plural(match["p"])
     return None
 
 
-def _singulars(many: str) -> list[str]:
-    candidates = [many[:-3] + "y" if many.endswith("ies") else "", many[:-2], many[:-1], many]
-    return [c for c in candidates if c and plural(c) == many]
+def _value(found: list[_Found], view: _View) -> str | None:
+    return found[-1].value
 
 
-_AXES = {"left": (0, -1), "right": (0, 1), "above": (1, -1), "below": (1, 1)}
-_MOVED = {"left": "further left", "right": "further right", "above": "higher", "below": "lower"}
-_OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
-
-
-def _relation_case(w: _Writer) -> _Case | None:
-    options = w.options()
-    a, b = w.grounding[:2]
-    answer = stage1.relation(a, b)
-    if answer is None:
-        return None
-    texts = {key: f"{phrase} the {_option_tail(options, phrase)}" for key, phrase in stage1.RELATION_PHRASES.items()}
-    if any(text not in options for text in texts.values()):
-        return None
-    axis = _AXES[answer][0]
-    ca, cb = a.center[axis], b.center[axis]
-    along, across = ("x", "y") if axis == 0 else ("y", "x")
-    lo, hi = (1, 3) if axis == 0 else (0, 2)
-
-    def compare(key: str) -> str:
-        smaller = "further left" if axis == 0 else "higher up"
-        first, second = (w.phrase(a), w.phrase(b)) if _AXES[key][1] < 0 else (w.phrase(b), w.phrase(a))
-        low, high = (ca, cb) if _AXES[key][1] < 0 else (cb, ca)
-        note = " (y grows downwards)" if axis == 1 else ""
-        return (
-            f"The {first}'s centre is at {along} = {_n(low)}, less than the {second}'s {_n(high)}{note}, so the "
-            f"{first} is {smaller}."
-        )
-
-    def conclude(choice: int) -> str:
-        return f"So the {w.phrase(a)} is {options[choice]}."
-
-    level = (
-        f"Their {across} ranges, {_n(a.bbox[lo])}–{_n(a.bbox[hi])} and {_n(b.bbox[lo])}–{_n(b.bbox[hi])}, overlap, "
-        f"so they sit {'side by side' if axis == 0 else 'one over the other'}."
-    )
-    right = [f"I find {w.the(a)}, and {w.the(b)}.", level, compare(answer)]
-    edge = (2, 0) if _AXES[answer] == (0, -1) else (0, 2) if axis == 0 else (3, 1) if _AXES[answer][1] < 0 else (1, 3)
-    gap = (b.bbox[edge[1]] - a.bbox[edge[0]]) * (-_AXES[answer][1])
-    apart = f"a gap of {_n(gap)} px" if gap >= 0 else f"overlapping by only {_n(-gap)} px"
-    check = [
-        f"Comparing edges instead: the {w.phrase(a)} {'ends' if edge[0] >= 2 else 'starts'} at {along} = "
-        f"{_n(a.bbox[edge[0]])} and the {w.phrase(b)} {'starts' if edge[1] < 2 else 'ends'} at {along} = "
-        f"{_n(b.bbox[edge[1]])}, {apart}, so the order holds."
-    ]
-    wrong = _OPPOSITE[answer]
-    ca_, cb_ = _n(ca), _n(cb)
-    case = _Case(options.index(texts[answer]), right, check, conclude)
-    case.wrong = [
-        f"I find {w.the(a)}, and {w.the(b)}.",
-        level,
-        f"The {w.phrase(a)}'s centre is at {along} = {ca_} and the {w.phrase(b)}'s at {cb_}, so the "
-        f"{w.phrase(a)} is {_MOVED[wrong]}.",
-    ]
-    case.wrong_choice = options.index(texts[wrong])
-    case.catch = [
-        f"I read the comparison of {ca_} and {cb_} the wrong way round.",
-        compare(answer),
-    ]
-    return case
-
-
-def _option_tail(options: list[str], phrase: str) -> str:
-    """The second object's phrase in relation/size options ("to the left of the square" -> "square")."""
-    for option in options:
-        if option.startswith(phrase + " the "):
-            return option[len(phrase) + 5 :]
-    return ""
-
-
-def _size_case(w: _Writer) -> _Case | None:
-    options = w.options()
-    a, b = w.grounding[:2]
-    answer = stage1.size_bin(a, b)
-    second = w.phrase(b)
-    texts = [text.format(b=_size_tail(options) or second) for text in stage1.SIZE_BINS]
-    if answer is None or any(text not in options for text in texts):
-        return None
-
-    # Areas as a reader works them out from the extents shown (whole pixels); stage 1's margin keeps the bin.
-    sides = {
-        obj.id: [round(obj.bbox[2]) - round(obj.bbox[0]), round(obj.bbox[3]) - round(obj.bbox[1])] for obj in (a, b)
-    }
-    area_a, area_b = (sides[obj.id][0] * sides[obj.id][1] for obj in (a, b))
-    ratio = area_a / area_b
-    if sum(math.log2(ratio) > edge for edge in stage1.SIZE_EDGES) != answer:
-        return None
-
-    def area(obj: SceneObject) -> str:
-        width, height = sides[obj.id]
-        return f"the {w.phrase(obj)} covers {_n(width)} × {_n(height)} = {_n(width * height)} square pixels"
-
-    where = ["below a third", "between a third and 1", "between 1 and 3", "above 3"]
-
-    def conclude(choice: int) -> str:
-        return f"So the {w.phrase(a)} is {options[choice]}."
-
-    right = [
-        f"I measure the extent of each: {w.the(a)}, and {w.the(b)}.",
-        f"By area, {area(a)}, and {area(b)}.",
-        f"The ratio is {_n(area_a)} / {_n(area_b)} = {ratio:.2f}, which is {where[answer]}.",
-    ]
-    check = [
-        f"The other way round, the {second} is {_n(area_b)} / {_n(area_a)} = {1 / ratio:.2f} times the "
-        f"{w.phrase(a)}, which says the same."
-    ]
-    case = _Case(options.index(texts[answer]), right, check, conclude)
-    flipped = len(stage1.SIZE_BINS) - 1 - answer
-    case.wrong = [
-        *right[:2],
-        f"The ratio is {_n(area_b)} / {_n(area_a)} = {1 / ratio:.2f}, which is {where[flipped]}.",
-    ]
-    case.wrong_choice = options.index(texts[flipped])
-    case.catch = [
-        f"I divided the {second}'s area by the {w.phrase(a)}'s; the question is about the {w.phrase(a)}.",
-        right[2],
-    ]
-    return case
-
-
-def _size_tail(options: list[str]) -> str:
-    for option in options:
-        if option.startswith("more than three times the size of the "):
-            return option[len("more than three times the size of the ") :]
-    return ""
-
-
-def _distance_case(w: _Writer) -> _Case | None:
-    options = w.options()
-    anchor = w.grounding[0]
-    groups = [_group(w, option, anchor) for option in options]
-    if any(not g for g in groups):
-        return None
-    gaps = [min(stage1.gap(anchor, o) for o in g) for g in groups]
-    nearest = min(range(len(options)), key=gaps.__getitem__)
-    if options[nearest] != options[LETTERS.index(w.mcq["answer"])]:
-        return None
-
-    def measure(i: int, gap_value: float) -> str:
-        obj = min(groups[i], key=lambda o: stage1.gap(anchor, o))
-        return f"{w.at(f'the {options[i]}', obj)} is {_n(gap_value)} px away"
-
-    def conclude(choice: int) -> str:
-        return f"So the {options[choice]} is closest to the {w.phrase(anchor)}."
-
-    order = sorted(range(len(options)), key=gaps.__getitem__)
-    right = [
-        f"I locate {w.the(anchor)} and measure the gap from its edge to each option's nearest edge.",
-        *[f"{measure(i, gaps[i]).capitalize()}." for i in order],
-        f"The smallest gap is {_n(gaps[nearest])} px.",
-    ]
-    runner = order[1]
-    check = [
-        f"The runner-up, the {options[runner]}, is {_n(gaps[runner])} px away, well beyond {_n(gaps[nearest])} px."
-    ]
-    case = _Case(nearest, right, check, conclude)
-    near_obj = min(groups[nearest], key=lambda o: stage1.gap(anchor, o))
-    far = _far_gap(anchor, near_obj)
-    case.wrong = [
-        right[0],
-        *[f"{measure(i, far if i == nearest else gaps[i]).capitalize()}." for i in order],
-        f"The smallest gap is {_n(min(gaps[runner], far))} px.",
-    ]
-    case.wrong_choice = runner if far > gaps[runner] else nearest
-    if case.wrong_choice == nearest:  # the far edge is still nearest: the slip is taking the runner-up
-        case.wrong = [right[0], f"{measure(runner, gaps[runner]).capitalize()}, which looks nearest."]
-        case.wrong_choice = runner
-        case.catch = [f"I did not measure the {options[nearest]}: {measure(nearest, gaps[nearest])}.", right[-1]]
-    else:
-        case.catch = [
-            f"For the {options[nearest]} I measured to its far side ({_n(far)} px); its near edge is only "
-            f"{_n(gaps[nearest])} px away.",
-            right[-1],
-        ]
-    return case
-
-
-def _far_gap(anchor: SceneObject, obj: SceneObject) -> float:
-    """The distance from ``anchor`` to the far edges of ``obj``: the slip of measuring to the wrong side."""
-    ax0, ay0, ax1, ay1 = anchor.bbox
-    bx0, by0, bx1, by1 = obj.bbox
-    dx = max(0.0, bx1 - ax1 if bx0 >= ax1 else ax0 - bx0 if bx1 <= ax0 else 0.0)
-    dy = max(0.0, by1 - ay1 if by0 >= ay1 else ay0 - by0 if by1 <= ay0 else 0.0)
-    return (dx * dx + dy * dy) ** 0.5
-
-
-def _group(w: _Writer, option: str, anchor: SceneObject) -> list[SceneObject]:
-    """The objects a distance option names: a category, or "colour category"."""
-    found = [o for o in w.objects if o.name == option and o.id != anchor.id]
-    if not found and " " in option:
-        colour, _, name = option.partition(" ")
-        found = [o for o in w.objects if o.name == name and stage1.colour_of(o) == colour and o.id != anchor.id]
-    return found
-
-
-def _existence_case(w: _Writer, template: str) -> _Case | None:
-    options = w.options()
-    present = {i: [o for o in w.objects if o.name == option] for i, option in enumerate(options)}
-    answer = LETTERS.index(w.mcq["answer"])
-    absent_answer = template == "absence"
-    if any(bool(present[i]) == (absent_answer == (i == answer)) for i in present):
-        return None
-
-    def line(i: int, seen: bool = True) -> str:
-        if present[i] and seen:
-            return f"There is {w.at(_a(options[i]), present[i][0])}."
-        return f"I find no {options[i]} anywhere in the image."
-
-    def conclude(choice: int) -> str:
-        verb = "does not appear" if absent_answer else "is the one I can see"
-        return f"So the {options[choice]} {verb}."
-
-    right = ["I check each option against the image.", *[line(i) for i in range(len(options))]]
-    others = [i for i in range(len(options)) if i != answer]
-    if absent_answer:
-        seen = ", ".join(w.the(o) for o in w.objects[:5])
-        check = [
-            f"Looking once more for {_a(options[answer])}: I see {seen}, and none of them is {_a(options[answer])}."
-        ]
-    else:
-        missing = ", ".join(options[i] for i in others)
-        check = [f"Once more: {w.the(present[answer][0])} is {_a(options[answer])}, and I see no {missing}."]
-    case = _Case(answer, right, check, conclude)
-    slipped = w.rng.choice(others)
-    if absent_answer:  # overlooking an object that is there makes it look absent
-        case.wrong = ["I check each option against the image.", *[line(i, i != slipped) for i in range(len(options))]]
-        case.catch = [f"I missed {w.at(f'the {options[slipped]}', present[slipped][0])}.", line(answer)]
-    elif len(present[answer]) == 1:  # taking the one object that answers for another kind
-        obj = present[answer][0]
-        x0, y0, x1, y1 = (round(v) for v in obj.bbox)
-        case.wrong = [
-            "I check each option against the image.",
-            f"What I see at x {x0}–{x1}, y {y0}–{y1} looks like {_a(options[slipped])}.",
-            *[line(i) for i in range(len(options)) if i not in (answer, slipped)],
-            f"I find no {options[answer]} anywhere in the image.",
-        ]
-        case.catch = [
-            f"The one at x {x0}–{x1}, y {y0}–{y1} is {_a(options[answer])}, not {_a(options[slipped])}.",
-            line(slipped, seen=False),
-        ]
-    else:
-        return case
-    case.wrong_choice = slipped
-    return case
-
-
-def _attribute_case(w: _Writer, template: str) -> _Case | None:
-    options = w.options()
-    obj = w.grounding[0]
-    answer = LETTERS.index(w.mcq["answer"])
-    value = options[answer]
-    if value not in obj.attributes:
-        return None
-    image_area = w.scene.width * w.scene.height
-    share = obj.area / image_area
-    sized = value in ("small", "medium", "large")
-
-    def conclude(choice: int) -> str:
-        return (
-            f"So the {w.phrase(obj)} is {options[choice]}."
-            if template == "colour"
-            else f"So '{options[choice]}' describes the {w.phrase(obj)}."
-        )
-
-    right = [f"I look at {w.the(obj)}."]
-    if sized:
-        right.append(
-            f"It covers {_n(obj.area)} of the {_n(image_area)} square pixels of the image, about {100 * share:.1f}%, "
-            f"which is {value} for an object in this image."
-        )
-    elif template == "colour":
-        right.append(f"Its fill is {value}.")
-    else:
-        right.append(f"It is {value}.")
-    check = [f"None of {', '.join(o for i, o in enumerate(options) if i != answer)} fits it."]
-    case = _Case(answer, right, check, conclude)
-    others = [i for i, o in enumerate(options) if i != answer and o not in obj.attributes]
-    sizes = [i for i in others if options[i] in ("small", "medium", "large")]
-    if not others:
-        return case
-    slipped = w.rng.choice(sizes if sized and sizes else others)
-    if sized and sizes:
-        case.wrong = [right[0], f"At a glance I would call it {options[slipped]}."]
-        case.catch = [f"I only guessed its size; measured, {_lower_first(right[1])}"]
-    else:
-        case.wrong = [right[0], f"It looks {options[slipped]} to me."]
-        case.catch = [f"Looking at the {w.phrase(obj)} itself, it is {value}, not {options[slipped]}."]
-    case.wrong_choice = slipped
-    return case
-
-
-def _location_case(w: _Writer) -> _Case | None:
-    options = w.options()
-    obj = w.grounding[0]
-    where = stage1.quadrant(obj, w.scene.width, w.scene.height)
-    if where is None or where not in options:
-        return None
-    cx, cy = obj.center
-    mx, my = w.scene.width / 2, w.scene.height / 2
-    horizontal = "left" if cx < mx else "right"
-    vertical = "top" if cy < my else "bottom"
-
-    def conclude(choice: int) -> str:
-        return f"So the {w.phrase(obj)} is in the {options[choice]} of the image."
-
-    right = [
-        f"The image is {w.scene.width} × {w.scene.height} pixels, so the midlines are x = {_n(mx)} and y = {_n(my)}.",
-        f"I find {w.the(obj)}; its centre is at ({_n(cx)}, {_n(cy)}).",
-        f"{_n(cx)} is {'less' if cx < mx else 'more'} than {_n(mx)}, so it is on the {horizontal}; "
-        f"{_n(cy)} is {'less' if cy < my else 'more'} than {_n(my)}, and y grows downwards, so it is in the "
-        f"{vertical} half.",
-    ]
-    x0, y0, x1, y1 = (round(v) for v in obj.bbox)
-    check = [f"Its whole extent, x {x0}–{x1} and y {y0}–{y1}, stays within that quarter."]
-    case = _Case(options.index(where), right, check, conclude)
-    flipped = f"{'bottom' if vertical == 'top' else 'top'} {horizontal}"
-    if flipped in options:
-        case.wrong = [*right[:2], f"Its y of {_n(cy)} puts it in the {flipped.split()[0]} half, on the {horizontal}."]
-        case.wrong_choice = options.index(flipped)
-        case.catch = ["I had the vertical direction upside down: y grows downwards.", right[2]]
-    return case
-
-
-def _generic_case(w: _Writer) -> _Case:
-    """A question no template wrote (a teacher's, a composed one without steps): the gold option, its objects."""
-    options = w.options()
-    answer = LETTERS.index(w.mcq["answer"])
-    objs = w.grounding[:4]
-
-    def conclude(choice: int) -> str:
-        return f"So the answer is: {options[choice]}."
-
-    right = [f"The question is about {', '.join(w.the(o) for o in objs)}." if objs else "I look over the image."]
-    right.append(f"Looking at {'them' if len(objs) > 1 else 'it'} closely, '{options[answer]}' is what fits.")
-    check = [f"'{o}' does not fit what I see." for i, o in enumerate(options) if i != answer][:2]
-    case = _Case(answer, right, check, conclude)
-    slipped = w.rng.choice([i for i in range(len(options)) if i != answer])
-    case.wrong = [right[0], f"At a glance, '{options[slipped]}' seems to fit."]
-    case.wrong_choice = slipped
-    case.catch = [f"'{options[slipped]}' does not match what I see.", right[1]]
-    return case
-
-
-# Sub-questions a composite is made of are stage-1 questions: their wording says which template asked them.
-_SLOTS = {"{a}": "(?P<a>.+?)", "{b}": "(?P<b>.+?)", "{p}": "(?P<p>.+?)", "{an}": "(?:a|an)"}
-_STEP_TEMPLATES = ("count", "relation", "size", "distance", "colour", "location")
-
-
-@cache
-def _step_patterns() -> tuple[tuple[str, re.Pattern], ...]:
-    patterns = []
-    for template in _STEP_TEMPLATES:
-        for wording in stage1.WORDINGS[template]:
-            text = re.escape(wording)
-            for slot, group in _SLOTS.items():  # a slot said twice is the same words twice
-                before, found, after = text.partition(re.escape(slot))
-                if found:
-                    repeat = f"(?P={group[4]})" if group.startswith("(?P<") else group
-                    text = before + group + after.replace(found, repeat)
-            patterns.append((template, re.compile(f"^{text}$")))
-    return tuple(patterns)
-
-
-def _resolve(w: _Writer, phrase: str) -> SceneObject | None:
-    """The one object a phrase names: "circle" (the only circle) or "red circle"."""
-    found = [o for o in w.objects if o.name == phrase]
-    if not found and " " in phrase:
-        colour, _, name = phrase.partition(" ")
-        found = [o for o in w.objects if o.name == name and stage1.colour_of(o) == colour]
-    return found[0] if len(found) == 1 else None
-
-
-def _step_options(w: _Writer, template: str, slots: dict, answer: str) -> tuple[list[str], list[SceneObject]] | None:
-    """The options and grounding stage 1 would have given this sub-question, from the scene."""
-    objs = [_resolve(w, slots[k]) for k in ("a", "b") if slots.get(k)]
-    if None in objs:
-        return None
+def _stage1_program(mcq: dict, template: str, scene: Scene) -> _Program | None:
+    options, refs = list(mcq["options"]), tuple(g["object_id"] for g in mcq["grounding"])
+    subject = mcq["grounding"][0]["name"] if mcq["grounding"] else ""
     if template == "count":
-        objs = [o for o in w.objects if plural(o.name) == slots["p"]]
-        start = max(0, min(len(objs) - 1, stage1.MAX_COUNT - stage1.OPTIONS + 1))
-        return [str(v) for v in range(start, start + stage1.OPTIONS)], objs
-    if template == "relation":
-        return [f"{phrase} the {slots['b']}" for phrase in stage1.RELATION_PHRASES.values()], objs
-    if template == "size":
-        return [text.format(b=slots["b"]) for text in stage1.SIZE_BINS], objs
-    if template == "location":
-        return list(stage1.QUADRANTS), objs
-    if template == "colour":
-        shown = [*w.options(), "red", "blue", "green", "yellow", "black", "white"]  # the composite's colours first
-        others = [c for c in dict.fromkeys(shown) if c in stage1.COLOUR_WORDS and c not in objs[0].attributes]
-        return [answer, *others[:3]], objs
-    near = [o for o in w.objects if w.phrase(o) == answer]
-    others = [w.phrase(o) for o in w.objects if o.id != objs[0].id and w.phrase(o) != answer][:3]
-    return ([answer, *others], [objs[0], *near]) if near else None
+        topic = _count_topic(mcq)
+        return _Program(template, [_Task("count", (), {"topic": topic})], _value, subject=topic) if topic else None
+    if template in ("relation", "size") and len(refs) == 2:
+        if template == "relation":
+            tail = _tail(options, "to the left of the ")
 
+            def answer(found, view):
+                rel = found[-1].value
+                return None if rel is None else f"{stage1.RELATION_PHRASES[rel]} the {tail}"
 
-def _stage1_case(
-    w: _Writer, template: str, question: str, options: list[str], objs: list[SceneObject], answer: int, index: int
-) -> _Case | None:
-    """A sub-question worked out by stage 1's template ``template`` against ``options``, if it lands on ``answer``."""
-    step = {
-        "id": f"{w.mcq['id']}:{index}",
-        "question": question,
-        "options": options,
-        "answer": LETTERS[answer],
-        "grounding": [{"object_id": o.id, "name": o.name, "bbox": o.bbox} for o in objs],
-        "generator": stage1.template_generator(template),
-    }
-    case = _template_case(_Writer(step, w.scene, w.rng), template)
-    return case if case is not None and case.answer == answer else None
+        else:
+            tail = _tail(options, "more than three times the size of the ")
 
+            def answer(found, view):
+                index = found[-1].value
+                return None if index is None else stage1.SIZE_BINS[int(index)].format(b=tail)
 
-# Hops stage 2 recomputes from the boxes that no stage-1 question asks ("the largest star", the sizes of two objects
-# found through relations): their wordings as stage 2 writes them.
-_SUPERLATIVE_STEP = re.compile(r"^Which (?P<kind>.+?) is the (?P<most>largest|smallest)\?$")
-_SIZES_STEP = re.compile(r"^How large is the (?P<a>.+?) relative to the (?P<b>.+?)\?$")
-
-
-def _box_area(obj: SceneObject) -> tuple[int, int, int]:
-    """Width, height and area as a reader works them out from the extents shown (whole pixels)."""
-    width, height = round(obj.bbox[2]) - round(obj.bbox[0]), round(obj.bbox[3]) - round(obj.bbox[1])
-    return width, height, width * height
-
-
-def _superlative_case(w: _Writer, kind: str, most: str) -> tuple[_Case, list[str]] | None:
-    """Which instance of a category is the largest (or smallest): every instance's box area, compared."""
-    objs = sorted((o for o in w.objects if singular(o.name) == kind), key=lambda o: (o.bbox[0], o.bbox[1]))
-    options = [f"the {w.phrase(o)}" for o in objs]
-    if len(objs) < 2 or len(set(options)) < len(options):
-        return None
-    areas = [_box_area(o)[2] for o in objs]
-    pick = areas.index(max(areas) if most == "largest" else min(areas))
-    if areas.count(areas[pick]) > 1:
-        return None
-    runner_up = min((a for i, a in enumerate(areas) if i != pick), key=lambda a: abs(a - areas[pick]))
-
-    def covers(obj: SceneObject) -> str:
-        width, height, area = _box_area(obj)
-        return f"{w.at(f'the {w.phrase(obj)}', obj)} covers {_n(width)} × {_n(height)} = {_n(area)} square pixels"
-
-    def conclude(choice: int) -> str:
-        return f"So the {most} {kind} is {options[choice]}."
-
-    right = [f"I compare the box areas of the {len(objs)} {plural(kind)}: {'; '.join(covers(o) for o in objs)}."]
-    right.append(f"The {most} area is {_n(areas[pick])}, that of the {w.phrase(objs[pick])}.")
-    check = [f"The next closest area is {_n(runner_up)}, so the {w.phrase(objs[pick])} is plainly the {most}."]
-    return _Case(pick, right, check, conclude), options
-
-
-def _sizes_case(w: _Writer, question: str, slots: dict, answer: str, index: int) -> tuple[_Case, list[str]] | None:
-    """Two objects' relative size, in stage 2's words (``stage2.SIZE_OPTIONS``), worked out as stage 1's size."""
-    objs = [_resolve(w, slots["a"]), _resolve(w, slots["b"])]
-    if None in objs or answer not in stage2.SIZE_OPTIONS:
-        return None
-    options = [text.format(b=slots["b"]) for text in stage1.SIZE_BINS]  # in the order of SIZE_OPTIONS
-    case = _stage1_case(w, "size", question, options, objs, stage2.SIZE_OPTIONS.index(answer), index)
-    return (case, list(stage2.SIZE_OPTIONS)) if case is not None else None
-
-
-def _step_case(w: _Writer, question: str, answer: str, index: int) -> tuple[_Case, list[str]] | None:
-    """A sub-question worked out from the boxes as stage 1 would, when its wording and objects are recognised; with
-    the options it was worked out against (so a slip's answer is one of them)."""
-    match = _SUPERLATIVE_STEP.match(question)
-    if match is not None:
-        found = _superlative_case(w, match["kind"], match["most"])
-        return found if found is not None and found[1][found[0].answer] == answer else None
-    match = _SIZES_STEP.match(question)
-    if match is not None:
-        return _sizes_case(w, question, match.groupdict(), answer, index)
-    for template, pattern in _step_patterns():
-        match = pattern.match(question)
-        if match is None:
-            continue
-        found = _step_options(w, template, match.groupdict(), answer)
-        if found is None or answer not in found[0]:
-            return None
-        options, objs = found
-        case = _stage1_case(w, template, question, options, objs, options.index(answer), index)
-        return (case, options) if case is not None else None
+        return _Program(template, [_Task(template, refs)], answer, subject=subject) if tail else None
+    if template == "distance" and refs:
+        return _Program(template, [_Task("nearest", refs[:1], {"options": options})], _value, subject=subject)
+    if template in ("existence", "absence"):
+        task = _Task("presence", (), {"options": options, "present": template == "existence"})
+        return _Program(template, [task], _value)
+    if template in ("colour", "location") and refs:
+        return _Program(template, [_Task(template, refs[:1])], _value, subject=subject)
+    if template == "attribute" and refs:
+        gold = options[LETTERS.index(mcq["answer"])]
+        obj = next(o for o in scene.objects if o.id == refs[0])
+        sized = gold in dict(SIZE_WORDS) and _size_word(obj, scene) == gold
+        return _Program(
+            template, [_Task("attribute", refs[:1], {"options": options, "sized": sized})], _value, subject=subject
+        )
     return None
 
 
-def _step(step) -> tuple[str, str]:
-    return (step["question"], step["answer"]) if isinstance(step, dict) else tuple(step)
+def _step_task(step: dict) -> _Task | None:
+    """A composite's forward step as a task, from its structured fields."""
+    kind, _, parameter = step["template"].partition("_")
+    ids = tuple(step["object_ids"])
+    if kind == "find" and parameter in _AXES:
+        return _Task("find", ids, {"rel": parameter, "all": False})
+    if kind == "all" and parameter in _AXES:
+        return _Task("find", ids, {"rel": parameter, "all": True})
+    if kind == "filter" and parameter in _AXES:
+        return _Task("filter", ids, {"rel": parameter})
+    if step["template"] == "find_nearest":
+        return _Task("closest", ids)
+    if kind == "find" and parameter in ("largest", "smallest"):
+        return _Task("extreme", ids, {"kind": step["category"], "most": parameter})
+    if step["template"] in ("colour", "location"):
+        return _Task(step["template"], ids)
+    if step["template"] == "count":
+        return _Task("count", (), {"topic": step["category"]})
+    if step["template"] == "size":
+        return _Task("sizes", ids)
+    return None
 
 
-def _composed_case(w: _Writer) -> _Case:
-    """A multi-hop question: each sub-question worked out in turn from the boxes, then the options.
+def _stage2_program(mcq: dict, template: str) -> _Program | None:
+    steps = [step for step in mcq["steps"] if isinstance(step, dict) and step.get("template")]
+    tasks = [_step_task(step) for step in steps]
+    if not steps or None in tasks or len(steps) != len(mcq["steps"]):
+        return None
+    options = list(mcq["options"])
 
-    A planted slip sits in one sub-question; it is used only where its effect on the final answer is known: a
-    miscount in a total or a difference, or a wrong last step whose answer is itself an option.
-    """
-    options = w.options()
-    answer = LETTERS.index(w.mcq["answer"])
-    steps = [_step(step) for step in w.mcq["steps"]]
-    cases = [_step_case(w, question, reply, i) for i, (question, reply) in enumerate(steps)]
-    template = parse_generator(w.mcq["generator"]).template
+    def answer(found: list[_Found], view: _View) -> str | None:
+        values = [f.value for f in found]
+        if template in ("set_count", "comparison_count"):
+            total = int(values[0]) + int(values[1]) if template == "set_count" else int(values[0]) - int(values[1])
+            return str(total)
+        if template == "conjunction":
+            obj = view.by_id[found[-1].found[0]]
+            return next((o for o in options if o in (obj.name, _Writer.name(obj))), None)
+        return values[-1]
 
-    def worked(i: int, wrong: bool = False) -> list[str]:
-        question, reply = steps[i]
-        head = f"Step {i + 1}: {question}"
-        if cases[i] is None:
-            return [head, f"Looking at the image, the answer is {reply}."]
-        case = cases[i][0]
-        return [
-            head,
-            *(case.wrong if wrong else case.right),
-            case.conclude(case.wrong_choice if wrong else case.answer),
-        ]
-
-    def conclude(choice: int) -> str:
-        return f"Putting the steps together, the answer is: {options[choice]}."
-
-    counts = [int(reply) for _, reply in steps if reply.isdigit()]
-    arithmetic = template in ("set_count", "comparison_count") and len(counts) == 2
-
-    def combined(values: list[int]) -> tuple[int, list[str]]:
-        """A total or a difference of two counts, and the sentence that works it out."""
-        if template == "set_count":
-            return sum(values), [f"In total that is {values[0]} + {values[1]} = {sum(values)}."]
-        return values[0] - values[1], [f"The difference is {values[0]} − {values[1]} = {values[0] - values[1]}."]
-
-    combine = combined(counts)[1] if arithmetic else []
-    if template == "conjunction":
-        combine = [f"So the {options[answer]} is the object that fits both."]
-    right = [f"This takes {len(steps)} steps."]
-    for i in range(len(steps)):
-        right += worked(i)
-    right += combine
-    last = cases[-1][0].check if cases and cases[-1] else []
-    check = [*last, "Each step still holds, and together they give the same option."]
-    case = _Case(answer, right, check, conclude)
-    if None in cases:  # a step taken on trust is never where a slip is planted, nor is any step around it
-        return case
-    for i in w.rng.sample(range(len(steps)), len(steps)):
-        if cases[i][0].wrong_choice is None:
-            continue
-        slip, step_options = cases[i]
-        wrong_reply = step_options[slip.wrong_choice]
-        final, tail = None, []
-        if arithmetic and wrong_reply.isdigit():
-            result, tail = combined([int(wrong_reply) if j == i else counts[j] for j in range(2)])
-            if str(result) in options and str(result) != options[answer]:
-                final = options.index(str(result))
-        elif i == len(steps) - 1 and wrong_reply in options and wrong_reply != options[answer]:
-            final = options.index(wrong_reply)
-        if final is None:
-            continue
-        case.wrong = [right[0]]
-        for j in range(len(steps)):
-            case.wrong += worked(j, wrong=j == i)
-        case.wrong += tail
-        case.wrong_choice = final
-        case.catch = [f"In step {i + 1}, {_lower_first(slip.catch[0])}", *slip.catch[1:], *combine]
-        return case
-    if template == "conjunction":  # every step right, then the wrong option taken for the one they single out
-        slipped = w.rng.choice([i for i in range(len(options)) if i != answer])
-        target = _resolve(w, options[slipped])
-        where = f"{w.at(f'the {options[slipped]}', target)} does not fit both" if target else "it does not fit both"
-        case.wrong = [*right[: len(right) - len(combine)], f"Of the options, the {options[slipped]} fits both."]
-        case.wrong_choice = slipped
-        case.catch = [f"Looking at the image, {where}; both steps single out the {options[answer]}."]
-    return case
+    return _Program(template, tasks, answer, steps)
 
 
-def _lower_first(sentence: str) -> str:
-    return sentence if sentence.startswith(("I ", "I'")) else sentence[0].lower() + sentence[1:]
+def _program(mcq: dict, scene: Scene) -> _Program | None:
+    written = parse_generator(mcq["generator"])
+    if mcq.get("level", 1) >= 2:
+        return _stage2_program(mcq, written.template) if written.stage == "stage2" else None
+    return _stage1_program(mcq, written.template, scene) if written.stage == "stage1" else None
 
 
-def _template_case(w: _Writer, template: str) -> _Case | None:
-    solvers = {
-        "count": lambda: _count_case(w, template),
-        "relation": lambda: _relation_case(w),
-        "size": lambda: _size_case(w),
-        "distance": lambda: _distance_case(w),
-        "existence": lambda: _existence_case(w, template),
-        "absence": lambda: _existence_case(w, template),
-        "colour": lambda: _attribute_case(w, template),
-        "attribute": lambda: _attribute_case(w, template),
-        "location": lambda: _location_case(w),
-    }
-    return solvers[template]() if template in solvers else None
+def _run(program: _Program, view: _View) -> tuple[list[_Found], str | None]:
+    """Every step over ``view``, each finding what the next looks at; the option text the findings give, or None."""
+    found: list[_Found] = []
+    bound: dict[int, int] = {}  # an object a step found (by its true id) -> the object found over this view
+    sets: dict[tuple, tuple] = {}  # the objects an "all" step found, true ids -> over this view
+    for index, task in enumerate(program.tasks):
+        refs = task.refs
+        if task.kind == "filter" and tuple(refs[1:]) in sets:
+            refs = (refs[0], *sets[tuple(refs[1:])])
+            objs = [view.who(refs[0]) if refs[0] not in bound else view.by_id[bound[refs[0]]]]
+            objs += [view.by_id[i] for i in refs[1:]]
+        else:
+            objs = [view.by_id[bound[i]] if i in bound else view.who(i) for i in refs]
+        result = _STEPS[task.kind][0](view, task, objs)
+        if result.value is None:
+            return found, None
+        result.facts = {**task.params, **result.facts}
+        found.append(result)
+        if program.steps:
+            answer_ids = tuple(program.steps[index]["answer_ids"])
+            if len(answer_ids) == 1 and len(result.found) == 1:
+                bound[answer_ids[0]] = result.found[0]
+            if answer_ids:
+                sets[answer_ids] = result.found
+    try:
+        return found, program.answer(found, view)
+    except (ValueError, IndexError):
+        return found, None
 
 
-def _case(mcq: dict, scene: Scene, rng: random.Random) -> _Case:
-    """The MCQ worked out by its template (or step by step); a question the boxes do not answer as its gold letter
-    says (a teacher's, or one no template wrote) gets the generic reasoning, which ends on the gold option."""
-    w = _Writer(mcq, scene, rng)
-    if mcq.get("level", 1) >= 2 and mcq.get("steps"):
-        case = _composed_case(w)
+def _slips_for(program: _Program, scene: Scene) -> list[_Slip]:
+    """The misperceptions that can touch what each step looks at: the objects it names taken for confusable ones,
+    extents misread where sizes and positions are measured, colours confused, categories confused where objects are
+    counted or looked for."""
+    objects = [obj for obj in scene.objects if not obj.crowd]
+    by_id = {obj.id: obj for obj in objects}
+    names = sorted({obj.name for obj in objects})
+    found: dict[_Slip, None] = {}
+
+    counts = Counter(obj.name for obj in objects)
+
+    def exchange(ref: int) -> None:
+        """The wrong object taken for a named one, so that it is seen as the question names it: one category in
+        two colours (the colours exchanged), two categories each alone of its kind or of one colour (the
+        categories), or of colours a glance confuses (both)."""
+        if ref in by_id:
+            one = by_id[ref]
+            for other in objects:
+                if other.id == ref or not _confusable(one, other):
+                    continue
+                if one.name == other.name:
+                    value = "colour"
+                elif counts[one.name] == counts[other.name] == 1 or stage1.colour_of(one) == stage1.colour_of(other):
+                    value = "name"
+                elif _neighbours(one, other):
+                    value = "both"
+                else:
+                    continue
+                found[_Slip("exchange", tuple(sorted((ref, other.id))), value)] = None
+
+    def rename(obj: SceneObject, into: list[str]) -> None:
+        for name in into:
+            if _alike(obj.name, name) or (_alike(obj.name, name) is None and name != obj.name):
+                found[_Slip("rename", (obj.id,), name)] = None
+
+    def reshape(ref: int) -> None:
+        if ref in by_id:
+            for box in _misread_boxes(by_id[ref], scene):
+                found[_Slip("reshape", (ref,), box)] = None
+
+    for task in program.tasks:
+        refs = [ref for ref in task.refs if ref in by_id]
+        if task.kind == "count":
+            topic = task.params["topic"]
+            for obj in objects:
+                rename(
+                    obj, [topic] if obj.name != topic else [n for n in {*names, *_group_names(topic)} if n != topic]
+                )
+        elif task.kind == "presence":
+            options = task.params["options"]
+            for obj in objects:
+                if obj.name in options:
+                    rename(obj, [o for o in options if o != obj.name])
+        elif task.kind == "nearest":
+            for obj in objects:
+                if obj.name in task.params["options"] or _Writer.name(obj) in task.params["options"]:
+                    rename(obj, [n for n in _group_names(obj.name) if n != obj.name])
+                    reshape(obj.id)
+        elif task.kind == "extreme":
+            for obj in objects:
+                if obj.name == task.params["kind"]:
+                    reshape(obj.id)
+        for ref in refs:
+            exchange(ref)
+            if task.kind in ("size", "sizes", "location", "extreme", "closest") or task.params.get("sized"):
+                reshape(ref)
+            if task.kind == "colour":
+                colour = stage1.colour_of(by_id[ref])
+                for other in NEIGHBOUR_COLOURS.get(colour or "", ()):
+                    found[_Slip("recolour", (ref,), other)] = None
+    return list(found)
+
+
+def _group_names(name: str) -> list[str]:
+    return sorted({other for group in LOOKALIKES if name in group for other in group})
+
+
+@dataclass
+class _Case:
+    """An MCQ worked out: its program, the gold option, and per wrong option the slips that lead there."""
+
+    program: _Program
+    scene: Scene
+    options: list[str]
+    gold: int
+    wrong: dict[int, list[_Slip]]
+    slips: list[_Slip]  # every misperception considered
+
+
+def _case(mcq: dict, scene: Scene) -> _Case | None:
+    program = _program(mcq, scene)
+    if program is None:
+        return None
+    options, gold = list(mcq["options"]), LETTERS.index(mcq["answer"])
+    _, answer = _run(program, _View(scene))
+    if answer != options[gold]:  # the boxes do not give the gold letter this way: the generic reasoning
+        return None
+    wrong: dict[int, list[_Slip]] = {}
+    slips = _slips_for(program, scene)
+    for slip in slips:
+        _, answer = _run(program, _View(scene, slip))
+        if answer in options and answer != options[gold]:
+            wrong.setdefault(options.index(answer), []).append(slip)
+    return _Case(program, scene, options, gold, wrong, slips)
+
+
+# ---- writing a pass over a view ----
+
+_STEP_HEADS = (
+    ("First", "Second", "Third", "Fourth", "Fifth", "Sixth"),
+    ("Step one", "Step two", "Step three", "Step four", "Step five", "Step six"),
+    ("To begin", "Next", "Then", "After that", "Next", "Finally"),
+    (
+        "Sub-question one",
+        "Sub-question two",
+        "Sub-question three",
+        "Sub-question four",
+        "Sub-question five",
+        "Sub-question six",
+    ),
+)
+_CONCLUSIONS = {
+    "count": (
+        "So there {be} {n} {many}.",
+        "The image shows {n} {many}.",
+        "So the count is {n}.",
+        "The answer is {n}.",
+        "That is {n} in all.",
+    ),
+    "relation": (
+        "So the {a} is {opt}.",
+        "That puts the {a} {opt}.",
+        "The {a} lies {opt}.",
+        "Hence the {a} is {opt}.",
+        "The answer: the {a} is {opt}.",
+    ),
+    "size": (
+        "So the {a} is {opt}.",
+        "The {a} is therefore {opt}.",
+        "By area, the {a} is {opt}.",
+        "Hence the {a} is {opt}.",
+    ),
+    "distance": (
+        "So the {opt} is closest to the {a}.",
+        "The nearest of the options is the {opt}.",
+        "Of the options, the {opt} lies nearest the {a}.",
+        "Hence the closest one is the {opt}.",
+    ),
+    "existence": (
+        "So the {opt} is the one in the image.",
+        "Of the four, only the {opt} appears.",
+        "The option present is the {opt}.",
+        "Hence the answer is the {opt}.",
+    ),
+    "absence": (
+        "So the {opt} does not appear.",
+        "The {opt} is the one missing.",
+        "The option not in the image is the {opt}.",
+        "Hence the answer is the {opt}.",
+    ),
+    "colour": (
+        "So the {a} is {opt}.",
+        "Its colour is {opt}.",
+        "The {a}'s colour: {opt}.",
+        "Hence the answer is {opt}.",
+    ),
+    "attribute": (
+        "So '{opt}' describes the {a}.",
+        "The word that fits the {a} is '{opt}'.",
+        "'{opt}' is the one for the {a}.",
+        "Hence the answer is '{opt}'.",
+    ),
+    "location": (
+        "So the {a} is in the {opt} of the image.",
+        "The {a} sits in the {opt} quarter.",
+        "That places the {a} in the {opt}.",
+        "Hence the answer is the {opt}.",
+    ),
+    "stage2": (
+        "Putting the steps together, the answer is: {opt}.",
+        "So the answer is {opt}.",
+        "All together: {opt}.",
+        "Hence the answer to the whole question is {opt}.",
+        "Chaining the steps gives {opt}.",
+    ),
+}
+
+
+def _conclusion(w: _Writer, program: _Program, option: str) -> str:
+    pool = _CONCLUSIONS["stage2" if program.steps else program.template]
+    n = int(option) if program.template == "count" else 0
+    topic = program.subject
+    many = topic if n == 1 else plural(topic) if topic else ""
+    return w.pick(pool).format(opt=option, a=program.subject, n=n, many=many, be="is" if n == 1 else "are")
+
+
+def _result(w: _Writer, task: _Task, found: _Found, view: _View) -> str:
+    """The sentence closing a composite's step: what it found."""
+    kind, facts, value = task.kind, found.facts, found.value
+    if kind == "find" and facts.get("all"):
+        be = "is" if len(found.found) == 1 else "are"
+        return w.pick(
+            (
+                f"So {value} {be} {_REL_WORDS[facts['rel']]} it.",
+                f"That leaves {value} on that side.",
+                f"The ones on that side: {value}.",
+            )
+        )
+    if kind == "extreme":
+        return w.pick((f"The {facts['most']} is the {value}.", f"So the {facts['most']} one is the {value}."))
+    if kind in ("find", "filter", "closest"):
+        anchor = view.by_id[facts["anchor"]].name
+        where = "closest to" if kind == "closest" else _REL_WORDS[facts["rel"]]
+        return w.pick(
+            (
+                f"So the object {where} the {anchor} is the {value}.",
+                f"That is the {value}.",
+                f"The one I am after is the {value}.",
+                f"This step gives the {value}.",
+            )
+        )
+    if kind == "count":
+        topic = facts["topic"]
+        return w.pick(
+            (
+                f"So there {'is' if value == '1' else 'are'} {value} {topic if value == '1' else plural(topic)}.",
+                f"This count is {value}.",
+                f"That step gives {value}.",
+            )
+        )
+    if kind == "location":
+        return w.pick((f"So it is in the {value}.", f"That is the {value} of the image.", f"This step: {value}."))
+    return w.pick((f"So it is {value}.", f"That gives: {value}.", f"This step: {value}."))
+
+
+def _combined(w: _Writer, program: _Program, found: list[_Found]) -> list[str]:
+    if program.template not in ("set_count", "comparison_count"):
+        return []
+    a, b = int(found[0].value), int(found[1].value)
+    if program.template == "set_count":
+        return [w.pick((f"In total that is {a} + {b} = {a + b}.", f"Adding them, {a} + {b} = {a + b}."))]
+    return [w.pick((f"The difference is {a} − {b} = {a - b}.", f"Subtracting, {a} − {b} = {a - b}."))]
+
+
+def _write(w: _Writer, case: _Case, view: _View, route: int) -> tuple[list[str], str]:
+    """A pass over ``view``: its sentences and the option it ends on (``_case`` made sure it has one)."""
+    found, answer = _run(case.program, view)
+    lines: list[str] = []
+    heads = w.pick(_STEP_HEADS)
+    for index, (task, result) in enumerate(zip(case.program.tasks, found, strict=True)):
+        if case.program.steps:
+            question = case.program.steps[index]["question"]
+            lines.append(f"{heads[min(index, 5)]}: {question[0].lower()}{question[1:]}")
+        lines += _STEPS[task.kind][1](w, view, result, route)
+        if case.program.steps:
+            lines.append(_result(w, task, result, view))
+    lines += _combined(w, case.program, found)
+    return lines, answer
+
+
+# ---- the continuation ----
+
+_OPENERS = {
+    "Wait,": (
+        "let me check that again.",
+        "let me go over this once more before answering.",
+        "I should double-check this.",
+        "before answering, one more look.",
+    ),
+    "Hmm,": (
+        "let me look more carefully.",
+        "before I commit, let me re-check.",
+        "let me verify that step by step.",
+        "I want to be sure of this.",
+    ),
+    "Alternatively,": (
+        "I can check this another way.",
+        "let me approach it from a different angle.",
+        "I can verify it independently.",
+        "there is a second way to work this out.",
+    ),
+}
+_ROUTES = (
+    "This time I take another route through it.",
+    "I work it out again, a different way.",
+    "I redo it from another angle.",
+    "A second pass, by a different path, follows.",
+    "I go through it again, changing the order of the work.",
+    "Same question, another method.",
+)
+
+
+def _identity(view: _View, obj_id: int) -> str:
+    name = _Writer.name(view.by_id[obj_id])
+    return f"{article(name)} {name}"
+
+
+def _pinpoint(w: _Writer, slip: _Slip | None, first: _View, again: _View) -> list[str]:
+    """The one object a slip is about: the two readings it allows (as it is, as the slip would have it), how the
+    first pass read it and how this pass reads it. One pool for every outcome: the sentence names both readings
+    whichever each pass took."""
+    if slip is None:
+        return []
+    truth, slipped = _View(w.scene), _View(w.scene, slip)
+    objects = {obj.id: obj for obj in w.scene.objects}
+    obj = objects[slip.ids[0]]
+    if slip.kind == "reshape":
+        name = _Writer.name(truth.by_id[obj.id])
+        one, other = (w.extent(view.by_id[obj.id]) for view in w.shuffled((truth, slipped)))
+        before, now = w.extent(first.by_id[obj.id]), w.extent(again.by_id[obj.id])
+        what = f"the edges of the {name}"
+        choice = f"{one}, or {other}"
+    elif slip.kind == "exchange":
+        other_id = slip.ids[1]
+        where = f"{w.extent(obj)} and {w.extent(objects[other_id])}"
+        pair = [_identity(truth, obj.id), _identity(truth, other_id)]
+        w.rng.shuffle(pair)
+        before = f"{_identity(first, obj.id)} and {_identity(first, other_id)}"
+        now = f"{_identity(again, obj.id)} and {_identity(again, other_id)}"
+        what = f"the objects at {where}"
+        choice = f"which of them is {pair[0]} and which {pair[1]}"
     else:
-        case = _template_case(w, parse_generator(mcq["generator"]).template)
-    return case if case is not None and LETTERS[case.answer] == mcq["answer"] else _generic_case(w)
+        read = (
+            (lambda view: stage1.colour_of(view.by_id[obj.id]))
+            if slip.kind == "recolour"
+            else (lambda view: _identity(view, obj.id))
+        )
+        one, other = (read(view) for view in w.shuffled((truth, slipped)))
+        before, now = read(first), read(again)
+        what = f"the object at {w.extent(obj)}"
+        choice = f"{one}, or {other}"
+    return [
+        w.pick(
+            (
+                f"Everything turns on {what}: {choice}? The first pass read {before}, and on this look I read {now}.",
+                f"I look hard at {what}, since it could be {choice}. First pass: {before}. On a careful second "
+                f"look: {now}.",
+                f"One thing decides it, {what} ({choice}). The first pass had {before}; looking again now, I "
+                f"have {now}.",
+            )
+        )
+    ]
 
 
-def _say(lines: list[str]) -> str:
-    return " ".join(lines)
+def _comparison(w: _Writer, options: tuple[str, str], answer: str) -> str:
+    """Which of the two answers in play this pass lands on, naming both whatever the outcome."""
+    one, other = w.shuffled(options)
+    return w.pick(
+        (
+            f"So it comes down to {one} or {other}, and this route gives {answer}.",
+            f"Between {one} and {other}, working it out this way gives {answer}.",
+            f"The candidates are {one} and {other}; by this route the answer is {answer}.",
+            f"Of {one} and {other}, what this second pass supports is {answer}.",
+        )
+    )
 
 
-def scripted_traces(mcq: dict, scene: Scene, n: int, seed: int) -> list[Trace]:
-    """``n`` short CoTs for ``mcq`` written from its boxes, each also continued after a cue: ``2n`` traces.
+def _continuation(
+    w: _Writer, case: _Case, cue: str, first: _View, again: _View, focus: _Slip | None, route: int
+) -> tuple[str, str]:
+    lines, answer = _write(w, case, again, route)
+    gold = case.options[case.gold]
+    rival = _run(case.program, _View(w.scene, focus))[1] if focus else None
+    if rival in (None, gold):
+        rival = w.pick([o for o in case.options if o != gold])
+    body = [
+        w.pick(_OPENERS[cue]),
+        w.pick(_ROUTES),
+        *lines,
+        *_pinpoint(w, focus, first, again),
+        _comparison(w, (gold, rival), answer),
+        _conclusion(w, case.program, answer),
+    ]
+    return " ".join(body), answer
 
-    A short CoT is right, or (about ``WRONG_SHARE`` of them, where the question allows a plausible slip) wrong by
-    one planted slip. Its continuation re-checks it: a right one is verified (``O→O``) or, now and then, talked
-    out of it by the same slip (``O→X``); a wrong one has its slip caught and corrected (``X→O``) or kept (``X→X``).
-    """
+
+# ---- keeping wrong answers like right ones ----
+
+
+def _answer_class(option: str, question: str) -> str:
+    """What an option says beyond the question's words: "left" of "to the left of the square"."""
+    asked = set(re.findall(r"[a-z0-9]+", question.lower()))
+    return " ".join(word for word in re.findall(r"[a-z0-9]+", option.lower()) if word not in asked) or option
+
+
+@dataclass
+class SlipBalance:
+    """The answers right and wrong chains of thought have stated so far, per template (``key``), along one stream of
+    questions; ``choose`` picks the wrong answer whose share among wrong ones lags its share among right ones most,
+    or none when every wrong answer possible is already ahead (the chain of thought then stays right)."""
+
+    right: Counter = field(default_factory=Counter)
+    wrong: Counter = field(default_factory=Counter)
+    rights: Counter = field(default_factory=Counter)
+    wrongs: Counter = field(default_factory=Counter)
+    asked: Counter = field(default_factory=Counter)  # chains of thought written, per key
+    possible: Counter = field(default_factory=Counter)  # ... of which a slip could have led to a distractor
+    slipped: Counter = field(default_factory=Counter)  # (template, kind of slip) -> slips made
+    focused: Counter = field(default_factory=Counter)  # (template, kind) -> harmless misperceptions looked at
+    slack: float = 0.05
+
+    def attempt(self, key: str, possible: bool, share: float, rng: random.Random) -> bool:
+        """Whether to slip: with the probability that makes about ``share`` of the key's chains of thought wrong,
+        given how often a slip has been possible along the stream, but at most ``MAX_SLIP_CHANCE`` (a question a
+        slip can touch is not always answered wrong)."""
+        self.asked[key] += 1
+        self.possible[key] += possible
+        return possible and rng.random() < min(MAX_SLIP_CHANCE, share * self.asked[key] / self.possible[key])
+
+    def lag(self, key: str, answer: str) -> float:
+        """How far ahead ``answer`` would be among wrong answers if stated once more."""
+        wrong = (self.wrong[key, answer] + 1) / (self.wrongs[key] + 1)
+        return wrong - self.right[key, answer] / max(1, self.rights[key])
+
+    def choose(self, key: str, answers: list[str], rng: random.Random) -> str | None:
+        if not answers:
+            return None
+        scored = sorted((self.lag(key, a), rng.random(), a) for a in answers)
+        if scored[0][0] > self.slack and self.wrongs[key] >= 20:
+            return None
+        return scored[0][2]
+
+    def kind(self, template: str, kinds: list[str], rng: random.Random) -> str | None:
+        """Of ``kinds``, the kind of misperception the template's looks so far lag its slips in most (recorded);
+        None when the template's slips have been of none of them."""
+        kinds = [k for k in kinds if self.slipped[template, k]]
+        if not kinds:
+            return None
+        slips = sum(self.slipped[template, k] for k in kinds) or 1
+        looks = sum(self.focused[template, k] for k in kinds) + 1
+        lag = {k: (self.focused[template, k] + 1) / looks - self.slipped[template, k] / slips for k in kinds}
+        chosen = min(kinds, key=lambda k: (lag[k], rng.random()))
+        self.focused[template, chosen] += 1
+        return chosen
+
+    def stated(self, key: str, answer: str, wrong: bool) -> None:
+        (self.wrong if wrong else self.right)[key, answer] += 1
+        (self.wrongs if wrong else self.rights)[key] += 1
+
+
+def _pick_slip(case: _Case, key: str, question: str, balance: SlipBalance, rng: random.Random) -> _Slip | None:
+    classes: dict[str, list[int]] = {}
+    for index in sorted(case.wrong):
+        classes.setdefault(_answer_class(case.options[index], question), []).append(index)
+    chosen = balance.choose(key, list(classes), rng)
+    if chosen is None:
+        return None
+    index = rng.choice(classes[chosen])
+    return rng.choice(case.wrong[index])
+
+
+def _focus(case: _Case, template: str, question: str, balance: SlipBalance, rng: random.Random) -> _Slip | None:
+    """The object a confirming re-examination looks hard at: one a slip would be about, drawn as a slip is (its
+    answers kept alike the gold answers, under a key of its own). Where no slip could lead to a distractor, a
+    misperception that would change nothing, of the kind the template's slips have been (``SlipBalance.kind``)."""
+    if not case.wrong:
+        kind = balance.kind(template, sorted({slip.kind for slip in case.slips}), rng)
+        return rng.choice([slip for slip in case.slips if slip.kind == kind]) if kind else None
+    key = f"{template}:focus"
+    slip = _pick_slip(case, key, question, balance, rng) or rng.choice(case.wrong[rng.choice(sorted(case.wrong))])
+    balance.stated(key, _answer_class(case.options[case.gold], question), False)
+    balance.stated(key, _answer_class(_run(case.program, _View(case.scene, slip))[1], question), True)
+    return slip
+
+
+# ---- the traces ----
+
+
+def _generic(mcq: dict, scene: Scene, n: int, seed: int) -> list[Trace]:
+    """A question no template's reasoning settles (a model's, or one whose gold letter the boxes contradict):
+    reasoning about its objects that ends on the gold option, a wrong one ending on another by the same words."""
+    options, gold = list(mcq["options"]), LETTERS.index(mcq["answer"])
+    objects = {obj.id: obj for obj in scene.objects}
+    grounded = [objects[g["object_id"]] for g in mcq["grounding"] if g["object_id"] in objects][:4]
+    others = [i for i in range(len(options)) if i != gold]
     traces = []
     for index in range(n):
         rng = random.Random(f"{seed}:{mcq['id']}:{index}")
-        case = _case(mcq, scene, rng)
-        slipped = case.wrong_choice is not None and rng.random() < WRONG_SHARE
-        short_lines = case.wrong if slipped else case.right
-        short_choice = case.wrong_choice if slipped else case.answer
-        short = _say([*short_lines, case.conclude(short_choice)])
+        w = _Writer(scene, rng)
+        about = (
+            f"The question is about {_joined([w.seen(o) for o in grounded])}."
+            if grounded
+            else f"I count {len(scene.objects)} objects: {w.listing(scene.objects)}."
+        )
+        fits = f"Looking at {'them' if len(grounded) > 1 else 'it'} closely, '{{}}' is what fits."
+        slipped = rng.random() < WRONG_SHARE
+        first = rng.choice(others) if slipped else gold
+        short = f"{about} {fits.format(options[first])} So the answer is: {options[first]}."
+        changed = rng.random() < (1 - SLIP_KEPT_SHARE if slipped else SLIP_MADE_SHARE)
+        final = (gold if slipped else rng.choice(others)) if changed else first
         cue = rng.choice(CUES)
-        opener = rng.choice(_OPENERS[cue])
-        if slipped:
-            keep = rng.random() < SLIP_KEPT_SHARE
-            if keep:
-                body, final = [*case.wrong[1:], rng.choice(_KEPT)], short_choice
-            else:
-                body, final = [*case.catch, rng.choice(_FOUND_SLIP)], case.answer
-        else:
-            doubt = case.wrong_choice is not None and rng.random() < SLIP_MADE_SHARE
-            if doubt:
-                body, final = [rng.choice(_DOUBTED), *case.wrong[1:]], case.wrong_choice
-            else:
-                body, final = [*case.check, rng.choice(_CONFIRMED)], case.answer
-        expansion = _say([opener, *body, case.conclude(final)])
-        if mentions_banned(short) or mentions_banned(expansion):  # an object called by a banned word ("text")
-            continue
-        for cue_, expansion_, choice in (("", "", short_choice), (cue, expansion, final)):
-            traces.append(
-                Trace(
-                    mcq_id=mcq["id"],
-                    kind=kind_of(short_choice == case.answer, final == case.answer if cue_ else None),
-                    short=short,
-                    cue=cue_,
-                    expansion=expansion_,
-                    think=f"{short}\n\n{cue_} {expansion_}" if cue_ else short,
-                    predicted=LETTERS[choice],
-                    correct=choice == case.answer,
-                    teacher=SCRIPTED_TEACHER,
-                    reasoner=SCRIPTED_REASONER if cue_ else "",
-                )
+        rival = options[first] if first != gold else options[rng.choice(others)]
+        expansion = " ".join(
+            (
+                w.pick(_OPENERS[cue]),
+                w.pick(_ROUTES),
+                about,
+                fits.format(options[final]),
+                _comparison(w, (options[gold], rival if final == gold else options[final]), options[final]),
+                f"So the answer is: {options[final]}.",
             )
+        )
+        traces += _pair(mcq, short, first, cue, expansion, final, gold)
+    return traces
+
+
+def _pair(mcq: dict, short: str, first: int, cue: str, expansion: str, final: int, gold: int) -> list[Trace]:
+    """The short chain of thought alone, and continued."""
+    if mentions_banned(short) or mentions_banned(expansion):  # an object called by a banned word ("text")
+        return []
+    return [
+        Trace(
+            mcq_id=mcq["id"],
+            kind=kind_of(first == gold, final == gold if cue_ else None),
+            short=short,
+            cue=cue_,
+            expansion=expansion_,
+            think=f"{short}\n\n{cue_} {expansion_}" if cue_ else short,
+            predicted=LETTERS[choice],
+            correct=choice == gold,
+            teacher=SCRIPTED_TEACHER,
+            reasoner=SCRIPTED_REASONER if cue_ else "",
+        )
+        for cue_, expansion_, choice in (("", "", first), (cue, expansion, final))
+    ]
+
+
+def scripted_traces(mcq: dict, scene: Scene, n: int, seed: int, balance: SlipBalance | None = None) -> list[Trace]:
+    """``n`` short CoTs for ``mcq`` written from its boxes, each also continued after a cue: ``2n`` traces.
+
+    About ``WRONG_SHARE`` of the short ones slip (where a misperception leads to a distractor that ``balance`` lets
+    through: a fresh ``SlipBalance`` when not given); each is continued by a re-examination that corrects it
+    (``X→O``) or keeps it (``X→X``, ``SLIP_KEPT_SHARE``), or, for a right one, confirms it (``O→O``) or slips
+    (``O→X``, ``SLIP_MADE_SHARE``).
+    """
+    case = _case(mcq, scene)
+    if case is None:
+        return _generic(mcq, scene, n, seed)
+    balance = balance if balance is not None else SlipBalance()
+    template, question = case.program.template, mcq["question"]
+    truth = _View(scene)
+    traces = []
+    for index in range(n):
+        rng = random.Random(f"{seed}:{mcq['id']}:{index}")
+        w = _Writer(scene, rng)
+        route = rng.randrange(2)
+        slipping = balance.attempt(template, bool(case.wrong), WRONG_SHARE, rng)
+        slip = _pick_slip(case, template, question, balance, rng) if slipping else None
+        first = _View(scene, slip) if slip else truth
+        lines, answer = _write(w, case, first, route)
+        balance.stated(template, _answer_class(answer, question), slip is not None)
+        if slip is not None:
+            balance.slipped[template, slip.kind] += 1
+        short = " ".join([*lines, _conclusion(w, case.program, answer)])
+        cue = rng.choice(CUES)
+        if slip is not None:  # kept under the same misperception, or found by looking again
+            again, focus = (first, slip) if rng.random() < SLIP_KEPT_SHARE else (truth, slip)
+        else:
+            slipping = balance.attempt(f"{template}:again", bool(case.wrong), SLIP_MADE_SHARE, rng)
+            made = _pick_slip(case, f"{template}:again", question, balance, rng) if slipping else None
+            again = _View(scene, made) if made else truth
+            focus = made or _focus(case, template, question, balance, rng)
+        expansion, final = _continuation(w, case, cue, first, again, focus, 1 - route)
+        balance.stated(f"{template}:again", _answer_class(final, question), final != case.options[case.gold])
+        traces += _pair(mcq, short, case.options.index(answer), cue, expansion, case.options.index(final), case.gold)
     return traces

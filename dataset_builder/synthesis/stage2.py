@@ -2,8 +2,11 @@
 
 A composite names an object only through another fact ("the object to the left of the red circle") or asks for
 something two facts give together (the total of two counts, the object both left of one thing and above another),
-so answering it takes every hop. Each composite keeps the stage-1 questions it is made of (``parents``) and their
-answers in order (``steps``); ``level`` is the number of hops.
+so answering it takes every hop. Each composite keeps the stage-1 questions it is made of (``parents``) and the
+``steps`` a reader takes to find its answer, forward: each sub-question asks for what the next one needs ("which
+object is to the left of the red circle?", then "what colour is the heart?"), never names what it is about to find,
+and carries its answer, what it asks (``Step.template``) and the ids of the objects it looks at and finds, so nothing
+downstream reads English to follow it; ``level`` is the number of hops.
 
 Template questions are composed here, programmatically. Nothing is copied from a parent: every parent's fact is
 recomputed from the scene's boxes with stage 1's own rules (``stage1.relation``, ``stage1.quadrant``, ...) and must
@@ -42,7 +45,7 @@ from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .generator import generator_id, parse_generator
-from .grammar import plural, singular
+from .grammar import article, plural, singular
 from .llm_mcq import (
     MAX_OPTION_CHARS,
     MAX_QUESTION_CHARS,
@@ -142,6 +145,44 @@ REFERENTS = {
     "relation": ("the object {rel} the {b}", "the item {rel} the {b}", "the thing {rel} the {b}"),
     "distance": ("the object closest to the {b}", "the object nearest the {b}", "the thing closest to the {b}"),
 }
+# The steps' phrasings: ``{rel}`` a relation phrase, ``{b}``/``{a}`` object phrases, ``{p}`` a plural, ``{kind}``
+# a category, ``{most}`` largest or smallest. A step never names what it finds.
+STEP_WORDINGS = {
+    "find_relation": (
+        "Which object is {rel} the {b}?",
+        "What lies {rel} the {b}?",
+        "Which object sits {rel} the {b}?",
+        "What is {rel} the {b}?",
+    ),
+    "find_nearest": (
+        "Which object is closest to the {b}?",
+        "What lies nearest the {b}?",
+        "Which object is nearest to the {b}?",
+    ),
+    "find_extreme": ("Which {kind} is the {most}?", "Of the {kinds}, which is the {most}?"),
+    "find_all": (
+        "Which objects are {rel} the {b}?",
+        "What lies {rel} the {b}?",
+        "Which objects sit {rel} the {b}?",
+    ),
+    "filter_relation": (
+        "Which of those is {rel} the {b}?",
+        "Of those, which one is {rel} the {b}?",
+        "Which of them lies {rel} the {b}?",
+    ),
+    "colour": ("What colour is the {a}?", "Which colour does the {a} have?", "What is the colour of the {a}?"),
+    "location": (
+        "In which part of the image is the {a}?",
+        "Which quarter of the image holds the {a}?",
+        "Where in the image is the {a}?",
+    ),
+    "count": ("How many {p} are there?", "How many {p} does the image show?", "What is the number of {p}?"),
+    "size": (
+        "How large is the {a} relative to the {b}?",
+        "By box area, how big is the {a} compared with the {b}?",
+        "How does the {a} compare in size with the {b}?",
+    ),
+}
 # The count templates' phrasings, as patterns: a count of 0 has no grounding, its category is read from the question.
 _COUNT_TOPIC = [
     re.compile("^" + re.escape(w).replace(re.escape("{p}"), "(?P<p>.+)") + "$") for w in stage1.WORDINGS["count"]
@@ -157,8 +198,8 @@ def template_generator(template: str) -> str:
 class Composite:
     """A multi-hop question before lettering; it has what ``answers.letter_options`` reads of a ``stage1.Draft``.
 
-    ``parents`` are the ids of the stage-1 rows it composes, ``steps`` the sub-questions and their answers in the
-    order a reader answers them, ``level`` the hops (one per step).
+    ``parents`` are the ids of the stage-1 rows it composes, ``steps`` the forward sub-questions in the order a reader
+    answers them, ``level`` the hops (one per step).
     """
 
     template: str
@@ -170,27 +211,42 @@ class Composite:
     skill: str
     level: int
     parents: tuple[str, ...]
-    steps: tuple[tuple[str, str], ...]
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One forward sub-question of a composite.
+
+    ``template`` says what it asks, with its parameter: ``find_left`` (which object is to the left of the one in
+    ``object_ids``), ``find_nearest``, ``find_largest`` / ``find_smallest`` (of the instances in ``object_ids``),
+    ``all_left`` (every object to the left of it, by the loose reading a person might use), ``filter_above`` (which
+    of those found is above the first of ``object_ids``), ``colour``, ``location``, ``count`` (of ``category``:
+    the instances are ``object_ids``), ``size`` (the first of ``object_ids`` relative to the second); ``llm`` for a
+    model's step. ``answer_ids`` are the objects its answer names (empty for a value). ``parent`` is the stage-1 row
+    whose fact it rests on ("" for a hop recomputed here that no stage-1 question asked).
+    """
+
+    question: str
+    answer: str
+    template: str
+    object_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...] = ()
+    category: str = ""
+    parent: str = ""
 
 
 # ---- the facts of the parents, recomputed from the scene ----
 
 
 @dataclass(frozen=True)
-class _Step:
-    question: str
-    answer: str
-    parent: str  # the stage-1 row's id; "" for a step recomputed here that no parent asked
-
-
-@dataclass(frozen=True)
 class _Relation:
-    """``target`` is ``rel`` of ``anchor``; one stage-1 relation row states it (either way round)."""
+    """``target`` is ``rel`` of ``anchor``; one stage-1 relation row (``parent``) states it, either way round."""
 
     target: SceneObject
     anchor: SceneObject
     rel: str
-    step: _Step
+    parent: str
 
 
 @dataclass
@@ -200,10 +256,10 @@ class _Facts:
     scene: Scene
     phrase: dict[int, str]  # object id -> the phrase naming it alone ("dog", "red circle")
     relations: list[_Relation] = field(default_factory=list)
-    nearest: list[tuple[SceneObject, SceneObject, _Step]] = field(default_factory=list)  # (target, anchor, step)
-    colours: dict[int, _Step] = field(default_factory=dict)
-    locations: dict[int, _Step] = field(default_factory=dict)
-    counts: list[tuple[str, int, list[SceneObject], _Step]] = field(default_factory=list)  # (plural, n, objs, step)
+    nearest: list[tuple[SceneObject, SceneObject, str]] = field(default_factory=list)  # (target, anchor, parent)
+    colours: dict[int, str] = field(default_factory=dict)  # object id -> the colour row's id
+    locations: dict[int, str] = field(default_factory=dict)  # object id -> the location row's id
+    counts: list[tuple[str, int, list[SceneObject], str]] = field(default_factory=list)  # (plural, n, objs, parent)
     colour_texts: set[str] = field(default_factory=set)  # every colour the image's colour questions showed
     absent_names: set[str] = field(default_factory=set)  # categories the image's questions named and it lacks
 
@@ -230,7 +286,7 @@ def _read_row(facts: _Facts, row: dict, by_id: dict[int, SceneObject], by_name: 
     if any(i not in by_id for i in ids) or row["answer"] not in LETTERS:
         return False
     objs, correct = [by_id[i] for i in ids], row["options"][LETTERS.index(row["answer"])]
-    step = _Step(row["question"], correct, row["id"])
+    step = row["id"]
     scene, phrase = facts.scene, facts.phrase
     if template == "relation" and len(objs) == 2 and all(o.id in phrase for o in objs):
         first, second = objs
@@ -338,17 +394,42 @@ def _referents(facts: _Facts, rng: random.Random) -> Iterator[tuple[SceneObject,
             continue
         rel, wording = stage1.RELATION_PHRASES[fact.rel], rng.choice(REFERENTS["relation"])
         named = singular(facts.phrase[fact.anchor.id])
-        yield fact.target, fact.anchor, wording.format(rel=rel, b=named), [fact.step], (fact.rel, fact.anchor.id)
+        find = _find_step(facts, fact, rng)
+        yield fact.target, fact.anchor, wording.format(rel=rel, b=named), [find], (fact.rel, fact.anchor.id)
         most = _superlative(scene, fact.anchor)
         if most is not None:
             kind = singular(fact.anchor.name)
-            found = _Step(f"Which {kind} is the {most}?", f"the {named}", "")
+            same = tuple(o.id for o in scene.objects if o.name == fact.anchor.name)
+            question = _ask("find_extreme", rng, kind=kind, kinds=plural(kind), most=most)
+            extreme = Step(question, f"the {named}", f"find_{most}", same, (fact.anchor.id,), fact.anchor.name)
             text = wording.format(rel=rel, b=f"{most} {kind}")
-            yield fact.target, fact.anchor, text, [found, fact.step], (fact.rel, fact.anchor.id, most)
-    for target, anchor, step in facts.nearest:
+            yield fact.target, fact.anchor, text, [extreme, find], (fact.rel, fact.anchor.id, most)
+    for target, anchor, parent in facts.nearest:
         if _unique_nearest(scene, target, anchor):
-            text = rng.choice(REFERENTS["distance"]).format(b=singular(facts.phrase[anchor.id]))
-            yield target, anchor, text, [step], ("near", anchor.id)
+            named = singular(facts.phrase[anchor.id])
+            text = rng.choice(REFERENTS["distance"]).format(b=named)
+            question = _ask("find_nearest", rng, b=named)
+            find = Step(question, _called(facts, target), "find_nearest", (anchor.id,), (target.id,), parent=parent)
+            yield target, anchor, text, [find], ("near", anchor.id)
+
+
+def _find_step(facts: _Facts, fact: _Relation, rng: random.Random) -> Step:
+    """ "Which object is to the left of the red circle?": the object a relation picks out, found."""
+    question = _ask(
+        "find_relation", rng, rel=stage1.RELATION_PHRASES[fact.rel], b=singular(facts.phrase[fact.anchor.id])
+    )
+    answer = _called(facts, fact.target)
+    return Step(question, answer, f"find_{fact.rel}", (fact.anchor.id,), (fact.target.id,), parent=fact.parent)
+
+
+def _called(facts: _Facts, obj: SceneObject) -> str:
+    """How a step's answer names an object: by the phrase naming it alone, else as one of its kind."""
+    phrase = facts.phrase.get(obj.id)
+    return f"the {singular(phrase)}" if phrase else f"{article(obj.name)} {obj.name}"
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 # ---- templates: each yields (template, a function making the forms a question may take, as (Draft, meta)) ----
@@ -362,7 +443,12 @@ def _say(template: str, rng: random.Random, **values) -> str:
     return text[0].upper() + text[1:]
 
 
-def _meta(steps: list[_Step], grounding: list[SceneObject]) -> dict:
+def _ask(template: str, rng: random.Random, **values) -> str:
+    """One of a step template's phrasings."""
+    return rng.choice(STEP_WORDINGS[template]).format(**values)
+
+
+def _meta(steps: list[Step], grounding: list[SceneObject]) -> dict:
     return {"steps": steps, "grounding": grounding}
 
 
@@ -382,7 +468,9 @@ def _chain_colour_forms(facts, grounding, referent, steps, rng, balance: Balance
         return []
     distractors = balance.distractors("chain_colour", pool, rng)
     draft = Draft("chain_colour", question, colour, distractors, grounding, skill="chain")
-    return [(draft, _meta([*steps, facts.colours[target.id]], grounding))]
+    found = _ask("colour", rng, a=singular(facts.phrase[target.id]))
+    last = Step(found, colour, "colour", (target.id,), parent=facts.colours[target.id])
+    return [(draft, _meta([*steps, last], grounding))]
 
 
 def _chain_location_forms(facts, grounding, referent, steps, key, rng) -> list[Form]:
@@ -404,7 +492,9 @@ def _chain_location_forms(facts, grounding, referent, steps, key, rng) -> list[F
         where,
         skill="chain",
     )
-    return [(draft, _meta([*steps, facts.locations[target.id]], grounding))]
+    found = _ask("location", rng, a=singular(facts.phrase[target.id]))
+    last = Step(found, where, "location", (target.id,), parent=facts.locations[target.id])
+    return [(draft, _meta([*steps, last], grounding))]
 
 
 def _chains(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
@@ -440,10 +530,12 @@ def _window_forms(template: str, question: str, value: int, top: int, steps, gro
 
 
 def _counts(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
-    for (p, n, objs, step), (q, m, others, other_step) in combinations(facts.counts, 2):
+    for (p, n, objs, parent), (q, m, others, other_parent) in combinations(facts.counts, 2):
         if p == q:
             continue
         grounding, topic = objs + others, f"{p}+{q}"
+        step = _count_step(p, n, objs, parent, rng)
+        other_step = _count_step(q, m, others, other_parent, rng)
         total = _say("set_count", rng, p=p, q=q)
         yield (
             "set_count",
@@ -460,6 +552,11 @@ def _counts(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Can
         )
 
 
+def _count_step(topic: str, n: int, objs: list[SceneObject], parent: str, rng: random.Random) -> Step:
+    category = objs[0].name if objs else singular(topic)
+    return Step(_ask("count", rng, p=topic), str(n), "count", tuple(o.id for o in objs), (), category, parent)
+
+
 def _size_forms(facts: _Facts, one, other, rng: random.Random) -> list[Form]:
     """The sizes of two objects, each named through another, compared either way round; the last step (their
     sizes) is recomputed from the boxes, as no stage-1 question needs to have asked it."""
@@ -472,7 +569,7 @@ def _size_forms(facts: _Facts, one, other, rng: random.Random) -> list[Form]:
         rng.shuffle(distractors)
         question = _say("comparison_size", rng, r1=r1, r2=r2)
         a, b = singular(facts.phrase[first.id]), singular(facts.phrase[second.id])
-        last = _Step(f"How large is the {a} relative to the {b}?", SIZE_OPTIONS[answer], "")
+        last = Step(_ask("size", rng, a=a, b=b), SIZE_OPTIONS[answer], "size", (first.id, second.id))
         draft = Draft(
             "comparison_size",
             question,
@@ -497,7 +594,8 @@ def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Cand
         if key[0] != "near" and not stage1._cut_by_frame(target, scene)
     ]
     for one, other in combinations(whole, 2):
-        if one[0].id == other[0].id or set(one[3]) & set(other[3]):  # one relation naming both ways is no pair
+        parents = ({s.parent for s in one[3]} & {s.parent for s in other[3]}) - {""}
+        if one[0].id == other[0].id or parents:  # one relation naming both ways is no pair
             continue
         if one[0].id in facts.phrase and other[0].id in facts.phrase:
             yield "comparison_size", partial(_size_forms, facts, one, other, rng)
@@ -571,12 +669,46 @@ def _conjunction_forms(facts: _Facts, one: _Relation, other: _Relation, rng, bal
     # ``balance`` weighs the words each option adds to the question; the composite shows the phrases.
     new = [_new_words(text, said) for text in (phrase[target.id], *distractors)]
     draft = Draft("conjunction", question, new[0], new[1:], grounding, skill="conjunction")
-    return [(draft, {**_meta([one.step, other.step], grounding), "texts": (phrase[target.id], distractors)})]
+    return [
+        (
+            draft,
+            {
+                **_meta(_conjunction_steps(facts, one, other, rng), grounding),
+                "texts": (phrase[target.id], distractors),
+            },
+        )
+    ]
+
+
+def _conjunction_steps(facts: _Facts, one: _Relation, other: _Relation, rng: random.Random) -> list[Step]:
+    """Every object ``one.rel`` of its anchor (by the loose reading ``_could_be``), then which of those is
+    ``other.rel`` of the other anchor: the target, the only one (``_only``)."""
+    scene = facts.scene
+    found = [o for o in scene.objects if o.id != one.anchor.id and _could_be(o, one.anchor, one.rel)]
+    first = Step(
+        _ask("find_all", rng, rel=stage1.RELATION_PHRASES[one.rel], b=singular(facts.phrase[one.anchor.id])),
+        _listing([_called(facts, o) for o in found]),
+        f"all_{one.rel}",
+        (one.anchor.id,),
+        tuple(o.id for o in found),
+        parent=one.parent,
+    )
+    second = Step(
+        _ask(
+            "filter_relation", rng, rel=stage1.RELATION_PHRASES[other.rel], b=singular(facts.phrase[other.anchor.id])
+        ),
+        _called(facts, one.target),
+        f"filter_{other.rel}",
+        (other.anchor.id, *(o.id for o in found)),
+        (one.target.id,),
+        parent=other.parent,
+    )
+    return [first, second]
 
 
 def _conjunctions(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for one, other in combinations(facts.relations, 2):
-        if one.target.id != other.target.id or one.anchor.id == other.anchor.id or one.step == other.step:
+        if one.target.id != other.target.id or one.anchor.id == other.anchor.id or one.parent == other.parent:
             continue
         if one.target.id in facts.phrase:
             yield "conjunction", partial(_conjunction_forms, facts, one, other, rng, balance)
@@ -598,7 +730,7 @@ def _composite(draft: Draft, meta: dict) -> Composite:
         skill=SKILLS[draft.template],
         level=len(steps),
         parents=tuple(dict.fromkeys(s.parent for s in steps if s.parent)),
-        steps=tuple((s.question, s.answer) for s in steps),
+        steps=tuple(steps),
     )
 
 
@@ -744,7 +876,7 @@ def _check_composite(item, scene: Scene, rows: list[dict]) -> tuple[Composite | 
         skill=item["skill"],
         level=len(steps),
         parents=tuple(row["id"] for row in parents),
-        steps=tuple(steps),
+        steps=tuple(Step(question, answer, LLM_TEMPLATE, ()) for question, answer in steps),
     )
     return composite, None
 

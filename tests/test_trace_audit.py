@@ -1,0 +1,186 @@
+"""The trace and pair audit: each line flags a tell planted in toy traces or pairs and passes clean ones; builds carry
+it in their info and card, and a strict build fails on it in one line."""
+
+import json
+import random
+
+import pytest
+from lgt import trace_audit
+from lgt.build import build
+from lgt.cli import main
+
+SPLITS = ("train", "train", "train", "validation", "test")
+WORDS = "circle square star heart cross triangle hexagon diamond red blue green pink left right top bottom".split()
+FRAMES = (
+    "I find the {} at x {}–{}, y {}–{}.",
+    "The {} sits at x {} to {}, y {} to {}.",
+    "There is a {} spanning x {}–{} and y {}–{}.",
+    "Next to it, the {} at x {}–{}, y {}–{}.",
+)
+
+
+def _sentence(rng: random.Random) -> str:
+    return rng.choice(FRAMES).format(
+        rng.choice(WORDS), *sorted(rng.sample(range(640), 2)), *sorted(rng.sample(range(480), 2))
+    )
+
+
+def _chain(rng: random.Random, sentences: int = 4) -> str:
+    return " ".join(_sentence(rng) for _ in range(sentences))
+
+
+def _shorts(tell: str, n: int = 600) -> list[tuple[str, bool, str]]:
+    """Short CoTs, a third wrong; ``tell`` ends every wrong one."""
+    rng = random.Random(0)
+    items = []
+    for i in range(n):
+        wrong = rng.random() < 0.35
+        items.append((_chain(rng) + (f" {tell}" if wrong and tell else ""), wrong, SPLITS[i % len(SPLITS)]))
+    return items
+
+
+def test_a_slip_written_in_the_words_is_flagged_and_one_in_what_was_seen_is_not():
+    leaky = trace_audit.slip_reader({"count": _shorts("It looks like a circle to me.")})["count"]
+    clean = trace_audit.slip_reader({"count": _shorts("")})["count"]
+    assert leaky["judged"] and leaky["flagged"] and leaky["reader"] > 0.95
+    assert clean["judged"] and not clean["flagged"] and clean["over_majority"] <= trace_audit.SLIP_MARGIN
+    assert clean["majority"] == pytest.approx(1 - clean["wrong_share"]) and clean["short_cots"] == 600
+
+
+def _pairs(kind: str, tell: str, n: int = 400, prefix: bool = False) -> list[dict]:
+    rng = random.Random(1)
+    pairs = []
+    for i in range(n):
+        chosen, rejected = _chain(rng), _chain(rng)
+        if prefix:
+            chosen = f"{rejected} Wait, {_chain(rng, 2)}"
+        pairs.append(
+            {
+                "id": f"{kind}{i}",
+                "kind": kind,
+                "chosen": f"{chosen} {tell}".strip(),
+                "rejected": rejected,
+                "split": SPLITS[i % len(SPLITS)],
+            }
+        )
+    return pairs
+
+
+def test_a_pair_decided_by_a_stock_phrase_is_flagged_and_prefix_pairs_are_reported_apart():
+    found = trace_audit.pair_reader(
+        _pairs("O > X", "So my first pass was wrong.") + _pairs("O→O > X→X", "") + _pairs("X→O > X", "", prefix=True)
+    )
+    leaky, clean, prefix = found["O > X (independent)"], found["O→O > X→X (independent)"], found["X→O > X (prefix)"]
+    assert leaky["judged"] and leaky["flagged"] and leaky["reader"] > 0.95
+    assert clean["judged"] and not clean["flagged"] and clean["reader"] <= trace_audit.PAIR_LIMIT
+    assert not prefix["independent"] and not prefix["judged"] and not prefix["flagged"]
+    assert prefix["chosen_longer"] == 1.0 and 0.3 < clean["chosen_longer"] < 0.7
+
+
+def test_an_answer_named_before_any_observation_is_caught():
+    question, gold = "Where in the image is the circle?", "top left"
+    early = trace_audit.names_answer_early
+    assert early("It must be the top left. The circle is at x 10–80, y 20–90.", question, gold, "A")
+    assert early("I would say (A). The circle is at x 10–80, y 20–90.", question, gold, "A")
+    assert early("Surely top left, I can tell.", question, gold, "A")  # no observation at all
+    assert not early("The circle is at x 10–80, y 20–90, so it is in the top left.", question, gold, "A")
+    assert not early("I locate the circle. Its centre is at (45, 55): top left.", question, gold, "A")
+    assert not early("It is red and round. So top left.", question, gold, "A")  # a colour the question lacks
+    assert early("The circle is a circle. Top left it is.", "Where is the red circle?", gold, "A")
+    assert not early("The circle is at x from 10 to 80, y from 20 to 90: the top left.", question, gold, "A")
+    rows = {
+        "text": [
+            "<think>Top left, clearly. The circle is at x 10–80, y 20–90.</think> <answer>(A)</answer>",
+            "<think>The circle is at x 10–80, y 20–90: top left.</think> <answer>(A)</answer>",
+        ],
+        "question": [question] * 2,
+        "options": [["top left", "top right", "bottom left", "bottom right"]] * 2,
+        "answer": ["A", "A"],
+        "kind": ["O", "O→O"],
+    }
+    found = trace_audit.early_answers(rows)
+    assert found["named_early"] == 1 and found["by_kind"] == {"O": 1, "O→O": 0} and found["flagged"]
+    steps = {
+        "steps": [
+            [{"question": "Which object is left of the star?"}, {"question": "What colour is the heart?"}],
+            [{"question": "Where is the heart relative to the star?"}, {"question": "Which is the heart?"}],
+        ],
+        "options": [["red", "blue", "green", "pink"], ["heart", "star", "cross", "circle"]],
+        "answer": ["A", "A"],
+    }
+    assert trace_audit.steps_naming_gold(steps) == {"steps": 4, "naming_gold": 2, "share": 0.5, "flagged": True}
+
+
+def test_a_phrase_only_one_outcome_uses_is_flagged():
+    rng = random.Random(2)
+    leaky = {
+        "count": {
+            "X→O": [(_chain(rng) + " So my first pass was wrong.", 0) for _ in range(120)],
+            "X→X": [(_chain(rng) + " So nothing changes here.", 0) for _ in range(120)],
+        }
+    }
+    clean = {
+        "count": {kind: [(_chain(rng) + " The first pass gave it.", 0) for _ in range(120)] for kind in ("X→O", "X→X")}
+    }
+    found = trace_audit.exclusive_phrases(leaky)
+    assert found["X→O"]["flagged"] and found["X→X"]["flagged"] and found["X→O"]["share"] == 1.0
+    assert any("my first pass" in example for example in found["X→O"]["examples"])
+    assert not any(result["flagged"] for result in trace_audit.exclusive_phrases(clean).values())
+
+
+def test_diversity_counts_sentence_templates_and_words_after_the_cue():
+    rng = random.Random(3)
+    n = trace_audit.MIN_TEMPLATE_SENTENCES  # two sentences each: enough to judge
+    monotone = ["I find the circle at x 10–20, y 30–40. So the answer is 2."] * n
+    varied = [
+        " ".join(f"{rng.choice(WORDS)} {rng.choice(WORDS)} {rng.choice(WORDS)} at x {i}." for i in range(4))
+        for _ in range(n)
+    ]
+    options = [["1", "2", "3", "4"]] * n
+    long_after_cue = [" ".join(["word"] * 120)] * trace_audit.MIN_JUDGED
+    flat = trace_audit.diversity(monotone, options, {"circle"}, long_after_cue)
+    assert flat["templates"] == 2 and flat["top_share"] == 1.0 and flat["flagged"]
+    rich = trace_audit.diversity(varied, options, set(), long_after_cue)
+    assert rich["top_share"] <= trace_audit.TEMPLATE_SHARE_LIMIT and not rich["flagged"]
+    assert rich["words_after_cue_median"] == 120
+    assert trace_audit.diversity(varied, options, set(), ["a few words"] * trace_audit.MIN_JUDGED)["flagged"]
+    few = trace_audit.diversity(monotone[:100], options, {"circle"}, ["a few words"] * 10)
+    assert few["top_share"] == 1.0 and not few["flagged"]  # too few sentences and continuations to judge
+    template = trace_audit.sentence_template("The red circle at x 10–20 is the circle.", {"circle"})
+    assert template == "the _ at x # is the _"
+
+
+def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build):
+    output, info = builtin_build
+    report = info[trace_audit.BUILD_INFO_KEY]
+    assert json.loads((output / "lgt_build.json").read_text())[trace_audit.BUILD_INFO_KEY] == report
+    assert set(report["configs"]) == {"mcq_stage2", "traces_stage1", "traces_stage2", "dpo_stage1", "dpo_stage2"}
+    assert {"slips", "early_answers", "phrases", "diversity"} <= set(report["configs"]["traces_stage1"])
+    card = (output / "README.md").read_text()
+    assert "## Trace and pair audit" in card and "**(c) Answer before evidence.**" in card
+    for template, result in report["configs"]["traces_stage1"]["slips"].items():
+        assert f"| {template} | {result['short_cots']:,} |" in card
+    assert report["configs"]["traces_stage1"]["early_answers"]["named_early"] == 0
+    assert report["configs"]["mcq_stage2"]["steps"]["share"] <= trace_audit.STEP_NAMING_LIMIT
+
+
+def test_a_flagged_line_fails_a_strict_build_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(trace_audit, "MIN_WORDS_AFTER_CUE", 10_000)  # no continuation is that long: (e) flags
+    args = ["build", "--num-images", "30", "--configs", "traces_stage1", "--output", str(tmp_path / "x")]
+    assert main(args) == 0 and "TRACE AUDIT" in capsys.readouterr().err
+    assert main([*args, "--strict"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith("lgt: error: the trace audit finds") and "diversity" in error[-1]
+
+
+@pytest.mark.slow
+def test_the_default_build_meets_every_target(tmp_path):
+    """The default settings: (a) every judged template within five points of its majority rate, (b) no judged pair
+    of independent chains of thought read above 60%, (c) no trace naming its answer before an observation and few
+    steps naming the gold option, (d) no phrase pool, (e) diverse sentences and continuations that work."""
+    configs = ("mcq_stage1", "mcq_stage2", "traces_stage1", "traces_stage2", "dpo_stage1", "dpo_stage2")
+    info = build(source="scenes", output=str(tmp_path / "lgt"), configs=configs, num_proc=2)
+    report = info[trace_audit.BUILD_INFO_KEY]
+    assert not report["flagged"], report["flagged"]
+    slips = report["configs"]["traces_stage1"]["slips"]
+    assert len(slips) == 9 and all(result["judged"] for result in slips.values())
