@@ -214,12 +214,19 @@ class Scene:
 
 
 class Entry(NamedTuple):
-    """What a source's cheap, ordered first pass knows of an image; ``payload`` lets a worker make the ``Scene``."""
+    """What a source's cheap, ordered first pass knows of an image; ``payload`` lets a worker make the ``Scene``.
+
+    ``names`` and ``attributes``: the words its objects are named and described by, as written. Every machine of a
+    sharded build reads every entry, so the vocabulary distractors are drawn from is the whole source's, whichever
+    images a machine builds.
+    """
 
     image_id: str
     payload: Any
     origin: str  # the file and the record within it, for a duplicate-id message and reject
     record: str
+    names: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:

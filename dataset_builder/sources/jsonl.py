@@ -42,6 +42,26 @@ def _image_id(fields: Fields, line_no: int) -> str:
     return fields.text("image_id", default=f"line-{line_no}")
 
 
+def _words(data: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names and attributes of a line's objects that are valid text, read without checking the rest (the
+    worker that parses the line does): what the line adds to the source's vocabulary."""
+    objects = data.get("objects")
+    objects = [obj for obj in objects if type(obj) is dict] if type(objects) is list else []
+    names = [obj.get("name") for obj in objects]
+    attributes = [a for obj in objects if type(obj.get("attributes")) is list for a in obj["attributes"]]
+    return tuple(filter(_is_text, names)), tuple(filter(_is_text, attributes))
+
+
+def _is_text(value) -> bool:
+    """Text a row may hold (no lone surrogate) and that says something (not blank)."""
+    if type(value) is not str or not value.strip():
+        return False
+    try:
+        return value.isascii() or bool(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+
+
 def _parse(line: str, line_no: int, path: str) -> Scene:
     """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
     fields = _fields(line, line_no, path)
@@ -110,14 +130,15 @@ class JsonlSource:
                     line = raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
                     if not line.strip():
                         continue
-                    image_id = _image_id(_fields(line, line_no, self.path), line_no)
+                    fields = _fields(line, line_no, self.path)
+                    image_id = _image_id(fields, line_no)
                 except UnicodeDecodeError as err:
                     yield InputError(self.path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
                     continue
                 except InputError as err:
                     yield err
                     continue
-                yield Entry(image_id, (line_no, line), self.path, f"line {line_no}")
+                yield Entry(image_id, (line_no, line), self.path, f"line {line_no}", *_words(fields.data))
 
     def scene(self, payload: tuple[int, str]) -> Scene:
         line_no, line = payload
