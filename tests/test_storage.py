@@ -9,10 +9,11 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import COCO_MINI
 from datasets import load_dataset
 from lgt.build import build
 from lgt.builder import LGTBuilder
-from lgt.images import fit_pixels
+from lgt.images import HEADER_START, fit_pixels, image_size
 from lgt.sources.builtin import BuiltinSource
 from PIL import Image
 
@@ -73,6 +74,30 @@ def test_fit_pixels_keeps_the_aspect_ratio_within_the_budget():
     Image.new("RGB", (3000, 1000)).save(jpeg, format="JPEG")
     data, suffix, width, height = fit_pixels(jpeg.getvalue(), 10_000)
     assert suffix == ".jpg" and Image.open(io.BytesIO(data)).format == "JPEG" and (width, height) == (173, 57)
+
+
+def test_the_header_read_finds_the_size_pil_finds(tmp_path):
+    """`--images path` reads one header per image: PNG and JPEG headers are read without PIL, which must agree,
+    also past a large EXIF segment and for progressive, grey and CMYK files; other formats go to PIL."""
+    made = []
+    for mode, fmt, options in [
+        ("RGB", "PNG", {}),
+        ("P", "PNG", {}),
+        ("I;16", "PNG", {}),
+        ("RGB", "JPEG", {"progressive": True}),
+        ("L", "JPEG", {}),
+        ("CMYK", "JPEG", {}),
+        ("RGB", "JPEG", {"exif": b"Exif\x00\x00" + os.urandom(3 * HEADER_START)}),
+        ("RGB", "GIF", {}),
+        ("RGB", "WEBP", {}),
+    ]:
+        path = tmp_path / f"{len(made)}.{fmt.lower()}"
+        Image.new("L" if mode == "I;16" else "RGB", (37, 21)).convert(mode).save(path, format=fmt, **options)
+        made.append(path)
+    coco = sorted((COCO_MINI / "images").rglob("*.jpg"))[:20] if (COCO_MINI / "images").is_dir() else []
+    for path in made + coco:
+        with Image.open(path) as image:
+            assert image_size(str(path), "r") == image.size, path
 
 
 def test_max_pixels_downscales_images_and_scales_boxes(small_coco, tmp_path):
