@@ -22,6 +22,7 @@ import random
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import pyarrow as pa
@@ -32,7 +33,7 @@ from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__, audit, trace_stats
-from .builder import SPLITS, LGTBuilder, Survey, unit_files
+from .builder import SPLITS, LGTBuilder, SceneImages, Survey, arrow_files, image_columns, unit_files
 from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, Engine, GenerationCache, default_cache_path
@@ -91,30 +92,49 @@ def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
 
 
 def _arrow_to_parquet(
-    builder: LGTBuilder, config: str, out_dir: str, survey: Survey, shard: tuple[int, int] | None
-) -> dict[str, int]:
-    """Write each of the build's units as ``<split>-<unit>-of-<units>.parquet``, rows in order (grouped by image).
+    builder: LGTBuilder,
+    config: str,
+    out_dir: str,
+    survey: Survey,
+    shard: tuple[int, int] | None,
+    images: SceneImages | None,
+    workers: int | None,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Write each of the build's units as ``<split>-<unit>-of-<units>.parquet``, rows in order (grouped by image);
+    ``images``: the scenes' images, put back into rows whose Arrow files hold none (``images_by_reference``).
+    Returns the rows written and the bytes the images put back add to the rows in an Arrow cache, per split.
 
     A unit without rows gets an empty file, so every name a split's files have exists once the parts are merged.
+    Files are written by ``workers`` threads at once (Arrow reads and parquet writes release the GIL).
     """
-    rows = {}
     os.makedirs(out_dir, exist_ok=True)
+    features = STAGES[config].features
+    unstored = image_columns(features) if builder.images_by_reference and STAGES[config].parents else {}
+    fill = (lambda batch: images.fill(batch, unstored)) if unstored else None
+    jobs = []
     for split, owned in survey.owned(shard).items():
         units = survey.units[split]
         found = unit_files(builder, split, units) if split in builder.info.splits else {}
-        for unit in owned:
-            target = os.path.join(out_dir, f"{split}-{unit:05d}-of-{units:05d}.parquet")
-            with parquet_writer(target, STAGES[config].features) as writer:
-                _write_rows(writer, found.get(unit, []))
-            rows[split] = rows.get(split, 0) + pq.ParquetFile(target).metadata.num_rows
-    return rows
+        jobs += [(split, f"{split}-{unit:05d}-of-{units:05d}.parquet", found.get(unit, [])) for unit in owned]
+
+    def write(job) -> tuple[int, int]:
+        _, name, pieces = job
+        with parquet_writer(os.path.join(out_dir, name), features) as writer:
+            added = _write_rows(writer, pieces, fill)
+        return pq.ParquetFile(os.path.join(out_dir, name)).metadata.num_rows, added
+
+    rows, added = {}, {}
+    with ThreadPoolExecutor(max_workers=workers or 1) as pool:
+        for (split, _, _), (count, size) in zip(jobs, pool.map(write, jobs), strict=True):
+            rows[split], added[split] = rows.get(split, 0) + count, added.get(split, 0) + size
+    return rows, added
 
 
-def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]]) -> None:
+def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], fill=None) -> int:
     """Copy the rows ``(Arrow file, first row, rows)`` of each piece into ``writer``, batch by batch (a memory map
-    would keep every page resident), in row groups of ~100 MB of expanded rows as datasets aims for, written one at
-    a time so memory stays flat."""
-    batches, group_rows = [], None
+    would keep every page resident), ``fill``-ing each batch's images, in row groups of ~100 MB of expanded rows as
+    datasets aims for, written one at a time so memory stays flat; return the bytes ``fill`` added."""
+    batches, group_rows, added = [], None, 0
     for path, first, length in pieces:
         with pa.OSFile(path) as source:
             position = 0
@@ -126,6 +146,9 @@ def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]]) ->
                         break
                     continue
                 batch = batch.slice(start - (position - batch.num_rows), end - start)
+                if fill:
+                    batch, size = fill(batch)
+                    added += size
                 group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
                 batches.append(batch)
                 if sum(b.num_rows for b in batches) >= group_rows:
@@ -133,6 +156,7 @@ def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]]) ->
                     batches = []
     if batches:
         writer.write_table(pa.Table.from_batches(batches), group_rows)
+    return added
 
 
 def code_version() -> str:
@@ -188,21 +212,28 @@ def build(
     arguments = {"source": kept.pop("source"), "configs": list(configs), **kept}
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info, reports, screened, survey = {}, {}, None, {}, {}, None
+        rows, num_bytes, source_info, reports, screened, survey, images = {}, {}, None, {}, {}, None, None
         started = time.time()
         made = needed(configs)
         for position, config in enumerate(made):  # the cache is fresh: a child finds its parent prepared there
-            builder = LGTBuilder.with_settings(config, staging.cache, **settings)
+            # Only the scenes' Arrow files hold images: the scratch disk holds each image once, not once per row.
+            builder = LGTBuilder.with_settings(config, staging.cache, images_by_reference=True, **settings)
             logger.info(f"Preparing {config}")
             prepared = time.time()
             builder.download_and_prepare(file_format="arrow", num_proc=num_proc)
             logger.debug(f"{config} prepared in {time.time() - prepared:.1f} s in {builder.cache_dir}")
-            survey = survey or Survey.load(builder.cache_dir)  # the root config, made first, surveyed the source
+            if survey is None:  # the root config, made first, surveyed the source and stores the images
+                survey = Survey.load(builder.cache_dir)
+                images = SceneImages(arrow_files(builder)) if builder.images_by_reference else None
             if config in configs:
                 logger.info(f"Writing {config} as parquet")
                 folder = os.path.join(staging.folder, config)
-                rows[config] = _arrow_to_parquet(builder, config, folder, survey, checked.shard)
-                num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
+                rows[config], added = _arrow_to_parquet(
+                    builder, config, folder, survey, checked.shard, images, num_proc
+                )
+                num_bytes[config] = {
+                    split: info.num_bytes + added[split] for split, info in builder.info.splits.items()
+                }
             source_info = builder.source_info
             if builder.generation:
                 *path, key = STAGES[config].report_key
@@ -211,7 +242,7 @@ def build(
                 screened[config] = builder.decontamination
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
-            if not any(config in inputs(later) for later in made[position + 1 :]):
+            if not any(config in inputs(later) for later in made[position + 1 :]) and not (images and position == 0):
                 shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
         info = {
             "lgt_version": __version__,

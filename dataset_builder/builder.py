@@ -48,8 +48,10 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets import Image
 from datasets.utils import logging
 from datasets.utils.tqdm import tqdm
 
@@ -165,9 +167,13 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     BUILDER_CONFIGS = [LGTConfig(name=name, description=stage.description) for name, stage in STAGES.items()]
     DEFAULT_CONFIG_NAME = DEFAULT_CONFIG
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, images_by_reference: bool = False, **kwargs):
+        """``images_by_reference``: configs made from others keep no image in their Arrow files, only the scenes
+        config does (``lgt build`` puts them back as it writes parquet: ``SceneImages``), so the scratch disk holds
+        each image once instead of once per row."""
         super().__init__(*args, **kwargs)
         self.config.check()
+        self.images_by_reference = images_by_reference and self.config.images == "embed"
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
         self.generation: dict | None = None  # what the last preparation asked of its models, and what they cost
         self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
@@ -211,9 +217,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         prepared = self._prepared_inputs(dl_manager.download_config.num_proc, force)
         survey = Survey.load(prepared[self.stage.parents[0]].cache_dir)
         survey.save(self._output_dir)  # every config's folder holds it: its children need no other
-        slices = _parent_slices([_files(prepared[parent]) for parent in self.stage.parents], survey.units)
-        lookup = SceneLookup.index(_files(prepared[root()])) if self.stage.looks_up_scenes else None
-        inputs = {config: _files(builder) for config, builder in prepared.items()}
+        slices = _parent_slices([arrow_files(prepared[parent]) for parent in self.stage.parents], survey.units)
+        lookup = SceneLookup.index(arrow_files(prepared[root()])) if self.stage.looks_up_scenes else None
+        inputs = {config: arrow_files(builder) for config, builder in prepared.items()}
         shared = self.stage.prepare(inputs, {"names": survey.names, "attributes": survey.attributes})
         drafts = self._generate(slices, lookup)
         screen = self._screen() if self.stage.family == "mcq" and self.config.benchmarks else None
@@ -236,7 +242,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         settings = {f.name: getattr(self.config, f.name) for f in SETTINGS}
         prepared = {}
         for config in inputs(self.config.name):
-            builder = LGTBuilder.with_settings(config, self._cache_dir_root, **settings)
+            builder = LGTBuilder.with_settings(
+                config, self._cache_dir_root, images_by_reference=self.images_by_reference, **settings
+            )
             builder.download_and_prepare(
                 file_format="arrow",
                 num_proc=num_proc,
@@ -337,8 +345,8 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             return {}
         prepared = self._prepared_inputs(num_proc)
         units = Survey.load(prepared[self.stage.parents[0]].cache_dir).units
-        slices = _parent_slices([_files(prepared[parent]) for parent in self.stage.parents], units)
-        lookup = SceneLookup.index(_files(prepared[root()])) if self.stage.looks_up_scenes else None
+        slices = _parent_slices([arrow_files(prepared[parent]) for parent in self.stage.parents], units)
+        lookup = SceneLookup.index(arrow_files(prepared[root()])) if self.stage.looks_up_scenes else None
         path = self._cache_path()
         # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
         empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
@@ -458,6 +466,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, shards, shared=None, drafts=None, lookup=None, screen=None):
         schema = self.info.features.arrow_schema
+        unstored = image_columns(self.info.features) if self.images_by_reference and self.stage.parents else {}
         for shard_index, shard in enumerate(shards):
             name = shard.name
             generated = _read_drafts(drafts, shard) if drafts else None
@@ -468,7 +477,12 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             rows, batch = [], 0
             for group in groups:
                 made = self.stage.rows(group, context)
-                rows.extend(_screened(made, group.image, screen[0]) if screen else made)
+                made = _screened(made, group.image, screen[0]) if screen else made
+                for row in made if unstored else ():
+                    row.update(
+                        {name: [None] * len(row[name]) if listed else None for name, listed in unstored.items()}
+                    )
+                rows.extend(made)
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
@@ -544,6 +558,48 @@ class SceneLookup:
         return Scene.from_row(record), record["image"]
 
 
+class SceneImages:
+    """The scenes config's stored images by image id, put back into the rows of a config whose Arrow files hold none
+    (``images_by_reference``) as they are written out, a batch at a time."""
+
+    def __init__(self, files: dict[str, list[tuple[str, int]]]):
+        tables = [pa.ipc.open_stream(pa.memory_map(path)).read_all() for paths in files.values() for path, _ in paths]
+        self.images = pa.chunked_array([t.column("image") for t in tables], type=Image().pa_type)
+        ids = itertools.chain.from_iterable(t.column("image_id").to_pylist() for t in tables)
+        self.position = {image_id: index for index, image_id in enumerate(ids)}
+
+    def fill(self, batch: pa.RecordBatch, columns: dict[str, bool]) -> tuple[pa.RecordBatch, int]:
+        """``batch`` with its image ``columns`` (``{name: is a list}``) holding each row's scene image, and the bytes
+        that added (each image's bytes and path: what the rows take more in an Arrow cache)."""
+        rows = pa.array([self.position[image_id] for image_id in batch.column("image_id").to_pylist()], pa.int64())
+        arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+        for name, listed in columns.items():
+            if not listed:
+                arrays[name] = self.images.take(rows).combine_chunks()
+                continue
+            lengths = pc.list_value_length(arrays[name]).fill_null(0)
+            repeated = pc.take(rows, pa.array(np.repeat(np.arange(len(rows)), lengths.to_numpy())))
+            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths.to_numpy())]), pa.int32())
+            values = self.images.take(repeated).combine_chunks()
+            arrays[name] = pa.ListArray.from_arrays(offsets, values, type=batch.schema.field(name).type)
+        added = 0
+        for name in columns:
+            stored = pc.list_flatten(arrays[name]) if columns[name] else arrays[name]
+            for part in ("bytes", "path"):
+                added += pc.sum(pc.binary_length(pc.struct_field(stored, part))).as_py() or 0
+        return pa.RecordBatch.from_arrays(list(arrays.values()), schema=batch.schema), added
+
+
+def image_columns(features: datasets.Features) -> dict[str, bool]:
+    """The columns of ``features`` that hold images: ``{name: whether a list of them}``."""
+    found = {}
+    for name, feature in features.items():
+        inner = getattr(feature, "feature", None)
+        if isinstance(feature, Image) or isinstance(inner, Image):
+            found[name] = not isinstance(feature, Image)
+    return found
+
+
 def arrow_shards(builder: datasets.DatasetBuilder, split: str) -> list[tuple[str, int]]:
     """The Arrow files of a prepared split and their row counts, in order; empty shards are left out.
 
@@ -570,7 +626,7 @@ def _screen_counts(folder: str) -> dict:
     return {"checked": counts["checked"], "dropped": {"question": counts["question"], "image": counts["image"]}}
 
 
-def _files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, int]]]:
+def arrow_files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, int]]]:
     """A prepared config's Arrow files and their row counts, per split."""
     return {split: arrow_shards(builder, split) for split in builder.info.splits}
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from ..errors import InputError
 from ..images import image_size, local_image
-from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene
+from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene, finite
 
 
 def _fields(line: str, line_no: int, path: str) -> Fields:
@@ -62,18 +62,47 @@ def _is_text(value) -> bool:
         return False
 
 
+def _object(fields: Fields, index: int) -> SceneObject:
+    return SceneObject(
+        id=fields.whole("id", INT64, default=index),
+        name=fields.text("name"),
+        bbox=fields.numbers("bbox", 4),
+        attributes=fields.texts("attributes"),
+        score=fields.number("score", (0, 1), default=None),
+    )
+
+
+def _plain_object(item, index: int) -> SceneObject | None:
+    """The object as ``_object`` reads it, when every field is plainly what it must be (ASCII text, numbers in
+    range): the common case, read without ``Fields`` (a COCO-scale source has millions of objects). None otherwise:
+    ``Fields`` then reads it, and names what is wrong."""
+    if type(item) is not dict:
+        return None
+    object_id, name, bbox, attributes, score = (item.get(key) for key in ("id", "name", "bbox", "attributes", "score"))
+    object_id = index if object_id is None else object_id
+    attributes = [] if attributes is None else attributes
+    if (
+        type(object_id) is not int
+        or not INT64[0] <= object_id <= INT64[1]
+        or type(name) is not str
+        or not name.isascii()
+        or type(bbox) is not list
+        or len(bbox) != 4
+        or not all(map(finite, bbox))
+        or type(attributes) is not list
+        or not all(type(a) is str and a.isascii() for a in attributes)
+        or not (score is None or (finite(score) and 0 <= score <= 1))
+    ):
+        return None
+    return SceneObject(object_id, name, bbox, attributes, score)
+
+
 def _parse(line: str, line_no: int, path: str) -> Scene:
     """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
     fields = _fields(line, line_no, path)
     objects = [
-        SceneObject(
-            id=obj.whole("id", INT64, default=index),
-            name=obj.text("name"),
-            bbox=obj.numbers("bbox", 4),
-            attributes=obj.texts("attributes"),
-            score=obj.number("score", (0, 1), default=None),
-        )
-        for index, obj in enumerate(fields.records("objects", "object"))
+        _plain_object(item, index) or _object(Fields(item, path, f"line {line_no}", f"object {index}"), index)
+        for index, item in enumerate(fields.items("objects"))
     ]
     width, height = fields.whole("width", IMAGE_SIDE, default=None), fields.whole("height", IMAGE_SIDE, default=None)
     if (width is None) != (height is None):
