@@ -480,7 +480,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 made = _screened(made, group.image, screen[0]) if screen else made
                 for row in made if unstored else ():
                     row.update(
-                        {name: [None] * len(row[name]) if listed else None for name, listed in unstored.items()}
+                        {column: [None] * len(row[column]) if listed else None for column, listed in unstored.items()}
                     )
                 rows.extend(made)
                 if len(rows) >= ROWS_PER_TABLE:

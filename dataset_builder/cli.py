@@ -22,7 +22,7 @@ from .audit import MARGIN
 from .errors import BuildError, InputError, find_cause
 from .eval.cli import add_commands as add_eval_commands
 from .generation import CacheMissError, GenerationStats
-from .merge import JUDGE_SETTINGS
+from .merge import JUDGE_SETTINGS, split_judge
 from .settings import MODEL_HELP, PRESETS, SETTINGS, json_object
 from .stages import DEFAULT_CONFIG, STAGES
 
@@ -47,8 +47,9 @@ def _build(args) -> int:
     if args.dry_run:
         if not args.shards:
             return _print_bills(dry_run(configs=configs, num_proc=args.num_proc, **settings), settings)
+        part_settings, _ = split_judge(settings)  # the judge labels the merged build, which a dry run never makes
         parts = [
-            dry_run(configs=configs, num_proc=args.num_proc, shard=(index, args.shards), **settings)
+            dry_run(configs=configs, num_proc=args.num_proc, shard=(index, args.shards), **part_settings)
             for index in range(args.shards)
         ]
         return _print_part_bills(parts, settings)

@@ -23,7 +23,7 @@ from .builder import shard_cache
 from .errors import BuildError
 from .generation import ModelSpec
 from .generation.cache_merge import merge_caches
-from .merge import JUDGE_SETTINGS, merge
+from .merge import merge, split_judge
 from .settings import MODEL_ROLES, LGTConfig, check_names
 from .stages import root
 
@@ -79,9 +79,7 @@ def ray_build(
     if type(shards) is not int or shards < 1:
         raise ValueError(f"--shards must be a whole number from 1 up, not {shards!r}")
     check_names(settings)
-    judge = {name: settings[name] for name in JUDGE_SETTINGS if name in settings} if settings.get("judge") else {}
-    for name in ("judge", "judged_traces"):
-        settings.pop(name, None)
+    settings, judge = split_judge(settings)
     LGTConfig(name=root(), shard=(0, shards), **settings)  # every setting checked before any task starts
     output = os.path.realpath(output)
     parts = os.path.realpath(parts or output + ".parts")

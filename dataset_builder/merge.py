@@ -44,6 +44,13 @@ JUDGE_SETTINGS = ("judge", "judged_traces", "generation_cache", "cache_only", "e
 REPORTS = tuple(dict.fromkeys(stage.report_key[0] for stage in STAGES.values() if stage.report_key))
 
 
+def split_judge(settings: dict) -> tuple[dict, dict]:
+    """A build's settings as its parts' (no judge) and the merge's (the judge's, when one is named)."""
+    parts = {name: value for name, value in settings.items() if name not in ("judge", "judged_traces")}
+    judged = settings.get("judge") is not None
+    return parts, {name: settings[name] for name in JUDGE_SETTINGS if name in settings} if judged else {}
+
+
 class MergeError(ValueError):
     """Parts that do not make one build together; the message is one line saying which and why."""
 
@@ -135,7 +142,8 @@ def merge(
         raise TypeError(f"lgt merge takes the judge's settings only ({', '.join(JUDGE_SETTINGS)}), not {extra}")
     started = time.time()
     found = read_parts(list(parts))
-    first = found[0][1]
+    records = [record for _, record in found]
+    first = records[0]
     arguments = first["arguments"]
     judged = LGTConfig(name=first["configs"][0], seed=arguments["seed"], **judge)  # checked before any writing
     output = os.path.realpath(output)
@@ -148,23 +156,23 @@ def merge(
             "arguments": {**arguments, **_judge_record(judged)},
             "configs": first["configs"],
             "rows": {config: count_rows(staging.folder, config) for config in first["configs"]},
-            "num_bytes": added_all([info["num_bytes"] for _, info in found]),
+            "num_bytes": added_all([record["num_bytes"] for record in records]),
             "source": first["source"],
-            "rejects": sum(info["rejects"] for _, info in found),
+            "rejects": sum(record["rejects"] for record in records),
             "units": first["units"],
             "parts": len(found),
             **({"repo_id": repo_id} if repo_id else {}),
         }
         for key in REPORTS:
-            reports = [info[key] for _, info in found if key in info]
+            reports = [record[key] for record in records if key in record]
             if reports:
                 info[key] = added_all(reports, key)
-        screened = [info["decontamination"] for _, info in found if "decontamination" in info]
-        if screened:
-            info["decontamination"] = screened_report(screened)
+        screened = [record.get("decontamination") for record in records]
+        if any(screened):
+            info["decontamination"] = screened_report(_same_screening(screened))
         rejects = [reject for part, _ in found for reject in _read_jsonl(rejects_path(part))]
         # The parts' seconds added up (the machine time of the build), and the merge's own.
-        info["seconds"] = round(sum(info["seconds"] for _, info in found) + time.time() - started, 1)
+        info["seconds"] = round(sum(record["seconds"] for record in records) + time.time() - started, 1)
         complete(staging.folder, output, info, rejects, strict, judged)
         report = None
         if arguments["on_error"] == "skip":
@@ -176,6 +184,15 @@ def merge(
     if repo_id:
         push_card(output, repo_id, private, revision)
     return info
+
+
+def _same_screening(reports: list[dict | None]) -> list[dict]:
+    """The parts' decontamination reports, ``MergeError`` unless all screened against the same benchmarks alike (the
+    benchmark files are local paths, which the build record leaves out; what they held is in the report)."""
+    same = ("benchmarks", "question_rule", "image_rule")
+    if not all(reports) or any({k: r[k] for k in same} != {k: reports[0][k] for k in same} for r in reports):
+        raise MergeError("the parts were screened against different benchmarks (--benchmark): build them alike")
+    return reports
 
 
 def added_all(reports: list, where: str = ""):
@@ -223,4 +240,4 @@ def _read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-__all__ = ["JUDGE_SETTINGS", "MergeError", "merge", "read_parts"]
+__all__ = ["JUDGE_SETTINGS", "MergeError", "merge", "read_parts", "split_judge"]

@@ -215,3 +215,41 @@ def test_each_part_writes_its_own_cache_and_the_merged_cache_rebuilds_the_merged
 def cached(path) -> int:
     with GenerationCache(path) as cache:
         return len(cache)
+
+
+def test_skipped_records_are_counted_once_by_the_parts_as_by_the_whole_build(tmp_path, monkeypatch):
+    """A line that cannot be read is seen by every part (each reads every line) but counted by the first; a scene
+    whose image is missing only by the part that builds it. Merged, the count and the report are the whole build's."""
+    from conftest import write_image
+
+    monkeypatch.setattr("lgt.builder.SCENES_PER_UNIT", 4)
+    write_image(tmp_path / "a.png", size=(320, 240))
+    objects = [{"name": name, "bbox": box} for name, box in (("cup", [10, 10, 90, 80]), ("lamp", [200, 30, 300, 200]))]
+    lines = [
+        json.dumps({"image_id": f"img-{i}", "image": "a.png", "caption": f"scene {i}", "objects": objects})
+        for i in range(30)
+    ]
+    lines[7] = '{"image_id": 7'
+    lines[12] = lines[12].replace("a.png", "missing.png")
+    (tmp_path / "scenes.jsonl").write_text("\n".join(lines) + "\n")
+    settings = dict(source=f"jsonl:{tmp_path / 'scenes.jsonl'}", configs=("mcq_stage1",), on_error="skip")
+    whole = build(output=str(tmp_path / "whole"), **settings)
+    parts = [str(tmp_path / f"part{index}") for index in range(3)]
+    for index, part in enumerate(parts):
+        build(output=part, shard=(index, 3), **settings)
+    merged = merge(parts, output=str(tmp_path / "merged"))
+    assert whole["rejects"] == merged["rejects"] == 2
+    records = [json.loads(line)["record"] for line in (tmp_path / "merged.rejects.jsonl").read_text().splitlines()]
+    assert sorted(records) == ["img-12", "line 8"]  # the image, by its id; the line, by its number
+    assert_same_rows(tmp_path / "whole", tmp_path / "merged")
+
+
+def test_a_ray_part_asks_for_the_gpus_its_models_backend_takes():
+    from lgt.cluster import gpus_needed
+
+    vllm = {"writer": "vllm:Qwen/Qwen2.5-72B-Instruct", "teacher": "vllm:Qwen/Qwen2.5-VL-7B-Instruct"}
+    assert gpus_needed({**vllm, "engine_args": {"tensor_parallel_size": 4}}) == 4
+    assert gpus_needed({**vllm, "engine_args": {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}}) == 4
+    assert gpus_needed(vllm) == 1
+    assert gpus_needed({"writer": "openai:big@http://host:8000/v1", "engine_args": {"concurrency": 64}}) == 0
+    assert gpus_needed({"teacher": "transformers:tiny"}) == gpus_needed({}) == 0

@@ -122,6 +122,40 @@ def test_max_pixels_downscales_images_and_scales_boxes(small_coco, tmp_path):
         build(source=f"coco:{small_coco}", output=str(tmp_path / "x"), images="path", max_pixels=1000)
 
 
+def test_while_a_build_runs_only_the_scenes_arrow_files_hold_images(tmp_path, monkeypatch):
+    """The scratch disk holds each image once: the Arrow files of the configs made from the scenes hold none (an
+    image per row would be 8 copies of each for stage 1), and the images are put back as the parquet is written."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from lgt import build as build_module
+    from lgt.builder import arrow_files, image_columns
+
+    nulls = {}
+    write = build_module._arrow_to_parquet
+
+    def counting_write(builder, config, *args):
+        for name, listed in image_columns(builder.info.features).items():
+            for path, _ in (entry for paths in arrow_files(builder).values() for entry in paths):
+                column = pa.ipc.open_stream(pa.memory_map(path)).read_all().column(name)
+                column = pa.chunked_array([c.flatten() for c in column.chunks]) if listed else column
+                found = nulls.setdefault(config, [0, 0])
+                found[0], found[1] = found[0] + column.null_count, found[1] + len(column)
+        return write(builder, config, *args)
+
+    monkeypatch.setattr(build_module, "_arrow_to_parquet", counting_write)
+    build(source="scenes", num_images=12, output=str(tmp_path / "lgt"))
+    assert nulls["scenes"][0] == 0 and nulls["scenes"][1] == 12
+    held = {config: found for config, found in nulls.items() if config != "scenes"}
+    assert len(held) == 8 and all(found[0] == found[1] > 0 for found in held.values())  # mcq, sft, dpo, rl: none
+    for config in held:
+        for path in (tmp_path / "lgt" / config).glob("*.parquet"):
+            table = pq.read_table(path)
+            images = (
+                table.column("image") if "image" in table.column_names else pc.list_flatten(table.column("images"))
+            )
+            assert images.null_count == 0 and len(images) == table.num_rows
+
+
 def test_each_scene_is_rendered_once_per_build_and_only_asked_configs_are_written(tmp_path, monkeypatch):
     rendered = []
     render = BuiltinSource.scene
