@@ -1,5 +1,6 @@
-"""The default `lgt build` (1,000 built-in scenes, scenes + mcq_stage1): wall time and parquet size per config
-against the size of its distinct images.
+"""The default `lgt build` (1,000 built-in scenes, every config): wall time, the scratch disk it takes beside its
+output (its staging folder's Arrow cache, sampled while it runs) against the output's size, and parquet size per
+config against the size of its distinct images.
 
     python benchmarks/default_build.py                                  # this checkout's lgt, 2 rounds
     python benchmarks/default_build.py --lgt OLD/.venv/bin/lgt --lgt .venv/bin/lgt --rounds 3
@@ -22,6 +23,7 @@ import tempfile
 import time
 
 import pyarrow.parquet as pq
+from scratch import ScratchMeter, folder_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,15 +38,16 @@ def distinct_image_bytes(paths: list[str]) -> int:
     return sum(sizes.values())
 
 
-def timed_build(lgt: str, folder: str) -> float:
+def timed_build(lgt: str, folder: str) -> tuple[float, ScratchMeter]:
     shutil.rmtree(os.path.join(folder, "lgt"), ignore_errors=True)
     environment = {**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     started = time.perf_counter()
-    result = subprocess.run([lgt, "build"], cwd=folder, env=environment, capture_output=True, text=True)
+    with ScratchMeter(os.path.join(folder, "lgt")) as meter:
+        result = subprocess.run([lgt, "build"], cwd=folder, env=environment, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode:
         sys.exit(f"{lgt} build failed:\n{result.stderr}")
-    return elapsed
+    return elapsed, meter
 
 
 def main() -> None:
@@ -58,8 +61,15 @@ def main() -> None:
     times = {lgt: [] for lgt in executables}
     for round_ in range(args.rounds):
         for lgt in executables:
-            times[lgt].append(timed_build(lgt, folders[lgt]))
-            print(f"round {round_ + 1} {lgt}: {times[lgt][-1]:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+            elapsed, meter = timed_build(lgt, folders[lgt])
+            times[lgt].append(elapsed)
+            output = folder_bytes(os.path.join(folders[lgt], "lgt"))
+            print(
+                f"round {round_ + 1} {lgt}: {elapsed:.1f} s (load {os.getloadavg()[0]:.2f}); scratch: Arrow cache at "
+                f"most {meter.peak_cache / 1e6:.0f} MB = {meter.peak_cache / output:.2f}x the {output / 1e6:.0f} MB "
+                f"output (with the output being written {meter.peak_total / output:.2f}x)",
+                flush=True,
+            )
     for lgt in executables:
         print(f"\n{lgt}: median {statistics.median(times[lgt]):.1f} s over {len(times[lgt])} builds")
         for config in ("scenes", "mcq_stage1"):

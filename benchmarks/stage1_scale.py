@@ -5,8 +5,10 @@
 
 It writes a synthetic COCO-scale annotation set (≈7 objects per image from 80 categories, 5 captions joined) as
 JSON Lines with image files referenced, not decoded (`--images path`), then runs `lgt build --configs
-mcq_stage1` in a child process, sampling the RSS of its whole process tree. The floor is measured in the same
-run: building as many plain rows of the same shape in Python and writing them with pyarrow.
+mcq_stage1` in a child process, sampling the RSS of its whole process tree and the scratch disk of its staging
+folder (the Arrow cache beside the output it writes), and reads the time of each phase from its log (the scenes,
+mcq_stage1, then writing parquet, the audit and the card). The floor is measured in the same run: building as many
+plain rows of the same shape in Python and writing them with pyarrow.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scratch import ScratchMeter, folder_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CATEGORIES = [f"category {i}" for i in range(80)]
@@ -83,32 +88,40 @@ def run_build(annotations: str, output: str, num_proc: int) -> dict:
         output,
         "--num-proc",
         str(num_proc),
+        "-v",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     started = time.perf_counter()
     child = psutil.Popen(
         command, env=env, cwd=os.path.dirname(output), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    peak_tree, peak_single = 0, 0
-    while child.poll() is None:
-        try:
-            processes = [child, *child.children(recursive=True)]
-            rss = [p.memory_info().rss for p in processes]
-            peak_tree, peak_single = max(peak_tree, sum(rss)), max(peak_single, max(rss))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
+    peak_tree, peak_single, log = 0, 0, []
+    reader = threading.Thread(target=lambda: log.extend(child.stdout), daemon=True)  # a full pipe would block it
+    reader.start()
+    with ScratchMeter(output) as scratch:
+        while child.poll() is None:
+            try:
+                processes = [child, *child.children(recursive=True)]
+                rss = [p.memory_info().rss for p in processes]
+                peak_tree, peak_single = max(peak_tree, sum(rss)), max(peak_single, max(rss))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
     wall = time.perf_counter() - started
-    log = child.stdout.read()
+    reader.join()
     if child.returncode:
-        raise SystemExit(f"build failed:\n{log}")
+        raise SystemExit(f"build failed:\n{''.join(log)}")
     info = json.load(open(os.path.join(output, "lgt_build.json")))
     mcqs = sum(info["rows"]["mcq_stage1"].values())
+    phases = dict(re.findall(r"lgt: (\w+) prepared in ([\d.]+) s", "".join(log)))
     return {
         "mcqs": mcqs,
         "wall_s": wall,
         "peak_rss_tree_mb": peak_tree / 2**20,
         "peak_rss_single_mb": peak_single / 2**20,
+        "phases": {name: float(seconds) for name, seconds in phases.items()},
+        "scratch_mb": scratch.peak_cache / 1e6,
+        "output_mb": folder_bytes(output) / 1e6,
     }
 
 
@@ -157,7 +170,7 @@ def main() -> None:
     os.makedirs(args.work_dir, exist_ok=True)
     print(
         f"{'MCQs':>10} {'images':>8} {'wall s':>7} {'MCQs/s':>9} {'peak RSS tree MB':>17} "
-        f"{'largest process MB':>19} {'floor s':>8}"
+        f"{'largest process MB':>19} {'floor s':>8} {'vs floor':>9}"
     )
     for target in args.mcqs:
         num_images = round(target / MCQS_PER_IMAGE)
@@ -171,7 +184,16 @@ def main() -> None:
         print(
             f"{result['mcqs']:>10,} {num_images:>8,} {result['wall_s']:>7.1f} "
             f"{result['mcqs'] / result['wall_s']:>9,.0f} {result['peak_rss_tree_mb']:>17,.0f} "
-            f"{result['peak_rss_single_mb']:>19,.0f} {floor_s:>8.1f}",
+            f"{result['peak_rss_single_mb']:>19,.0f} {floor_s:>8.1f} {result['wall_s'] / floor_s:>9.1f}x",
+            flush=True,
+        )
+        phases = result["phases"]
+        rest = result["wall_s"] - sum(phases.values())
+        print(
+            "           phases: "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+            + f", the rest (start, parquet, audit, card) {rest:.1f} s; scratch {result['scratch_mb']:,.0f} MB "
+            f"for a {result['output_mb']:,.0f} MB output",
             flush=True,
         )
         shutil.rmtree(output, ignore_errors=True)

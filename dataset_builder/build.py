@@ -7,16 +7,22 @@ output untouched.
 
 Configs are prepared parents first (``scenes`` before ``mcq_stage1``) in one cache folder, so each image is decoded
 or rendered once per build; a parent that was not asked for is prepared but not written.
+
+A config's files are its work units' (``builder.py``): ``<split>-<unit>-of-<units>.parquet``, so part I of N of a
+build (``shard``) writes its units' files under the names they have in the whole build, and ``lgt merge`` (or a
+Hub repository the parts were pushed to) gathers them unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import pyarrow as pa
@@ -27,7 +33,7 @@ from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__, audit, trace_audit, trace_stats
-from .builder import SPLITS, LGTBuilder, arrow_shards
+from .builder import SPLITS, LGTBuilder, SceneImages, Survey, arrow_files, image_columns, unit_files
 from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, Engine, GenerationCache, default_cache_path
@@ -86,28 +92,96 @@ def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
     return [path]
 
 
-def _arrow_to_parquet(builder: LGTBuilder, config: str, out_dir: str) -> dict[str, int]:
-    """Rewrite the builder's Arrow shards as ``<split>-NNNNN-of-MMMMM.parquet``, in row order (grouped by image)."""
-    rows = {}
+def _arrow_to_parquet(
+    builder: LGTBuilder,
+    config: str,
+    out_dir: str,
+    survey: Survey,
+    shard: tuple[int, int] | None,
+    images: SceneImages | None,
+    workers: int | None,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Write each of the build's units as ``<split>-<unit>-of-<units>.parquet``, rows in order (grouped by image);
+    ``images``: the scenes' images, put back into rows whose Arrow files hold none (``images_by_reference``).
+    Returns the rows written and the bytes the images put back add to the rows in an Arrow cache, per split.
+
+    A unit without rows gets an empty file, so every name a split's files have exists once the parts are merged.
+    Files are written by ``workers`` threads at once (Arrow reads and parquet writes release the GIL).
+    """
     os.makedirs(out_dir, exist_ok=True)
-    for split in builder.info.splits:
-        shards = arrow_shards(builder, split)
-        for index, (path, _) in enumerate(shards):
-            target = os.path.join(out_dir, f"{split}-{index:05d}-of-{len(shards):05d}.parquet")
-            with parquet_writer(target, STAGES[config].features) as writer, pa.OSFile(path) as source:
-                # Read batch by batch (a memory map would keep every page resident). Row groups of ~100 MB of
-                # expanded rows, as datasets aims for, written one at a time so memory stays flat.
-                batches, group_rows = [], None
-                for batch in pa.ipc.open_stream(source):
-                    group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
-                    batches.append(batch)
-                    if sum(b.num_rows for b in batches) >= group_rows:
-                        writer.write_table(pa.Table.from_batches(batches), group_rows)
-                        batches = []
-                if batches:
+    features = STAGES[config].features
+    unstored = image_columns(features) if builder.images_by_reference and STAGES[config].parents else {}
+    fill = (lambda batch: images.fill(batch, unstored)) if unstored else None
+    jobs = []
+    for split, owned in survey.owned(shard).items():
+        units = survey.units[split]
+        found = unit_files(builder, split, units) if split in builder.info.splits else {}
+        jobs += [(split, f"{split}-{unit:05d}-of-{units:05d}.parquet", found.get(unit, [])) for unit in owned]
+
+    def write(job) -> tuple[int, int]:
+        _, name, pieces = job
+        with parquet_writer(os.path.join(out_dir, name), features) as writer:
+            added = _write_rows(writer, pieces, fill)
+        return pq.ParquetFile(os.path.join(out_dir, name)).metadata.num_rows, added
+
+    rows, added = {}, {}
+    with ThreadPoolExecutor(max_workers=workers or 1) as pool:
+        for (split, _, _), (count, size) in zip(jobs, pool.map(write, jobs), strict=True):
+            rows[split], added[split] = rows.get(split, 0) + count, added.get(split, 0) + size
+    return rows, added
+
+
+def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], fill=None) -> int:
+    """Copy the rows ``(Arrow file, first row, rows)`` of each piece into ``writer``, batch by batch (a memory map
+    would keep every page resident), ``fill``-ing each batch's images, in row groups of ~100 MB of expanded rows as
+    datasets aims for, written one at a time so memory stays flat; return the bytes ``fill`` added."""
+    batches, group_rows, added = [], None, 0
+    for path, first, length in pieces:
+        with pa.OSFile(path) as source:
+            position = 0
+            for batch in pa.ipc.open_stream(source):
+                start, end = max(first, position), min(first + length, position + batch.num_rows)
+                position += batch.num_rows
+                if end <= start:
+                    if position >= first + length:
+                        break
+                    continue
+                batch = batch.slice(start - (position - batch.num_rows), end - start)
+                if fill:
+                    batch, size = fill(batch)
+                    added += size
+                group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
+                batches.append(batch)
+                if sum(b.num_rows for b in batches) >= group_rows:
                     writer.write_table(pa.Table.from_batches(batches), group_rows)
-            rows[split] = rows.get(split, 0) + pq.ParquetFile(target).metadata.num_rows
-    return rows
+                    batches = []
+    if batches:
+        writer.write_table(pa.Table.from_batches(batches), group_rows)
+    return added
+
+
+def code_version() -> str:
+    """A hash of lgt's own code and prompt files: ``lgt merge`` joins only parts built by the same code."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for folder, subfolders, files in os.walk(package):
+        subfolders.sort()
+        for name in sorted(files):
+            if name.endswith((".py", ".txt")):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, package).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def drop_empty_splits(folder: str, rows: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Remove the files of each split that has no rows at all (a config's split is then absent, not empty)."""
+    for config, counts in rows.items():
+        for split in [split for split, count in counts.items() if not count]:
+            for path in split_files(folder, config, split):
+                os.remove(path)
+    return {config: {split: n for split, n in counts.items() if n} for config, counts in rows.items()}
 
 
 @takes_settings
@@ -141,19 +215,28 @@ def build(
     arguments = {"source": kept.pop("source"), "configs": list(configs), **kept}
     with staged_output(output, BUILD_INFO_FILE) as staging:
         rejects: dict[tuple, dict] = {}
-        rows, num_bytes, source_info, reports, screened = {}, {}, None, {}, {}
+        rows, num_bytes, source_info, reports, screened, survey, images = {}, {}, None, {}, {}, None, None
         started = time.time()
         made = needed(configs)
         for position, config in enumerate(made):  # the cache is fresh: a child finds its parent prepared there
-            builder = LGTBuilder.with_settings(config, staging.cache, **settings)
+            # Only the scenes' Arrow files hold images: the scratch disk holds each image once, not once per row.
+            builder = LGTBuilder.with_settings(config, staging.cache, images_by_reference=True, **settings)
             logger.info(f"Preparing {config}")
             prepared = time.time()
             builder.download_and_prepare(file_format="arrow", num_proc=num_proc)
             logger.debug(f"{config} prepared in {time.time() - prepared:.1f} s in {builder.cache_dir}")
+            if survey is None:  # the root config, made first, surveyed the source and stores the images
+                survey = Survey.load(builder.cache_dir)
+                images = SceneImages(arrow_files(builder)) if builder.images_by_reference else None
             if config in configs:
                 logger.info(f"Writing {config} as parquet")
-                rows[config] = _arrow_to_parquet(builder, config, os.path.join(staging.folder, config))
-                num_bytes[config] = {split: info.num_bytes for split, info in builder.info.splits.items()}
+                folder = os.path.join(staging.folder, config)
+                rows[config], added = _arrow_to_parquet(
+                    builder, config, folder, survey, checked.shard, images, num_proc
+                )
+                num_bytes[config] = {
+                    split: info.num_bytes + added[split] for split, info in builder.info.splits.items()
+                }
             source_info = builder.source_info
             if builder.generation:
                 *path, key = STAGES[config].report_key
@@ -162,40 +245,29 @@ def build(
                 screened[config] = builder.decontamination
             for reject in builder.rejects:
                 rejects.setdefault((reject["file"], reject["record"]), reject)
-            if not any(config in inputs(later) for later in made[position + 1 :]):
+            if not any(config in inputs(later) for later in made[position + 1 :]) and not (images and position == 0):
                 shutil.rmtree(builder.cache_dir, ignore_errors=True)  # nothing reads it any more: free the disk
-        empty = _refuse_empty(configs, rows, list(rejects.values()), output, reports)
-        for config in empty:
-            shutil.rmtree(os.path.join(staging.folder, config), ignore_errors=True)
         info = {
             "lgt_version": __version__,
+            "lgt_code": code_version(),
             "datasets_version": datasets.__version__,
             "arguments": arguments,
-            "configs": [config for config in configs if config not in empty],
-            "rows": {config: counts for config, counts in rows.items() if config not in empty},
+            "configs": list(configs),
+            "rows": rows,
             "num_bytes": num_bytes,  # Arrow size per split: what load_dataset's cache of the parquet files takes
             "source": source_info,
             "rejects": len(rejects),
+            "units": survey.units,  # work units per split: the files of each config's split
             "seconds": round(time.time() - started, 1),
+            **reports,
         }
-        info.update(reports)
         if screened:
-            info["decontamination"] = _screened_report(list(screened.values()))
-        traced_configs = [name for name in configs_of("traces") if rows.get(name)]
-        if checked.judge and traced_configs:
-            info["trace_judge"] = _judge_traces(staging.folder, traced_configs, checked)
-        audited = tuple(name for name in configs_of("mcq") if rows.get(name))
-        if audited:
-            info[audit.BUILD_INFO_KEY] = audit.audit_build(staging.folder, audited)
-            audit.enforce(info[audit.BUILD_INFO_KEY], strict)
-        traced, paired = (tuple(name for name in configs_of(family) if rows.get(name)) for family in ("traces", "dpo"))
-        if traced or paired:
-            info[trace_audit.BUILD_INFO_KEY] = trace_audit.audit_build(staging.folder, traced, paired, audited)
-            trace_audit.enforce(info[trace_audit.BUILD_INFO_KEY], strict)
-        write_card(staging.folder, info)
-        info["seconds"] = round(time.time() - started, 1)  # all of it: every config, the audits and the card
-        with open(os.path.join(staging.folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
+            info["decontamination"] = screened_report(list(screened.values()))
+        if checked.shard:  # a part: ``lgt merge`` leaves out what the whole comes out without, and audits it
+            info["shard"] = list(checked.shard)
+            write_info(staging.folder, info, started)
+        else:
+            complete(staging.folder, output, info, list(rejects.values()), strict, checked, started)
         report = None  # without --on-error skip a report from an earlier build no longer describes this one
         if checked.on_error == "skip":
             report = staging.path("rejects.jsonl")
@@ -203,6 +275,52 @@ def build(
                 f.writelines(json.dumps(reject) + "\n" for reject in rejects.values())
         staging.commit({rejects_path(output): report})
     return info
+
+
+def complete(
+    folder: str,
+    output: str,
+    info: dict,
+    rejects: list[dict],
+    strict: bool,
+    judged: LGTConfig,
+    started: float,
+    spent: float = 0.0,
+) -> None:
+    """What a whole build does once its files are written in ``folder`` (staged for ``output``) by ``build`` or
+    ``lgt merge``, updating ``info``: leave out the splits and derived configs that came out empty
+    (``EmptyBuildError`` where that cannot be), have the judge label the traces (``judged.judge``), audit the MCQs,
+    the traces and the pairs, and write the build info and the card (``write_info``: ``started``, ``spent``)."""
+    rows = drop_empty_splits(folder, info["rows"])
+    empty = _refuse_empty(tuple(info["configs"]), rows, rejects, output, info)
+    for config in empty:
+        shutil.rmtree(os.path.join(folder, config), ignore_errors=True)
+    info["configs"] = [config for config in info["configs"] if config not in empty]
+    info["rows"] = {config: counts for config, counts in rows.items() if config not in empty}
+    traced_configs = [name for name in configs_of("traces") if info["rows"].get(name)]
+    if judged.judge and traced_configs:
+        info["trace_judge"] = _judge_traces(folder, traced_configs, judged)
+    audited = tuple(name for name in configs_of("mcq") if info["rows"].get(name))
+    if audited:
+        info[audit.BUILD_INFO_KEY] = audit.audit_build(folder, audited)
+        audit.enforce(info[audit.BUILD_INFO_KEY], strict)
+    traced, paired = (
+        tuple(name for name in configs_of(family) if info["rows"].get(name)) for family in ("traces", "dpo")
+    )
+    if traced or paired:
+        info[trace_audit.BUILD_INFO_KEY] = trace_audit.audit_build(folder, traced, paired, audited)
+        trace_audit.enforce(info[trace_audit.BUILD_INFO_KEY], strict)
+    write_info(folder, info, started, spent)
+
+
+def write_info(folder: str, info: dict, started: float, spent: float = 0.0) -> None:
+    """The card where there are rows to describe (a part of a build may have none), and ``lgt_build.json``, whose
+    ``seconds`` are ``spent`` (a merge's parts) and all since ``started``: every config, the audits and the card."""
+    if any(any(counts.values()) for counts in info["rows"].values()):
+        write_card(folder, info)
+    info["seconds"] = round(spent + time.time() - started, 1)
+    with open(os.path.join(folder, BUILD_INFO_FILE), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
 
 
 def _judge_traces(folder: str, configs: list[str], config: LGTConfig) -> dict:
@@ -221,7 +339,7 @@ def _judge_traces(folder: str, configs: list[str], config: LGTConfig) -> dict:
         judge.close()
 
 
-def _screened_report(reports: list[dict]) -> dict:
+def screened_report(reports: list[dict]) -> dict:
     """The decontamination of every MCQ config as one report: the same benchmarks and rules, counts added up."""
     return {
         **reports[0],

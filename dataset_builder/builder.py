@@ -8,12 +8,19 @@ by image id: ``SceneLookup``). A child builder prepares its parents in the same 
 there already prepared (``lgt build`` prepares the configs in order).
 
 Splits are disjoint by image: an image's split is fixed by a hash of its id, so every config built from the same
-source agrees on it and adding images never moves an old one. For the root, one process streams the source's cheap
-entries (id, names, a small payload) into shard files per split, checking ids for duplicates; the ``num_proc``
-workers then turn shards into tables, each parsing, rendering or decoding and checking only its own scenes. A child
-config's workers read slices of the parents' Arrow files, memory-mapped, cut between images. Rows of one image are
-consecutive in every config, which is what lets a stage see an image's questions (or an MCQ's traces) together and
-the parquet files store each image once (see ``build.py``).
+source agrees on it and adding images never moves an old one. Work units are fixed buckets of image ids too: a
+split of N images has ceil(N / ``SCENES_PER_UNIT``) units, an image's unit another hash of its id. Whatever a stage
+keeps even along its stream of rows (answer letters and classes, ``Stage.shard_state``) is kept per unit, so a
+unit's rows are the same whichever process or machine makes it, and part I of N of a build (``shard``) is a set of
+units: N parts, merged, are row for row the whole build.
+
+For the root, one process streams the source's cheap entries (id, words, a small payload) into a scratch file per
+split, checking ids for duplicates, and surveys them (``Survey``: the units, the vocabulary); the ``num_proc``
+workers then turn units into tables, each parsing, rendering or decoding and checking only its own scenes. A child
+config's workers read a unit's rows of the parents' Arrow files, memory-mapped. Rows of one image are consecutive
+in every config, which is what lets a stage see an image's questions (or an MCQ's traces) together and the parquet
+files store each image once (see ``build.py``), and a unit's rows are consecutive, in the order of its images in
+the source.
 
 Model calls (an LLM writing stage 1 or composing stage 2, a VLM teacher and a reasoner writing traces) happen in
 the process that drives the build, the whole stage in one engine call (``Stage.generate``); the workers read the
@@ -37,10 +44,14 @@ import pickle
 import shutil
 import tempfile
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import datasets
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Image
 from datasets.utils import logging
 from datasets.utils.tqdm import tqdm
 
@@ -66,26 +77,90 @@ CITATION = """@misc{acuna2025longgroundedthoughts,
   url           = {https://arxiv.org/abs/2511.05705}
 }"""
 SPLITS = ("train", "validation", "test")
-SCENES_PER_SHARD = 256  # small enough that a 1,000-image build already spreads over --num-proc workers
+# Images per work unit: a long enough stream for what a stage keeps even along it, and few enough that a 1,000-image
+# build already spreads over --num-proc workers.
+SCENES_PER_UNIT = 256
 ROWS_PER_TABLE = 1000
+SURVEY_FILE = "lgt_survey.json"  # beside every config's Arrow files: what the source's survey found
 
 # What a scene read for its caption and boxes holds in place of its image.
 _NO_IMAGE = {"bytes": None, "path": ""}
 
 
-class ParentSlice(NamedTuple):
-    """A worker's share of a parent config's split: ``length`` rows from ``start`` of one Arrow file."""
+class SourceUnit(NamedTuple):
+    """A worker's share of the source: the entries of one unit, pickled at ``offsets`` of a scratch file."""
 
-    name: str  # "<split>-NNNNN", stable across runs and --num-proc
+    name: str  # "<split>-NNNNN": the unit, the same on every machine
     path: str
-    start: int
-    length: int
+    offsets: tuple[int, ...]
+
+
+class ParentSlice(NamedTuple):
+    """A worker's share of a child config: one unit's rows of the parents, ``(Arrow file, first row, rows)`` each."""
+
+    name: str  # "<split>-NNNNN": the unit
+    pieces: tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What the first pass over the whole source found, for every config of a build (or of a part of one).
+
+    ``units``: how many work units each split has; ``names``, ``attributes``: every word the source's objects are
+    named and described by, which distractors are drawn from.
+    """
+
+    units: dict[str, int]
+    names: list[str]
+    attributes: list[str]
+
+    def owned(self, shard: tuple[int, int] | None) -> dict[str, list[int]]:
+        """The units of each split a build makes: all, or for part I of N every Nth, counted across the splits."""
+        owned, position = {}, 0
+        for split, count in self.units.items():
+            owned[split] = [u for u in range(count) if shard is None or (position + u) % shard[1] == shard[0]]
+            position += count
+        return owned
+
+    def save(self, folder: str) -> None:
+        with open(os.path.join(folder, SURVEY_FILE), "w", encoding="utf-8") as f:
+            json.dump(asdict(self), f)
+
+    @classmethod
+    def load(cls, folder: str) -> Survey:
+        try:
+            with open(os.path.join(folder, SURVEY_FILE), encoding="utf-8") as f:
+                return cls(**json.load(f))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{folder} was prepared by an older lgt (no {SURVEY_FILE}): prepare it again "
+                "(download_mode='force_redownload')"
+            ) from None
+
+
+def _hashes(image_id: str) -> tuple[int, int]:
+    """Two independent 64-bit hashes of an image id: the first picks its split, the second its unit."""
+    digest = hashlib.sha1(image_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:16], "big")
+
+
+def _split_at(share: int, fractions: tuple[float, float, float]) -> str:
+    share /= 2**64
+    return SPLITS[0] if share < fractions[0] else SPLITS[1] if share < fractions[0] + fractions[1] else SPLITS[2]
 
 
 def split_of(image_id: str, fractions: tuple[float, float, float]) -> str:
     """The split of an image, from a hash of its id alone."""
-    share = int.from_bytes(hashlib.sha1(image_id.encode()).digest()[:8], "big") / 2**64
-    return SPLITS[0] if share < fractions[0] else SPLITS[1] if share < fractions[0] + fractions[1] else SPLITS[2]
+    return _split_at(_hashes(image_id)[0], fractions)
+
+
+def unit_of(image_id: str, units: int) -> int:
+    """The work unit of an image among its split's ``units``, from a hash of its id alone."""
+    return _hashes(image_id)[1] * units >> 64
+
+
+def unit_name(split: str, unit: int) -> str:
+    return f"{split}-{unit:05d}"
 
 
 class LGTBuilder(datasets.ArrowBasedBuilder):
@@ -96,9 +171,13 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     BUILDER_CONFIGS = [LGTConfig(name=name, description=stage.description) for name, stage in STAGES.items()]
     DEFAULT_CONFIG_NAME = DEFAULT_CONFIG
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, images_by_reference: bool = False, **kwargs):
+        """``images_by_reference``: configs made from others keep no image in their Arrow files, only the scenes
+        config does (``lgt build`` puts them back as it writes parquet: ``SceneImages``), so the scratch disk holds
+        each image once instead of once per row."""
         super().__init__(*args, **kwargs)
         self.config.check()
+        self.images_by_reference = images_by_reference and self.config.images == "embed"
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
         self.generation: dict | None = None  # what the last preparation asked of its models, and what they cost
         self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
@@ -143,9 +222,12 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     def _parent_splits(self, dl_manager) -> list[datasets.SplitGenerator]:
         force = dl_manager.download_config.force_download
         prepared = self._prepared_inputs(dl_manager.download_config.num_proc, force)
-        slices = _parent_slices([_files(prepared[parent]) for parent in self.stage.parents])
-        lookup = SceneLookup.index(_files(prepared[root()])) if self.stage.looks_up_scenes else None
-        shared = self.stage.prepare({config: _files(builder) for config, builder in prepared.items()})
+        survey = Survey.load(prepared[self.stage.parents[0]].cache_dir)
+        survey.save(self._output_dir)  # every config's folder holds it: its children need no other
+        slices = _parent_slices([arrow_files(prepared[parent]) for parent in self.stage.parents], survey.units)
+        lookup = SceneLookup.index(arrow_files(prepared[root()])) if self.stage.looks_up_scenes else None
+        inputs = {config: arrow_files(builder) for config, builder in prepared.items()}
+        shared = self.stage.prepare(inputs, {"names": survey.names, "attributes": survey.attributes})
         drafts = self._generate(slices, lookup)
         screen = self._screen() if self.stage.family == "mcq" and self.config.benchmarks else None
         kwargs = {"shared": shared, "drafts": drafts, "lookup": lookup, "screen": screen}
@@ -167,7 +249,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         settings = {f.name: getattr(self.config, f.name) for f in SETTINGS}
         prepared = {}
         for config in inputs(self.config.name):
-            builder = LGTBuilder.with_settings(config, self._cache_dir_root, **settings)
+            builder = LGTBuilder.with_settings(
+                config, self._cache_dir_root, images_by_reference=self.images_by_reference, **settings
+            )
             builder.download_and_prepare(
                 file_format="arrow",
                 num_proc=num_proc,
@@ -178,26 +262,28 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return prepared
 
     def _parent_groups(self, piece: ParentSlice, lookup: SceneLookup | None, images: bool = True):
-        """A ``Group`` per image of a parent slice: the parent's rows of that image, in order.
+        """A ``Group`` per image of a unit's parent rows: the parent's rows of that image, in order.
 
         The scene is read from the row itself when the parent is the scenes config, else looked up; the image is the
         one stored with the rows, read once per image (an MCQ parent repeats the same bytes on every row), else
-        looked up. ``images=False``: captions and boxes only, no image is read.
+        looked up. ``images=False``: captions and boxes only, no image is read. An image's rows never straddle two
+        Arrow files (tables end between images), so each piece is read on its own.
         """
-        with pa.memory_map(piece.path) as source:
-            table = pa.ipc.open_stream(source).read_all().slice(piece.start, piece.length)
-            stored = table.column("image") if "image" in table.column_names else None
-            rows = (table.drop_columns(["image"]) if stored is not None else table).to_pylist()
-            start = 0
-            for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
-                group = list(group)
-                image = stored[start].as_py() if stored is not None and images else None
-                start += len(group)
-                if "width" in group[0]:  # a scenes row
-                    yield Group(Scene.from_row({**group[0], "image": image or _NO_IMAGE}), image, group)
-                    continue
-                scene, found = lookup.scene(image_id) if lookup else (None, None)
-                yield Group(scene, image or found, group)
+        for path, first, length in piece.pieces:
+            with pa.memory_map(path) as source:
+                table = pa.ipc.open_stream(source).read_all().slice(first, length)
+                stored = table.column("image") if "image" in table.column_names else None
+                rows = (table.drop_columns(["image"]) if stored is not None else table).to_pylist()
+                start = 0
+                for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
+                    group = list(group)
+                    image = stored[start].as_py() if stored is not None and images else None
+                    start += len(group)
+                    if "width" in group[0]:  # a scenes row
+                        yield Group(Scene.from_row({**group[0], "image": image or _NO_IMAGE}), image, group)
+                        continue
+                    scene, found = lookup.scene(image_id) if lookup else (None, None)
+                    yield Group(scene, image or found, group)
 
     def _slice_groups(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup | None) -> dict[str, list]:
         """Every slice's groups, for a stage's models: with images only for a model that reads them."""
@@ -210,10 +296,15 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     # ---- model calls, in the process that drives the build: the whole stage in one engine call per step ----
 
+    def _cache_path(self) -> str:
+        """The generation cache this build reads and writes (a part writes its own: see ``shard_cache``)."""
+        path = str(self.config.generation_cache or default_cache_path())
+        return path if self.config.cache_only else shard_cache(path, self.config.shard)
+
     def _engines(self, cache: str | None = None, read_only: bool = False) -> dict[str, Engine | None]:
         """An engine per model role of the stage (None where the role has no model), sharing one cache (opened only
         for reading where the build only reads it)."""
-        path = cache or self.config.generation_cache or default_cache_path()
+        path = cache or self._cache_path()
         if self.config.cache_only and not os.path.isfile(path):
             raise CacheMissError(
                 f"no generation cache at {path} (cache-only mode): pass --cache FILE, or import the cache "
@@ -261,9 +352,10 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         if not self.stage.calls_models(self.config):
             return {}
         prepared = self._prepared_inputs(num_proc)
-        slices = _parent_slices([_files(prepared[parent]) for parent in self.stage.parents])
-        lookup = SceneLookup.index(_files(prepared[root()])) if self.stage.looks_up_scenes else None
-        path = self.config.generation_cache or default_cache_path()
+        units = Survey.load(prepared[self.stage.parents[0]].cache_dir).units
+        slices = _parent_slices([arrow_files(prepared[parent]) for parent in self.stage.parents], units)
+        lookup = SceneLookup.index(arrow_files(prepared[root()])) if self.stage.looks_up_scenes else None
+        path = self._cache_path()
         # A cache that does not exist yet holds nothing: count against an empty one and leave no file behind.
         empty = None if os.path.isfile(path) or self.config.cache_only else tempfile.mkdtemp(prefix="lgt-bill-")
         engines = self._engines(os.path.join(empty, "empty.sqlite") if empty else None, read_only=not empty)
@@ -286,9 +378,12 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 "--images path references image files, but the built-in scenes are rendered in memory: "
                 "use --images embed"
             )
-        shards: dict[str, list[str]] = {split: [] for split in SPLITS}
-        open_shards: dict[str, tuple] = {}
+        # Every part reads every entry (a cheap pass), so all agree on the units and the vocabulary; a bad record is
+        # counted by the first part only, and every part stops at it under on_error="raise".
+        counts_rejects = not self.config.shard or self.config.shard[0] == 0
+        streams: dict[str, tuple] = {}  # split -> (scratch file, [(unit hash, offset)])
         first_seen: dict[str, str] = {}
+        names, attributes = set(), set()
         progress = tqdm(desc=f"Reading {source_label(self.config.source)}", unit=" images")
         try:
             for position, entry in enumerate(source.entries()):
@@ -296,44 +391,52 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                     problem = f"duplicate image id {entry.image_id!r} (first at {first_seen[entry.image_id]})"
                     entry = InputError(entry.origin, entry.record, problem)
                 if isinstance(entry, InputError):
-                    if self._reject(entry, position):
+                    if self._reject(entry, position, counts_rejects):
                         break  # what comes after the first bad record is not read; what came before is checked
                     continue
                 first_seen[entry.image_id] = entry.where
-                split = split_of(entry.image_id, self.config.split_fractions)
-                handle, count = open_shards.get(split, (None, SCENES_PER_SHARD))
-                if count == SCENES_PER_SHARD:
-                    if handle:
-                        handle.close()
-                    path = os.path.join(self._work_dir, f"{split}-{len(shards[split]):05d}.pickle")
-                    shards[split].append(path)
-                    handle, count = open(path, "wb"), 0
+                split_hash, unit_hash = _hashes(entry.image_id)
+                split = _split_at(split_hash, self.config.split_fractions)
+                if split not in streams:
+                    streams[split] = (open(os.path.join(self._work_dir, f"{split}.pickle"), "wb"), [])
+                handle, found = streams[split]
+                found.append((unit_hash, handle.tell()))
                 pickle.dump((position, entry.payload), handle, protocol=pickle.HIGHEST_PROTOCOL)
-                open_shards[split] = (handle, count + 1)
+                names.update(entry.names)
+                attributes.update(entry.attributes)
                 progress.update()
                 if self.config.num_images and len(first_seen) >= self.config.num_images:
                     break
         finally:
             progress.close()
-            for handle, _ in open_shards.values():
+            for handle, _ in streams.values():
                 handle.close()
         if not first_seen:
             bad = _read_rejects(os.path.join(self._work_dir, "rejects"))
             why = f"; all {len(bad):,} record(s) were bad, the first: {InputError.from_reject(bad[0])}" if bad else ""
             raise EmptyBuildError(f"{self.config.source}: no usable image in this source{why}")
         logger.info(f"{len(first_seen):,} images read from {source_label(self.config.source)}")
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"shards": paths})
-            for split, paths in shards.items()
-            if paths
-        ]
+        units = {split: math.ceil(len(streams[split][1]) / SCENES_PER_UNIT) for split in SPLITS if split in streams}
+        survey = Survey(units, sorted(names), sorted(attributes))
+        survey.save(self._output_dir)
+        generators = []
+        for split, owned in survey.owned(self.config.shard).items():
+            handle, found = streams[split]
+            members: list[list[int]] = [[] for _ in range(units[split])]
+            for unit_hash, offset in found:
+                members[unit_hash * units[split] >> 64].append(offset)
+            shards = [SourceUnit(unit_name(split, u), handle.name, tuple(members[u])) for u in owned]
+            if shards:
+                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards}))
+        return generators
 
     def _source(self):
         config = self.config
         return open_source(config.source, seed=config.seed, num_images=config.num_images, image_root=config.image_root)
 
-    def _reject(self, error: InputError, position: int) -> bool:
-        """Write a bad record down: to this process's reject list (``on_error="skip"``), or as fatal; return which.
+    def _reject(self, error: InputError, position: int, counted: bool = True) -> bool:
+        """Write a bad record down: to this process's reject list (``on_error="skip"``, unless another part of the
+        build counts it: ``counted=False``), or as fatal; return whether it was fatal.
 
         A fatal record (with its ``position`` in the source's order) stops the build once it is prepared: records
         after it are skipped, records before it are still checked, and ``_download_and_prepare`` reports the first
@@ -341,8 +444,11 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         exception reaches the main process as a bare ``DatasetGenerationError``.
         """
         fatal = self.config.on_error == "raise"
-        os.makedirs(os.path.join(self._work_dir, "fatal" if fatal else "rejects"), exist_ok=True)
-        path = os.path.join(self._work_dir, "fatal" if fatal else "rejects", f"{os.getpid()}.jsonl")  # no races
+        if not fatal and not counted:
+            return False
+        folder = os.path.join(self._work_dir, "fatal" if fatal else "rejects")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{os.getpid()}.jsonl")  # one file per process: no write races
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({**error.as_reject(), **({"position": position} if fatal else {})}) + "\n")
         return fatal
@@ -377,8 +483,9 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def _generate_tables(self, shards, shared=None, drafts=None, lookup=None, screen=None):
         schema = self.info.features.arrow_schema
+        unstored = image_columns(self.info.features) if self.images_by_reference and self.stage.parents else {}
         for shard_index, shard in enumerate(shards):
-            name = _shard_name(shard)
+            name = shard.name
             generated = _read_drafts(drafts, shard) if drafts else None
             context = Context(self.config, shared, generated, self.stage.shard_state(self.config, name))
             groups = (
@@ -387,7 +494,12 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             rows, batch = [], 0
             for group in groups:
                 made = self.stage.rows(group, context)
-                rows.extend(_screened(made, group.image, screen[0]) if screen else made)
+                made = _screened(made, group.image, screen[0]) if screen else made
+                for row in made if unstored else ():
+                    row.update(
+                        {column: [None] * len(row[column]) if listed else None for column, listed in unstored.items()}
+                    )
+                rows.extend(made)
                 if len(rows) >= ROWS_PER_TABLE:
                     yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
                     rows, batch = [], batch + 1
@@ -399,14 +511,14 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                     json.dump(index.counts, f)
                 index.counts.clear()
 
-    def _source_scenes(self, shard: str):
-        """The checked scenes of a source shard with their stored images; a bad record is rejected."""
+    def _source_scenes(self, unit: SourceUnit):
+        """The checked scenes of a source unit with their stored images; a bad record is rejected."""
         source = self._source()
         fatal = _read_rejects(os.path.join(self._work_dir, "fatal"))  # found so far, by any process
         first_fatal = min((reject["position"] for reject in fatal), default=math.inf)
-        for position, payload in _read_shard(shard):
+        for position, payload in _read_payloads(unit):
             if position > first_fatal:
-                break  # a shard is in the source's order: nothing after the first bad record matters
+                break  # a unit is in the source's order: nothing after the first bad record matters
             try:
                 scene = source.scene(payload)
                 image = self._image(scene)
@@ -468,6 +580,48 @@ class SceneLookup:
         return Scene.from_row(record), record["image"]
 
 
+class SceneImages:
+    """The scenes config's stored images by image id, put back into the rows of a config whose Arrow files hold none
+    (``images_by_reference``) as they are written out, a batch at a time."""
+
+    def __init__(self, files: dict[str, list[tuple[str, int]]]):
+        tables = [pa.ipc.open_stream(pa.memory_map(path)).read_all() for paths in files.values() for path, _ in paths]
+        self.images = pa.chunked_array([t.column("image") for t in tables], type=Image().pa_type)
+        ids = itertools.chain.from_iterable(t.column("image_id").to_pylist() for t in tables)
+        self.position = {image_id: index for index, image_id in enumerate(ids)}
+
+    def fill(self, batch: pa.RecordBatch, columns: dict[str, bool]) -> tuple[pa.RecordBatch, int]:
+        """``batch`` with its image ``columns`` (``{name: is a list}``) holding each row's scene image, and the bytes
+        that added (each image's bytes and path: what the rows take more in an Arrow cache)."""
+        rows = pa.array([self.position[image_id] for image_id in batch.column("image_id").to_pylist()], pa.int64())
+        arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+        for name, listed in columns.items():
+            if not listed:
+                arrays[name] = self.images.take(rows).combine_chunks()
+                continue
+            lengths = pc.list_value_length(arrays[name]).fill_null(0)
+            repeated = pc.take(rows, pa.array(np.repeat(np.arange(len(rows)), lengths.to_numpy())))
+            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths.to_numpy())]), pa.int32())
+            values = self.images.take(repeated).combine_chunks()
+            arrays[name] = pa.ListArray.from_arrays(offsets, values, type=batch.schema.field(name).type)
+        added = 0
+        for name in columns:
+            stored = pc.list_flatten(arrays[name]) if columns[name] else arrays[name]
+            for part in ("bytes", "path"):
+                added += pc.sum(pc.binary_length(pc.struct_field(stored, part))).as_py() or 0
+        return pa.RecordBatch.from_arrays(list(arrays.values()), schema=batch.schema), added
+
+
+def image_columns(features: datasets.Features) -> dict[str, bool]:
+    """The columns of ``features`` that hold images: ``{name: whether a list of them}``."""
+    found = {}
+    for name, feature in features.items():
+        inner = getattr(feature, "feature", None)
+        if isinstance(feature, Image) or isinstance(inner, Image):
+            found[name] = not isinstance(feature, Image)
+    return found
+
+
 def arrow_shards(builder: datasets.DatasetBuilder, split: str) -> list[tuple[str, int]]:
     """The Arrow files of a prepared split and their row counts, in order; empty shards are left out.
 
@@ -494,34 +648,65 @@ def _screen_counts(folder: str) -> dict:
     return {"checked": counts["checked"], "dropped": {"question": counts["question"], "image": counts["image"]}}
 
 
-def _files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, int]]]:
+def arrow_files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, int]]]:
     """A prepared config's Arrow files and their row counts, per split."""
     return {split: arrow_shards(builder, split) for split in builder.info.splits}
 
 
-def _image_cuts(path: str, rows: int, images_per_slice: int) -> list[int]:
-    """Where to cut an Arrow file's rows into slices of ``images_per_slice`` images: never inside an image's rows."""
+def _unit_runs(path: str, rows: int, units: int) -> list[tuple[int, int, int]]:
+    """``(unit, first row, rows)`` of each run of one unit's rows in an Arrow file (units follow one another)."""
     with pa.memory_map(path) as source:
-        ids = pa.ipc.open_stream(source).read_all().column("image_id").to_pylist()
-    starts = [row for row in range(rows) if row == 0 or ids[row] != ids[row - 1]]
-    return [*starts[::images_per_slice], rows]
+        ids = pa.ipc.open_stream(source).read_all().column("image_id").combine_chunks()
+    if not rows:
+        return []
+    changes = pc.not_equal(ids.slice(1), ids.slice(0, rows - 1))
+    starts = [0, *(pc.indices_nonzero(changes).to_numpy() + 1).tolist()]
+    runs: list[list[int]] = []
+    for start, image_id in zip(starts, ids.take(starts).to_pylist(), strict=True):
+        unit = unit_of(image_id, units)
+        if not runs or runs[-1][0] != unit:
+            runs.append([unit, start])
+    ends = [start for _, start in runs[1:]] + [rows]
+    return [(unit, start, end - start) for (unit, start), end in zip(runs, ends, strict=True)]
 
 
-def _parent_slices(parents: list[dict[str, list[tuple[str, int]]]]) -> dict[str, list[ParentSlice]]:
-    """The parents' Arrow files per split, cut between images into the slices the workers share out.
+def _parent_slices(
+    parents: list[dict[str, list[tuple[str, int]]]], units: dict[str, int]
+) -> dict[str, list[ParentSlice]]:
+    """The parents' Arrow files per split, cut into their units' rows: the work units the workers share out.
 
-    Each slice holds every row of up to ``SCENES_PER_SHARD`` images, so a stage sees an image's rows (and an MCQ's
-    traces) together; with several parents their slices follow one another. Splits without rows are left out.
+    A unit's rows of one parent are consecutive (they may run over two files); with several parents, the unit's
+    rows of each follow one another. Units and splits without rows are left out.
     """
     slices: dict[str, list[ParentSlice]] = {}
-    for files in parents:
-        for split, paths in files.items():
-            found = slices.setdefault(split, [])
-            for path, rows in paths:
-                cuts = _image_cuts(path, rows, SCENES_PER_SHARD)
-                for start, end in itertools.pairwise(cuts):
-                    found.append(ParentSlice(f"{split}-{len(found):05d}", path, start, end - start))
-    return {split: found for split, found in slices.items() if found}
+    for split, count in units.items():
+        pieces: dict[int, list[tuple[str, int, int]]] = {}
+        for files in parents:
+            for path, rows in files.get(split, []):
+                for unit, start, length in _unit_runs(path, rows, count):
+                    pieces.setdefault(unit, []).append((path, start, length))
+        if pieces:
+            slices[split] = [ParentSlice(unit_name(split, u), tuple(found)) for u, found in sorted(pieces.items())]
+    return slices
+
+
+def unit_files(builder: datasets.DatasetBuilder, split: str, units: int) -> dict[int, list[tuple[str, int, int]]]:
+    """A prepared split's rows by unit (of the split's ``units``): ``{unit: [(Arrow file, first row, rows)]}``."""
+    found: dict[int, list[tuple[str, int, int]]] = {}
+    for path, rows in arrow_shards(builder, split):
+        for unit, start, length in _unit_runs(path, rows, units):
+            found.setdefault(unit, []).append((path, start, length))
+    return found
+
+
+def shard_cache(path: str, shard: tuple[int, int] | None) -> str:
+    """The generation cache a part of a build writes: its own file beside ``path`` (``NAME-00001-of-00004.sqlite``),
+    since SQLite on shared network storage is not safe to write from several machines; ``lgt cache merge`` joins
+    them. The whole build's is ``path`` itself."""
+    if shard is None:
+        return path
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}-{shard[0]:05d}-of-{shard[1]:05d}{suffix}"
 
 
 def _read_drafts(folder: str, piece: ParentSlice):
@@ -530,17 +715,11 @@ def _read_drafts(folder: str, piece: ParentSlice):
         return pickle.load(f)
 
 
-def _shard_name(shard: str | ParentSlice) -> str:
-    return shard.name if isinstance(shard, ParentSlice) else os.path.basename(shard)
-
-
-def _read_shard(path: str):
-    with open(path, "rb") as f:
-        while True:
-            try:
-                yield pickle.load(f)
-            except EOFError:
-                return
+def _read_payloads(unit: SourceUnit):
+    with open(unit.path, "rb") as f:
+        for offset in unit.offsets:
+            f.seek(offset)
+            yield pickle.load(f)
 
 
 def _read_rejects(folder: str) -> list[dict]:

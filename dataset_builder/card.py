@@ -99,7 +99,10 @@ def render_preview(folder: str, path: str, count: int = 4) -> bool:
         return False
     columns = ["image", "question", "options", "answer", "grounding", "image_id", "skill"]
     rows, images, skills = [], set(), set()
-    batch = next(pq.ParquetFile(files[0]).iter_batches(batch_size=512, columns=columns))
+    first = next((path for path in files if pq.ParquetFile(path).metadata.num_rows), None)  # a unit may have none
+    if first is None:
+        return False
+    batch = next(pq.ParquetFile(first).iter_batches(batch_size=512, columns=columns))
     for row in batch.to_pylist():
         if row["image_id"] in images or row["skill"] in skills:
             continue
@@ -166,7 +169,9 @@ def _scene_statistics(folder: str) -> str:
             table = pq.read_table(path, columns=["objects", "caption"])
             images += table.num_rows
             objects += pc.sum(pc.list_value_length(table.column("objects"))).as_py() or 0
-            caption_words += pc.sum(pc.list_value_length(pc.utf8_split_whitespace(table.column("caption")))).as_py()
+            caption_words += (
+                pc.sum(pc.list_value_length(pc.utf8_split_whitespace(table.column("caption")))).as_py() or 0
+            )
             flat = pc.list_flatten(table.column("objects"))
             for item in pc.value_counts(pc.struct_field(flat, "name")).to_pylist():
                 names[item["values"]] += item["counts"]
@@ -267,11 +272,11 @@ def write_card(folder: str, build_info: dict) -> str:
                 "config_name": config,
                 "features": STAGES[config].features._to_yaml_list(),
                 "splits": [
-                    {"name": s, "num_bytes": arrow_bytes[config][s], "num_examples": n}
+                    {"name": s, "num_bytes": arrow_bytes[config].get(s, 0), "num_examples": n}
                     for s, n in rows[config].items()
                 ],
                 "download_size": download[config],
-                "dataset_size": sum(arrow_bytes[config][s] for s in rows[config]),
+                "dataset_size": sum(arrow_bytes[config].get(s, 0) for s in rows[config]),
             }
             for config in configs
         ],

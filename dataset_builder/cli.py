@@ -23,6 +23,7 @@ from .detection import command as detect_command
 from .errors import BuildError, InputError, find_cause
 from .eval.cli import add_commands as add_eval_commands
 from .generation import CacheMissError, GenerationStats
+from .merge import JUDGE_SETTINGS, split_judge
 from .settings import MODEL_HELP, PRESETS, SETTINGS, json_object
 from .stages import DEFAULT_CONFIG, STAGES
 
@@ -47,7 +48,7 @@ ENV_PACKAGES = (
 
 
 def _build(args) -> int:
-    from .build import build, dry_run, rejects_path
+    from .build import build, dry_run
 
     # The settings whose flags were given (absent ones are not in ``args``), then the preset's, where none was given.
     settings = {f.name: getattr(args, f.name) for f in SETTINGS if hasattr(args, f.name)}
@@ -56,24 +57,60 @@ def _build(args) -> int:
     if args.preset:
         settings.update({name: value for name, value in PRESETS[args.preset].items() if name not in settings})
     configs = tuple(c.strip() for c in args.configs.split(",") if c.strip())
+    if args.shards is not None and args.shards < 1:
+        raise ValueError(f"--shards must be a whole number from 1 up, not {args.shards}")
     if args.dry_run:
-        return _print_bills(dry_run(configs=configs, num_proc=args.num_proc, **settings), settings)
-    info = build(configs=configs, output=args.output, num_proc=args.num_proc, strict=args.strict, **settings)
+        if not args.shards:
+            return _print_bills(dry_run(configs=configs, num_proc=args.num_proc, **settings), settings)
+        part_settings, _ = split_judge(settings)  # the judge labels the merged build, which a dry run never makes
+        parts = [
+            dry_run(configs=configs, num_proc=args.num_proc, shard=(index, args.shards), **part_settings)
+            for index in range(args.shards)
+        ]
+        return _print_part_bills(parts, settings)
+    if args.ray is not None:
+        from .cluster import ray_build
+
+        info = ray_build(
+            configs=configs,
+            output=args.output,
+            shards=args.shards or 1,
+            address=args.ray or None,
+            parts=args.parts,
+            num_proc=args.num_proc,
+            strict=args.strict,
+            **settings,
+        )
+    elif args.shards or args.parts:
+        raise ValueError("--shards and --parts run the parts as Ray tasks: add --ray (on Slurm: --shard slurm)")
+    else:
+        info = build(configs=configs, output=args.output, num_proc=args.num_proc, strict=args.strict, **settings)
+    _print_build(info, args.output)
+    return 0
+
+
+def _print_build(info: dict, output: str) -> None:
+    """What a build or a merge made: rows per config, what was skipped, what the models cost, where it is."""
+    from .build import rejects_path
+
     for config in info["configs"]:
         counts = ", ".join(f"{split} {n:,}" for split, n in info["rows"][config].items())
         print(f"{config}: {counts}")
     if info["arguments"]["on_error"] == "skip":
-        print(f"skipped {info['rejects']:,} bad record(s); report: {rejects_path(args.output)}")
+        print(f"skipped {info['rejects']:,} bad record(s); report: {rejects_path(output)}")
     for generated in _reports(info):
         for role, stats in generated.get("models", {}).items():
             print(f"{role} {generated[role]}: {GenerationStats(**stats).summary()}")
-    name = os.path.basename(os.path.abspath(args.output))
+    name = os.path.basename(os.path.abspath(output))
+    if "shard" in info:
+        index, count = info["shard"]
+        print(f"wrote part {index}/{count} of the build to {os.path.abspath(output)} in {info['seconds']} s")
+        return
     shown = DEFAULT_CONFIG if DEFAULT_CONFIG in info["configs"] else info["configs"][-1]
     print(
-        f"wrote {os.path.abspath(args.output)} in {info['seconds']} s; from its parent folder: "
+        f"wrote {os.path.abspath(output)} in {info['seconds']} s; from its parent folder: "
         f'load_dataset("{name}", "{shown}")'
     )
-    return 0
 
 
 def _reports(info: dict) -> list[dict]:
@@ -86,6 +123,21 @@ def _reports(info: dict) -> list[dict]:
         if stage.report_key and report:
             found.append(report)
     return found
+
+
+def _print_part_bills(parts: list[dict], settings: dict) -> int:
+    """``--dry-run --shards N``: each part's table, then the whole build's (the parts' bills added up)."""
+    from .generation.bill import added_bills, format_bills
+
+    if not any(parts):
+        return _print_bills({}, settings)
+    for index, bills in enumerate(parts):
+        print(f"part {index}/{len(parts)}:")
+        print(format_bills(bills) if bills else "no request")
+        print()
+    total = {name: added_bills([bills[name] for bills in parts if name in bills]) for bills in parts for name in bills}
+    print(f"all {len(parts)} parts:")
+    return _print_bills(total, settings)
 
 
 def _print_bills(bills: dict, settings: dict) -> int:
@@ -127,6 +179,35 @@ def _push(args) -> int:
 
     url = push(args.folder, args.repo_id, private=args.private, revision=args.revision)
     print(f"uploaded {args.folder} to {url}")
+    return 0
+
+
+def _merge(args) -> int:
+    from .merge import JUDGE_SETTINGS, merge
+
+    judge = {name: getattr(args, name) for name in JUDGE_SETTINGS if hasattr(args, name)}
+    info = merge(
+        args.parts,
+        args.output,
+        strict=args.strict,
+        repo_id=args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        **judge,
+    )
+    _print_build(info, args.output)
+    if args.repo_id:
+        print(f"committed the card of {args.output} to {args.repo_id}")
+    return 0
+
+
+def _cache_merge(args) -> int:
+    from .generation.cache_merge import merge_caches
+
+    merged = merge_caches(args.caches, args.output)
+    differing = f"; {merged.differing:,} held with another output (the first kept)" if merged.differing else ""
+    read = f"{merged.read:,} generations read from {len(args.caches)} caches"
+    print(f"{read}, {merged.added:,} new in {args.output}{differing}")
     return 0
 
 
@@ -224,15 +305,15 @@ def parser() -> argparse.ArgumentParser:
     formatter = _DefaultsFormatter
     cli = argparse.ArgumentParser(
         prog="lgt",
-        description="Build the lgt dataset (lgt build), give caption-only images boxes (lgt detect), look at it "
-        "(lgt show), publish it (lgt push), evaluate models on the paper's benchmarks (lgt eval), describe this setup "
-        "(lgt env).",
+        description="Build the lgt dataset (lgt build; in parts: lgt build --shard, lgt merge), give caption-only "
+        "images boxes (lgt detect), look at it (lgt show), publish it (lgt push), evaluate models on the paper's "
+        "benchmarks (lgt eval), describe this setup (lgt env).",
         epilog="Bare `lgt` prints this help and exits with status 2.",
         formatter_class=formatter,
     )
     cli.add_argument("--version", action="version", version=f"lgt {__version__}")
     _verbosity_flags(cli, default=0)
-    commands = cli.add_subparsers(dest="command", metavar="{build,detect,push,show,eval,env}")
+    commands = cli.add_subparsers(dest="command", metavar="{build,merge,detect,push,show,cache,eval,env}")
     subcommand = {"formatter_class": formatter}
 
     build = commands.add_parser("build", help="build the dataset (parquet shards + dataset card)", **subcommand)
@@ -244,6 +325,30 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance, or "
         "tell a wrong chain of thought from a right one or the chosen side of a pair (the trace audit)",
+    )
+    scale = build.add_argument_group(
+        "past one machine",
+        "Part I of N of a build: --shard I/N (a Slurm array task: --shard slurm), then `lgt merge PART...`. "
+        "Or all N parts as Ray tasks, merged at the end: --ray [ADDRESS] --shards N.",
+    )
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the --shards parts as Ray tasks on the cluster at ADDRESS (default: the one this machine is part "
+        "of, else a local one), then merge them into --output",
+    )
+    scale.add_argument(
+        "--shards", type=int, default=None, help="how many parts (with --ray, or --dry-run: each part's bill)"
+    )
+    scale.add_argument(
+        "--parts",
+        default=None,
+        metavar="DIR",
+        help="where the Ray parts and their generation caches go, a folder every node can read "
+        "(default: OUTPUT.parts)",
     )
     models = build.add_argument_group("models (the paper's path; default: every stage scripted, no model)", MODEL_HELP)
     models.add_argument(
@@ -272,6 +377,30 @@ def parser() -> argparse.ArgumentParser:
     _verbosity_flags(push, default=argparse.SUPPRESS)
     push.set_defaults(run=_push)
 
+    merge = commands.add_parser(
+        "merge", help="join the parts of a build (lgt build --shard I/N) into one dataset folder", **subcommand
+    )
+    merge.add_argument("parts", nargs="+", metavar="PART", help="the parts' folders, every part of the build once")
+    merge.add_argument("--output", default="lgt", help="output folder")
+    merge.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"fail when readers that never see the image answer a skill {100 * MARGIN:.0f} points above chance",
+    )
+    merge.add_argument(
+        "--repo-id",
+        default=None,
+        help="the Hub dataset repo the parts were pushed to (lgt push PART): commit the merged card there, last",
+    )
+    merge.add_argument("--private", action="store_true", help="create the repo private")
+    merge.add_argument("--revision", default=None, help="branch of the repo (default: its default branch)")
+    judging = merge.add_argument_group("the judge (it labels a sample of the merged traces)")
+    for setting in SETTINGS:
+        if setting.name in JUDGE_SETTINGS:
+            judging.add_argument(_flag(setting), **_flag_options(setting))
+    _verbosity_flags(merge, default=argparse.SUPPRESS)
+    merge.set_defaults(run=_merge)
+
     show = commands.add_parser(
         "show", help="write a static HTML page of N rows of a built config, boxes drawn", **subcommand
     )
@@ -285,6 +414,16 @@ def parser() -> argparse.ArgumentParser:
     show.set_defaults(run=_show)
 
     _verbosity_flags(detect_command.add_parser(commands, formatter), default=argparse.SUPPRESS)
+    cache = commands.add_parser("cache", help="generation caches: merge the parts' caches into one", **subcommand)
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="{merge}", required=True)
+    cache_merge = cache_commands.add_parser(
+        "merge", help="add the generations of several caches (a part's each) into one", **subcommand
+    )
+    cache_merge.add_argument("caches", nargs="+", metavar="CACHE", help="generation cache files (.sqlite)")
+    cache_merge.add_argument("--output", required=True, help="the cache to add them to (made if missing)")
+    _verbosity_flags(cache_merge, default=argparse.SUPPRESS)
+    cache_merge.set_defaults(run=_cache_merge)
+
     add_eval_commands(commands, formatter, _verbosity_flags, _usage_error(json_object))
 
     env = commands.add_parser("env", help="print versions to paste into a bug report", **subcommand)
@@ -359,7 +498,7 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(error, (PushError, FileExistsError, ValueError, CacheMissError)):
             logger.error(f"error: {error}")
             return 2
-        if args.command == "push":
+        if args.command == "push" or getattr(args, "repo_id", None):
             logger.error(f"error: upload failed ({type(error).__name__}: {error})")
             return 1
         raise

@@ -4,6 +4,9 @@ The folder is checked first (a complete lgt build whose card lists files that ex
 published, and so is every file that would be sent: only regular files inside the folder go, never a symbolic link
 (to ``/etc/passwd``, to the token file ...) or what a linked folder holds, whatever its name. The token comes from
 ``HF_TOKEN`` or ``hf auth login`` and is never printed.
+
+A build made in parts is published part by part from wherever each was built (``push_part``: its parquet files,
+already named as in the whole build), then ``lgt merge --repo-id`` commits the merged card last (``push_card``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import stat
 
 from datasets.utils import logging
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.repocard import RepoCard
 
 from .build import BUILD_INFO_FILE
@@ -96,27 +99,36 @@ def _split_pattern(card: str, config: str, data_file) -> tuple[str, str]:
 
 
 def push(folder: str, repo_id: str, private: bool = False, revision: str | None = None) -> str:
-    """Create the dataset repo if needed and upload ``folder``; return the repo URL. Re-running resumes."""
+    """Create the dataset repo if needed and upload ``folder``; return the repo URL. Re-running resumes.
+
+    A part of a build (``lgt build --shard I/N``) uploads its parquet files only (``push_part``).
+    """
+    if (_build_info(folder) or {}).get("shard"):
+        return push_part(folder, repo_id, private, revision)
     files = check_build_folder(folder)
     try:
         with open(os.path.join(folder, BUILD_INFO_FILE), encoding="utf-8") as f:
             arguments = json.load(f).get("arguments", {})
     except json.JSONDecodeError as err:
         raise PushError(f"{folder}/{BUILD_INFO_FILE}: not valid JSON ({err}); run `lgt build` again") from None
+    _refuse_local_images(folder, arguments)
+    api, url = _repo(repo_id, private)
+    logger.info(f"Uploading {len(files)} files to {url}")
+    _upload(api, repo_id, folder, files, private, revision, "Upload lgt build")
+    return url
+
+
+def _refuse_local_images(folder: str, arguments: dict) -> None:
     if arguments.get("images") == "path":
         raise PushError(
             f"{folder} was built with --images path: its rows point at image files on this machine, which nobody "
             "who downloads it has; rebuild with --images embed (the default) to publish it"
         )
-    if "/" not in repo_id or repo_id.count("/") != 1:
-        raise PushError(f"--repo-id {repo_id!r}: expected ORG/NAME")
-    token = get_token()
-    if not token:
-        raise PushError("no Hugging Face token: run `hf auth login` or set HF_TOKEN")
-    api = HfApi(token=token)
-    url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    patterns = [glob.escape(name) for name in files]  # exactly these files: each name matches only itself
-    logger.info(f"Uploading {len(patterns)} files to {url}")
+
+
+def _upload(api: HfApi, repo_id: str, folder: str, names: list[str], private: bool, revision, message: str):
+    """Upload exactly the files ``names`` of ``folder``, resumably; nothing else in the repo is touched."""
+    patterns = [glob.escape(name) for name in names]  # each name matches only itself
     if hasattr(api, "upload_large_folder"):  # huggingface_hub < 2: the resumable uploader is a separate call
         api.upload_large_folder(
             repo_id=repo_id,
@@ -133,6 +145,85 @@ def push(folder: str, repo_id: str, private: bool = False, revision: str | None 
             repo_type="dataset",
             revision=revision,
             allow_patterns=patterns,
-            commit_message="Upload lgt build",
+            commit_message=message,
         )
-    return str(url)
+
+
+# ---- a build made in parts (``lgt build --shard I/N``): each part's files, then the merged card, last ----
+
+
+def _build_info(folder: str) -> dict | None:
+    """``folder``'s build record, or None when it has none that can be read (``push`` then says what is wrong)."""
+    try:
+        with open(os.path.join(folder, BUILD_INFO_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _repo(repo_id: str, private: bool) -> tuple[HfApi, str]:
+    """The API with the user's token, and the dataset repo's URL (created if needed)."""
+    if "/" not in repo_id or repo_id.count("/") != 1:
+        raise PushError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    token = get_token()
+    if not token:
+        raise PushError("no Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    api = HfApi(token=token)
+    return api, str(api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
+
+
+def part_files(folder: str) -> list[str]:
+    """The parquet files of a part of a build, by the names they have in the whole build; ``PushError`` for one that
+    is a link or lies outside the folder (a part's files are its own, written by lgt)."""
+    root = os.path.realpath(folder)
+    files = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*", "*-of-*.parquet"))):
+        if os.path.islink(path) or not os.path.isfile(path) or not os.path.realpath(path).startswith(root + os.sep):
+            raise PushError(f"{path}: not a regular file of the part; build the part again")
+        files.append(os.path.relpath(path, folder))
+    return files
+
+
+def push_part(folder: str, repo_id: str, private: bool = False, revision: str | None = None) -> str:
+    """Upload a part's parquet files under their final names, resumably, touching no other part's files: the parts
+    of a build pushed from wherever each was built, then ``push_card`` once merged. Returns the repo URL."""
+    info = _build_info(folder)
+    if info is None or "shard" not in info:
+        raise PushError(f"{folder}: not a part of a build (built with --shard I/N)")
+    _refuse_local_images(folder, info["arguments"])
+    files = part_files(folder)
+    if not files:
+        raise PushError(f"{folder}: the part holds no files (its build made no rows)")
+    api, url = _repo(repo_id, private)
+    index, count = info["shard"]
+    logger.info(f"Uploading {len(files)} files of part {index}/{count} to {url}")
+    _upload(api, repo_id, folder, files, private, revision, f"Upload lgt part {index}/{count}")
+    return url
+
+
+def push_card(folder: str, repo_id: str, private: bool = False, revision: str | None = None) -> str:
+    """Commit a merged build's card, record and preview to the repo its parts were pushed to: the last commit, in
+    one, once every data file the card lists is there (the repo's file list is read; nothing is downloaded)."""
+    card_files = ("README.md", BUILD_INFO_FILE, PREVIEW_FILE)
+    data_files = [name for name in check_build_folder(folder) if name not in card_files]
+    api, url = _repo(repo_id, private)
+    held = set(api.list_repo_files(repo_id, repo_type="dataset", revision=revision))
+    missing = [name for name in data_files if name not in held]
+    if missing:
+        raise PushError(
+            f"{repo_id} lacks {len(missing)} file(s) of the build, e.g. {missing[0]}: push every part first "
+            f"(`lgt push PART --repo-id {repo_id}`)"
+        )
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(folder, name))
+        for name in card_files
+        if os.path.isfile(os.path.join(folder, name))
+    ]
+    api.create_commit(
+        repo_id,
+        operations,
+        commit_message="lgt merge: the card of the merged build",
+        repo_type="dataset",
+        revision=revision,
+    )
+    return url

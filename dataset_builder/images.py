@@ -10,6 +10,7 @@ and symlinks are resolved. An annotation file is data, often someone else's: it 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -63,9 +64,53 @@ def load_image(path: str, record: str) -> tuple[bytes, int, int]:
     return out.getvalue(), rgb.width, rgb.height
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG frames PIL reads (baseline, extended, progressive): their size is in the frame header. Anything else, and any
+# file whose first HEADER_BYTES do not show its size plainly, is left to PIL.
+_JPEG_FRAMES = (0xC0, 0xC1, 0xC2)
+_JPEG_STANDALONE = (0x01, *range(0xD0, 0xD9))  # TEM, RSTn, SOI: markers without a length
+HEADER_START = 4096  # where most files show their size; else the next 64 KiB (the most an EXIF segment before the
+HEADER_BYTES = 1 << 16  # JPEG frame header may take) are read too
+
+
+def _header_size(head: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the first bytes of a PNG or JPEG file, read as PIL reads them; None if unclear."""
+    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return (width, height) if width and height else None
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    at = 2
+    while at + 9 <= len(head) and head[at] == 0xFF:
+        marker = head[at + 1]
+        if marker == 0xFF:  # a fill byte
+            at += 1
+        elif marker in _JPEG_STANDALONE:
+            at += 2
+        elif marker in _JPEG_FRAMES:
+            height, width = int.from_bytes(head[at + 5 : at + 7], "big"), int.from_bytes(head[at + 7 : at + 9], "big")
+            return (width, height) if width and height else None
+        elif 0xC3 <= marker <= 0xCF or marker == 0xDA:  # another kind of frame, or image data before any frame
+            return None
+        else:
+            at += 2 + int.from_bytes(head[at + 2 : at + 4], "big")
+    return None
+
+
 def image_size(path: str, record: str) -> tuple[int, int]:
-    """The size from the file header only (no decode): for sources that do not state it, and for ``--images path``."""
+    """The size from the file header only (no decode): for sources that do not state it, and for ``--images path``.
+
+    PNG and JPEG headers are read here (a COCO-scale ``--images path`` build reads one per image, and PIL's full
+    header parse cost more than the rest of the scene); other formats, and anything unusual, by PIL.
+    """
     try:
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(HEADER_START)
+            size = _header_size(head)
+            if size is None and len(head) == HEADER_START:
+                size = _header_size(head + f.read(HEADER_BYTES))
+        if size:
+            return size
         with Image.open(path) as image:
             return image.width, image.height
     except FileNotFoundError:
@@ -87,9 +132,13 @@ def check_image_file(path: str, record: str, width: int, height: int) -> None:
 def local_image(path: str, root: str, source: str, record: str) -> str:
     """The real path of the image at ``path``; ``InputError`` unless it lies inside ``root`` (itself a real path).
 
-    ``..`` and symlinks are resolved before the comparison, so neither can reach outside.
+    ``..`` and symlinks are resolved before the comparison, so neither can reach outside. A file that is no link is
+    its resolved folder joined with its name (the folder resolved once per build: a COCO-scale source's images lie in
+    a few folders, and resolving every component of every path cost more than reading the image's header).
     """
-    real = os.path.realpath(path)
+    folder, name = os.path.split(path)
+    resolved = os.path.isabs(folder) and name not in ("", ".", "..") and not os.path.islink(path)
+    real = os.path.join(_real_folder(folder), name) if resolved else os.path.realpath(path)
     if os.path.commonpath([real, root]) != root:
         raise InputError(
             source,
@@ -98,6 +147,11 @@ def local_image(path: str, root: str, source: str, record: str) -> str:
             "folder (pass --image-root to allow another)",
         )
     return real
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 # The frame a Qwen2-VL / Qwen2.5-VL processor gives an image: sides multiples of 28 (14-pixel patches merged 2x2),

@@ -29,7 +29,7 @@ _ABSENT = object()
 FLOAT_MAX = sys.float_info.max
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     """A finite JSON number: ``true`` is none, nor are ``NaN``, ``Infinity`` or ``1e400`` (read as infinity)."""
     kind = type(value)
     return (kind is float and math.isfinite(value)) or (kind is int and -FLOAT_MAX <= value <= FLOAT_MAX)
@@ -101,14 +101,14 @@ class Fields:
 
     def number(self, key: str, limits: tuple[float, float], default: Any = REQUIRED) -> int | float:
         present, value = self._value(key, default)
-        if present and not (_finite(value) and limits[0] <= value <= limits[1]):
+        if present and not (finite(value) and limits[0] <= value <= limits[1]):
             raise self._refuse(key, f"a number from {limits[0]} to {limits[1]}", value)
         return value
 
     def numbers(self, key: str, count: int) -> list[int | float]:
         """Exactly ``count`` finite numbers, e.g. a box."""
         _, value = self._value(key, REQUIRED)
-        if not (type(value) is list and len(value) == count and all(map(_finite, value))):
+        if not (type(value) is list and len(value) == count and all(map(finite, value))):
             raise self._refuse(key, f"{count} finite numbers", value)
         return value
 
@@ -215,21 +215,32 @@ class Scene:
 
 
 class Entry(NamedTuple):
-    """What a source's cheap, ordered first pass knows of an image; ``payload`` lets a worker make the ``Scene``."""
+    """What a source's cheap, ordered first pass knows of an image; ``payload`` lets a worker make the ``Scene``.
+
+    ``names`` and ``attributes``: the words its objects are named and described by, as written. Every machine of a
+    sharded build reads every entry, so the vocabulary distractors are drawn from is the whole source's, whichever
+    images a machine builds.
+    """
 
     image_id: str
     payload: Any
     origin: str  # the file and the record within it, for a duplicate-id message and reject
     record: str
+    names: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
         return f"{self.origin} [record {self.record}]"
 
 
+_BOX32 = struct.Struct("4f")
+
+
 def as_float32(values: list[float]) -> list[float]:
     """The values as the ``float32`` box column will hold them."""
-    return list(struct.unpack(f"{len(values)}f", struct.pack(f"{len(values)}f", *values)))
+    packer = _BOX32 if len(values) == 4 else struct.Struct(f"{len(values)}f")
+    return list(packer.unpack(packer.pack(*values)))
 
 
 def check_scene(scene: Scene, record: str) -> Scene:

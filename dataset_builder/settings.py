@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 from dataclasses import dataclass, field
 
 import datasets
@@ -79,6 +80,25 @@ def split_fractions(text: str) -> tuple[float, float, float]:
     if len(parts) != 3:
         raise ValueError(f"three comma-separated shares (train,validation,test), not {text!r}")
     return parts
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``--shard I/N``: part I of N, counting from 0; ``slurm``: this Slurm array task's part, from
+    ``SLURM_ARRAY_TASK_ID`` (less ``SLURM_ARRAY_TASK_MIN``) of ``SLURM_ARRAY_TASK_COUNT``."""
+    if text.strip().lower() == "slurm":
+        try:
+            index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+            return index, int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+        except (KeyError, ValueError):
+            raise ValueError(
+                "`slurm` reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, which are not set here: run it in a "
+                "job started with `sbatch --array=0-N`"
+            ) from None
+    index, _, count = text.partition("/")
+    try:
+        return int(index), int(count)
+    except ValueError:
+        raise ValueError(f"I/N (part I of N, counting from 0) or `slurm`, not {text!r}") from None
 
 
 def json_object(text: str) -> dict:
@@ -161,6 +181,16 @@ class LGTConfig(datasets.BuilderConfig):
             "group": "input",
             "metavar": "TRAIN,VALIDATION,TEST",
             "parse": split_fractions,
+        },
+    )
+    shard: tuple[int, int] | None = field(
+        default=None,
+        metadata={
+            "help": "build part I of N (counting from 0), for `lgt merge` to join: the images in fixed buckets of "
+            "their ids, so the parts together are row for row the whole build; `slurm`: this array task's part",
+            "group": "input",
+            "metavar": "I/N|slurm",
+            "parse": shard_spec,
         },
     )
     writer: str | None = field(default=None, metadata=_model("the LLM that writes stage-1 MCQs"))
@@ -256,14 +286,24 @@ class LGTConfig(datasets.BuilderConfig):
         },
     )
     judged_traces: int = field(
-        default=200, metadata={"help": "how many traces of each traces config the judge labels", "group": "models"}
+        default=200,
+        metadata={
+            "help": "how many traces of each traces config the judge labels",
+            "group": "models",
+            "record": "models",
+        },
     )
     short_max_tokens: int = field(
-        default=traces.SHORT_MAX_TOKENS, metadata={"help": "the most tokens a short CoT may take", "group": "models"}
+        default=traces.SHORT_MAX_TOKENS,
+        metadata={"help": "the most tokens a short CoT may take", "group": "models", "record": "models"},
     )
     expansion_max_tokens: int = field(
         default=traces.EXPANSION_MAX_TOKENS,
-        metadata={"help": "the most tokens the reasoner's continuation may take", "group": "models"},
+        metadata={
+            "help": "the most tokens the reasoner's continuation may take",
+            "group": "models",
+            "record": "models",
+        },
     )
     benchmarks: tuple[str, ...] = field(
         default=(),
@@ -328,6 +368,14 @@ class LGTConfig(datasets.BuilderConfig):
         ):
             raise ValueError(f"split_fractions must be three shares >= 0 that add up to 1, not {shares!r}")
         check_models({role: getattr(self, role) for role in MODEL_ROLES if getattr(self, role)}, self.engine_args)
+        if self.shard is not None:
+            index, count = self.shard if isinstance(self.shard, (tuple, list)) and len(self.shard) == 2 else (-1, 0)
+            if not (type(index) is int and type(count) is int and 0 <= index < count):
+                raise ValueError(f"shard must be part I of N with 0 <= I < N, not {self.shard!r}")
+            if self.judge:
+                raise ValueError(
+                    "--judge labels a sample of the whole build, which no part holds: give it to `lgt merge` instead"
+                )
         if self.reasoner and not self.teacher:
             raise ValueError("--reasoner continues the teacher's short CoTs: pass --teacher BACKEND:MODEL too")
         for name in ("traces_per_mcq", "short_max_tokens", "expansion_max_tokens", "judged_traces"):

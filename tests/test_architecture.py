@@ -24,7 +24,17 @@ LAYERS = [
     ("lgt.synthesis.", "lgt.decontam", "lgt.audit", "lgt.trace_audit", "lgt.trace_stats"),
     ("lgt.settings", "lgt.stages"),
     ("lgt.builder",),
-    ("lgt.build", "lgt.card", "lgt.explorer", "lgt.output", "lgt.hub", "lgt.eval", "lgt.detection"),
+    (
+        "lgt.build",
+        "lgt.card",
+        "lgt.explorer",
+        "lgt.output",
+        "lgt.hub",
+        "lgt.merge",
+        "lgt.cluster",
+        "lgt.eval",
+        "lgt.detection",
+    ),
     ("lgt.cli",),
 ]  # fmt: skip
 

@@ -247,7 +247,7 @@ def test_unknown_source(tmp_path, capsys):
 
 def test_errors_and_rejects_cross_worker_processes(small_coco, tmp_path, capsys, monkeypatch):
     """With several shards and --num-proc 2 the bad image is met inside a worker process."""
-    monkeypatch.setattr("lgt.builder.SCENES_PER_SHARD", 2)
+    monkeypatch.setattr("lgt.builder.SCENES_PER_UNIT", 2)
     (small_coco / "images/val2017/000000000006.jpg").write_bytes(b"garbage" * 50)
     code, err, out = run(
         capsys, "--source", f"coco:{small_coco}", "--output", str(tmp_path / "out"), "--num-proc", "2"

@@ -50,7 +50,7 @@ def rename_then_pause(rename):
             pause()
     return paused
 
-lgt.builder.SCENES_PER_SHARD = 2  # several shards per split, so --num-proc 2 starts two workers
+lgt.builder.SCENES_PER_UNIT = 2  # several shards per split, so --num-proc 2 starts two workers
 point = os.environ["PAUSE_AT"]
 if point == "worker":  # inside both workers, while they make rows
     BuiltinSource.scene = before(BuiltinSource.scene)

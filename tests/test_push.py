@@ -2,8 +2,11 @@
 these check what is sent (the file list), the refusals, and that the token never reaches the output."""
 
 import os
+from pathlib import Path
 
 import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.utils import filter_repo_objects
 from lgt.build import build
 from lgt.cli import main
 from lgt.hub import PushError, check_build_folder
@@ -129,6 +132,39 @@ class _FakeHub:
         self.calls.append(("upload_large_folder", options))
 
 
+# ---- a build in parts: each part's files pushed from wherever it was built, the merged card committed last ----
+
+
+class RecordingHub(HfApi):
+    """``HfApi`` whose calls to the Hub are recorded instead of made (the Hub cannot be reached here): the list of
+    operations huggingface_hub is asked to perform, and the files a repo would then hold."""
+
+    operations: list = []
+    held: set = set()
+
+    def create_repo(self, repo_id, **kwargs):
+        self.operations.append(("create_repo", repo_id))
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def _upload(self, repo_id, folder_path, allow_patterns=None, **kwargs):
+        """The files the uploader would send: those of the folder its ``allow_patterns`` match."""
+        present = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+        files = sorted(filter_repo_objects(present, allow_patterns=allow_patterns))
+        self.operations.append(("upload", files))
+        self.held.update(files)
+
+    if hasattr(HfApi, "upload_large_folder"):
+        upload_large_folder = _upload
+    else:
+        upload_folder = _upload
+
+    def list_repo_files(self, repo_id, **kwargs):
+        return sorted(self.held)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.operations.append(("commit", sorted(op.path_in_repo for op in operations)))
+
+
 @pytest.fixture
 def hub(monkeypatch):
     monkeypatch.setattr("lgt.hub.HfApi", _FakeHub)
@@ -197,3 +233,55 @@ def test_a_link_anywhere_in_what_would_be_sent_stops_the_push_before_any_upload(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"lgt: error: {folder}") and problem in line
     assert hub == [], "nothing may be created or uploaded"
+
+
+@pytest.fixture
+def recording_hub(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    monkeypatch.setattr("lgt.hub.HfApi", RecordingHub)
+    RecordingHub.operations, RecordingHub.held = [], set()
+    return RecordingHub
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """Three parts of one small build (units of 10 images, so each part holds several)."""
+    folder = tmp_path_factory.mktemp("parts")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("lgt.builder.SCENES_PER_UNIT", 10)
+        for index in range(3):
+            build(
+                source="scenes",
+                num_images=40,
+                configs=("mcq_stage1",),
+                output=str(folder / f"part{index}"),
+                shard=(index, 3),
+            )
+    return [folder / f"part{index}" for index in range(3)]
+
+
+def test_parts_push_disjoint_files_and_the_merge_commits_the_card_once_last(parts, recording_hub, tmp_path, capsys):
+    for part in parts:
+        assert main(["push", str(part), "--repo-id", "org/lgt"]) == 0
+    uploads = [files for operation, files in recording_hub.operations if operation == "upload"]
+    assert len(uploads) == 3 and all(uploads)
+    for part, files in zip(parts, uploads, strict=True):  # a part sends its own parquet files, under their names
+        assert files == sorted(p.relative_to(part).as_posix() for p in part.glob("*/*.parquet"))
+    assert sum(map(len, uploads)) == len(set().union(*uploads))  # no file sent by two parts
+
+    assert main(["merge", *map(str, parts), "--output", str(tmp_path / "lgt"), "--repo-id", "org/lgt"]) == 0
+    assert recording_hub.operations[-1] == ("commit", ["README.md", "lgt_build.json", "preview.png"])
+    assert [operation for operation, _ in recording_hub.operations].count("commit") == 1
+    card = {"README.md", "lgt_build.json", "preview.png"}
+    assert set().union(*uploads) == set(check_build_folder(str(tmp_path / "lgt"))) - card  # every file it lists
+    assert 'load_dataset("org/lgt", "mcq_stage1")' in (tmp_path / "lgt" / "README.md").read_text()
+    assert SECRET not in capsys.readouterr().out
+
+
+def test_the_card_waits_for_every_part(parts, recording_hub, tmp_path, capsys):
+    for part in parts[:2]:
+        assert main(["push", str(part), "--repo-id", "org/lgt"]) == 0
+    assert main(["merge", *map(str, parts), "--output", str(tmp_path / "lgt"), "--repo-id", "org/lgt"]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert line.startswith("lgt: error: org/lgt lacks") and "push every part first" in line
+    assert "commit" not in [operation for operation, _ in recording_hub.operations]

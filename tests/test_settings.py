@@ -21,6 +21,7 @@ TYPED = {
     "max_pixels": ("1000", 1000),
     "image_root": ("/data/images", "/data/images"),
     "split_fractions": ("0.7,0.2,0.1", (0.7, 0.2, 0.1)),
+    "shard": ("1/3", (1, 3)),
     "writer": ("vllm:w", "vllm:w"),
     "verifier": ("vllm:v", "vllm:v"),
     "teacher": ("vllm:t", "vllm:t"),

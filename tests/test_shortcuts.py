@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import pyarrow.parquet as pq
 import pytest
-from lgt.builder import SCENES_PER_SHARD
+from lgt.builder import SCENES_PER_UNIT
 from lgt.synthesis.stage1 import MAX_COUNT
 
 LETTERS = "ABCD"
@@ -33,7 +33,7 @@ class Built:
             row["image_id"]: row for row in read(output, "scenes", ["image_id", "width", "height", "objects"])
         }
         images = Counter(scene["split"] for scene in self.scenes.values())
-        self.streams = {split: math.ceil(n / SCENES_PER_SHARD) for split, n in images.items()}
+        self.streams = {split: math.ceil(n / SCENES_PER_UNIT) for split, n in images.items()}
 
     def skill(self, name):
         return [row for row in self.mcqs if row["skill"] == name]

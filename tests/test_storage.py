@@ -10,10 +10,11 @@ import random
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import COCO_MINI
 from datasets import load_dataset
 from lgt.build import build
 from lgt.builder import LGTBuilder
-from lgt.images import FRAME_MIN_PIXELS, MODEL_MAX_PIXELS, fit_pixels, model_frame
+from lgt.images import FRAME_MIN_PIXELS, HEADER_START, MODEL_MAX_PIXELS, fit_pixels, image_size, model_frame
 from lgt.sources.builtin import BuiltinSource
 from PIL import Image
 
@@ -93,6 +94,30 @@ def test_the_frame_is_the_qwen2_vl_processors():
         assert model_frame(width, height, budget) == frame, (width, height, budget)
 
 
+def test_the_header_read_finds_the_size_pil_finds(tmp_path):
+    """`--images path` reads one header per image: PNG and JPEG headers are read without PIL, which must agree,
+    also past a large EXIF segment and for progressive, grey and CMYK files; other formats go to PIL."""
+    made = []
+    for mode, fmt, options in [
+        ("RGB", "PNG", {}),
+        ("P", "PNG", {}),
+        ("I;16", "PNG", {}),
+        ("RGB", "JPEG", {"progressive": True}),
+        ("L", "JPEG", {}),
+        ("CMYK", "JPEG", {}),
+        ("RGB", "JPEG", {"exif": b"Exif\x00\x00" + os.urandom(3 * HEADER_START)}),
+        ("RGB", "GIF", {}),
+        ("RGB", "WEBP", {}),
+    ]:
+        path = tmp_path / f"{len(made)}.{fmt.lower()}"
+        Image.new("L" if mode == "I;16" else "RGB", (37, 21)).convert(mode).save(path, format=fmt, **options)
+        made.append(path)
+    coco = sorted((COCO_MINI / "images").rglob("*.jpg"))[:20] if (COCO_MINI / "images").is_dir() else []
+    for path in made + coco:
+        with Image.open(path) as image:
+            assert image_size(str(path), "r") == image.size, path
+
+
 def test_max_pixels_stores_the_model_frame_and_scales_boxes(small_coco, tmp_path):
     """COCO images of 320x240 in the frame of 160x120 pixels (140x112: sides multiples of 28): every box scales
     with its image, and the questions use the new boxes; by default, the recipes' frame of 512x512."""
@@ -121,6 +146,40 @@ def test_max_pixels_stores_the_model_frame_and_scales_boxes(small_coco, tmp_path
         build(source=f"coco:{small_coco}", output=str(tmp_path / "x"), images="path", max_pixels=1000)
     kept = build(source=f"coco:{small_coco}", output=str(tmp_path / "path"), images="path", configs=("scenes",))
     assert kept["arguments"]["max_pixels"] == 0  # referenced files stay as they are
+
+
+def test_while_a_build_runs_only_the_scenes_arrow_files_hold_images(tmp_path, monkeypatch):
+    """The scratch disk holds each image once: the Arrow files of the configs made from the scenes hold none (an
+    image per row would be 8 copies of each for stage 1), and the images are put back as the parquet is written."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from lgt import build as build_module
+    from lgt.builder import arrow_files, image_columns
+
+    nulls = {}
+    write = build_module._arrow_to_parquet
+
+    def counting_write(builder, config, *args):
+        for name, listed in image_columns(builder.info.features).items():
+            for path, _ in (entry for paths in arrow_files(builder).values() for entry in paths):
+                column = pa.ipc.open_stream(pa.memory_map(path)).read_all().column(name)
+                column = pa.chunked_array([c.flatten() for c in column.chunks]) if listed else column
+                found = nulls.setdefault(config, [0, 0])
+                found[0], found[1] = found[0] + column.null_count, found[1] + len(column)
+        return write(builder, config, *args)
+
+    monkeypatch.setattr(build_module, "_arrow_to_parquet", counting_write)
+    build(source="scenes", num_images=12, output=str(tmp_path / "lgt"))
+    assert nulls["scenes"][0] == 0 and nulls["scenes"][1] == 12
+    held = {config: found for config, found in nulls.items() if config != "scenes"}
+    assert len(held) == 8 and all(found[0] == found[1] > 0 for found in held.values())  # mcq, sft, dpo, rl: none
+    for config in held:
+        for path in (tmp_path / "lgt" / config).glob("*.parquet"):
+            table = pq.read_table(path)
+            images = (
+                table.column("image") if "image" in table.column_names else pc.list_flatten(table.column("images"))
+            )
+            assert images.null_count == 0 and len(images) == table.num_rows
 
 
 def test_each_scene_is_rendered_once_per_build_and_only_asked_configs_are_written(tmp_path, monkeypatch):

@@ -90,6 +90,19 @@ def dry_run_bill(requests: Sequence[Request], engine: Engine, tokenizer=None) ->
     )
 
 
+def added_bills(bills: list[Bill]) -> Bill:
+    """Several parts' bills of one stage and model as one (``lgt build --dry-run --shards N``)."""
+    expected = [bill.output_tokens_expected for bill in bills if bill.output_tokens_expected is not None]
+    return Bill(
+        requests=sum(bill.requests for bill in bills),
+        cached=sum(bill.cached for bill in bills),
+        to_generate=sum(bill.to_generate for bill in bills),
+        prompt_tokens=sum(bill.prompt_tokens for bill in bills),
+        output_tokens_max=sum(bill.output_tokens_max for bill in bills),
+        output_tokens_expected=sum(expected) if expected else None,
+    )
+
+
 def format_bills(bills: dict[str, Bill]) -> str:
     """The dry-run table: one line per stage and model. Expected output tokens: ``-`` until the cache holds some."""
     columns = ("requests", "cached", "to generate", "prompt tok", "output tok (max)", "(expected)")

@@ -60,6 +60,8 @@ PLACEMENT_TRIES = 50
 MARGIN = 4  # pixels kept clear between every shape and the image border
 # A later shape "partly covers" an earlier one in the caption when it hides this share of the earlier's pixels.
 COVER_SHARE = 0.02
+# Every attribute a shape may have: its colour and its size word.
+WORDS = (*COLOURS, *(word for word, _ in SIZE_WORDS))
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 # Regions by box centre in thirds of the image, row by row.
 REGIONS = (
@@ -362,9 +364,12 @@ class BuiltinSource:
         return check_scene(scene, image_id)
 
     def entries(self) -> Iterator[Entry]:
-        """One entry per scene, its index the payload: a worker lays the scene out and renders it."""
+        """One entry per scene, its index the payload: a worker lays the scene out and renders it.
+
+        Laying a scene out is most of the cost of making it, so an entry names every word a scene may use.
+        """
         for index in range(self.num_images):
-            yield Entry(f"scene-{self.seed}-{index:06d}", index, self.origin, str(index))
+            yield Entry(f"scene-{self.seed}-{index:06d}", index, self.origin, str(index), CATEGORIES, WORDS)
 
     def scene(self, index: int) -> Scene:
         image, objects, caption, width, height = render_scene(self.seed, index)

@@ -163,7 +163,9 @@ class CocoSource:
             except InputError as err:
                 yield err
                 continue
-            yield Entry(scene.image_id, (scene, fields.record), instances_path, fields.record)
+            names = tuple(o.name for o in scene.objects)
+            attributes = tuple(a for o in scene.objects for a in o.attributes)
+            yield Entry(scene.image_id, (scene, fields.record), instances_path, fields.record, names, attributes)
 
 
 def _label(item, kind: str, index: int) -> str:

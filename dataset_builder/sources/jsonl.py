@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from .. import markdown
 from ..errors import InputError
 from ..images import image_size, local_image
-from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene
+from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene, finite
 from . import detected
 
 
@@ -47,18 +47,20 @@ def json_lines(path: str) -> Iterator[tuple[int, str | InputError]]:
                 yield line_no, line
 
 
-def line_entries(path: str, image_id) -> Iterator[Entry | InputError]:
+def line_entries(path: str, image_id, words=None) -> Iterator[Entry | InputError]:
     """An ``Entry`` per line of a JSON Lines file (its payload: ``(line number, text)``), its id ``image_id(fields,
-    line number)``; the ``InputError`` of a line that is not UTF-8, not a JSON object or has no usable id."""
+    line number)`` and, given ``words``, the names and attributes ``words(data)`` finds in it; the ``InputError`` of a
+    line that is not UTF-8, not a JSON object or has no usable id."""
     for line_no, line in json_lines(path):
         try:
             if isinstance(line, InputError):
                 raise line
-            found = image_id(fields_of(line, line_no, path), line_no)
+            fields = fields_of(line, line_no, path)
+            found = image_id(fields, line_no)
         except InputError as err:
             yield err
             continue
-        yield Entry(found, (line_no, line), path, f"line {line_no}")
+        yield Entry(found, (line_no, line), path, f"line {line_no}", *(words(fields.data) if words else ()))
 
 
 def fields_of(line: str, line_no: int, path: str) -> Fields:
@@ -76,18 +78,67 @@ def _image_id(fields: Fields, line_no: int) -> str:
     return fields.text("image_id", default=f"line-{line_no}")
 
 
+def _words(data: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names and attributes of a line's objects that are valid text, read without checking the rest (the
+    worker that parses the line does): what the line adds to the source's vocabulary."""
+    objects = data.get("objects")
+    objects = [obj for obj in objects if type(obj) is dict] if type(objects) is list else []
+    names = [obj.get("name") for obj in objects]
+    attributes = [a for obj in objects if type(obj.get("attributes")) is list for a in obj["attributes"]]
+    return tuple(filter(_is_text, names)), tuple(filter(_is_text, attributes))
+
+
+def _is_text(value) -> bool:
+    """Text a row may hold (no lone surrogate) and that says something (not blank)."""
+    if type(value) is not str or not value.strip():
+        return False
+    try:
+        return value.isascii() or bool(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+
+
+def _object(fields: Fields, index: int) -> SceneObject:
+    return SceneObject(
+        id=fields.whole("id", INT64, default=index),
+        name=fields.text("name"),
+        bbox=fields.numbers("bbox", 4),
+        attributes=fields.texts("attributes"),
+        score=fields.number("score", (0, 1), default=None),
+    )
+
+
+def _plain_object(item, index: int) -> SceneObject | None:
+    """The object as ``_object`` reads it, when every field is plainly what it must be (ASCII text, numbers in
+    range): the common case, read without ``Fields`` (a COCO-scale source has millions of objects). None otherwise:
+    ``Fields`` then reads it, and names what is wrong."""
+    if type(item) is not dict:
+        return None
+    object_id, name, bbox, attributes, score = (item.get(key) for key in ("id", "name", "bbox", "attributes", "score"))
+    object_id = index if object_id is None else object_id
+    attributes = [] if attributes is None else attributes
+    if (
+        type(object_id) is not int
+        or not INT64[0] <= object_id <= INT64[1]
+        or type(name) is not str
+        or not name.isascii()
+        or type(bbox) is not list
+        or len(bbox) != 4
+        or not all(map(finite, bbox))
+        or type(attributes) is not list
+        or not all(type(a) is str and a.isascii() for a in attributes)
+        or not (score is None or (finite(score) and 0 <= score <= 1))
+    ):
+        return None
+    return SceneObject(object_id, name, bbox, attributes, score)
+
+
 def _parse(line: str, line_no: int, path: str) -> Scene:
     """The typed scene of one line; its image path still as written, its size ``None`` when not stated."""
     fields = fields_of(line, line_no, path)
     objects = [
-        SceneObject(
-            id=obj.whole("id", INT64, default=index),
-            name=obj.text("name"),
-            bbox=obj.numbers("bbox", 4),
-            attributes=obj.texts("attributes"),
-            score=obj.number("score", (0, 1), default=None),
-        )
-        for index, obj in enumerate(fields.records("objects", "object", default=[]))
+        _plain_object(item, index) or _object(Fields(item, path, f"line {line_no}", f"object {index}"), index)
+        for index, item in enumerate(fields.items("objects", default=[]))
     ]
     detected.read(fields)  # checked like every field; the card reads it (``JsonlSource.detection``)
     width, height = fields.whole("width", IMAGE_SIDE, default=None), fields.whole("height", IMAGE_SIDE, default=None)
@@ -146,7 +197,7 @@ class JsonlSource:
 
     def entries(self) -> Iterator[Entry | InputError]:
         """Each line's id; a line that is no JSON object, not UTF-8 or has a bad id is an ``InputError``."""
-        return line_entries(self.path, _image_id)
+        return line_entries(self.path, _image_id, _words)
 
     def scene(self, payload: tuple[int, str]) -> Scene:
         line_no, line = payload

@@ -40,8 +40,8 @@ class Context:
     """What ``rows`` may read besides the group: the settings, and what was made for it before the workers ran.
 
     ``prepared``: what ``Stage.prepare`` made once in the driving process (stage 1: the vocabulary of the scenes);
-    ``generated``: the models' results for this slice (``Stage.generate``); ``state``: what is kept even along one
-    shard's stream of rows (``Stage.shard_state``: answer letters and classes).
+    ``generated``: the models' results for this unit (``Stage.generate``); ``state``: what is kept even along one
+    unit's stream of rows (``Stage.shard_state``: answer letters and classes).
     """
 
     config: Any  # LGTConfig
@@ -71,12 +71,15 @@ class Stage:
         """One image's rows of this config."""
         raise NotImplementedError
 
-    def prepare(self, inputs: dict[str, dict[str, list[tuple[str, int]]]]) -> Any:
-        """What every worker reads, made once from the inputs' Arrow files (``{config: {split: [(path, rows)]}}``)."""
+    def prepare(self, inputs: dict[str, dict[str, list[tuple[str, int]]]], words: dict[str, list[str]]) -> Any:
+        """What every worker reads, made once from the inputs' Arrow files (``{config: {split: [(path, rows)]}}``)
+        and the whole source's ``words`` (``names`` and ``attributes`` of its objects; the inputs of a part of a
+        build hold only its own images)."""
         return None
 
     def shard_state(self, config, shard: str) -> Any:
-        """What a worker keeps along one shard's stream of rows (``shard``: the shard's stable name)."""
+        """What a worker keeps along one work unit's stream of rows (``shard``: the unit's name, the same whichever
+        process or machine makes it)."""
         return None
 
     def calls_models(self, config) -> bool:

@@ -3,7 +3,7 @@
 Stage 1 is written from each scene by the templates (verifiable by construction) and/or a writer model that reads
 the caption and boxes (``--writer``, the paper's path); stage 2 composes an image's stage-1 questions into multi-hop
 ones, by program from the template questions and by the writer from the model-written ones (kept when the verifier
-agrees). Letters and answer classes are kept even along each shard's stream of questions (``shard_state``).
+agrees). Letters and answer classes are kept even along each work unit's stream of questions (``shard_state``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import hashlib
 import random
 from typing import NamedTuple
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from datasets import Features, Image, List, Value
 
 from ..answers import LetterBalancer, letter_options
@@ -23,7 +21,7 @@ from .base import BOX, BOX_DOC, Context, Group, Stage
 
 
 class Stream(NamedTuple):
-    """What a worker keeps even along its shard's stream of questions: letters per skill, answer classes."""
+    """What a worker keeps even along a unit's stream of questions: letters per skill, answer classes."""
 
     letters: LetterBalancer
     classes: stage1.Balance
@@ -66,16 +64,11 @@ def mcq_row(scene: Scene, image: dict | None, draft, generator: str, letters: Le
     }
 
 
-def vocabulary(paths: list[str]) -> stage1.Vocabulary:
-    """What a distractor may name: every category and attribute in the scenes' Arrow files, read column-wise."""
-    names, attributes = set(), set()
-    for path in paths:
-        with pa.memory_map(path) as source:
-            objects = pc.list_flatten(pa.ipc.open_stream(source).read_all().column("objects"))
-            names.update(pc.unique(pc.struct_field(objects, "name")).to_pylist())
-            attributes.update(pc.unique(pc.list_flatten(pc.struct_field(objects, "attributes"))).to_pylist())
+def vocabulary(words: dict[str, list[str]]) -> stage1.Vocabulary:
+    """What a distractor may name: every category and attribute of the source's objects."""
+    attributes = set(words["attributes"])
     return stage1.Vocabulary(
-        names=sorted(names),
+        names=sorted(set(words["names"])),
         colours=sorted(attributes.intersection(stage1.COLOUR_WORDS)),
         attributes=sorted(attributes.difference(stage1.COLOUR_WORDS)),
     )
@@ -116,8 +109,8 @@ class MCQStage(Stage):
 
 
 class Stage1MCQs(MCQStage):
-    def prepare(self, inputs: dict) -> stage1.Vocabulary:
-        return vocabulary([path for paths in inputs["scenes"].values() for path, _ in paths])
+    def prepare(self, inputs: dict, words: dict[str, list[str]]) -> stage1.Vocabulary:
+        return vocabulary(words)
 
     def drafts(self, group: Group, context: Context, rng: random.Random) -> list[tuple]:
         if context.config.stage1_writer == "llm":

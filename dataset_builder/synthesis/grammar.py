@@ -8,6 +8,8 @@ broccoli"). A library such as ``inflect`` pluralises "skis" as "skiss"; these ru
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # Nouns whose plural is not made by a rule.
 IRREGULAR_PLURALS = {
     "person": "people",
@@ -99,6 +101,7 @@ def _plural_word(word: str) -> str:
     return word + "s"
 
 
+@lru_cache(maxsize=4096)  # a source has few names; templates ask for them again and again
 def plural(name: str) -> str:
     """The plural of a name: "dog" -> "dogs", "wine glass" -> "wine glasses", "skis" -> "pairs of skis"."""
     prefix, head, rest = _head(name)
@@ -135,11 +138,13 @@ def singular_noun(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=4096)
 def singular(name: str) -> str:
     """The name as one countable thing: "red skis" -> "pair of red skis"; most names are already that."""
     return f"pair of {name}" if _head(name)[1].lower() in PAIRED_NOUNS else name
 
 
+@lru_cache(maxsize=4096)
 def article(phrase: str) -> str:
     """ "a" or "an" before ``phrase``, by its sound: "an apple", "a unicycle", "an hour", "an SUV", "a TV"."""
     word = phrase.split(" ", 1)[0]
