@@ -14,6 +14,7 @@ from lgt.scene import Scene, SceneObject
 from lgt.sources import open_source
 from lgt.stages.mcqs import mcq_row
 from lgt.synthesis import stage1, stage2
+from lgt.synthesis.grammar import plural
 from lgt.synthesis.stage2 import (
     ComposeWriter,
     Composite,
@@ -285,7 +286,8 @@ def _step_answer(scene: Scene, step, found: list) -> tuple:
         return _colour(looked[0]), []
     if step.template == "location":
         return _quadrant(looked[0].bbox, scene.width, scene.height), []
-    if step.template == "count":
+    if step.template == "count":  # its category is a name, also when nothing is counted ("square", not "squares")
+        assert plural(step.category) in step.question, (step.category, step.question)
         same = [o for o in scene.objects if o.name == step.category]
         assert sorted(o.id for o in same) == sorted(step.object_ids)
         return str(len(same)), []

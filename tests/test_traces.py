@@ -23,6 +23,7 @@ from lgt.scene import Scene, SceneObject
 from lgt.sources.builtin import CATEGORIES, COLOURS, BuiltinSource
 from lgt.stages.mcqs import mcq_row
 from lgt.synthesis import stage1
+from lgt.synthesis.grammar import plural
 from lgt.synthesis.scripted import SlipBalance, scripted_traces
 from lgt.synthesis.traces import (
     CUES,
@@ -38,6 +39,31 @@ from lgt.trace_audit import names_answer_early
 
 NUM_SCENES = 40
 EXTENT = re.compile(r"x (?:from )?(\d+)(?:–| to )(\d+)(?:,| and) y (?:from )?(\d+)(?:–| to )(\d+)")
+# English a reader would stumble on: a plural made plural again or taken as one ("squareses", "every circles"), one
+# thing counted as many ("one other objects"), a side without its preposition ("clearly left it").
+_PLURALS = "|".join(plural(name) for name in CATEGORIES)
+GARBLED = re.compile(
+    rf"\b\w+(?:s|x)eses\b|\b(?:a|every|each) (?:{_PLURALS})\b|\bone (?:other |more )?objects\b"
+    r"|\bother one objects\b|\b(?:clearly|plainly) (?:left|right) it\b"
+)
+_SIDES = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
+
+
+def _filter_verdicts_agree(text: str, composite: dict, scene: Scene) -> bool:
+    """Whether every candidate a filter step leaves out with only its centre as the reason ("centred at x = 220, is
+    not to the left of it") has that centre on the other side of the anchor's."""
+    objects = {o.id: o for o in scene.objects}
+    for step in composite["steps"]:
+        kind, _, rel = step["template"].partition("_")
+        if kind != "filter":
+            continue
+        centre = objects[step["object_ids"][0]].center[0 if rel in ("left", "right") else 1]
+        for sentence in re.split(r"(?<=\.) ", text):
+            said = re.search(r"[xy] = (\d+)", sentence)
+            if f"not {_SIDES[rel]} it" in sentence and said and not re.search(r"clearly|plainly", sentence):
+                if (int(said[1]) < centre - 1) if rel in ("left", "above") else (int(said[1]) > centre + 1):
+                    return False
+    return True
 
 
 def _row(scene: Scene, draft: stage1.Draft, balancer: LetterBalancer) -> dict:
@@ -132,8 +158,9 @@ def test_every_kind_and_skill_on_the_builtin_scenes(scripted):
         assert {"O", "X", "X→O", "O→O"} <= set(by_template[template]), (template, by_template.get(template))
 
 
-def test_no_trace_mentions_a_banned_word(scripted):
+def test_no_trace_mentions_a_banned_word_or_garbles_its_english(scripted):
     assert all(not mentions_banned(t.think) for _, _, traces in scripted for t in traces)
+    assert not [t.think for _, _, traces in scripted for t in traces if GARBLED.search(t.think)]
     assert {"caption", "description", "text", "boxes", "bounding box"} <= set(banned_words())
     assert mentions_banned("As the Caption says") and mentions_banned("its bounding box") and mentions_banned("TEXT")
     assert not mentions_banned("in this context the texture of the boxer") and not mentions_banned("a box")
@@ -354,7 +381,9 @@ def test_every_stage2_template_is_worked_out_forward_from_the_boxes():
             assert trace.correct == (trace.predicted == composite["answer"]) and not mentions_banned(trace.think)
             assert "The question is about" not in trace.think, trace.think  # no step taken on trust
             assert not names_answer_early(trace.think, composite["question"], gold, composite["answer"])
+            assert not GARBLED.search(trace.think), GARBLED.search(trace.think)
             if trace.kind == "O":  # each step asked, then worked out to its own answer, in order
+                assert _filter_verdicts_agree(trace.short, composite, scene), trace.short
                 at = [trace.short.find(s["question"][1:]) for s in composite["steps"]]
                 assert -1 not in at and at == sorted(at), trace.short
                 objects = {o.id: o for o in scene.objects}

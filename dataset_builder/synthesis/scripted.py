@@ -327,14 +327,16 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
         )
     if others:
         rest, k = w.listing(others), _NUMBERS[len(others)] if len(others) < len(_NUMBERS) else len(others)
+        single = len(others) == 1
+        things, are, none = ("object", "is", "it is not") if single else ("objects", "are", "none of them is")
         lines.append(
             w.pick(
                 (
-                    f"I count {k} other objects, {rest}; none of them is {one}.",
-                    f"There are {k} other objects ({rest}), and no {topic} among them.",
-                    f"I see {k} more objects, {rest}, none of them {one}.",
-                    f"That leaves {k} other objects: {rest}; I find no {topic} there.",
-                    f"I count {k} objects besides: {rest}, and not one is {one}.",
+                    f"I count {k} other {things}, {rest}; {none} {one}.",
+                    f"There {are} {k} other {things} ({rest}), and no {topic} among them.",
+                    f"I see {k} more {things}, {rest}, {'not' if single else 'none of them'} {one}.",
+                    f"That leaves {k} other {things}: {rest}; I find no {topic} there.",
+                    f"I count {k} {things} besides: {rest}, and {'it is not' if single else 'not one is'} {one}.",
                 )
             )
         )
@@ -953,10 +955,11 @@ def _find_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]
             lines.append(
                 w.pick(
                     (
-                        f"{_cap(w.seen(obj))} ({centre}) sits clearly {clear} it instead.",
-                        f"{_cap(w.seen(obj))} has its {centre}, but it is plainly {clear} it, not "
+                        f"{_cap(w.seen(obj))} ({centre}) sits clearly {_REL_WORDS[clear]} it instead.",
+                        f"{_cap(w.seen(obj))} has its {centre}, but it is plainly {_REL_WORDS[clear]} it, not "
                         f"{_REL_WORDS[rel]} it.",
-                        f"{_cap(w.seen(obj))}: {centre}, yet clearly {clear} it rather than {_REL_WORDS[rel]} it.",
+                        f"{_cap(w.seen(obj))}: {centre}, yet clearly {_REL_WORDS[clear]} it rather than "
+                        f"{_REL_WORDS[rel]} it.",
                     )
                 )
             )
@@ -991,15 +994,22 @@ def _filter_write(w: _Writer, view: _View, found: _Found, route: int) -> list[st
         yes = obj.id in found.found
         centre = f"{along} = {_n(obj.center[axis])}"
         verdict = _REL_WORDS[rel] if yes else f"not {_REL_WORDS[rel]}"
-        lines.append(
-            w.pick(
-                (
-                    f"The {w.name(obj)}, centred at {centre}, is {verdict} it.",
-                    f"{_cap(w.the(obj))} ({centre}): {'yes' if yes else 'no'}, {verdict} it.",
-                    f"With its centre at {centre}, the {w.name(obj)} is {verdict} it.",
-                )
+        # Left out although its centre may lie on the asked side: it is clearly on the other axis (as ``find`` says).
+        other = None if yes else stage1.relation(obj, anchor)
+        if other in _OTHER_AXIS[rel]:
+            clear, asked = _REL_WORDS[other], _REL_WORDS[rel]
+            phrasings = (
+                f"The {w.name(obj)}, centred at {centre}, sits clearly {clear} it, not {asked} it.",
+                f"{_cap(w.the(obj))} ({centre}): no, it is plainly {clear} it.",
+                f"With its centre at {centre}, the {w.name(obj)} is clearly {clear} it rather than {asked} it.",
             )
-        )
+        else:
+            phrasings = (
+                f"The {w.name(obj)}, centred at {centre}, is {verdict} it.",
+                f"{_cap(w.the(obj))} ({centre}): {'yes' if yes else 'no'}, {verdict} it.",
+                f"With its centre at {centre}, the {w.name(obj)} is {verdict} it.",
+            )
+        lines.append(w.pick(phrasings))
     return lines
 
 
@@ -1058,9 +1068,11 @@ def _closest_write(w: _Writer, view: _View, found: _Found, route: int) -> list[s
         lines.append(
             w.pick(
                 (
-                    f"The other {count} objects are all more than {_n(shown[-1][0])} px away.",
+                    f"The other {count} objects are all more than {_n(shown[-1][0])} px away."
+                    if rest > 1
+                    else f"The other object is more than {_n(shown[-1][0])} px away.",
                     f"Everything else is farther than {_n(shown[-1][0])} px.",
-                    f"The remaining {count} lie beyond {_n(shown[-1][0])} px.",
+                    f"The remaining {count} {'lie' if rest > 1 else 'lies'} beyond {_n(shown[-1][0])} px.",
                 )
             )
         )

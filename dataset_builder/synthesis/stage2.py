@@ -45,7 +45,7 @@ from ..prompts import Prompt, load_prompt
 from ..scene import Scene, SceneObject
 from . import stage1
 from .generator import generator_id, parse_generator
-from .grammar import article, plural, singular
+from .grammar import article, from_plural, plural, singular
 from .llm_mcq import (
     MAX_OPTION_CHARS,
     MAX_QUESTION_CHARS,
@@ -553,7 +553,7 @@ def _counts(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Can
 
 
 def _count_step(topic: str, n: int, objs: list[SceneObject], parent: str, rng: random.Random) -> Step:
-    category = objs[0].name if objs else singular(topic)
+    category = objs[0].name if objs else from_plural(topic)  # a count of 0 has only the question's plural
     return Step(_ask("count", rng, p=topic), str(n), "count", tuple(o.id for o in objs), (), category, parent)
 
 
