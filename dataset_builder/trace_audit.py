@@ -442,8 +442,12 @@ def diversity(texts: list[str], options: list[list[str]], names: set[str], expan
         "words_after_cue_median": median,
         "continued": len(words),
         "judged": len(texts) >= MIN_JUDGED,
-        "flagged": (sentences >= MIN_TEMPLATE_SENTENCES and top > TEMPLATE_SHARE_LIMIT)
-        or (len(words) >= MIN_JUDGED and median < MIN_WORDS_AFTER_CUE),
+        # judged only over enough traces: a few dozen long ones make a thousand sentences of a handful of questions
+        "flagged": len(texts) >= MIN_JUDGED
+        and (
+            (sentences >= MIN_TEMPLATE_SENTENCES and top > TEMPLATE_SHARE_LIMIT)
+            or (len(words) >= MIN_JUDGED and median < MIN_WORDS_AFTER_CUE)
+        ),
     }
 
 

@@ -146,6 +146,10 @@ def test_diversity_counts_sentence_templates_and_words_after_the_cue():
     assert trace_audit.diversity(varied, options, set(), ["a few words"] * trace_audit.MIN_JUDGED)["flagged"]
     few = trace_audit.diversity(monotone[:100], options, {"circle"}, ["a few words"] * 10)
     assert few["top_share"] == 1.0 and not few["flagged"]  # too few sentences and continuations to judge
+    long = [" ".join(["I find the circle at x 10–20, y 30–40."] * 40)] * 52  # 2,080 sentences of 52 traces
+    scarce = trace_audit.diversity(long, options, {"circle"}, long_after_cue)
+    assert scarce["sentences"] > trace_audit.MIN_TEMPLATE_SENTENCES and not scarce["judged"]
+    assert not scarce["flagged"]  # a few dozen traces are not judged, however many sentences they hold
     template = trace_audit.sentence_template("The red circle at x 10–20 is the circle.", {"circle"})
     assert template == "the _ at x # is the _"
 

@@ -277,10 +277,8 @@ def _join(parts: list[str]) -> str:
 def _caption(plan: _Plan) -> str:
     """Opening, one sentence per shape in drawing order, the noticeable overlaps, then the count per shape."""
     shapes = plan.shapes
-    sentences = [
-        f"A {plan.width} by {plan.height} pixel image of {NUMBER_WORDS[len(shapes)]} shapes on a "
-        f"{plan.background} background."
-    ]
+    # No pixel size: the build stores the image in the model's frame (``--max-pixels``), where it would be untrue.
+    sentences = [f"An image of {NUMBER_WORDS[len(shapes)]} shapes on a {plan.background} background."]
     for s in shapes:
         size = SIZE_PHRASES[_size_word(s.box, plan.width, plan.height)]
         sentences.append(f"A {size} {s.colour} {s.category} is {_region(s.box, plan.width, plan.height)}.")
