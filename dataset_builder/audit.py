@@ -341,17 +341,23 @@ def audit_rows(rows: dict[str, list]) -> dict:
     }
 
 
-def read_rows(folder: str, config: str) -> dict[str, list]:
-    """The audited columns of a built config's splits (``<split>-NNNNN-of-MMMMM.parquet``), never the images;
-    only the rows the audit reads become Python objects, so a paper-scale build is read in seconds."""
+def read_columns(folder: str, config: str, columns: list[str]) -> pa.Table | None:
+    """``columns`` of a built config's splits (``<split>-NNNNN-of-MMMMM.parquet``) and a ``split`` column, never the
+    images; None when the config has no file."""
     tables = []
     for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
-        table = pq.read_table(path, columns=COLUMNS)
+        table = pq.read_table(path, columns=columns)
         split = os.path.basename(path).split("-")[0]
         tables.append(table.append_column("split", pa.array([split] * table.num_rows, pa.string())))
-    if not tables:
+    return pa.concat_tables(tables) if tables else None
+
+
+def read_rows(folder: str, config: str) -> dict[str, list]:
+    """The audited columns of a built config's splits; only the rows the audit reads become Python objects, so a
+    paper-scale build is read in seconds."""
+    table = read_columns(folder, config, COLUMNS)
+    if table is None:
         return {column: [] for column in [*COLUMNS, "split"]}
-    table = pa.concat_tables(tables)
     chosen = sorted(i for indices in _by_skill(table.column("skill").to_pylist()).values() for i in indices)
     return table.take(chosen).to_pydict()
 

@@ -31,10 +31,8 @@ every trace.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
-import os
 import re
 import statistics
 import time
@@ -42,12 +40,10 @@ from collections import Counter
 from functools import cache
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from datasets.utils import logging
 
 from .answers import LETTERS
-from .audit import choice_scores, fit_choice_model, select_items
+from .audit import choice_scores, fit_choice_model, read_columns, select_items
 from .synthesis.generator import parse_generator
 from .synthesis.stage1 import COLOUR_WORDS
 
@@ -123,14 +119,8 @@ class TraceAuditError(ValueError):
 
 def _read(folder: str, config: str, columns: list[str]) -> dict[str, list]:
     """The columns of a built config's splits, with a ``split`` column; never the images."""
-    tables = []
-    for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
-        table = pq.read_table(path, columns=columns)
-        split = os.path.basename(path).split("-")[0]
-        tables.append(table.append_column("split", pa.array([split] * table.num_rows, pa.string())))
-    if not tables:
-        return {column: [] for column in [*columns, "split"]}
-    return pa.concat_tables(tables).to_pydict()
+    table = read_columns(folder, config, columns)
+    return {column: [] for column in [*columns, "split"]} if table is None else table.to_pydict()
 
 
 def _think(text: str) -> str:

@@ -145,7 +145,8 @@ def test_any_jsonl_record_builds_as_written_or_is_a_counted_reject(lines):
         with open(os.path.join(folder, "scenes.jsonl"), "wb") as f:
             f.write(b"\n".join(encoded) + b"\n")
         output = os.path.join(folder, "out")
-        info = build(source=f"jsonl:{folder}/scenes.jsonl", output=output, on_error="skip")
+        # max_pixels=0: the images keep their size, so every box is checked as written
+        info = build(source=f"jsonl:{folder}/scenes.jsonl", output=output, on_error="skip", max_pixels=0)
         rejected = {r["record"] for r in read_rejects(output)}
         scenes = {row["image_id"]: row for row in read_config(output, "scenes")}
         assert info["rejects"] == len(rejected) and len(rejected) + len(scenes) == len(encoded)
@@ -276,7 +277,7 @@ def test_any_coco_record_builds_as_written_or_is_a_counted_reject(images, annota
     with tempfile.TemporaryDirectory() as folder:
         instances = write_coco(os.path.join(folder, "coco"), images, annotations, categories, captions)
         output = os.path.join(folder, "out")
-        info = build(source=f"coco:{folder}/coco", output=output, on_error="skip")
+        info = build(source=f"coco:{folder}/coco", output=output, on_error="skip", max_pixels=0)  # sizes as written
         rejects = read_rejects(output)
         scenes = {row["image_id"]: row for row in read_config(output, "scenes")}
         assert info["rejects"] == len(rejects) and read_config(output, "mcq_stage1")

@@ -34,7 +34,7 @@ def test_jsonl_scenes_with_attributes_make_attribute_questions(tmp_path):
                 + "\n"
             )
     output = tmp_path / "out"
-    info = build(source=f"jsonl:{tmp_path / 'scenes.jsonl'}", output=str(output))
+    info = build(source=f"jsonl:{tmp_path / 'scenes.jsonl'}", output=str(output), max_pixels=0)  # sizes as given
     assert info["source"]["name"] == "jsonl"
     scenes = load_dataset(str(output), "scenes").remove_columns("image")
     rows = {r["image_id"]: r for split in scenes.values() for r in split}
