@@ -270,6 +270,7 @@ class Balance:
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
     owing: dict[str, set] = field(default_factory=dict)  # template -> option texts with a positive debt
+    colours: set = field(default_factory=set)  # every colour an object of the stream's images so far had
 
     def debt(self, template: str, text: str) -> int:
         """Positive when ``text`` has been the answer more than a quarter of the times it was shown."""

@@ -18,8 +18,10 @@ every other star by stage 1's size margin) and the size ratio of two objects a c
 
 The shortcut rule holds as in stage 1: each question is offered in every form it may take (a count window, a pair
 either way round) to a ``stage1.Balance``, which keeps the form that keeps answer classes even, or none; distractors
-are of the answer's own class (colours the image's colour questions offered, phrases of other objects), and every
-template has several wordings.
+are of the answer's own class (colours the image's colour questions offered, phrases of other objects that say of
+the question's words what the answer says), and every template has several wordings. A location found through a
+relation is balanced by where it lies seen from that relation (on its side or not), one class count for all four
+relations, so a reader cannot bet that "the object to the left of" lies on the left.
 
 LLM-written stage-1 questions carry no checkable structure, so they are composed by an LLM (``compose_with_llm``):
 the writer merges two or three questions of one image and states its answer; a verifier that reads only the caption
@@ -80,10 +82,10 @@ SKILLS = {
 PER_TEMPLATE = {
     "chain_colour": 2,
     "chain_location": 2,
-    "comparison_count": 1,
+    "comparison_count": 2,
     "comparison_size": 1,
     "set_count": 1,
-    "conjunction": 1,
+    "conjunction": 2,
 }
 # A total of two countable categories is at most twice stage 1's largest count.
 MAX_TOTAL = 2 * stage1.MAX_COUNT
@@ -473,13 +475,33 @@ def _chain_colour_forms(facts, grounding, referent, steps, rng, balance: Balance
     return [(draft, _meta([*steps, last], grounding))]
 
 
+# Where a quadrant lies seen from a relation: on the relation's side or not, and in the first half (top, left) of
+# the other axis or not.
+_SIDE_CLASSES = ((True, True), (True, False), (False, True), (False, False))
+
+
+def _side_class(rel: str, where: str) -> tuple[bool, bool]:
+    """``where`` (a quadrant) seen from ``rel``: "bottom left" is (True, False) for "left", (False, True) for
+    "above"."""
+    vertical, horizontal = where.split()
+    if rel in ("left", "right"):
+        return horizontal == rel, vertical == "top"
+    return vertical == {"above": "top", "below": "bottom"}[rel], horizontal == "left"
+
+
 def _chain_location_forms(facts, grounding, referent, steps, key, rng) -> list[Form]:
     target = grounding[0]
     where = stage1.quadrant(target, facts.scene.width, facts.scene.height)
     distractors = [q for q in stage1.QUADRANTS if q != where]
     rng.shuffle(distractors)
     question = _say("chain_location", rng, r=referent)
-    # Balanced per relation: the object left of something is more often on the left, which a reader could learn.
+    # The object left of something is more often on the left, which a reader could learn: balanced by where the
+    # answer lies seen from the relation, all four relations along one key, so each relation's few questions in a
+    # stream need not fill its own classes (those it asks first would be its easy, same-side, quadrants).
+    if key[0] in INVERSE:
+        balanced, classes, answer_class = ("chain_location", "side"), _SIDE_CLASSES, _side_class(key[0], where)
+    else:
+        balanced, classes, answer_class = ("chain_location", key[0]), stage1.QUADRANTS, where
     draft = Draft(
         "chain_location",
         question,
@@ -487,9 +509,9 @@ def _chain_location_forms(facts, grounding, referent, steps, key, rng) -> list[F
         distractors,
         grounding,
         False,
-        ("chain_location", key[0]),
-        stage1.QUADRANTS,
-        where,
+        balanced,
+        classes,
+        answer_class,
         skill="chain",
     )
     found = _ask("location", rng, a=singular(facts.phrase[target.id]))
@@ -604,41 +626,56 @@ def _sizes(facts: _Facts, rng: random.Random, balance: Balance) -> Iterator[Cand
 def _phrase_distractors(facts: _Facts, target: SceneObject, shown: set[int], said: set[str], rng, balance: Balance):
     """Three phrases naming other things in the answer's own shape: "blue star" for "red circle", "dog" for "cat".
 
-    A reader could tell the answer by its form, so the phrases are those with as many words the question does not
-    already say (``said``) as the answer has, where there are enough: phrases of the image's other objects first (a
-    person must look to rule them out), then phrases no object fits, made from the image's categories and colours.
+    A reader could tell the answer by its form, so every phrase says of the question's words what the answer says
+    (``_shape``): for "the blue cross" asked about through a green cross, other crosses ("pink cross"); for "the
+    brown diamond" asked about through a brown cross, other brown things; where the answer shares nothing, phrases
+    sharing nothing. Among those, phrases with as many new words as the answer first, phrases of the image's other
+    objects first (a person must look to rule them out), then phrases no object fits, made from the image's
+    categories and colours.
     """
     scene, phrase = facts.scene, facts.phrase
     coloured = phrase[target.id] != target.name
-    seen = sorted(
-        {
-            phrase[o.id]
-            for o in scene.objects
-            if o.id in phrase and o.id != target.id and o.id not in shown and (phrase[o.id] != o.name) == coloured
-        }
-    )
+    seen = {
+        (phrase[o.id], o.name)
+        for o in scene.objects
+        if o.id in phrase and o.id != target.id and o.id not in shown and (phrase[o.id] != o.name) == coloured
+    }
     names = {o.name for o in scene.objects} | facts.absent_names
     if coloured:
-        colours = facts.colour_texts | {c for o in scene.objects for c in o.attributes if c in stage1.COLOUR_WORDS}
+        # The stream's colours too: an image showing few colours has too few "<colour> cross" phrases of its own.
+        colours = facts.colour_texts | balance.colours
         taken = {f"{c} {o.name}" for o in scene.objects for c in o.attributes}
-        made = sorted({f"{c} {n}" for c in colours for n in names} - taken)
+        made = {(f"{c} {n}", n) for c in colours for n in names if f"{c} {n}" not in taken}
     else:
-        made = sorted(names - {target.name} - {phrase[i] for i in shown})
-    made = [text for text in made if text not in seen]
+        made = {(n, n) for n in names - {target.name} - {phrase[i] for i in shown}}
+    seen_texts = {text for text, _ in seen}
     # Balanced, and told apart, by what each phrase adds to the question: "black" of "black star" where the question
     # names a star already. Several phrases adding the same words are one option at most.
+    answer, shape = _new_words(phrase[target.id], said), _shape(phrase[target.id], target.name, said)
     by_new: dict[str, str] = {}
-    for text in seen + made:
-        by_new.setdefault(_new_words(text, said), text)
-    answer = _new_words(phrase[target.id], said)
-    alike = [new for new in by_new if new and new != answer and len(new.split()) == len(answer.split())]
-    others = [new for new in by_new if new and new != answer]
+    for text, name in sorted(seen) + sorted(made - seen):
+        new = _new_words(text, said)
+        if new and new != answer and _shape(text, name, said) == shape:
+            by_new.setdefault(new, text)
+    alike = [new for new in by_new if len(new.split()) == len(answer.split())]
     distractors: list[str] = []
-    for pool in ([n for n in alike if by_new[n] in seen], alike, [n for n in others if by_new[n] in seen], others):
+    for pool in (
+        [n for n in alike if by_new[n] in seen_texts],
+        alike,
+        [n for n in by_new if by_new[n] in seen_texts],
+        list(by_new),
+    ):
         pool = [new for new in pool if new not in distractors]
         if len(distractors) < OPTIONS - 1 and pool:
             distractors += balance.distractors("conjunction", pool, rng)[: OPTIONS - 1 - len(distractors)]
     return [by_new[new] for new in distractors]
+
+
+def _shape(text: str, name: str, said: set[str]) -> tuple[bool, ...]:
+    """Which parts of an object phrase (its colour where it has one, then its category) the question says already:
+    options whose parts differ in this are told apart by a reader who sees only the text."""
+    colour = text[: len(text) - len(name)].strip()
+    return tuple(_words(part) <= said for part in (colour, name) if part)
 
 
 def _new_words(text: str, said: set[str]) -> str:
@@ -749,6 +786,7 @@ def compose(scene: Scene, mcqs: list[dict], rng: random.Random, balance: Balance
     template until it has its quota for this image; no two composites of an image ask the same fact or question.
     """
     balance = balance if balance is not None else Balance()
+    balance.colours.update(c for o in scene.objects for c in o.attributes if c in stage1.COLOUR_WORDS)
     facts = _facts(scene, [row for row in mcqs if is_template_row(row)])
     composites: list[Composite] = []
     asked: set = set()
