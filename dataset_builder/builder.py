@@ -58,7 +58,7 @@ from datasets.utils.tqdm import tqdm
 from . import decontam
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, CacheMissError, Engine, GenerationCache, default_cache_path
-from .images import check_image_file, check_size, fit_pixels, load_image
+from .images import check_image_file, check_size, decode_image, fit_image, fit_pixels
 from .scene import Scene
 from .settings import SETTINGS, LGTConfig, defaults
 from .sources import open_source, source_label
@@ -520,30 +520,28 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             if position > first_fatal:
                 break  # a unit is in the source's order: nothing after the first bad record matters
             try:
-                scene = source.scene(payload)
-                image = self._image(scene)
-                if self.config.max_pixels and image["bytes"]:
-                    scene, image = self._fit(scene, image)
+                scene, image = self._stored(source.scene(payload))
             except InputError as err:
                 if self._reject(err, position):
                     first_fatal = position
                 continue
             yield Group(scene, image, [])
 
-    def _image(self, scene: Scene) -> dict:
-        """The ``Image`` feature's storage: decoded-and-checked bytes, or a checked reference to the file."""
+    def _stored(self, scene: Scene) -> tuple[Scene, dict]:
+        """The scene and its ``Image`` feature's storage: decoded-and-checked bytes in the model's frame under
+        ``max_pixels`` (boxes scaled with the image), or a checked reference to the file."""
+        max_pixels = self.config.max_pixels
         if isinstance(scene.image, bytes):  # made by the source itself, already 8-bit RGB
-            return {"bytes": scene.image, "path": f"{scene.image_id}.png"}
-        if self.config.images == "path":
+            image = {"bytes": scene.image, "path": f"{scene.image_id}.png"}
+            fitted = fit_pixels(scene.image, max_pixels) if max_pixels else None
+        elif self.config.images == "path":
             check_image_file(scene.image, scene.image_id, scene.width, scene.height)
-            return {"bytes": None, "path": scene.image}
-        data, width, height = load_image(scene.image, scene.image_id)
-        check_size(scene.image, scene.image_id, (width, height), (scene.width, scene.height))
-        return {"bytes": data, "path": os.path.basename(scene.image)}
-
-    def _fit(self, scene: Scene, image: dict) -> tuple[Scene, dict]:
-        """The scene on its image downscaled to ``max_pixels`` (boxes scaled with it), or as it is if small enough."""
-        fitted = fit_pixels(image["bytes"], self.config.max_pixels)
+            return scene, {"bytes": None, "path": scene.image}
+        else:
+            data, decoded, jpeg = decode_image(scene.image, scene.image_id)
+            check_size(scene.image, scene.image_id, decoded.size, (scene.width, scene.height))
+            image = {"bytes": data, "path": os.path.basename(scene.image)}
+            fitted = fit_image(decoded, max_pixels, jpeg) if max_pixels else None  # decoded once
         if fitted is None:
             return scene, image
         data, suffix, width, height = fitted

@@ -41,6 +41,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(path: str, record: str) -> tuple[bytes, int, int]:
     """Return ``(bytes, width, height)`` of an 8-bit RGB image; the original bytes when they already are."""
+    data, image, _ = decode_image(path, record)
+    return data, image.width, image.height
+
+
+def decode_image(path: str, record: str) -> tuple[bytes, Image.Image, bool]:
+    """``(bytes, decoded image, whether the bytes are JPEG)`` of an 8-bit RGB image, the original bytes when they
+    already are: the decoded image is kept for ``fit_image``, so a photo is decoded once."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -53,15 +60,16 @@ def load_image(path: str, record: str) -> tuple[bytes, int, int]:
         image.load()
     except Exception as err:  # PIL raises many types for corrupt data
         raise InputError(path, record, f"image cannot be decoded ({type(err).__name__}: {err})") from None
+    jpeg = image.format == "JPEG"
     if image.mode == "RGB" and image.format in ("JPEG", "PNG", "WEBP"):
-        return data, image.width, image.height
+        return data, image, jpeg
     rgb = _to_rgb(image)
     out = io.BytesIO()
-    if image.format == "JPEG":  # a CMYK or grey photo: stay JPEG, high quality
+    if jpeg:  # a CMYK or grey photo: stay JPEG, high quality
         rgb.save(out, format="JPEG", quality=95)
     else:
         rgb.save(out, format="PNG")
-    return out.getvalue(), rgb.width, rgb.height
+    return out.getvalue(), rgb, jpeg
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -180,21 +188,26 @@ def model_frame(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 
 
 def fit_pixels(data: bytes, max_pixels: int) -> tuple[bytes, str, int, int] | None:
-    """Encoded 8-bit RGB image bytes resized to the frame the model sees under ``max_pixels`` (``model_frame``).
+    """Encoded 8-bit RGB image bytes resized to the frame the model sees under ``max_pixels`` (``fit_image``).
+    ``data`` was decoded before (``load_image``, or a source that made it), so it is not checked again."""
+    image = Image.open(io.BytesIO(data))
+    return fit_image(image, max_pixels, image.format == "JPEG")
+
+
+def fit_image(image: Image.Image, max_pixels: int, jpeg: bool) -> tuple[bytes, str, int, int] | None:
+    """An 8-bit RGB image resized to the frame the model sees under ``max_pixels`` (``model_frame``).
 
     Returns ``(bytes, file suffix, width, height)``, or ``None`` when the image is already in that frame (its
     bytes are then kept as they are). Training resizes to that frame anyway, so storing it is what makes the pixel
     coordinates a trace cites the ones the model sees, and storing more only costs space. JPEG stays JPEG (quality
-    95), anything else becomes PNG (lossless). ``data`` was decoded before (``load_image``, or a source that made
-    it), so it is not checked again.
+    95), anything else becomes PNG (lossless).
     """
-    image = Image.open(io.BytesIO(data))
     width, height = model_frame(image.width, image.height, max_pixels)
     if (width, height) == image.size:
         return None
     resized = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
     out = io.BytesIO()
-    if image.format == "JPEG":
+    if jpeg:
         resized.save(out, format="JPEG", quality=95)
         return out.getvalue(), ".jpg", width, height
     resized.save(out, format="PNG")
