@@ -58,6 +58,8 @@ def test_detected_scenes_pass_the_build_and_a_rerun_is_free(docci, models, tmp_p
     model, output, cache = models["grounding-dino"], docci / "gd.jsonl", tmp_path / "detections.sqlite"
     assert _detect(docci, model, output, cache) == 0
     assert f"{IMAGES} of {IMAGES} passes run through the model, 0 read from the cache" in capsys.readouterr().out
+    assert _detect(docci, model, docci / "bf16.jsonl", cache, "--dtype", "bfloat16", "--dry-run") == 0
+    assert f"{IMAGES} detector passes, 0 cached" in capsys.readouterr().out  # another dtype, other detections
     captions = {json.loads(line)["description"] for line in (docci / "docci_descriptions.jsonlines").open()}
     rows = _rows(output)
     assert len(rows) == IMAGES and {row["caption"] for row in rows} == captions

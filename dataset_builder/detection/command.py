@@ -8,11 +8,12 @@ For each image of the source (any source whose records have an image file and a 
 and de-duplicated (``boxes.py``) into the scene's objects, each with its ``score`` and the ``phrase`` it was found for,
 and every row records the detector, its revision and the settings (``provenance.py``).
 
-Raw detections are cached by the image's content, the detector and its revision, and the queries of each pass, in
-a generation cache file of their own (``detections.sqlite`` beside the generation cache): each batch is stored as it
-finishes, so a killed run continues where it stopped and a rerun loads no model at all; thresholds are applied
-after the cache, so trying another ``--box-threshold`` is free too. The output is written beside itself and moved
-into place when complete: a killed run leaves the previous output as it was.
+Raw detections are cached by the image's content, the detector, its revision and dtype (bfloat16 scores are not
+float32 ones), and the queries of each pass, in a generation cache file of their own (``detections.sqlite`` beside
+the generation cache): each batch is stored as it finishes, so a killed run continues where it stopped and a rerun
+loads no model at all; thresholds are applied after the cache, so trying another ``--box-threshold`` is free too.
+The output is written beside itself and moved into place when complete: a killed run leaves the previous output as
+it was.
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ def _plan(image: Planned, detector: Detector) -> None:
             "version": VERSION,
             "model": detector.spec.name,
             "revision": detector.revision,
+            "dtype": str(detector.dtype),
             "image": content,
             "queries": [queries[i] for i in indices],
             "floor": SCORE_FLOOR,
