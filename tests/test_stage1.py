@@ -165,6 +165,27 @@ def test_count_windows_keep_every_value_equally_likely_per_window():
     assert answers["1"] / sum(answers.values()) < 0.35
 
 
+def test_a_number_that_is_never_the_answer_is_never_an_option():
+    """Streams (a build starts one per unit of images) of counts never 5 and seldom 4: every number shown is the
+    answer about a quarter of the times it is shown, so no window has an edge a reader knows is never right; a number
+    never asked is shown only in a stream's first question of some other number."""
+    rng = random.Random(0)
+    shown, right = Counter(), Counter()
+    for _ in range(10):
+        balance = stage1.Balance()
+        for _ in range(120):
+            n = rng.choice((0, 1, 1, 2, 2, 3, 3, 4))
+            dogs = [SceneObject(k, "dog", [10 * k, 0, 10 * k + 5, 5]) for k in range(n)]
+            draft = balance.choose(stage1._count_forms("dog", dogs, rng), rng)
+            if draft is not None:
+                right[draft.correct] += 1
+                shown.update([draft.correct, *draft.distractors])
+    judged = {value: times for value, times in shown.items() if times >= 20}
+    for value, times in judged.items():
+        assert 0.2 <= right[value] / times <= 0.3, (value, right[value], times)
+    assert sum(shown.values()) - sum(judged.values()) <= 0.01 * sum(shown.values()), shown  # a stream's first few
+
+
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
     [

@@ -10,7 +10,8 @@ A question must also be unanswerable without the image. Two things see to that:
 
 - ``Balance``, one per stream of questions (the builder keeps one per shard): a template offers each question
   in every form it could take (a count with each window of options around it, a pair of objects in either
-  order), and ``Balance`` keeps the form that keeps its answer classes even, or drops the question. So a count
+  order), and ``Balance`` keeps the form that keeps its answer classes even, or drops the question (a window only
+  of numbers the stream has asked about, so none is an option that is never right). So a count
   of 1 is asked no more often than a count of 3 with the same options, "more than twice the size" no more often
   than "smaller, but more than half", and an option text (a category, a colour) is the answer about a quarter
   of the times it is shown. It is deterministic: the same stream makes the same choices.
@@ -270,6 +271,7 @@ class Balance:
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
     owing: dict[str, set] = field(default_factory=dict)  # template -> option texts with a positive debt
+    asked: Counter = field(default_factory=Counter)  # (template, number) -> questions offered with that answer
     colours: set = field(default_factory=set)  # every colour an object of the stream's images so far had
 
     def debt(self, template: str, text: str) -> int:
@@ -284,20 +286,42 @@ class Balance:
             return used[draft.answer_class] - min(map(used.__getitem__, draft.classes)) if used else 0
         return self.debt(draft.template, draft.correct) / OPTIONS
 
+    def _open(self, draft: Draft) -> bool:
+        """Whether a window of numbers holds no number the stream has never asked about while asking its answer
+        before (a stream's first question of a number may take any window).
+
+        A window's classes fill at the pace of its rarest number: around one that never comes up (a total of two
+        counts of 0, which stage 1 never asks of one image) or hardly does (a count of 5), each other number would
+        be let in once per stream and the rare one would be the option never right, at the window's edge.
+        """
+        if not draft.ordered or self.asked[draft.template, draft.correct] < 2:
+            return True
+        return all(self.asked[draft.template, str(v)] for v in draft.classes)
+
+    def _window_use(self, draft: Draft) -> int:
+        used = self.classes.get(draft.key)
+        return -sum(used.values()) if used and draft.ordered else 0
+
     def _letter_use(self, draft: Draft) -> int:
         return self.positions[draft.template, draft.position] if draft.ordered else 0
 
     def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
-        """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead.
+        """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead
+        or, for numbers, in a window not open (``_open``).
 
-        Between forms equally even, ordered options go where their answer's letter has been least used, so the
-        letters of a count stay even from a stream's first questions on, not only once its windows fill up.
+        Between windows equally even, the one the stream has used most, so a stream fills the rounds of few windows
+        rather than leaving many half-filled; then ordered options go where their answer's letter has been least
+        used, so the letters of a count stay even from a stream's first questions on.
         """
-        scored = [(self._excess(d), d) for d in forms]
+        if forms and forms[0].ordered:
+            self.asked[forms[0].template, forms[0].correct] += 1
+        scored = [(self._excess(d), d) for d in forms if self._open(d)]
         admissible = [(excess, d) for excess, d in scored if excess <= (0 if d.key else TEXT_SLACK)]
         if not admissible:
             return None
-        draft = min(admissible, key=lambda pair: (pair[0], self._letter_use(pair[1]), rng.random()))[1]
+        draft = min(
+            admissible, key=lambda pair: (pair[0], self._window_use(pair[1]), self._letter_use(pair[1]), rng.random())
+        )[1]
         if draft.ordered:
             self.positions[draft.template, draft.position] += 1
         if draft.key:
