@@ -313,6 +313,7 @@ def audit_skill(rows: dict[str, list]) -> dict:
         "readers": readers,
         "best_reader": best,
         "over_chance": round(readers[best] - CHANCE, 4),
+        "standard_error": round(math.sqrt(CHANCE * (1 - CHANCE) / scored), 4),
         "judged": judged,
         "flagged": judged and readers[best] - CHANCE > MARGIN,
     }
@@ -396,12 +397,13 @@ def card_section(report: dict) -> str:
     rows = []
     for skill, result in report["skills"].items():
         if not result["items"]:
-            rows.append([skill, 0, *("" for _ in names), "", "in one split only"])
+            rows.append([skill, 0, *("" for _ in names), "", "", "in one split only"])
             continue
         verdict = "SHORTCUT" if result["flagged"] else "ok" if result["judged"] else "too few to judge"
         accuracies = [f"{100 * result['readers'][n]:.1f}%" if n in result["readers"] else "n/a" for n in names]
-        rows.append([skill, f"{result['items']:,}", *accuracies, f"{100 * result['over_chance']:+.1f}", verdict])
-    header = ["skill", "scored", *names, "best over chance (points)", "verdict"]
+        over, error = f"{100 * result['over_chance']:+.1f}", f"{100 * result['standard_error']:.1f}"
+        rows.append([skill, f"{result['items']:,}", *accuracies, over, error, verdict])
+    header = ["skill", "scored", *names, "best over chance (points)", "standard error (points)", "verdict"]
     table = "\n".join(
         ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
@@ -413,5 +415,10 @@ def card_section(report: dict) -> str:
         "often correct in the template, the k-th smallest number, the longest or shortest option, and a logistic "
         "regression over the question's and options' words. Each split is scored by readers fit on the other "
         f"splits. Chance is {100 * CHANCE:.0f}%; a skill with at least {MIN_JUDGED_ITEMS} scored questions fails "
-        f"when its best reader beats chance by more than {100 * MARGIN:.0f} points.\n\n" + table
+        f"when its best reader beats chance by more than {100 * MARGIN:.0f} points. A skill's standard error is that "
+        "of an accuracy near chance over its scored questions: on questions with no shortcut at all (the same "
+        "questions with their answers drawn at random) the best of these readers reads about one standard error "
+        "over chance in half the draws, and two and a half or more one time in ten: that much is what noise alone "
+        "gives."
+        "\n\n" + table
     )

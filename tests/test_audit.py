@@ -113,6 +113,23 @@ def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build):
     assert "## Blind-reader audit" in card
     for skill, result in report["skills"].items():
         assert f"| {skill} | {result['items']:,} |" in card
+        assert result["standard_error"] == pytest.approx((0.25 * 0.75 / result["items"]) ** 0.5, abs=1e-4)
+        assert f"| {100 * result['over_chance']:+.1f} | {100 * result['standard_error']:.1f} |" in card
+
+
+def test_noise_alone_reads_about_one_standard_error_as_the_card_says(builtin_build):
+    """The same questions with answers drawn at random hold no shortcut: the best reader's margin over chance is
+    then about one standard error (the card's yardstick), not the 10 points that flag a skill."""
+    rows = audit.read_rows(builtin_build[0], "mcq_stage1")
+    skill = max(set(rows["skill"]), key=rows["skill"].count)
+    chosen = [i for i, s in enumerate(rows["skill"]) if s == skill]
+    questions = {column: [values[i] for i in chosen] for column, values in rows.items()}
+    margins = []
+    for draw in range(12):
+        rng = random.Random(draw)
+        result = audit.audit_skill({**questions, "answer": [rng.choice("ABCD") for _ in chosen]})
+        margins.append(result["over_chance"] / result["standard_error"])
+    assert 0.5 < sorted(margins)[len(margins) // 2] < 2 and max(margins) < 4, margins
 
 
 def plant_letter_a(monkeypatch):
