@@ -11,10 +11,10 @@ A question must also be unanswerable without the image. Two things see to that:
 - ``Balance``, one per stream of questions (the builder keeps one per shard): a template offers each question
   in every form it could take (a count with each window of options around it, a pair of objects in either
   order), and ``Balance`` keeps the form that keeps its answer classes even, or drops the question (a window only
-  of numbers the stream has asked about, so none is an option that is never right). So a count
-  of 1 is asked no more often than a count of 3 with the same options, "more than twice the size" no more often
-  than "smaller, but more than half", and an option text (a category, a colour) is the answer about a quarter
-  of the times it is shown. It is deterministic: the same stream makes the same choices.
+  of numbers the stream has asked about, so none is an option that is never right). So a count of 1 is asked no
+  more often than a count of 3 with the same options, "more than twice the size" no more often than "smaller, but
+  more than half", and an option text (a category, a colour) is the answer about a quarter of the times it is
+  shown. It is deterministic: the same stream makes the same choices.
 - varied wording: every template has several phrasings, chosen per question, so no sentence is a tell.
 
 A template yields ``Draft`` questions (correct option + three distractors); the builder letters them.
@@ -287,8 +287,8 @@ class Balance:
         return self.debt(draft.template, draft.correct) / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
-        """Whether a window of numbers holds no number the stream has never asked about while asking its answer
-        before (a stream's first question of a number may take any window).
+        """Whether a window of numbers may be offered: for a stream's first two questions of its answer, always;
+        after that, only when the stream has asked about every number in it.
 
         A window's classes fill at the pace of its rarest number: around one that never comes up (a total of two
         counts of 0, which stage 1 never asks of one image) or hardly does (a count of 5), each other number would
