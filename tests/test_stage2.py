@@ -587,3 +587,14 @@ def test_tiny_model_through_transformers_and_the_cache(tmp_path):
     again, writer, verifier = run()
     assert writer.stats.hits == writer.stats.requests and writer.stats.misses == 0 and verifier.stats.misses == 0
     assert again.rejects == first.rejects and again.drafts == first.drafts
+
+
+def test_each_mcq_stage_draws_its_own_randomness_for_an_image():
+    """Stage 2 drawing the same numbers as stage 1 for an image tied its wordings and distractors to stage 1's
+    choices, which a text-only reader of one build could learn."""
+    from lgt.stages import STAGES
+
+    first, second = (STAGES[name].image_rng(0, "img-1") for name in ("mcq_stage1", "mcq_stage2"))
+    assert [first.random() for _ in range(4)] != [second.random() for _ in range(4)]
+    again = STAGES["mcq_stage2"].image_rng(0, "img-1")
+    assert again.random() == STAGES["mcq_stage2"].image_rng(0, "img-1").random()  # still one stream per image

@@ -96,12 +96,17 @@ class MCQStage(Stage):
     def rows(self, group: Group, context: Context) -> list[dict]:
         """The image's MCQs: those the templates draft (``drafts``) and those the models wrote (``generated``)."""
         scene, stream = group.scene, context.state
-        rng = random.Random(f"{context.config.seed}:{scene.image_id}")
-        drafts = self.drafts(group, context, rng)
+        drafts = self.drafts(group, context, self.image_rng(context.config.seed, scene.image_id))
         if context.generated is not None:
             generator, by_image = context.generated
             drafts += [(draft, generator) for draft in by_image[scene.image_id]]
         return [mcq_row(scene, group.image, draft, generator, stream.letters) for draft, generator in drafts]
+
+    def image_rng(self, seed: int, image_id: str) -> random.Random:
+        """The random draws of this stage for one image, its own: when stage 2 drew the same numbers as stage 1 for
+        an image, its wordings and distractors followed stage 1's choices, and a text-only reader fit on a build's
+        held-out units answered its conjunctions 29 % of the time over five seeds (24.9 % for shuffled answers)."""
+        return random.Random(f"{seed}:{self.name}:{image_id}")
 
     def drafts(self, group: Group, context: Context, rng: random.Random) -> list[tuple]:
         """``(draft, generator)`` of the image's questions written by program."""
