@@ -39,12 +39,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str, record: str) -> tuple[bytes, int, int]:
-    """Return ``(bytes, width, height)`` of an 8-bit RGB image; the original bytes when they already are."""
-    data, image, _ = decode_image(path, record)
-    return data, image.width, image.height
-
-
 def decode_image(path: str, record: str) -> tuple[bytes, Image.Image, bool]:
     """``(bytes, decoded image, whether the bytes are JPEG)`` of an 8-bit RGB image, the original bytes when they
     already are: the decoded image is kept for ``fit_image``, so a photo is decoded once."""
@@ -189,7 +183,7 @@ def model_frame(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 
 def fit_pixels(data: bytes, max_pixels: int) -> tuple[bytes, str, int, int] | None:
     """Encoded 8-bit RGB image bytes resized to the frame the model sees under ``max_pixels`` (``fit_image``).
-    ``data`` was decoded before (``load_image``, or a source that made it), so it is not checked again."""
+    ``data`` was decoded before (``decode_image``, or a source that made it), so it is not checked again."""
     image = Image.open(io.BytesIO(data))
     return fit_image(image, max_pixels, image.format == "JPEG")
 

@@ -31,7 +31,7 @@ from datasets.utils.tqdm import tqdm
 from ..errors import BuildError, EmptyBuildError, InputError, one_line
 from ..generation import GenerationCache, default_cache_path
 from ..generation.request import Response
-from ..images import decode, load_image
+from ..images import decode, decode_image
 from ..scene import Scene
 from ..sources import SOURCES, detected, open_source, source_label
 from ..synthesis import stage1
@@ -274,7 +274,7 @@ def _pixels(image: Planned, on_error: str):
     if image.error:
         return None
     try:
-        data, _, _ = load_image(image.scene.image, image.scene.image_id)
+        data = decode_image(image.scene.image, image.scene.image_id)[0]
     except InputError as error:
         _set_aside(image, error, on_error)
         return None

@@ -26,7 +26,7 @@ from datasets.utils import logging
 from .. import formats
 from ..answers import format_options, parse_answer
 from ..generation import Bill, Engine, ImagePart, Message, Request, Response, Sampling, dry_run_bill
-from ..images import load_image
+from ..images import decode_image
 from ..prompts import Prompt, load_prompt
 from ..scene import Scene
 
@@ -137,7 +137,7 @@ class TraceWriter:
 
         ``image`` is the encoded image, or the path of its file (a build that stores images by path).
         """
-        data = image if isinstance(image, bytes) else load_image(image, mcq["id"])[0]
+        data = image if isinstance(image, bytes) else decode_image(image, mcq["id"])[0]
         style = formats.row_style(self.seed, mcq["id"])
         user = formats.user_text(mcq["question"], list(mcq["options"]), style)
         messages = []
