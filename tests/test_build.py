@@ -105,6 +105,23 @@ def test_rebuild_is_identical_and_num_proc_does_not_change_rows(builtin_build, t
             assert first.to_list() == second.to_list()
 
 
+def test_a_build_does_not_depend_on_the_process_hash_seed(builtin_build, tmp_path):
+    """Parts of a build run in other processes, on other machines: iterating a set of strings, whose order follows
+    each process's hash seed, made the scripted slips differ between processes."""
+    import subprocess
+    import sys
+
+    output, info = builtin_build
+    again = tmp_path / "again"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    command = ["-m", "lgt.cli", "build", "--num-images", "300", "--configs", "traces_stage1", "--output", str(again)]
+    subprocess.run([sys.executable, *command, "-q"], env=env, check=True, capture_output=True)
+    for split in info["rows"]["traces_stage1"]:
+        first = pq.read_table(sorted((output / "traces_stage1").glob(f"{split}-*.parquet")))
+        second = pq.read_table(sorted((again / "traces_stage1").glob(f"{split}-*.parquet")))
+        assert first.to_pylist() == second.to_pylist()
+
+
 def test_path_mode_references_images(small_coco, tmp_path):
     output = tmp_path / "lgt"
     build(source=f"coco:{small_coco}", output=str(output), images="path", configs=("mcq_stage1",))
