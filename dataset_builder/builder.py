@@ -183,13 +183,18 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
 
     @classmethod
-    def with_settings(cls, config_name: str, cache_dir: str, **settings) -> LGTBuilder:
-        """A builder whose config spells out every setting, defaults included.
+    def with_settings(
+        cls, config_name: str, cache_dir: str, images_by_reference: bool = False, **settings
+    ) -> LGTBuilder:
+        """A builder whose config spells out every setting, defaults included, as the checked config holds them.
 
         ``datasets`` names a config's cache folder by a hash of the keyword arguments given, not of the config they
-        make; spelling all of them out is what lets a child find the parent that an earlier builder prepared.
+        make; spelling all of them out, normalised (``--images path`` keeps the sources' sizes: ``max_pixels`` 0), is
+        what lets a child find the parent that an earlier builder prepared instead of preparing it again.
         """
-        return cls(config_name=config_name, cache_dir=cache_dir, **{**defaults(), **settings})
+        checked = LGTConfig(name=config_name, **{**defaults(), **settings})
+        spelled = {f.name: getattr(checked, f.name) for f in SETTINGS}
+        return cls(config_name=config_name, cache_dir=cache_dir, images_by_reference=images_by_reference, **spelled)
 
     def _info(self):
         return datasets.DatasetInfo(

@@ -89,3 +89,17 @@ def test_the_first_bad_record_is_the_one_reported(tmp_path, num_proc):
         build(source=f"jsonl:{across}", output=str(tmp_path / "out"), configs=("scenes",), num_proc=num_proc)
     assert raised.value.record == f"line {held_out}"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_build_of_referenced_images_reads_each_record_once(tmp_path, monkeypatch):
+    """`--images path` keeps the sources' sizes (its config holds max_pixels 0, not the default): a child config
+    looked for its parent under the settings it was given rather than those it holds, missed the prepared scenes and
+    read and checked the whole source a second time."""
+    from lgt.sources.jsonl import JsonlSource
+
+    read = []
+    scene = JsonlSource.scene
+    monkeypatch.setattr(JsonlSource, "scene", lambda self, payload: read.append(payload) or scene(self, payload))
+    path = _scenes_file(tmp_path, {})
+    info = build(source=f"jsonl:{path}", output=str(tmp_path / "out"), configs=("mcq_stage1",), images="path")
+    assert len(read) == 12 and sum(info["rows"]["mcq_stage1"].values()) > 0
