@@ -8,11 +8,12 @@ import os
 import random
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import COCO_MINI
 from datasets import load_dataset
-from lgt.build import build
+from lgt.build import _Streams, build
 from lgt.builder import LGTBuilder
 from lgt.images import FRAME_MIN_PIXELS, HEADER_START, MODEL_MAX_PIXELS, fit_pixels, image_size, model_frame
 from lgt.sources.builtin import BuiltinSource
@@ -208,3 +209,20 @@ def test_a_child_builder_alone_prepares_its_parent_in_the_same_cache(tmp_path):
     mcqs = builder.as_dataset(split="train")
     scenes = {row["image_id"]: row for row in parent.as_dataset(split="train")}
     assert set(mcqs["image_id"]) <= set(scenes)
+
+
+def test_pieces_of_an_arrow_stream_are_read_forward_and_exactly(tmp_path):
+    """A file's pieces come in order and are read without going back to its start; a piece that starts before
+    where a thread's stream stands reopens it. Every piece is exactly its rows, across batch edges."""
+    path = str(tmp_path / "rows.arrow")
+    table = pa.table({"n": list(range(100))})
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=7):
+            writer.write_batch(batch)
+    streams = _Streams()
+    pieces = [(0, 10), (10, 5), (20, 30), (50, 0), (95, 5), (3, 20), (60, 40)]  # (3, 20) goes back
+    for first, length in pieces:
+        rows = [n for batch in streams.slices(path, first, length) for n in batch.column("n").to_pylist()]
+        assert rows == list(range(first, first + length))
+    assert len(streams.opened) == 2
+    streams.close()
