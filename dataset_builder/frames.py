@@ -5,12 +5,14 @@ image in the frame the model's processor gives it (``images.model_frame``, under
 the same ``max_pixels`` feeds the model exactly those pixels. A processor that resizes the images instead (another
 ``max_pixels``, a build that kept the source's sizes, another model's frame) moves every coordinate: the model
 would learn to cite places that are not where things are in what it sees. ``warn_if_rescaled`` checks a sample of
-the training rows and says so in one warning.
+the training rows and says so in one warning, once per processor (a recipe's evaluation rows, from the same build,
+would only repeat it).
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 
 import numpy as np
 from datasets.utils.logging import get_logger
@@ -21,6 +23,7 @@ SAMPLE = 32  # rows looked at: a build stores every image in one frame, so a few
 # A pixel coordinate as traces cite it: an extent ("x 40–120", "y from 10 to 60"), a coordinate ("x = 80") or a point.
 CITES_PIXELS = re.compile(r"\b[xy] (?:from )?\d+ ?(?:–|-|to) ?\d+|\b[xy] = \d+|\(\d+, \d+\)")
 MESSAGE_COLUMNS = ("messages", "prompt", "chosen", "rejected")
+_WARNED = weakref.WeakSet()  # the processors a warning was given for
 
 
 def _text(row: dict) -> str:
@@ -48,7 +51,8 @@ def processor_frame(processor, image) -> tuple[int, int] | None:
 
 
 def warn_if_rescaled(dataset, processor) -> int:
-    """Warn when the processor would resize sampled images whose rows cite pixel coordinates; return how many."""
+    """Warn (once per processor) when the processor would resize sampled images whose rows cite pixel coordinates;
+    return how many."""
     rows = dataset.select(range(min(SAMPLE, len(dataset))))
     sizes = []
     for row in rows:
@@ -59,7 +63,8 @@ def warn_if_rescaled(dataset, processor) -> int:
                     return 0
                 sizes.append((image.size, frame))
     resized = [(size, frame) for size, frame in sizes if size != frame]
-    if resized:
+    if resized and processor not in _WARNED:
+        _WARNED.add(processor)
         (width, height), (to_width, to_height) = resized[0]
         logger.warning(
             f"{len(resized)} of {len(sizes)} sampled images cite pixel coordinates in their traces but the processor "

@@ -262,6 +262,9 @@ def test_a_recipe_warns_when_its_processor_would_move_the_coordinates(data, tiny
     prompts = datasets.load_dataset(str(data), "rl", split="train")  # no trace, no coordinate: nothing to say
     assert warn_if_rescaled(prompts, small) == 0
     caplog.clear()
+    other = AutoProcessor.from_pretrained(tiny, max_pixels=28 * 28 * 4)
+    evaluation = datasets.load_dataset(str(data), "sft_stage1", split="validation")
     with caplog.at_level(logging.WARNING):
-        drop_overlong(rows, small, None, (("messages",),))  # every recipe passes here
-    assert any("cite pixel coordinates" in record.getMessage() for record in caplog.records)
+        for split in (rows, evaluation):  # every recipe passes here, with its train and its evaluation rows
+            drop_overlong(split, other, None, (("messages",),))
+    assert sum("cite pixel coordinates" in record.getMessage() for record in caplog.records) == 1  # said once
