@@ -265,8 +265,9 @@ class Balance:
     """The answer classes and option texts one stream of questions has used so far (see the module docstring)."""
 
     classes: dict[tuple, Counter] = field(default_factory=dict)
-    correct: Counter = field(default_factory=Counter)  # (template, option text) -> times it was the answer
-    wrong: Counter = field(default_factory=Counter)  # (template, option text) -> times it was a distractor
+    # (template, option text) -> its debt: (OPTIONS - 1) per time it was the answer, less one per time it was a
+    # distractor, kept as it changes so reading it costs one lookup
+    debts: Counter = field(default_factory=Counter)
     counted: Counter = field(default_factory=Counter)  # category -> count questions with a non-zero answer
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
@@ -276,15 +277,15 @@ class Balance:
 
     def debt(self, template: str, text: str) -> int:
         """Positive when ``text`` has been the answer more than a quarter of the times it was shown."""
-        return self.correct[template, text] * (OPTIONS - 1) - self.wrong[template, text]
+        return self.debts.get((template, text), 0)
 
     def _excess(self, draft: Draft) -> float:
         """How many questions the draft's answer is ahead of its even share: its class over its key's least used
         class, or its option text's times as the answer over a quarter of its showings."""
         if draft.key:
             used = self.classes.get(draft.key)
-            return used[draft.answer_class] - min(map(used.__getitem__, draft.classes)) if used else 0
-        return self.debt(draft.template, draft.correct) / OPTIONS
+            return used.get(draft.answer_class, 0) - min([used.get(c, 0) for c in draft.classes]) if used else 0
+        return self.debts.get((draft.template, draft.correct), 0) / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
         """Whether a window of numbers may be offered: for a stream's first two questions of its answer, always;
@@ -294,9 +295,9 @@ class Balance:
         counts of 0, which stage 1 never asks of one image) or hardly does (a count of 5), each other number would
         be let in once per stream and the rare one would be the option never right, at the window's edge.
         """
-        if not draft.ordered or self.asked[draft.template, draft.correct] < 2:
+        if not draft.ordered or self.asked.get((draft.template, draft.correct), 0) < 2:
             return True
-        return all(self.asked[draft.template, str(v)] for v in draft.classes)
+        return all((draft.template, text) in self.asked for text in draft.distractors)  # the window's other numbers
 
     def _window_use(self, draft: Draft) -> int:
         used = self.classes.get(draft.key)
@@ -315,24 +316,27 @@ class Balance:
         """
         if forms and forms[0].ordered:
             self.asked[forms[0].template, forms[0].correct] += 1
-        scored = [(self._excess(d), d) for d in forms if self._open(d)]
-        admissible = [(excess, d) for excess, d in scored if excess <= (0 if d.key else TEXT_SLACK)]
-        if not admissible:
+        ranked = []  # of each admissible form: (excess, window use, letter use, a random tie-break, its index)
+        for index, form in enumerate(forms):
+            if self._open(form):
+                excess = self._excess(form)
+                if excess <= (0 if form.key else TEXT_SLACK):
+                    ranked.append((excess, self._window_use(form), self._letter_use(form), rng.random(), index))
+        if not ranked:
             return None
-        draft = min(
-            admissible, key=lambda pair: (pair[0], self._window_use(pair[1]), self._letter_use(pair[1]), rng.random())
-        )[1]
+        draft = forms[min(ranked)[-1]]
+        template = draft.template
         if draft.ordered:
-            self.positions[draft.template, draft.position] += 1
+            self.positions[template, draft.position] += 1
         if draft.key:
             self.classes.setdefault(draft.key, Counter())[draft.answer_class] += 1
-        self.correct[draft.template, draft.correct] += 1
+        self.debts[template, draft.correct] += OPTIONS - 1
         for text in draft.distractors:
-            self.wrong[draft.template, text] += 1
-        owing = self.owing.setdefault(draft.template, set())
+            self.debts[template, text] -= 1
+        owing = self.owing.setdefault(template, set())
         for text in (draft.correct, *draft.distractors):
-            (owing.add if self.debt(draft.template, text) > 0 else owing.discard)(text)
-        if draft.template == "count":
+            (owing.add if self.debts[template, text] > 0 else owing.discard)(text)
+        if template == "count":
             (self.zeros if draft.correct == "0" else self.counted)[draft.topic] += 1
         return draft
 
