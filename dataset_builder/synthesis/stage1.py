@@ -442,11 +442,10 @@ def _caption_nouns(caption: str) -> set[str]:
 def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
     """Categories no question is about: those with a crowd box, and, of detector boxes, every category whose head
     noun has a box below ``CONFIDENT_SCORE`` or is named two ways ("mug" and "ceramic mug": is "the mug" either?)."""
-    aside = {name for name, objs in by_name.items() if any(o.crowd for o in objs)}
+    aside = {name for name, objs in by_name.items() for o in objs if o.crowd}
     heads: dict[str, list[str]] = {}
-    for name, objs in by_name.items():
-        if any(o.score is not None for o in objs):
-            heads.setdefault(head_noun(name), []).append(name)
+    for name in dict.fromkeys(name for name, objs in by_name.items() for o in objs if o.score is not None):
+        heads.setdefault(head_noun(name), []).append(name)
     for names in heads.values():
         scores = [o.score for name in names for o in by_name[name] if o.score is not None]
         if len(names) > 1 or min(scores) < CONFIDENT_SCORE:
@@ -479,49 +478,50 @@ class _SceneFacts:
 
     def __init__(self, scene: Scene, vocab: Vocabulary):
         image_area = scene.width * scene.height
+        visible_area, counted_area = MIN_VISIBLE_SHARE * image_area, MIN_COUNTED_SHARE * image_area
         self.scene = scene
         self.by_name: dict[str, list[SceneObject]] = {}
         for obj in scene.objects:
             self.by_name.setdefault(obj.name, []).append(obj)
         self.set_aside = _set_aside(self.by_name)
-        self.visible = sorted(
-            name
-            for name, objs in self.by_name.items()
-            if name not in self.set_aside and any(o.area >= MIN_VISIBLE_SHARE * image_area for o in objs)
-        )
-        # Categories whose every instance is countable: no crowd box, none too small to see, not too many.
-        self.countable = sorted(
-            name
-            for name, objs in self.by_name.items()
-            if name not in self.set_aside
-            and len(objs) <= MAX_COUNT
-            and all(o.area >= MIN_COUNTED_SHARE * image_area for o in objs)
-        )
-        unknown = self.by_name
-        if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
-            named = _caption_nouns(scene.caption).intersection(vocab.by_head)
-            unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
-        self.absent = [name for name in vocab.names if name not in unknown]
+        # Categories with an instance large enough to see, and those whose every instance is countable: no crowd
+        # box, none too small to see, not too many.
+        self.visible: list[str] = []
+        self.countable: list[str] = []
         # Objects a phrase names exactly, visible: the only instance of its category ("the dog"), or, where every
         # instance of a category has a colour of its own, each instance ("the red circle").
         self.named: list[tuple[str, SceneObject]] = []
         # What a distance question may offer: the named objects, and each other visible category as a whole.
         self.groups: list[tuple[str, list[SceneObject]]] = []
         for name, objs in self.by_name.items():
-            seen = [o for o in objs if o.area >= MIN_VISIBLE_SHARE * image_area]
-            colours = [colour_of(o) for o in objs]
-            if name in self.set_aside or not seen:
+            if name in self.set_aside:
                 continue
+            areas = [o.area for o in objs]
+            if len(objs) <= MAX_COUNT and all(area >= counted_area for area in areas):
+                self.countable.append(name)
+            seen = [o for o, area in zip(objs, areas, strict=True) if area >= visible_area]
+            if not seen:
+                continue
+            self.visible.append(name)
             if len(objs) == 1:
                 named = [(name, objs[0])]
-            elif None not in colours and len(set(colours)) == len(objs):
-                named = [(f"{colour_of(o)} {name}", o) for o in seen]
             else:
-                named = []
-                if len(seen) == len(objs):
-                    self.groups.append((name, objs))
+                colours = [colour_of(o) for o in objs]
+                if None not in colours and len(set(colours)) == len(objs):
+                    named = [(f"{colour_of(o)} {name}", o) for o in seen]
+                else:
+                    named = []
+                    if len(seen) == len(objs):
+                        self.groups.append((name, objs))
             self.named += named
             self.groups += [(phrase, [o]) for phrase, o in named]
+        self.visible.sort()
+        self.countable.sort()
+        unknown = self.by_name
+        if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
+            named = _caption_nouns(scene.caption).intersection(vocab.by_head)
+            unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
+        self.absent = [name for name in vocab.names if name not in unknown]
 
 
 # ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
