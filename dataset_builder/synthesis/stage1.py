@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -242,7 +242,7 @@ class Draft:
     @property
     def fact(self) -> tuple:
         """What the question asks about, whatever its wording: one image is never asked the same fact twice."""
-        return self.template, self.topic, tuple(o.id for o in self.grounding)
+        return self.template, self.topic, tuple([o.id for o in self.grounding])
 
 
 @dataclass(slots=True)
@@ -264,7 +264,7 @@ class Vocabulary:
 class Balance:
     """The answer classes and option texts one stream of questions has used so far (see the module docstring)."""
 
-    classes: dict[tuple, Counter] = field(default_factory=dict)
+    classes: defaultdict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))
     # (template, option text) -> its debt: (OPTIONS - 1) per time it was the answer, less one per time it was a
     # distractor, kept as it changes so reading it costs one lookup
     debts: Counter = field(default_factory=Counter)
@@ -329,7 +329,7 @@ class Balance:
         if draft.ordered:
             self.positions[template, draft.position] += 1
         if draft.key:
-            self.classes.setdefault(draft.key, Counter())[draft.answer_class] += 1
+            self.classes[draft.key][draft.answer_class] += 1
         self.debts[template, draft.correct] += OPTIONS - 1
         for text in draft.distractors:
             self.debts[template, text] -= 1
@@ -344,7 +344,7 @@ class Balance:
         """Three of ``texts``: first those owed showings as a distractor (the answer more than a quarter of the
         times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
         owing = self.owing.get(template, set())
-        owed = sorted((t for t in texts if t in owing), key=lambda t: -self.debt(template, t))[: OPTIONS - 1]
+        owed = sorted([t for t in texts if t in owing], key=lambda t: -self.debt(template, t))[: OPTIONS - 1]
         others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
         return (owed + others)[: OPTIONS - 1]
 
@@ -593,9 +593,9 @@ def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Ba
 
 
 def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
-    # every other group by its gap to the anchor; a group touching the anchor is never an option
-    gaps = sorted((min(gap(anchor, o) for o in objs), name, objs) for name, objs in facts.groups if anchor not in objs)
-    gaps = [entry for entry in gaps if entry[0] > 0]
+    # every group by its gap to the anchor; a group touching the anchor (its own among them) is never an option
+    gaps = [(min([gap(anchor, o) for o in objs]), name, objs) for name, objs in facts.groups]
+    gaps = sorted(entry for entry in gaps if entry[0] > 0)
     if len(gaps) < OPTIONS:
         return []
     (nearest_gap, nearest, objs), second_gap = gaps[0], gaps[1][0]
@@ -684,7 +684,7 @@ def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balan
     facts = _SceneFacts(scene, vocab)
     drafts: list[Draft] = []
     asked: set[tuple] = set()
-    kept: Counter = Counter()
+    kept = dict.fromkeys(PER_TEMPLATE, 0)
     for generator in _GENERATORS:
         candidates = list(generator(facts, vocab, rng, balance))
         rng.shuffle(candidates)
