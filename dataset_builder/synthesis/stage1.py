@@ -265,9 +265,10 @@ class Balance:
     """The answer classes and option texts one stream of questions has used so far (see the module docstring)."""
 
     classes: defaultdict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    # (template, option text) -> its debt: (OPTIONS - 1) per time it was the answer, less one per time it was a
-    # distractor, kept as it changes so reading it costs one lookup
-    debts: Counter = field(default_factory=Counter)
+    # template -> option text -> its debt, positive when the text has been the answer more than a quarter of the
+    # times it was shown: (OPTIONS - 1) per time it was the answer, less one per time it was a distractor, kept as
+    # it changes so reading it costs one lookup
+    debts: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     counted: Counter = field(default_factory=Counter)  # category -> count questions with a non-zero answer
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
@@ -275,17 +276,13 @@ class Balance:
     asked: Counter = field(default_factory=Counter)  # (template, number) -> questions offered with that answer
     colours: set = field(default_factory=set)  # every colour an object of the stream's images so far had
 
-    def debt(self, template: str, text: str) -> int:
-        """Positive when ``text`` has been the answer more than a quarter of the times it was shown."""
-        return self.debts.get((template, text), 0)
-
     def _excess(self, draft: Draft) -> float:
         """How many questions the draft's answer is ahead of its even share: its class over its key's least used
         class, or its option text's times as the answer over a quarter of its showings."""
         if draft.key:
             used = self.classes.get(draft.key)
             return used.get(draft.answer_class, 0) - min([used.get(c, 0) for c in draft.classes]) if used else 0
-        return self.debts.get((draft.template, draft.correct), 0) / OPTIONS
+        return self.debts[draft.template][draft.correct] / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
         """Whether a window of numbers may be offered: for a stream's first two questions of its answer, always;
@@ -304,7 +301,7 @@ class Balance:
         return -sum(used.values()) if used and draft.ordered else 0
 
     def _letter_use(self, draft: Draft) -> int:
-        return self.positions[draft.template, draft.position] if draft.ordered else 0
+        return self.positions.get((draft.template, draft.position), 0) if draft.ordered else 0
 
     def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
         """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead
@@ -330,12 +327,13 @@ class Balance:
             self.positions[template, draft.position] += 1
         if draft.key:
             self.classes[draft.key][draft.answer_class] += 1
-        self.debts[template, draft.correct] += OPTIONS - 1
+        debts = self.debts[template]
+        debts[draft.correct] += OPTIONS - 1
         for text in draft.distractors:
-            self.debts[template, text] -= 1
+            debts[text] -= 1
         owing = self.owing.setdefault(template, set())
         for text in (draft.correct, *draft.distractors):
-            (owing.add if self.debts[template, text] > 0 else owing.discard)(text)
+            (owing.add if debts[text] > 0 else owing.discard)(text)
         if template == "count":
             (self.zeros if draft.correct == "0" else self.counted)[draft.topic] += 1
         return draft
@@ -344,13 +342,16 @@ class Balance:
         """Three of ``texts``: first those owed showings as a distractor (the answer more than a quarter of the
         times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
         owing = self.owing.get(template, set())
-        owed = sorted([t for t in texts if t in owing], key=lambda t: -self.debt(template, t))[: OPTIONS - 1]
+        # most owed first (a reversed sort keeps the order of ties, as a sort does)
+        owed = sorted([t for t in texts if t in owing], key=self.debts[template].__getitem__, reverse=True)
+        owed = owed[: OPTIONS - 1]
         others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
         return (owed + others)[: OPTIONS - 1]
 
     def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
         """The one of ``texts`` most owed a turn as the answer (ties at random)."""
-        return _least(texts, [self.debt(template, t) for t in texts], rng)
+        debts = self.debts[template]
+        return _least(texts, [debts[t] for t in texts], rng)
 
     def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
         """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
