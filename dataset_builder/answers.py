@@ -27,7 +27,9 @@ class LetterBalancer:
     def next_position(self, stream: str = "") -> int:
         block = self._blocks.setdefault(stream, [])
         if not block:
-            rng = self._rngs.setdefault(stream, random.Random(f"{self._seed}:{stream}"))
+            rng = self._rngs.get(stream)
+            if rng is None:  # seeded once per stream: seeding from a string hashes it, dearer than the shuffle
+                rng = self._rngs[stream] = random.Random(f"{self._seed}:{stream}")
             block.extend(range(len(LETTERS)))
             rng.shuffle(block)
         return block.pop()

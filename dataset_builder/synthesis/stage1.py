@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -242,7 +242,7 @@ class Draft:
     @property
     def fact(self) -> tuple:
         """What the question asks about, whatever its wording: one image is never asked the same fact twice."""
-        return self.template, self.topic, tuple(o.id for o in self.grounding)
+        return self.template, self.topic, tuple([o.id for o in self.grounding])
 
 
 @dataclass(slots=True)
@@ -264,9 +264,11 @@ class Vocabulary:
 class Balance:
     """The answer classes and option texts one stream of questions has used so far (see the module docstring)."""
 
-    classes: dict[tuple, Counter] = field(default_factory=dict)
-    correct: Counter = field(default_factory=Counter)  # (template, option text) -> times it was the answer
-    wrong: Counter = field(default_factory=Counter)  # (template, option text) -> times it was a distractor
+    classes: defaultdict[tuple, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # template -> option text -> its debt, positive when the text has been the answer more than a quarter of the
+    # times it was shown: (OPTIONS - 1) per time it was the answer, less one per time it was a distractor, kept as
+    # it changes so reading it costs one lookup
+    debts: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     counted: Counter = field(default_factory=Counter)  # category -> count questions with a non-zero answer
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
@@ -274,17 +276,13 @@ class Balance:
     asked: Counter = field(default_factory=Counter)  # (template, number) -> questions offered with that answer
     colours: set = field(default_factory=set)  # every colour an object of the stream's images so far had
 
-    def debt(self, template: str, text: str) -> int:
-        """Positive when ``text`` has been the answer more than a quarter of the times it was shown."""
-        return self.correct[template, text] * (OPTIONS - 1) - self.wrong[template, text]
-
     def _excess(self, draft: Draft) -> float:
         """How many questions the draft's answer is ahead of its even share: its class over its key's least used
         class, or its option text's times as the answer over a quarter of its showings."""
         if draft.key:
             used = self.classes.get(draft.key)
-            return used[draft.answer_class] - min(map(used.__getitem__, draft.classes)) if used else 0
-        return self.debt(draft.template, draft.correct) / OPTIONS
+            return used.get(draft.answer_class, 0) - min([used.get(c, 0) for c in draft.classes]) if used else 0
+        return self.debts[draft.template][draft.correct] / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
         """Whether a window of numbers may be offered: for a stream's first two questions of its answer, always;
@@ -294,16 +292,16 @@ class Balance:
         counts of 0, which stage 1 never asks of one image) or hardly does (a count of 5), each other number would
         be let in once per stream and the rare one would be the option never right, at the window's edge.
         """
-        if not draft.ordered or self.asked[draft.template, draft.correct] < 2:
+        if not draft.ordered or self.asked.get((draft.template, draft.correct), 0) < 2:
             return True
-        return all(self.asked[draft.template, str(v)] for v in draft.classes)
+        return all((draft.template, text) in self.asked for text in draft.distractors)  # the window's other numbers
 
     def _window_use(self, draft: Draft) -> int:
         used = self.classes.get(draft.key)
         return -sum(used.values()) if used and draft.ordered else 0
 
     def _letter_use(self, draft: Draft) -> int:
-        return self.positions[draft.template, draft.position] if draft.ordered else 0
+        return self.positions.get((draft.template, draft.position), 0) if draft.ordered else 0
 
     def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
         """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead
@@ -315,24 +313,28 @@ class Balance:
         """
         if forms and forms[0].ordered:
             self.asked[forms[0].template, forms[0].correct] += 1
-        scored = [(self._excess(d), d) for d in forms if self._open(d)]
-        admissible = [(excess, d) for excess, d in scored if excess <= (0 if d.key else TEXT_SLACK)]
-        if not admissible:
+        ranked = []  # of each admissible form: (excess, window use, letter use, a random tie-break, its index)
+        for index, form in enumerate(forms):
+            if self._open(form):
+                excess = self._excess(form)
+                if excess <= (0 if form.key else TEXT_SLACK):
+                    ranked.append((excess, self._window_use(form), self._letter_use(form), rng.random(), index))
+        if not ranked:
             return None
-        draft = min(
-            admissible, key=lambda pair: (pair[0], self._window_use(pair[1]), self._letter_use(pair[1]), rng.random())
-        )[1]
+        draft = forms[min(ranked)[-1]]
+        template = draft.template
         if draft.ordered:
-            self.positions[draft.template, draft.position] += 1
+            self.positions[template, draft.position] += 1
         if draft.key:
-            self.classes.setdefault(draft.key, Counter())[draft.answer_class] += 1
-        self.correct[draft.template, draft.correct] += 1
+            self.classes[draft.key][draft.answer_class] += 1
+        debts = self.debts[template]
+        debts[draft.correct] += OPTIONS - 1
         for text in draft.distractors:
-            self.wrong[draft.template, text] += 1
-        owing = self.owing.setdefault(draft.template, set())
+            debts[text] -= 1
+        owing = self.owing.setdefault(template, set())
         for text in (draft.correct, *draft.distractors):
-            (owing.add if self.debt(draft.template, text) > 0 else owing.discard)(text)
-        if draft.template == "count":
+            (owing.add if debts[text] > 0 else owing.discard)(text)
+        if template == "count":
             (self.zeros if draft.correct == "0" else self.counted)[draft.topic] += 1
         return draft
 
@@ -340,13 +342,16 @@ class Balance:
         """Three of ``texts``: first those owed showings as a distractor (the answer more than a quarter of the
         times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
         owing = self.owing.get(template, set())
-        owed = sorted((t for t in texts if t in owing), key=lambda t: -self.debt(template, t))[: OPTIONS - 1]
+        # most owed first (a reversed sort keeps the order of ties, as a sort does)
+        owed = sorted([t for t in texts if t in owing], key=self.debts[template].__getitem__, reverse=True)
+        owed = owed[: OPTIONS - 1]
         others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
         return (owed + others)[: OPTIONS - 1]
 
     def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
         """The one of ``texts`` most owed a turn as the answer (ties at random)."""
-        return _least(texts, [self.debt(template, t) for t in texts], rng)
+        debts = self.debts[template]
+        return _least(texts, [debts[t] for t in texts], rng)
 
     def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
         """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
@@ -438,11 +443,10 @@ def _caption_nouns(caption: str) -> set[str]:
 def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
     """Categories no question is about: those with a crowd box, and, of detector boxes, every category whose head
     noun has a box below ``CONFIDENT_SCORE`` or is named two ways ("mug" and "ceramic mug": is "the mug" either?)."""
-    aside = {name for name, objs in by_name.items() if any(o.crowd for o in objs)}
+    aside = {name for name, objs in by_name.items() for o in objs if o.crowd}
     heads: dict[str, list[str]] = {}
-    for name, objs in by_name.items():
-        if any(o.score is not None for o in objs):
-            heads.setdefault(head_noun(name), []).append(name)
+    for name in dict.fromkeys(name for name, objs in by_name.items() for o in objs if o.score is not None):
+        heads.setdefault(head_noun(name), []).append(name)
     for names in heads.values():
         scores = [o.score for name in names for o in by_name[name] if o.score is not None]
         if len(names) > 1 or min(scores) < CONFIDENT_SCORE:
@@ -475,49 +479,50 @@ class _SceneFacts:
 
     def __init__(self, scene: Scene, vocab: Vocabulary):
         image_area = scene.width * scene.height
+        visible_area, counted_area = MIN_VISIBLE_SHARE * image_area, MIN_COUNTED_SHARE * image_area
         self.scene = scene
         self.by_name: dict[str, list[SceneObject]] = {}
         for obj in scene.objects:
             self.by_name.setdefault(obj.name, []).append(obj)
         self.set_aside = _set_aside(self.by_name)
-        self.visible = sorted(
-            name
-            for name, objs in self.by_name.items()
-            if name not in self.set_aside and any(o.area >= MIN_VISIBLE_SHARE * image_area for o in objs)
-        )
-        # Categories whose every instance is countable: no crowd box, none too small to see, not too many.
-        self.countable = sorted(
-            name
-            for name, objs in self.by_name.items()
-            if name not in self.set_aside
-            and len(objs) <= MAX_COUNT
-            and all(o.area >= MIN_COUNTED_SHARE * image_area for o in objs)
-        )
-        unknown = self.by_name
-        if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
-            named = _caption_nouns(scene.caption).intersection(vocab.by_head)
-            unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
-        self.absent = [name for name in vocab.names if name not in unknown]
+        # Categories with an instance large enough to see, and those whose every instance is countable: no crowd
+        # box, none too small to see, not too many.
+        self.visible: list[str] = []
+        self.countable: list[str] = []
         # Objects a phrase names exactly, visible: the only instance of its category ("the dog"), or, where every
         # instance of a category has a colour of its own, each instance ("the red circle").
         self.named: list[tuple[str, SceneObject]] = []
         # What a distance question may offer: the named objects, and each other visible category as a whole.
         self.groups: list[tuple[str, list[SceneObject]]] = []
         for name, objs in self.by_name.items():
-            seen = [o for o in objs if o.area >= MIN_VISIBLE_SHARE * image_area]
-            colours = [colour_of(o) for o in objs]
-            if name in self.set_aside or not seen:
+            if name in self.set_aside:
                 continue
+            areas = [o.area for o in objs]
+            if len(objs) <= MAX_COUNT and all(area >= counted_area for area in areas):
+                self.countable.append(name)
+            seen = [o for o, area in zip(objs, areas, strict=True) if area >= visible_area]
+            if not seen:
+                continue
+            self.visible.append(name)
             if len(objs) == 1:
                 named = [(name, objs[0])]
-            elif None not in colours and len(set(colours)) == len(objs):
-                named = [(f"{colour_of(o)} {name}", o) for o in seen]
             else:
-                named = []
-                if len(seen) == len(objs):
-                    self.groups.append((name, objs))
+                colours = [colour_of(o) for o in objs]
+                if None not in colours and len(set(colours)) == len(objs):
+                    named = [(f"{colour_of(o)} {name}", o) for o in seen]
+                else:
+                    named = []
+                    if len(seen) == len(objs):
+                        self.groups.append((name, objs))
             self.named += named
             self.groups += [(phrase, [o]) for phrase, o in named]
+        self.visible.sort()
+        self.countable.sort()
+        unknown = self.by_name
+        if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
+            named = _caption_nouns(scene.caption).intersection(vocab.by_head)
+            unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
+        self.absent = [name for name in vocab.names if name not in unknown]
 
 
 # ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
@@ -589,9 +594,9 @@ def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Ba
 
 
 def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
-    # every other group by its gap to the anchor; a group touching the anchor is never an option
-    gaps = sorted((min(gap(anchor, o) for o in objs), name, objs) for name, objs in facts.groups if anchor not in objs)
-    gaps = [entry for entry in gaps if entry[0] > 0]
+    # every group by its gap to the anchor; a group touching the anchor (its own among them) is never an option
+    gaps = [(min([gap(anchor, o) for o in objs]), name, objs) for name, objs in facts.groups]
+    gaps = sorted(entry for entry in gaps if entry[0] > 0)
     if len(gaps) < OPTIONS:
         return []
     (nearest_gap, nearest, objs), second_gap = gaps[0], gaps[1][0]
@@ -680,7 +685,7 @@ def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balan
     facts = _SceneFacts(scene, vocab)
     drafts: list[Draft] = []
     asked: set[tuple] = set()
-    kept: Counter = Counter()
+    kept = dict.fromkeys(PER_TEMPLATE, 0)
     for generator in _GENERATORS:
         candidates = list(generator(facts, vocab, rng, balance))
         rng.shuffle(candidates)
