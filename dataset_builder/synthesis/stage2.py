@@ -255,7 +255,8 @@ class _Relation:
 
 @dataclass
 class _Facts:
-    """What the image's stage-1 rows say, each fact checked against the boxes; one per parent row."""
+    """What the image's stage-1 rows say, each fact checked against the boxes (one per parent row), and the counts
+    no row asked, from the boxes."""
 
     scene: Scene
     phrase: dict[int, str]  # object id -> the phrase naming it alone ("dog", "red circle")
