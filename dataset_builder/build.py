@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,7 +33,7 @@ from datasets.utils import logging
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__, audit, trace_audit, trace_stats
-from .builder import SPLITS, LGTBuilder, SceneImages, Survey, arrow_files, image_columns, unit_files
+from .builder import SPLITS, ArrowStreams, LGTBuilder, SceneImages, Survey, arrow_files, image_columns, unit_files
 from .card import split_files, write_card
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, Engine, GenerationCache, default_cache_path
@@ -49,6 +48,10 @@ BUILD_INFO_FILE = "lgt_build.json"
 # A dictionary page holds a row group's distinct images; past this size parquet falls back to storing every row's
 # image again. Row groups are cut at datasets' ~100 MB of expanded rows, so their distinct images stay below it.
 DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
+# Rows handed to the parquet writer at a time, counted from a unit's first row (datasets' batch for rows with
+# images). A parquet file's pages follow the batches it is written from; cut this way, its bytes depend on its rows
+# only, not on how the scratch's Arrow files are batched (compressed ones in 1,000 rows, see ``LGTBuilder``).
+PARQUET_BATCH_ROWS = 100
 
 
 def rejects_path(output: str) -> str:
@@ -119,7 +122,7 @@ def _arrow_to_parquet(
         found = unit_files(builder, split, units) if split in builder.info.splits else {}
         jobs += [(split, f"{split}-{unit:05d}-of-{units:05d}.parquet", found.get(unit, [])) for unit in owned]
 
-    streams = _Streams()
+    streams = ArrowStreams()
 
     def write(job) -> tuple[int, int]:
         _, name, pieces = job
@@ -127,84 +130,60 @@ def _arrow_to_parquet(
             added = _write_rows(writer, pieces, streams, fill)
         return pq.ParquetFile(os.path.join(out_dir, name)).metadata.num_rows, added
 
+    # Each thread writes a run of consecutive units: it reads the Arrow files forward over its own units only (every
+    # other unit's batches would have to be read, and decompressed, to be passed over).
+    threads = max(1, min(workers or 1, len(jobs)))
+    runs = [jobs[len(jobs) * i // threads : len(jobs) * (i + 1) // threads] for i in range(threads)]
     rows, added = {}, {}
     try:
-        with ThreadPoolExecutor(max_workers=workers or 1) as pool:
-            for (split, _, _), (count, size) in zip(jobs, pool.map(write, jobs), strict=True):
-                rows[split], added[split] = rows.get(split, 0) + count, added.get(split, 0) + size
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            written = [result for run in pool.map(lambda run: [write(job) for job in run], runs) for result in run]
+        for (split, _, _), (count, size) in zip(jobs, written, strict=True):
+            rows[split], added[split] = rows.get(split, 0) + count, added.get(split, 0) + size
     finally:
         streams.close()
     return rows, added
 
 
-class _Stream:
-    """An Arrow stream file read forward once: the rows of each piece, without rereading the batches before it.
-
-    A unit's file is written from pieces that start where the previous unit's ended, so reading each file from its
-    start for every piece read it once per unit (quadratic: half of a million-row build's time went there)."""
-
-    def __init__(self, path: str):
-        self.file = pa.OSFile(path)
-        self.reader = pa.ipc.open_stream(self.file)
-        self.batch, self.start = None, 0  # the batch not yet read to its end, and the row it starts at
-
-    def slices(self, first: int, length: int):
-        """The rows ``first`` to ``first + length`` as slices of the stream's batches (``first`` >= ``start``)."""
-        end = first + length
-        while True:
-            if self.batch is None:
-                try:
-                    self.batch = self.reader.read_next_batch()
-                except StopIteration:
-                    return
-            batch_end = self.start + self.batch.num_rows
-            if batch_end > first:
-                if self.start >= end:
-                    return
-                low, high = max(first, self.start), min(end, batch_end)
-                yield self.batch.slice(low - self.start, high - low)
-                if high < batch_end:
-                    return  # the rest of the batch belongs to a later piece
-            self.batch, self.start = None, batch_end
-
-
-class _Streams:
-    """Each thread's open streams, kept from one piece to the next; a piece before a stream's position reopens it."""
-
-    def __init__(self):
-        self.local, self.opened = threading.local(), []
-
-    def slices(self, path: str, first: int, length: int):
-        streams = self.local.__dict__.setdefault("streams", {})
-        stream = streams.get(path)
-        if stream is None or first < stream.start:
-            stream = streams[path] = _Stream(path)
-            self.opened.append(stream)
-        return stream.slices(first, length)
-
-    def close(self) -> None:
-        for stream in self.opened:
-            stream.file.close()
-
-
-def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], streams: _Streams, fill=None) -> int:
+def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], streams: ArrowStreams, fill=None) -> int:
     """Copy the rows ``(Arrow file, first row, rows)`` of each piece into ``writer``, batch by batch (a memory map
     would keep every page resident), ``fill``-ing each batch's images, in row groups of ~100 MB of expanded rows as
     datasets aims for, written one at a time so memory stays flat; return the bytes ``fill`` added."""
     batches, group_rows, added = [], None, 0
-    for path, first, length in pieces:
-        for batch in streams.slices(path, first, length):
-            if fill:
-                batch, size = fill(batch)
-                added += size
-            group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
-            batches.append(batch)
-            if sum(b.num_rows for b in batches) >= group_rows:
-                writer.write_table(pa.Table.from_batches(batches), group_rows)
-                batches = []
+    staged = (batch for path, first, length in pieces for batch in streams.slices(path, first, length))
+    for batch in _rebatched(staged, PARQUET_BATCH_ROWS):
+        if fill:
+            batch, size = fill(batch)
+            added += size
+        group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
+        batches.append(batch)
+        if sum(b.num_rows for b in batches) >= group_rows:
+            writer.write_table(pa.Table.from_batches(batches), group_rows)
+            batches = []
     if batches:
         writer.write_table(pa.Table.from_batches(batches), group_rows)
     return added
+
+
+def _rebatched(batches, size: int):
+    """The rows of ``batches`` again, in batches of ``size`` rows (the last fewer), cut from the first row; only a
+    batch that spans two of the given ones is copied."""
+    pending, count = [], 0
+    for batch in batches:
+        start = 0
+        while start < batch.num_rows:
+            take = min(size - count, batch.num_rows - start)
+            pending.append(batch.slice(start, take))
+            count, start = count + take, start + take
+            if count == size:
+                yield _joined(pending)
+                pending, count = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def code_version() -> str:
@@ -266,8 +245,8 @@ def build(
         started = time.time()
         made = needed(configs)
         for position, config in enumerate(made):  # the cache is fresh: a child finds its parent prepared there
-            # Only the scenes' Arrow files hold images: the scratch disk holds each image once, not once per row.
-            builder = LGTBuilder.with_settings(config, staging.cache, images_by_reference=True, **settings)
+            # Only the scenes' Arrow files hold images, the others are compressed: the scratch stays near the output.
+            builder = LGTBuilder.with_settings(config, staging.cache, staged=True, **settings)
             logger.info(f"Preparing {config}")
             prepared = time.time()
             builder.download_and_prepare(file_format="arrow", num_proc=num_proc)

@@ -43,6 +43,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -52,6 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Image
+from datasets.arrow_writer import ArrowWriter
 from datasets.utils import logging
 from datasets.utils.tqdm import tqdm
 
@@ -163,6 +165,15 @@ def unit_name(split: str, unit: int) -> str:
     return f"{split}-{unit:05d}"
 
 
+class _CompressedArrowWriter(ArrowWriter):
+    """``datasets``' Arrow writer, its record batches compressed with zstd (readers decompress them as they read)."""
+
+    def _build_writer(self, inferred_schema: pa.Schema):
+        self._schema, self._features = self._build_schema(inferred_schema)
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        self.pa_writer = pa.ipc.new_stream(self.stream, self._schema, options=options)
+
+
 class LGTBuilder(datasets.ArrowBasedBuilder):
     """Long Grounded Thoughts from image annotations: ``LGTBuilder(config_name=CONFIG, source=SOURCE, ...settings)``,
     CONFIG one of ``stages.STAGES``, the settings those of ``LGTConfig``."""
@@ -171,21 +182,29 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     BUILDER_CONFIGS = [LGTConfig(name=name, description=stage.description) for name, stage in STAGES.items()]
     DEFAULT_CONFIG_NAME = DEFAULT_CONFIG
 
-    def __init__(self, *args, images_by_reference: bool = False, **kwargs):
-        """``images_by_reference``: configs made from others keep no image in their Arrow files, only the scenes
-        config does (``lgt build`` puts them back as it writes parquet: ``SceneImages``), so the scratch disk holds
-        each image once instead of once per row."""
+    def __init__(self, *args, staged: bool = False, **kwargs):
+        """``staged``: prepared as ``lgt build``'s scratch, which it writes out as parquet, then deletes. Its Arrow
+        files are kept small, so the scratch disk a build takes stays near the size of its output:
+
+        - configs made from others keep no image, only the scenes config does (``images_by_reference``: ``lgt
+          build`` puts them back as it writes parquet, ``SceneImages``), so each image is held once, not once per row;
+        - Arrow files holding no image bytes (every config but embedded scenes) are compressed (``compressed``), in
+          batches of ``ROWS_PER_TABLE`` rows (``datasets`` cuts a config with images into 100-row batches, which
+          compress half as well). Images are left as they are: already compressed, read often, memory-mapped.
+        """
         super().__init__(*args, **kwargs)
         self.config.check()
-        self.images_by_reference = images_by_reference and self.config.images == "embed"
+        self.staged = staged
+        self.images_by_reference = staged and self.config.images == "embed"
+        self.compressed = staged and (bool(self.stage.parents) or self.config.images == "path")
+        if self.compressed:
+            self._writer_batch_size = self._writer_batch_size or ROWS_PER_TABLE
         self.rejects: list[dict] = []  # the records the last preparation skipped (``on_error="skip"``)
         self.generation: dict | None = None  # what the last preparation asked of its models, and what they cost
         self.decontamination: dict | None = None  # the benchmarks screened against and what was dropped
 
     @classmethod
-    def with_settings(
-        cls, config_name: str, cache_dir: str, images_by_reference: bool = False, **settings
-    ) -> LGTBuilder:
+    def with_settings(cls, config_name: str, cache_dir: str, staged: bool = False, **settings) -> LGTBuilder:
         """A builder whose config spells out every setting, defaults included, as the checked config holds them.
 
         ``datasets`` names a config's cache folder by a hash of the keyword arguments given, not of the config they
@@ -194,7 +213,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         """
         checked = LGTConfig(name=config_name, **{**defaults(), **settings})
         spelled = {f.name: getattr(checked, f.name) for f in SETTINGS}
-        return cls(config_name=config_name, cache_dir=cache_dir, images_by_reference=images_by_reference, **spelled)
+        return cls(config_name=config_name, cache_dir=cache_dir, staged=staged, **spelled)
 
     def _info(self):
         return datasets.DatasetInfo(
@@ -254,9 +273,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         settings = {f.name: getattr(self.config, f.name) for f in SETTINGS}
         prepared = {}
         for config in inputs(self.config.name):
-            builder = LGTBuilder.with_settings(
-                config, self._cache_dir_root, images_by_reference=self.images_by_reference, **settings
-            )
+            builder = LGTBuilder.with_settings(config, self._cache_dir_root, staged=self.staged, **settings)
             builder.download_and_prepare(
                 file_format="arrow",
                 num_proc=num_proc,
@@ -266,38 +283,44 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             prepared[config] = builder
         return prepared
 
-    def _parent_groups(self, piece: ParentSlice, lookup: SceneLookup | None, images: bool = True):
+    def _parent_groups(
+        self, piece: ParentSlice, lookup: SceneLookup | None, streams: ArrowStreams, images: bool = True
+    ):
         """A ``Group`` per image of a unit's parent rows: the parent's rows of that image, in order.
 
         The scene is read from the row itself when the parent is the scenes config, else looked up; the image is the
         one stored with the rows, read once per image (an MCQ parent repeats the same bytes on every row), else
         looked up. ``images=False``: captions and boxes only, no image is read. An image's rows never straddle two
-        Arrow files (tables end between images), so each piece is read on its own.
+        Arrow files (tables end between images), so each piece is read on its own, from ``streams``: a worker's
+        units follow one another in its parents' files, which are read forward once (a compressed batch is
+        decompressed once, not once per unit).
         """
         for path, first, length in piece.pieces:
-            with pa.memory_map(path) as source:
-                table = pa.ipc.open_stream(source).read_all().slice(first, length)
-                stored = table.column("image") if "image" in table.column_names else None
-                rows = (table.drop_columns(["image"]) if stored is not None else table).to_pylist()
-                start = 0
-                for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
-                    group = list(group)
-                    image = stored[start].as_py() if stored is not None and images else None
-                    start += len(group)
-                    if "width" in group[0]:  # a scenes row
-                        yield Group(Scene.from_row({**group[0], "image": image or _NO_IMAGE}), image, group)
-                        continue
-                    scene, found = lookup.scene(image_id) if lookup else (None, None)
-                    yield Group(scene, image or found, group)
+            table = streams.table(path, first, length)
+            stored = table.column("image") if "image" in table.column_names else None
+            rows = (table.drop_columns(["image"]) if stored is not None else table).to_pylist()
+            start = 0
+            for image_id, group in itertools.groupby(rows, key=lambda row: row["image_id"]):
+                group = list(group)
+                image = stored[start].as_py() if stored is not None and images else None
+                start += len(group)
+                if "width" in group[0]:  # a scenes row
+                    yield Group(Scene.from_row({**group[0], "image": image or _NO_IMAGE}), image, group)
+                    continue
+                scene, found = lookup.scene(image_id) if lookup else (None, None)
+                yield Group(scene, image or found, group)
 
     def _slice_groups(self, slices: dict[str, list[ParentSlice]], lookup: SceneLookup | None) -> dict[str, list]:
         """Every slice's groups, for a stage's models: with images only for a model that reads them."""
-        images = self.stage.generates_from_images
-        return {
-            piece.name: list(self._parent_groups(piece, lookup, images))
-            for pieces in slices.values()
-            for piece in pieces
-        }
+        images, streams = self.stage.generates_from_images, ArrowStreams()
+        try:
+            return {
+                piece.name: list(self._parent_groups(piece, lookup, streams, images))
+                for pieces in slices.values()
+                for piece in pieces
+            }
+        finally:
+            streams.close()
 
     # ---- model calls, in the process that drives the build: the whole stage in one engine call per step ----
 
@@ -486,35 +509,55 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     # ---- stage B, num_proc workers: shards of scenes, or slices of parent rows -> tables ----
 
+    def _prepare_split_single(self, *args, **kwargs):
+        """``datasets``' own, with the Arrow files ``compressed`` where this config's are.
+
+        ``datasets`` has no setting for that: it writes with the ``ArrowWriter`` its module names, so the name is
+        bound to ``_CompressedArrowWriter`` while this runs, in the process that runs it (a worker writes one job
+        at a time, and ``lgt build`` prepares one config at a time).
+        """
+        if not self.compressed:
+            yield from super()._prepare_split_single(*args, **kwargs)
+            return
+        datasets.builder.ArrowWriter = _CompressedArrowWriter
+        try:
+            yield from super()._prepare_split_single(*args, **kwargs)
+        finally:
+            datasets.builder.ArrowWriter = ArrowWriter
+
     def _generate_tables(self, shards, shared=None, drafts=None, lookup=None, screen=None):
+        streams = ArrowStreams()  # a worker's units follow one another in its parents' files: read each forward
+        try:
+            for shard_index, shard in enumerate(shards):
+                yield from self._unit_tables(shard_index, shard, streams, shared, drafts, lookup, screen)
+        finally:
+            streams.close()
+
+    def _unit_tables(self, shard_index: int, shard, streams: ArrowStreams, shared, drafts, lookup, screen):
+        """The tables of one work unit's rows, ``ROWS_PER_TABLE`` rows each (the last fewer)."""
         schema = self.info.features.arrow_schema
         unstored = image_columns(self.info.features) if self.images_by_reference and self.stage.parents else {}
-        for shard_index, shard in enumerate(shards):
-            name = shard.name
-            generated = _read_drafts(drafts, shard) if drafts else None
-            context = Context(self.config, shared, generated, self.stage.shard_state(self.config, name))
-            groups = (
-                self._parent_groups(shard, lookup) if isinstance(shard, ParentSlice) else self._source_scenes(shard)
-            )
-            rows, batch = [], 0
-            for group in groups:
-                made = self.stage.rows(group, context)
-                made = _screened(made, group.image, screen[0]) if screen else made
-                for row in made if unstored else ():
-                    row.update(
-                        {column: [None] * len(row[column]) if listed else None for column, listed in unstored.items()}
-                    )
-                rows.extend(made)
-                if len(rows) >= ROWS_PER_TABLE:
-                    yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
-                    rows, batch = [], batch + 1
-            if rows:
+        generated = _read_drafts(drafts, shard) if drafts else None
+        context = Context(self.config, shared, generated, self.stage.shard_state(self.config, shard.name))
+        parents = isinstance(shard, ParentSlice)
+        groups = self._parent_groups(shard, lookup, streams) if parents else self._source_scenes(shard)
+        rows, batch = [], 0
+        for group in groups:
+            made = self.stage.rows(group, context)
+            made = _screened(made, group.image, screen[0]) if screen else made
+            for row in made if unstored else ():
+                row.update({name: [None] * len(row[name]) if listed else None for name, listed in unstored.items()})
+            rows.extend(made)
+            if len(rows) >= ROWS_PER_TABLE:
                 yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
-            if screen:  # this shard's counts, for the driver to add up: workers are other processes
-                index, folder = screen
-                with open(os.path.join(folder, f"{name}.json"), "w", encoding="utf-8") as f:
-                    json.dump(index.counts, f)
-                index.counts.clear()
+                rows, batch = [], batch + 1
+        if rows:
+            yield datasets.builder.Key(shard_index, batch), pa.Table.from_pylist(rows, schema=schema)
+        if screen:  # this unit's counts, for the driver to add up: workers are other processes
+            index, folder = screen
+            with open(os.path.join(folder, f"{shard.name}.json"), "w", encoding="utf-8") as f:
+                json.dump(index.counts, f)
+            index.counts.clear()
 
     def _source_scenes(self, unit: SourceUnit):
         """The checked scenes of a source unit with their stored images; a bad record is rejected."""
@@ -553,6 +596,61 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         return scene.resized(width, height), {"bytes": data, "path": os.path.splitext(image["path"])[0] + suffix}
 
 
+class _Stream:
+    """An Arrow stream file read forward once: the rows of each piece, without rereading the batches before it.
+
+    A unit's file is written from pieces that start where the previous unit's ended, so reading each file from its
+    start for every piece read it once per unit (quadratic: half of a million-row build's time went there)."""
+
+    def __init__(self, path: str):
+        self.file = pa.OSFile(path)
+        self.reader = pa.ipc.open_stream(self.file)
+        self.batch, self.start = None, 0  # the batch not yet read to its end, and the row it starts at
+
+    def slices(self, first: int, length: int):
+        """The rows ``first`` to ``first + length`` as slices of the stream's batches (``first`` >= ``start``)."""
+        end = first + length
+        while True:
+            if self.batch is None:
+                try:
+                    self.batch = self.reader.read_next_batch()
+                except StopIteration:
+                    return
+            batch_end = self.start + self.batch.num_rows
+            if batch_end > first:
+                if self.start >= end:
+                    return
+                low, high = max(first, self.start), min(end, batch_end)
+                yield self.batch.slice(low - self.start, high - low)
+                if high < batch_end:
+                    return  # the rest of the batch belongs to a later piece
+            self.batch, self.start = None, batch_end
+
+
+class ArrowStreams:
+    """Each thread's open streams, kept from one piece to the next; a piece before a stream's position reopens it."""
+
+    def __init__(self):
+        self.local, self.opened = threading.local(), []
+
+    def slices(self, path: str, first: int, length: int):
+        streams = self.local.__dict__.setdefault("streams", {})
+        stream = streams.get(path)
+        if stream is None or first < stream.start:
+            stream = streams[path] = _Stream(path)
+            self.opened.append(stream)
+        return stream.slices(first, length)
+
+    def table(self, path: str, first: int, length: int) -> pa.Table:
+        """The rows ``first`` to ``first + length`` of an Arrow file as one table."""
+        batches = list(self.slices(path, first, length))
+        return pa.Table.from_batches(batches, schema=self.local.streams[path].reader.schema)
+
+    def close(self) -> None:
+        for stream in self.opened:
+            stream.file.close()
+
+
 class SceneLookup:
     """Scenes by image id, from the ``scenes`` config's Arrow files: where each image's row is, read on demand.
 
@@ -567,8 +665,7 @@ class SceneLookup:
     def index(cls, files: dict[str, list[tuple[str, int]]]) -> SceneLookup:
         where = {}
         for path, _ in (entry for paths in files.values() for entry in paths):
-            with pa.memory_map(path) as source:
-                ids = pa.ipc.open_stream(source).read_all().column("image_id").to_pylist()
+            ids = read_columns(path, ["image_id"]).column("image_id").to_pylist()
             where.update((image_id, (path, row)) for row, image_id in enumerate(ids))
         return cls(where)
 
@@ -588,7 +685,8 @@ class SceneImages:
     (``images_by_reference``) as they are written out, a batch at a time."""
 
     def __init__(self, files: dict[str, list[tuple[str, int]]]):
-        tables = [pa.ipc.open_stream(pa.memory_map(path)).read_all() for paths in files.values() for path, _ in paths]
+        paths = [path for found in files.values() for path, _ in found]
+        tables = [read_columns(path, ["image_id", "image"]) for path in paths]
         self.images = pa.chunked_array([t.column("image") for t in tables], type=Image().pa_type)
         ids = itertools.chain.from_iterable(t.column("image_id").to_pylist() for t in tables)
         self.position = {image_id: index for index, image_id in enumerate(ids)}
@@ -613,6 +711,15 @@ class SceneImages:
             for part in ("bytes", "path"):
                 added += pc.sum(pc.binary_length(pc.struct_field(stored, part))).as_py() or 0
         return pa.RecordBatch.from_arrays(list(arrays.values()), schema=batch.schema), added
+
+
+def read_columns(path: str, columns: list[str]) -> pa.Table:
+    """Only ``columns`` of an Arrow stream file, memory-mapped (the others are not read, nor decompressed)."""
+    with pa.memory_map(path) as source:
+        schema = pa.ipc.open_stream(source).schema
+        source.seek(0)
+        options = pa.ipc.IpcReadOptions(included_fields=[schema.get_field_index(name) for name in columns])
+        return pa.ipc.open_stream(source, options=options).read_all()
 
 
 def image_columns(features: datasets.Features) -> dict[str, bool]:
@@ -658,8 +765,7 @@ def arrow_files(builder: datasets.DatasetBuilder) -> dict[str, list[tuple[str, i
 
 def _unit_runs(path: str, rows: int, units: int) -> list[tuple[int, int, int]]:
     """``(unit, first row, rows)`` of each run of one unit's rows in an Arrow file (units follow one another)."""
-    with pa.memory_map(path) as source:
-        ids = pa.ipc.open_stream(source).read_all().column("image_id").combine_chunks()
+    ids = read_columns(path, ["image_id"]).column("image_id").combine_chunks()
     if not rows:
         return []
     changes = pc.not_equal(ids.slice(1), ids.slice(0, rows - 1))

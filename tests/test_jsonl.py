@@ -103,3 +103,31 @@ def test_a_build_of_referenced_images_reads_each_record_once(tmp_path, monkeypat
     path = _scenes_file(tmp_path, {})
     info = build(source=f"jsonl:{path}", output=str(tmp_path / "out"), configs=("mcq_stage1",), images="path")
     assert len(read) == 12 and sum(info["rows"]["mcq_stage1"].values()) > 0
+
+
+def test_the_first_pass_hands_workers_where_each_line_is_not_its_text(tmp_path):
+    """The survey's scratch file holds each entry's payload until a worker makes its scene: a line's place in the
+    file, not its text (a COCO-scale source would be copied to the scratch disk whole). The worker reads back exactly
+    the text the first pass read, whatever the line endings, a byte-order mark or blank lines before it."""
+    import pickle
+
+    from lgt.sources.jsonl import JsonlSource, Line, json_lines, read_line
+
+    records = [{"image_id": f"img-{n}", "caption": "Un café, déjà vu. " * n} for n in range(1, 5)]
+    text = (
+        "\ufeff"
+        + json.dumps(records[0])
+        + "\r\n\n"
+        + "\n".join(json.dumps(r, ensure_ascii=False) for r in records[1:])
+    )
+    path = tmp_path / "scenes.jsonl"
+    path.write_bytes(text.encode("utf-8"))
+    source = JsonlSource(str(path))
+    entries = list(source.entries())
+    assert [entry.image_id for entry in entries] == [r["image_id"] for r in records]
+    lines = dict(json_lines(str(path)))
+    for entry in entries:
+        assert isinstance(entry.payload, Line) and len(pickle.dumps(entry.payload)) < 64
+        assert read_line(str(path), entry.payload) == lines[entry.payload.number]
+    assert [entry.payload.number for entry in entries] == [1, 3, 4, 5]
+    assert json.loads(read_line(str(path), entries[0].payload)) == records[0]  # the byte-order mark is not read

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import COCO_MINI
 from datasets import load_dataset
-from lgt.build import _Streams, build
-from lgt.builder import LGTBuilder
+from lgt.build import build
+from lgt.builder import ArrowStreams, LGTBuilder
 from lgt.images import FRAME_MIN_PIXELS, HEADER_START, MODEL_MAX_PIXELS, fit_pixels, image_size, model_frame
 from lgt.sources.builtin import BuiltinSource
 from PIL import Image
@@ -151,16 +151,18 @@ def test_max_pixels_stores_the_model_frame_and_scales_boxes(small_coco, tmp_path
 
 def test_while_a_build_runs_only_the_scenes_arrow_files_hold_images(tmp_path, monkeypatch):
     """The scratch disk holds each image once: the Arrow files of the configs made from the scenes hold none (an
-    image per row would be 8 copies of each for stage 1), and the images are put back as the parquet is written."""
+    image per row would be 8 copies of each for stage 1), and the images are put back as the parquet is written.
+    Those Arrow files are compressed, so the scratch stays near the size of the output."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from lgt import build as build_module
     from lgt.builder import arrow_files, image_columns
 
-    nulls = {}
+    nulls, compressed = {}, {}
     write = build_module._arrow_to_parquet
 
     def counting_write(builder, config, *args):
+        compressed[config] = builder.compressed
         for name, listed in image_columns(builder.info.features).items():
             for path, _ in (entry for paths in arrow_files(builder).values() for entry in paths):
                 column = pa.ipc.open_stream(pa.memory_map(path)).read_all().column(name)
@@ -173,6 +175,8 @@ def test_while_a_build_runs_only_the_scenes_arrow_files_hold_images(tmp_path, mo
     build(source="scenes", num_images=12, output=str(tmp_path / "lgt"))
     assert nulls["scenes"][0] == 0 and nulls["scenes"][1] == 12
     held = {config: found for config, found in nulls.items() if config != "scenes"}
+    assert compressed.pop("scenes") is False  # its images are left as they are
+    assert set(held) < set(compressed) and all(compressed.values())  # every other config's are
     assert len(held) == 8 and all(found[0] == found[1] > 0 for found in held.values())  # mcq, sft, dpo, rl: none
     for config in held:
         for path in (tmp_path / "lgt" / config).glob("*.parquet"):
@@ -219,10 +223,85 @@ def test_pieces_of_an_arrow_stream_are_read_forward_and_exactly(tmp_path):
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         for batch in table.to_batches(max_chunksize=7):
             writer.write_batch(batch)
-    streams = _Streams()
+    streams = ArrowStreams()
     pieces = [(0, 10), (10, 5), (20, 30), (50, 0), (95, 5), (3, 20), (60, 40)]  # (3, 20) goes back
     for first, length in pieces:
         rows = [n for batch in streams.slices(path, first, length) for n in batch.column("n").to_pylist()]
         assert rows == list(range(first, first + length))
     assert len(streams.opened) == 2
     streams.close()
+
+
+def test_a_staged_builder_makes_the_same_rows_in_compressed_files(tmp_path):
+    """What ``lgt build`` prepares (``staged``: compressed Arrow files of 1,000-row batches) reads back as the rows an
+    unstaged builder makes, for a config with referenced images and one made from it."""
+    from conftest import write_image
+
+    write_image(tmp_path / "img.png", size=(400, 300))
+    rng = random.Random(0)
+    with open(tmp_path / "scenes.jsonl", "w") as f:
+        for n in range(60):
+            boxes = [(rng.uniform(0, 300), rng.uniform(0, 200), rng.uniform(30, 99)) for _ in range(rng.randint(3, 8))]
+            names = rng.sample(["cup", "dog", "cat", "car", "tree", "lamp", "book", "chair"], 4)
+            objects = [{"name": rng.choice(names), "bbox": [x, y, x + side, y + side]} for x, y, side in boxes]
+            f.write(json.dumps({"image_id": f"img-{n}", "image": "img.png", "caption": "Things.", "objects": objects}))
+            f.write("\n")
+    settings = {"source": f"jsonl:{tmp_path / 'scenes.jsonl'}", "images": "path"}
+    rows, disk = {}, {}
+    for staged in (False, True):
+        cache = str(tmp_path / f"cache-{staged}")
+        builder = LGTBuilder.with_settings("mcq_stage1", cache, staged=staged, **settings)
+        builder.download_and_prepare(num_proc=2)
+        parent = LGTBuilder.with_settings("scenes", cache, staged=staged, **settings)
+        assert builder.compressed is parent.compressed is staged
+        rows[staged] = [b.as_dataset(split="train").with_format("arrow")[:].to_pylist() for b in (parent, builder)]
+        files = [os.path.join(b.cache_dir, name) for b in (parent, builder) for name in os.listdir(b.cache_dir)]
+        disk[staged] = sum(os.path.getsize(path) for path in files if path.endswith(".arrow"))
+    assert rows[True] == rows[False] and len(rows[True][1]) > 100
+    assert disk[True] < disk[False] / 2
+
+
+def test_parquet_bytes_depend_on_the_rows_not_on_how_the_scratch_batches_them(tmp_path):
+    """Parquet pages follow the batches a file is written from: 500 rows with a list of images each, the images put
+    back from the scenes' file as ``lgt build`` does, came out different written in batches of 37 and of 100. So the
+    rows are handed over in batches cut the same way, however the Arrow files they come from are batched (100 rows in
+    datasets' files, 1,000 in compressed ones)."""
+    from functools import partial
+
+    import datasets
+    from lgt.build import _write_rows, parquet_writer
+    from lgt.builder import SceneImages
+
+    scenes = pa.table(
+        {
+            "image_id": [f"img-{i}" for i in range(100)],
+            "image": [{"bytes": random.Random(i).randbytes(100_000), "path": f"{i}.png"} for i in range(100)],
+        },
+        schema=pa.schema([("image_id", pa.string()), ("image", datasets.Image().pa_type)]),
+    )
+    with pa.OSFile(str(tmp_path / "scenes.arrow"), "wb") as sink, pa.ipc.new_stream(sink, scenes.schema) as writer:
+        writer.write_table(scenes)
+    images = SceneImages({"train": [(str(tmp_path / "scenes.arrow"), 100)]})
+    features = datasets.Features({"image_id": datasets.Value("string"), "images": datasets.List(datasets.Image())})
+    rows = pa.Table.from_pylist(
+        [{"image_id": f"img-{n // 5}", "images": [None]} for n in range(500)], schema=features.arrow_schema
+    )
+    written, columns = [], {"images": True}
+    for batch_rows, compression in ((37, None), (100, None), (1000, "zstd")):
+        arrow = str(tmp_path / f"{batch_rows}.arrow")
+        options = pa.ipc.IpcWriteOptions(compression=compression)
+        with pa.OSFile(arrow, "wb") as sink, pa.ipc.new_stream(sink, rows.schema, options=options) as writer:
+            for batch in rows.to_batches(max_chunksize=batch_rows):
+                writer.write_batch(batch)
+        streams = ArrowStreams()
+        parquet = tmp_path / f"{batch_rows}.parquet"
+        with parquet_writer(str(parquet), features) as writer:
+            _write_rows(writer, [(arrow, 0, 230), (arrow, 230, 270)], streams, partial(images.fill, columns=columns))
+        streams.close()
+        table = pq.read_table(parquet)
+        assert table.column("image_id").equals(rows.column("image_id"))
+        assert [image["bytes"] for image in table.column("images").combine_chunks().flatten().to_pylist()[::5]] == [
+            image["bytes"] for image in scenes.column("image").to_pylist()
+        ]
+        written.append(parquet.read_bytes())
+    assert all(data == written[0] for data in written)

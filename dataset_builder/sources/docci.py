@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from ..errors import InputError
 from ..images import image_size, local_image
 from ..scene import Entry, Fields, Scene, check_scene
-from .jsonl import fields_of, line_entries
+from .jsonl import Line, fields_of, line_entries, read_line
 
 DESCRIPTIONS = "docci_descriptions.jsonlines"
 IMAGES = "images"
@@ -73,10 +73,9 @@ class DocciSource:
         """Each line's image id; a line that is no JSON object, not UTF-8 or lacks its id fields is an error."""
         return line_entries(self.path, _image_id)
 
-    def scene(self, payload: tuple[int, str]) -> Scene:
-        line_no, line = payload
-        record = f"line {line_no}"
-        fields = fields_of(line, line_no, self.path)
+    def scene(self, where: Line) -> Scene:
+        record = f"line {where.number}"
+        fields = fields_of(read_line(self.path, where), where.number, self.path)
         image = local_image(
             os.path.join(self.root, IMAGES, fields.text("image_file")), self.image_root, self.path, record
         )

@@ -25,6 +25,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from .. import markdown
 from ..errors import InputError
@@ -33,34 +34,63 @@ from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_
 from . import detected
 
 
+class Line(NamedTuple):
+    """Where a line of a JSON Lines file is: what a source's first pass hands a worker (``Entry.payload``), which
+    reads the line again (``read_line``) rather than carrying its text through the scratch disk."""
+
+    number: int
+    offset: int
+    size: int
+
+
+def _lines(path: str) -> Iterator[tuple[Line, str | InputError]]:
+    """Each non-blank line with its text, streamed; the text of a line that is not UTF-8 is its ``InputError``."""
+    with open(path, "rb") as f:
+        offset = 0
+        for line_no, raw in enumerate(f, start=1):
+            line = _decoded(raw, line_no, path)
+            if not isinstance(line, str) or line.strip():
+                yield Line(line_no, offset, len(raw)), line
+            offset += len(raw)
+
+
+def _decoded(raw: bytes, line_no: int, path: str) -> str | InputError:
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
+    except UnicodeDecodeError as err:
+        return InputError(path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
+
+
 def json_lines(path: str) -> Iterator[tuple[int, str | InputError]]:
     """``(line number, text)`` of each non-blank line, streamed; the text of a line that is not UTF-8 is its
     ``InputError``, for the caller to raise as a reject of that line."""
+    return ((where.number, line) for where, line in _lines(path))
+
+
+def read_line(path: str, where: Line) -> str:
+    """The text of the line the first pass found ``where`` it is (``line_entries``)."""
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").removeprefix("\ufeff" if line_no == 1 else "")
-            except UnicodeDecodeError as err:
-                yield line_no, InputError(path, f"line {line_no}", f"not UTF-8 text at byte {err.start + 1}")
-                continue
-            if line.strip():
-                yield line_no, line
+        f.seek(where.offset)
+        line = _decoded(f.read(where.size), where.number, path)
+    if isinstance(line, InputError):  # the file changed since the first pass
+        raise line
+    return line
 
 
 def line_entries(path: str, image_id, words=None) -> Iterator[Entry | InputError]:
-    """An ``Entry`` per line of a JSON Lines file (its payload: ``(line number, text)``), its id ``image_id(fields,
-    line number)`` and, given ``words``, the names and attributes ``words(data)`` finds in it; the ``InputError`` of a
+    """An ``Entry`` per line of a JSON Lines file (its payload: the ``Line``), its id ``image_id(fields, line
+    number)`` and, given ``words``, the names and attributes ``words(data)`` finds in it; the ``InputError`` of a
     line that is not UTF-8, not a JSON object or has no usable id."""
-    for line_no, line in json_lines(path):
+    for where, line in _lines(path):
         try:
             if isinstance(line, InputError):
                 raise line
-            fields = fields_of(line, line_no, path)
-            found = image_id(fields, line_no)
+            fields = fields_of(line, where.number, path)
+            found = image_id(fields, where.number)
         except InputError as err:
             yield err
             continue
-        yield Entry(found, (line_no, line), path, f"line {line_no}", *(words(fields.data) if words else ()))
+        yield Entry(found, where, path, f"line {where.number}", *(words(fields.data) if words else ()))
 
 
 def fields_of(line: str, line_no: int, path: str) -> Fields:
@@ -199,10 +229,9 @@ class JsonlSource:
         """Each line's id; a line that is no JSON object, not UTF-8 or has a bad id is an ``InputError``."""
         return line_entries(self.path, _image_id, _words)
 
-    def scene(self, payload: tuple[int, str]) -> Scene:
-        line_no, line = payload
-        record = f"line {line_no}"
-        scene = _parse(line, line_no, self.path)
+    def scene(self, where: Line) -> Scene:
+        record = f"line {where.number}"
+        scene = _parse(read_line(self.path, where), where.number, self.path)
         scene.image = local_image(os.path.join(self.folder, scene.image), self.image_root, self.path, record)
         if scene.width is None:
             scene.width, scene.height = image_size(scene.image, scene.image_id)
