@@ -66,11 +66,14 @@ def parquet_bytes(folder: str, config: str) -> int:
     return sum(os.path.getsize(path) for split in SPLITS for path in split_files(folder, config, split))
 
 
-def column_counts(folder: str, config: str, split: str, column: str) -> Counter:
-    counts: Counter = Counter()
+def column_counts(folder: str, config: str, split: str, columns: list[str]) -> dict[str, Counter]:
+    """How often each value of each of ``columns`` comes up in a split (each file read once)."""
+    counts: dict[str, Counter] = {column: Counter() for column in columns}
     for path in split_files(folder, config, split):
-        for item in pc.value_counts(pq.read_table(path, columns=[column]).column(column)).to_pylist():
-            counts[item["values"]] += item["counts"]
+        table = pq.read_table(path, columns=columns)
+        for column in columns:
+            for item in pc.value_counts(table.column(column)).to_pylist():
+                counts[column][item["values"]] += item["counts"]
     return counts
 
 
@@ -327,12 +330,11 @@ def write_card(folder: str, build_info: dict) -> str:
     for config in configs:
         if STAGES[config].family != "mcq":
             continue
-        per_split = {s: column_counts(folder, config, s, "skill") for s in rows[config]}
+        counted = {s: column_counts(folder, config, s, ["skill", "answer", "generator"]) for s in rows[config]}
+        per_split = {s: found["skill"] for s, found in counted.items()}
         skills = sorted(set().union(*per_split.values()))
-        answers = {s: column_counts(folder, config, s, "answer") for s in rows[config]}
-        generators = Counter()
-        for split in rows[config]:
-            generators.update(column_counts(folder, config, split, "generator"))
+        answers = {s: found["answer"] for s, found in counted.items()}
+        generators = sum((found["generator"] for found in counted.values()), Counter())
         sections.append(
             f"## `{config}` by skill\n\n"
             + _table(["skill", *rows[config]], [[k, *(f"{per_split[s][k]:,}" for s in rows[config])] for k in skills])
