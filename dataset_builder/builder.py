@@ -34,6 +34,7 @@ a few microseconds per row.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import itertools
@@ -533,9 +534,13 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         finally:
             streams.close()
 
+    @functools.cached_property
+    def _schema(self) -> pa.Schema:
+        return self.info.features.arrow_schema
+
     def _unit_tables(self, shard_index: int, shard, streams: ArrowStreams, shared, drafts, lookup, screen):
         """The tables of one work unit's rows, ``ROWS_PER_TABLE`` rows each (the last fewer)."""
-        schema = self.info.features.arrow_schema
+        schema = self._schema
         unstored = image_columns(self.info.features) if self.images_by_reference and self.stage.parents else {}
         generated = _read_drafts(drafts, shard) if drafts else None
         context = Context(self.config, shared, generated, self.stage.shard_state(self.config, shard.name))
