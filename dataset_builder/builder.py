@@ -46,7 +46,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import datasets
@@ -62,7 +62,7 @@ from . import decontam
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, CacheMissError, Engine, GenerationCache, default_cache_path
 from .images import check_image_file, check_size, decode_image, fit_image, fit_pixels
-from .scene import Scene
+from .scene import Scene, SceneObject
 from .settings import SETTINGS, LGTConfig, defaults
 from .sources import open_source, source_label
 from .stages import DEFAULT_CONFIG, STAGES, Context, Group, Stage, inputs, root
@@ -289,15 +289,18 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     ):
         """A ``Group`` per image of a unit's parent rows: the parent's rows of that image, in order.
 
-        The scene is read from the row itself when the parent is the scenes config, else looked up; the image is the
-        one stored with the rows, read once per image (an MCQ parent repeats the same bytes on every row), else
-        looked up. ``images=False``: captions and boxes only, no image is read. An image's rows never straddle two
-        Arrow files (tables end between images), so each piece is read on its own, from ``streams``: a worker's
-        units follow one another in its parents' files, which are read forward once (a compressed batch is
+        The scene is the row itself when the parent is the scenes config (``_scene_groups``), else looked up; the
+        image is the one stored with the rows, read once per image (an MCQ parent repeats the same bytes on every
+        row), else looked up. ``images=False``: captions and boxes only, no image is read. An image's rows never
+        straddle two Arrow files (tables end between images), so each piece is read on its own, from ``streams``: a
+        worker's units follow one another in its parents' files, which are read forward once (a compressed batch is
         decompressed once, not once per unit).
         """
         for path, first, length in piece.pieces:
             table = streams.table(path, first, length)
+            if "width" in table.column_names:  # scenes rows
+                yield from _scene_groups(table, images)
+                continue
             stored = table.column("image") if "image" in table.column_names else None
             rows = (table.drop_columns(["image"]) if stored is not None else table).to_pylist()
             start = 0
@@ -305,9 +308,6 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
                 group = list(group)
                 image = stored[start].as_py() if stored is not None and images else None
                 start += len(group)
-                if "width" in group[0]:  # a scenes row
-                    yield Group(Scene.from_row({**group[0], "image": image or _NO_IMAGE}), image, group)
-                    continue
                 scene, found = lookup.scene(image_id) if lookup else (None, None)
                 yield Group(scene, image or found, group)
 
@@ -599,6 +599,26 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
             return scene, image
         data, suffix, width, height = fitted
         return scene.resized(width, height), {"bytes": data, "path": os.path.splitext(image["path"])[0] + suffix}
+
+
+def _scene_groups(table: pa.Table, images: bool):
+    """A ``Group`` per row of a scenes table (a row per image), its ``Scene`` read column by column: read row by row
+    (``to_pylist``, then ``Scene.from_row``), a scene cost three times as much. The group's ``rows`` are empty: the
+    scene is the row."""
+    objects = table.column("objects").combine_chunks()
+    children = dict(zip(objects.type.value_type.names, objects.flatten().flatten(), strict=True))
+    made = list(map(SceneObject, *(children[field.name].to_pylist() for field in fields(SceneObject))))
+    offsets = objects.offsets.to_pylist()  # of a slice of the parent's file: they start where the slice does
+    per_scene = [made[start - offsets[0] : end - offsets[0]] for start, end in itertools.pairwise(offsets)]
+    stored = table.column("image").to_pylist() if images and "image" in table.column_names else [None] * len(table)
+    columns = ("image_id", "width", "height", "caption", "source", "license")
+    values = zip(*(table.column(name).to_pylist() for name in columns), strict=True)
+    for (image_id, width, height, caption, source, license), image, found in zip(
+        values, stored, per_scene, strict=True
+    ):
+        kept = image or _NO_IMAGE
+        scene = Scene(image_id, kept["bytes"] or kept["path"], width, height, caption, found, source, license)
+        yield Group(scene, image, [])
 
 
 class _Stream:

@@ -234,13 +234,7 @@ class Entry(NamedTuple):
         return f"{self.origin} [record {self.record}]"
 
 
-_BOX32 = struct.Struct("4f")
-
-
-def as_float32(values: list[float]) -> list[float]:
-    """The values as the ``float32`` box column will hold them."""
-    packer = _BOX32 if len(values) == 4 else struct.Struct(f"{len(values)}f")
-    return list(packer.unpack(packer.pack(*values)))
+_BOX32 = struct.Struct("4f")  # a box as the ``float32`` box column holds it
 
 
 def check_scene(scene: Scene, record: str) -> Scene:
@@ -248,10 +242,12 @@ def check_scene(scene: Scene, record: str) -> Scene:
     where = scene.origin or scene.source
     if not scene.caption or not scene.caption.strip():
         raise InputError(where, record, "empty caption (every scene needs a dense caption)")
-    if not (isinstance(scene.width, int) and isinstance(scene.height, int)) or scene.width <= 0 or scene.height <= 0:
-        raise InputError(where, record, f"invalid image size {scene.width}x{scene.height}")
+    width, height = scene.width, scene.height
+    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
+        raise InputError(where, record, f"invalid image size {width}x{height}")
     seen_ids = set()
-    for obj in scene.objects:
+    tol, right, bottom = BOX_TOLERANCE_PX, float(width), float(height)
+    for obj in scene.objects:  # written out plainly: a million-scene build checks ten million boxes
         if obj.id in seen_ids:
             raise InputError(where, record, f"duplicate object id {obj.id}")
         seen_ids.add(obj.id)
@@ -259,16 +255,15 @@ def check_scene(scene: Scene, record: str) -> Scene:
             raise InputError(where, record, f"object {obj.id} has no name")
         if len(obj.bbox) != 4:
             raise InputError(where, record, f"object {obj.id} box {obj.bbox} is not [x0, y0, x1, y1]")
-        x0, y0, x1, y1 = (float(v) for v in obj.bbox)
-        tol = BOX_TOLERANCE_PX
-        if x0 < -tol or y0 < -tol or x1 > scene.width + tol or y1 > scene.height + tol:
+        x0, y0, x1, y1 = map(float, obj.bbox)
+        if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
             raise InputError(
                 where,
                 record,
-                f"object {obj.id} ({obj.name}) box {obj.bbox} lies outside the {scene.width}x{scene.height} image",
+                f"object {obj.id} ({obj.name}) box {obj.bbox} lies outside the {width}x{height} image",
             )
-        box = as_float32([max(0.0, x0), max(0.0, y0), min(float(scene.width), x1), min(float(scene.height), y1)])
-        if not (box[2] > box[0] and box[3] > box[1]):  # judged as stored: two close values can round to one
+        box = list(_BOX32.unpack(_BOX32.pack(max(0.0, x0), max(0.0, y0), min(right, x1), min(bottom, y1))))
+        if not (box[2] > box[0] and box[3] > box[1]):  # judged as stored (float32): two close values can round to one
             raise InputError(where, record, f"object {obj.id} ({obj.name}) has a zero-area box {obj.bbox}")
         obj.bbox = box
     return scene

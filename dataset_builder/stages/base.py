@@ -27,7 +27,8 @@ class Group(NamedTuple):
 
     ``scene`` is the image's ``Scene`` where the stage needs it (read from the row when the parent is the scenes
     config, else looked up by image id); ``image`` the stored image (``{"bytes", "path"}``); ``rows`` the parents'
-    rows of this image (empty for the scenes config, which reads the source).
+    rows of this image (empty for the scenes config, which reads the source, and for a config made from it: the
+    scene is its row).
     """
 
     scene: Scene | None
