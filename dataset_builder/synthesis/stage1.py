@@ -273,7 +273,8 @@ class Balance:
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
     owing: dict[str, set] = field(default_factory=dict)  # template -> option texts with a positive debt
-    asked: Counter = field(default_factory=Counter)  # (template, number) -> questions offered with that answer
+    # template -> number -> questions offered with that answer
+    asked: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     colours: set = field(default_factory=set)  # every colour an object of the stream's images so far had
 
     def _excess(self, draft: Draft) -> float:
@@ -292,16 +293,15 @@ class Balance:
         counts of 0, which stage 1 never asks of one image) or hardly does (a count of 5), each other number would
         be let in once per stream and the rare one would be the option never right, at the window's edge.
         """
-        if not draft.ordered or self.asked.get((draft.template, draft.correct), 0) < 2:
+        asked = self.asked[draft.template]
+        if asked.get(draft.correct, 0) < 2:
             return True
-        return all((draft.template, text) in self.asked for text in draft.distractors)  # the window's other numbers
+        return all(map(asked.__contains__, draft.distractors))  # the window's other numbers
 
-    def _window_use(self, draft: Draft) -> int:
+    def _use(self, draft: Draft) -> tuple[int, int]:
+        """Of ordered options, how little its window has been used, and how much its answer's letter."""
         used = self.classes.get(draft.key)
-        return -sum(used.values()) if used and draft.ordered else 0
-
-    def _letter_use(self, draft: Draft) -> int:
-        return self.positions.get((draft.template, draft.position), 0) if draft.ordered else 0
+        return -sum(used.values()) if used else 0, self.positions.get((draft.template, draft.position), 0)
 
     def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
         """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead
@@ -312,13 +312,14 @@ class Balance:
         used, so the letters of a count stay even from a stream's first questions on.
         """
         if forms and forms[0].ordered:
-            self.asked[forms[0].template, forms[0].correct] += 1
+            self.asked[forms[0].template][forms[0].correct] += 1
         ranked = []  # of each admissible form: (excess, window use, letter use, a random tie-break, its index)
         for index, form in enumerate(forms):
-            if self._open(form):
+            if not form.ordered or self._open(form):
                 excess = self._excess(form)
                 if excess <= (0 if form.key else TEXT_SLACK):
-                    ranked.append((excess, self._window_use(form), self._letter_use(form), rng.random(), index))
+                    use = self._use(form) if form.ordered else (0, 0)
+                    ranked.append((excess, *use, rng.random(), index))
         if not ranked:
             return None
         draft = forms[min(ranked)[-1]]
