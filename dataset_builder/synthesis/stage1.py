@@ -441,12 +441,12 @@ def _caption_nouns(caption: str) -> set[str]:
     return words | {singular_noun(word) for word in words}
 
 
-def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
+def _set_aside(objects: list[SceneObject], by_name: dict[str, list[SceneObject]]) -> set[str]:
     """Categories no question is about: those with a crowd box, and, of detector boxes, every category whose head
     noun has a box below ``CONFIDENT_SCORE`` or is named two ways ("mug" and "ceramic mug": is "the mug" either?)."""
-    aside = {name for name, objs in by_name.items() for o in objs if o.crowd}
+    aside = {o.name for o in objects if o.crowd}
     heads: dict[str, list[str]] = {}
-    for name in dict.fromkeys(name for name, objs in by_name.items() for o in objs if o.score is not None):
+    for name in dict.fromkeys(o.name for o in objects if o.score is not None):
         heads.setdefault(head_noun(name), []).append(name)
     for names in heads.values():
         scores = [o.score for name in names for o in by_name[name] if o.score is not None]
@@ -485,7 +485,7 @@ class _SceneFacts:
         self.by_name: dict[str, list[SceneObject]] = {}
         for obj in scene.objects:
             self.by_name.setdefault(obj.name, []).append(obj)
-        self.set_aside = _set_aside(self.by_name)
+        self.set_aside = _set_aside(scene.objects, self.by_name)
         # Categories with an instance large enough to see, and those whose every instance is countable: no crowd
         # box, none too small to see, not too many.
         self.visible: list[str] = []
