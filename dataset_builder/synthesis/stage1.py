@@ -29,6 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import filterfalse
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
 from .generator import generator_id
@@ -344,7 +345,7 @@ class Balance:
         times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
         owing = self.owing.get(template, set())
         # most owed first (a reversed sort keeps the order of ties, as a sort does)
-        owed = sorted([t for t in texts if t in owing], key=self.debts[template].__getitem__, reverse=True)
+        owed = sorted(filter(owing.__contains__, texts), key=self.debts[template].__getitem__, reverse=True)
         owed = owed[: OPTIONS - 1]
         others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
         return (owed + others)[: OPTIONS - 1]
@@ -352,7 +353,7 @@ class Balance:
     def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
         """The one of ``texts`` most owed a turn as the answer (ties at random)."""
         debts = self.debts[template]
-        return _least(texts, [debts[t] for t in texts], rng)
+        return _least(texts, list(map(debts.__getitem__, texts)), rng)
 
     def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
         """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
@@ -360,7 +361,7 @@ class Balance:
         So "how many giraffes" is answered 0 about as often, relative to its other answers, as "how many people",
         and the category alone says nothing of whether the count is 0.
         """
-        known = [name for name in absent if name in self.counted]
+        known = list(filter(self.counted.__contains__, absent))
         if not known:
             return None
         return _least(known, [(self.zeros[n] + 1) / self.counted[n] for n in known], rng)
@@ -523,7 +524,7 @@ class _SceneFacts:
         if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
             named = _caption_nouns(scene.caption).intersection(vocab.by_head)
             unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
-        self.absent = [name for name in vocab.names if name not in unknown]
+        self.absent = list(filterfalse(unknown.__contains__, vocab.names))
 
 
 # ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
