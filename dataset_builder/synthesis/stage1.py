@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import filterfalse
+from itertools import filterfalse, repeat
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
 from .generator import generator_id
@@ -283,7 +283,7 @@ class Balance:
         class, or its option text's times as the answer over a quarter of its showings."""
         if draft.key:
             used = self.classes.get(draft.key)
-            return used.get(draft.answer_class, 0) - min([used.get(c, 0) for c in draft.classes]) if used else 0
+            return used.get(draft.answer_class, 0) - min(map(used.get, draft.classes, repeat(0))) if used else 0
         return self.debts[draft.template][draft.correct] / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
@@ -532,6 +532,7 @@ class _SceneFacts:
 # form or none ----
 
 Candidate = tuple[str, Callable[[], list[Draft]]]
+_NUMBERS = [str(n) for n in range(MAX_COUNT + 1)]  # a count's options, as text
 
 
 def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
@@ -540,8 +541,8 @@ def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list
     forms = []
     for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1):
         window = tuple(range(start, start + OPTIONS))
-        distractors = [str(v) for v in window if v != n]
-        forms.append(Draft("count", question, str(n), distractors, objs, True, ("count", start), window, n, name))
+        distractors = _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS]
+        forms.append(Draft("count", question, _NUMBERS[n], distractors, objs, True, ("count", start), window, n, name))
     return forms
 
 
