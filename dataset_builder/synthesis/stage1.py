@@ -598,7 +598,8 @@ def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Ba
 
 def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
     # every group by its gap to the anchor; a group touching the anchor (its own among them) is never an option
-    gaps = [(min([gap(anchor, o) for o in objs]), name, objs) for name, objs in facts.groups]
+    gap_to = partial(gap, anchor)
+    gaps = [(min(map(gap_to, objs)), name, objs) for name, objs in facts.groups]
     gaps = sorted(entry for entry in gaps if entry[0] > 0)
     if len(gaps) < OPTIONS:
         return []
