@@ -28,7 +28,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from itertools import filterfalse, repeat
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
@@ -556,13 +556,13 @@ def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: B
 
 def _pair_forms(one, other, rng: random.Random, template: str, answer_of, options_of, classes: tuple) -> list[Draft]:
     """The question about two named objects either way round: ``answer_of(first, second)`` is the answer class
-    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text."""
+    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text (shared: copied)."""
     forms = []
     for (a, first), (b, second) in ((one, other), (other, one)):
         answer = answer_of(first, second)
         if answer is None:
             continue
-        options = options_of(singular(b))
+        options = dict(options_of(singular(b)))
         correct = options.pop(answer)
         distractors = list(options.values())
         rng.shuffle(distractors)
@@ -579,10 +579,12 @@ def _pairs(named: list, rng: random.Random, template: str, answer_of, options_of
             yield template, partial(_pair_forms, one, other, rng, template, answer_of, options_of, classes)
 
 
+@lru_cache(maxsize=4096)  # a source has few phrases, and pairs name each again and again
 def _relation_options(second: str) -> dict:
     return {key: f"{phrase} the {second}" for key, phrase in RELATION_PHRASES.items()}
 
 
+@lru_cache(maxsize=4096)
 def _size_options(second: str) -> dict:
     return {index: text.format(b=second) for index, text in enumerate(SIZE_BINS)}
 
