@@ -28,7 +28,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
+from itertools import filterfalse, repeat
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
 from .generator import generator_id
@@ -273,7 +274,8 @@ class Balance:
     zeros: Counter = field(default_factory=Counter)  # category -> count questions answered 0
     positions: Counter = field(default_factory=Counter)  # (template, position) -> ordered questions answered there
     owing: dict[str, set] = field(default_factory=dict)  # template -> option texts with a positive debt
-    asked: Counter = field(default_factory=Counter)  # (template, number) -> questions offered with that answer
+    # template -> number -> questions offered with that answer
+    asked: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     colours: set = field(default_factory=set)  # every colour an object of the stream's images so far had
 
     def _excess(self, draft: Draft) -> float:
@@ -281,7 +283,7 @@ class Balance:
         class, or its option text's times as the answer over a quarter of its showings."""
         if draft.key:
             used = self.classes.get(draft.key)
-            return used.get(draft.answer_class, 0) - min([used.get(c, 0) for c in draft.classes]) if used else 0
+            return used.get(draft.answer_class, 0) - min(map(used.get, draft.classes, repeat(0))) if used else 0
         return self.debts[draft.template][draft.correct] / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
@@ -292,16 +294,15 @@ class Balance:
         counts of 0, which stage 1 never asks of one image) or hardly does (a count of 5), each other number would
         be let in once per stream and the rare one would be the option never right, at the window's edge.
         """
-        if not draft.ordered or self.asked.get((draft.template, draft.correct), 0) < 2:
+        asked = self.asked[draft.template]
+        if asked.get(draft.correct, 0) < 2:
             return True
-        return all((draft.template, text) in self.asked for text in draft.distractors)  # the window's other numbers
+        return all(map(asked.__contains__, draft.distractors))  # the window's other numbers
 
-    def _window_use(self, draft: Draft) -> int:
+    def _use(self, draft: Draft) -> tuple[int, int]:
+        """Of ordered options, how little its window has been used, and how much its answer's letter."""
         used = self.classes.get(draft.key)
-        return -sum(used.values()) if used and draft.ordered else 0
-
-    def _letter_use(self, draft: Draft) -> int:
-        return self.positions.get((draft.template, draft.position), 0) if draft.ordered else 0
+        return -sum(used.values()) if used else 0, self.positions.get((draft.template, draft.position), 0)
 
     def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
         """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead
@@ -312,13 +313,14 @@ class Balance:
         used, so the letters of a count stay even from a stream's first questions on.
         """
         if forms and forms[0].ordered:
-            self.asked[forms[0].template, forms[0].correct] += 1
+            self.asked[forms[0].template][forms[0].correct] += 1
         ranked = []  # of each admissible form: (excess, window use, letter use, a random tie-break, its index)
         for index, form in enumerate(forms):
-            if self._open(form):
+            if not form.ordered or self._open(form):
                 excess = self._excess(form)
                 if excess <= (0 if form.key else TEXT_SLACK):
-                    ranked.append((excess, self._window_use(form), self._letter_use(form), rng.random(), index))
+                    use = self._use(form) if form.ordered else (0, 0)
+                    ranked.append((excess, *use, rng.random(), index))
         if not ranked:
             return None
         draft = forms[min(ranked)[-1]]
@@ -343,7 +345,7 @@ class Balance:
         times they were shown), most owed first, then others at random; cheap however many ``texts`` there are."""
         owing = self.owing.get(template, set())
         # most owed first (a reversed sort keeps the order of ties, as a sort does)
-        owed = sorted([t for t in texts if t in owing], key=self.debts[template].__getitem__, reverse=True)
+        owed = sorted(filter(owing.__contains__, texts), key=self.debts[template].__getitem__, reverse=True)
         owed = owed[: OPTIONS - 1]
         others = [t for t in rng.sample(texts, min(len(texts), OPTIONS - 1 + len(owed))) if t not in owed]
         return (owed + others)[: OPTIONS - 1]
@@ -351,7 +353,7 @@ class Balance:
     def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
         """The one of ``texts`` most owed a turn as the answer (ties at random)."""
         debts = self.debts[template]
-        return _least(texts, [debts[t] for t in texts], rng)
+        return _least(texts, list(map(debts.__getitem__, texts)), rng)
 
     def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
         """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
@@ -359,7 +361,7 @@ class Balance:
         So "how many giraffes" is answered 0 about as often, relative to its other answers, as "how many people",
         and the category alone says nothing of whether the count is 0.
         """
-        known = [name for name in absent if name in self.counted]
+        known = list(filter(self.counted.__contains__, absent))
         if not known:
             return None
         return _least(known, [(self.zeros[n] + 1) / self.counted[n] for n in known], rng)
@@ -440,12 +442,12 @@ def _caption_nouns(caption: str) -> set[str]:
     return words | {singular_noun(word) for word in words}
 
 
-def _set_aside(by_name: dict[str, list[SceneObject]]) -> set[str]:
+def _set_aside(objects: list[SceneObject], by_name: dict[str, list[SceneObject]]) -> set[str]:
     """Categories no question is about: those with a crowd box, and, of detector boxes, every category whose head
     noun has a box below ``CONFIDENT_SCORE`` or is named two ways ("mug" and "ceramic mug": is "the mug" either?)."""
-    aside = {name for name, objs in by_name.items() for o in objs if o.crowd}
+    aside = {o.name for o in objects if o.crowd}
     heads: dict[str, list[str]] = {}
-    for name in dict.fromkeys(name for name, objs in by_name.items() for o in objs if o.score is not None):
+    for name in dict.fromkeys(o.name for o in objects if o.score is not None):
         heads.setdefault(head_noun(name), []).append(name)
     for names in heads.values():
         scores = [o.score for name in names for o in by_name[name] if o.score is not None]
@@ -484,7 +486,7 @@ class _SceneFacts:
         self.by_name: dict[str, list[SceneObject]] = {}
         for obj in scene.objects:
             self.by_name.setdefault(obj.name, []).append(obj)
-        self.set_aside = _set_aside(self.by_name)
+        self.set_aside = _set_aside(scene.objects, self.by_name)
         # Categories with an instance large enough to see, and those whose every instance is countable: no crowd
         # box, none too small to see, not too many.
         self.visible: list[str] = []
@@ -522,7 +524,7 @@ class _SceneFacts:
         if any(o.score is not None for o in scene.objects):  # detected: see CONFIDENT_SCORE
             named = _caption_nouns(scene.caption).intersection(vocab.by_head)
             unknown = {*self.by_name, *(name for head in named for name in vocab.by_head[head])}
-        self.absent = [name for name in vocab.names if name not in unknown]
+        self.absent = list(filterfalse(unknown.__contains__, vocab.names))
 
 
 # ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
@@ -530,6 +532,7 @@ class _SceneFacts:
 # form or none ----
 
 Candidate = tuple[str, Callable[[], list[Draft]]]
+_NUMBERS = [str(n) for n in range(MAX_COUNT + 1)]  # a count's options, as text
 
 
 def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
@@ -538,8 +541,8 @@ def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list
     forms = []
     for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1):
         window = tuple(range(start, start + OPTIONS))
-        distractors = [str(v) for v in window if v != n]
-        forms.append(Draft("count", question, str(n), distractors, objs, True, ("count", start), window, n, name))
+        distractors = _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS]
+        forms.append(Draft("count", question, _NUMBERS[n], distractors, objs, True, ("count", start), window, n, name))
     return forms
 
 
@@ -553,13 +556,13 @@ def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: B
 
 def _pair_forms(one, other, rng: random.Random, template: str, answer_of, options_of, classes: tuple) -> list[Draft]:
     """The question about two named objects either way round: ``answer_of(first, second)`` is the answer class
-    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text."""
+    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text (shared: copied)."""
     forms = []
     for (a, first), (b, second) in ((one, other), (other, one)):
         answer = answer_of(first, second)
         if answer is None:
             continue
-        options = options_of(singular(b))
+        options = dict(options_of(singular(b)))
         correct = options.pop(answer)
         distractors = list(options.values())
         rng.shuffle(distractors)
@@ -576,10 +579,12 @@ def _pairs(named: list, rng: random.Random, template: str, answer_of, options_of
             yield template, partial(_pair_forms, one, other, rng, template, answer_of, options_of, classes)
 
 
+@lru_cache(maxsize=4096)  # a source has few phrases, and pairs name each again and again
 def _relation_options(second: str) -> dict:
     return {key: f"{phrase} the {second}" for key, phrase in RELATION_PHRASES.items()}
 
 
+@lru_cache(maxsize=4096)
 def _size_options(second: str) -> dict:
     return {index: text.format(b=second) for index, text in enumerate(SIZE_BINS)}
 
@@ -595,7 +600,8 @@ def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Ba
 
 def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
     # every group by its gap to the anchor; a group touching the anchor (its own among them) is never an option
-    gaps = [(min([gap(anchor, o) for o in objs]), name, objs) for name, objs in facts.groups]
+    gap_to = partial(gap, anchor)
+    gaps = [(min(map(gap_to, objs)), name, objs) for name, objs in facts.groups]
     gaps = sorted(entry for entry in gaps if entry[0] > 0)
     if len(gaps) < OPTIONS:
         return []
