@@ -137,7 +137,8 @@ def _arrow_to_parquet(
     rows, added = {}, {}
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            written = [result for run in pool.map(lambda run: [write(job) for job in run], runs) for result in run]
+            per_run = pool.map(lambda run: [write(job) for job in run], runs)
+            written = [result for results in per_run for result in results]
         for (split, _, _), (count, size) in zip(jobs, written, strict=True):
             rows[split], added[split] = rows.get(split, 0) + count, added.get(split, 0) + size
     finally:
@@ -149,7 +150,7 @@ def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], st
     """Copy the rows ``(Arrow file, first row, rows)`` of each piece into ``writer``, batch by batch (a memory map
     would keep every page resident), ``fill``-ing each batch's images, in row groups of ~100 MB of expanded rows as
     datasets aims for, written one at a time so memory stays flat; return the bytes ``fill`` added."""
-    batches, group_rows, added = [], None, 0
+    batches, held, group_rows, added = [], 0, None, 0
     staged = (batch for path, first, length in pieces for batch in streams.slices(path, first, length))
     for batch in _rebatched(staged, PARQUET_BATCH_ROWS):
         if fill:
@@ -157,9 +158,10 @@ def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], st
             added += size
         group_rows = group_rows or get_writer_batch_size_from_data_size(batch.num_rows, batch.nbytes)
         batches.append(batch)
-        if sum(b.num_rows for b in batches) >= group_rows:
+        held += batch.num_rows
+        if held >= group_rows:
             writer.write_table(pa.Table.from_batches(batches), group_rows)
-            batches = []
+            batches, held = [], 0
     if batches:
         writer.write_table(pa.Table.from_batches(batches), group_rows)
     return added
