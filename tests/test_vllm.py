@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -98,7 +99,8 @@ def _served(model: Path, name: str, log_path: Path, max_model_len: int = 1024):
         "--mm-processor-kwargs", json.dumps({"size": {"shortest_edge": 3136, "longest_edge": 3136}}),
     ]  # fmt: skip
     with open(log_path, "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV)
+        # its own process group: `vllm serve` runs its engine in child processes, which outlive a killed server
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
         try:
             deadline = time.monotonic() + 600
             while True:
@@ -112,10 +114,16 @@ def _served(model: Path, name: str, log_path: Path, max_model_len: int = 1024):
             yield server, f"http://127.0.0.1:{port}/v1"
         finally:
             server.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            _kill_group(server)
+
+
+def _kill_group(server: subprocess.Popen) -> None:
+    """Stop ``server`` and every process it started (vLLM's engine core and workers), gone or not."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
 
 
 def test_openai_backend_against_vllm_serve(models, tmp_path):
@@ -147,7 +155,7 @@ def test_a_fleet_build_survives_a_replica_stopped_mid_stage(models, tmp_path):
             assert build.poll() is None, "the build ended before the replica was stopped: make the stage longer"
             assert time.monotonic() < deadline, "the second replica never answered"
             time.sleep(0.2)
-        doomed.kill()
+        _kill_group(doomed)  # the replica and its engine, as when its node goes down
         stdout, stderr = build.communicate(timeout=900)
         assert build.returncode == 0, stderr[-4000:]
         assert f"{second} is out of rotation" in stderr, stderr[-4000:]
