@@ -97,8 +97,9 @@ def json_lines(path: str) -> Iterator[tuple[int, str | InputError]]:
 
 
 def read_line(path: str, where: Line) -> str:
-    """The text of the line the first pass found ``where`` it is (``line_entries``)."""
-    with open(path, "rb") as f:
+    """The text of the line the first pass found ``where`` it is (``line_entries``); unbuffered: a worker reads one
+    line per scene, and a buffered file took longer to open than the line to read."""
+    with open(path, "rb", buffering=0) as f:
         f.seek(where.offset)
         line = _decoded(f.read(where.size), where.number, path)
     if isinstance(line, InputError):  # the file changed since the first pass
