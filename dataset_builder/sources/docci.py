@@ -73,7 +73,8 @@ class DocciSource:
         """Each line's image id; a line that is no JSON object, not UTF-8 or lacks its id fields is an error."""
         return line_entries(self.path, _image_id, num_proc=num_proc)
 
-    def scene(self, where: Line) -> Scene:
+    def scene(self, payload: tuple[int, int, int]) -> Scene:
+        where = Line(*payload)
         record = f"line {where.number}"
         fields = fields_of(read_line(self.path, where), where.number, self.path)
         image = local_image(

@@ -43,8 +43,9 @@ PIECE_BYTES = 1 << 22
 
 
 class Line(NamedTuple):
-    """Where a line of a JSON Lines file is: what a source's first pass hands a worker (``Entry.payload``), which
-    reads the line again (``read_line``) rather than carrying its text through the scratch disk."""
+    """Where a line of a JSON Lines file is: what a source's first pass hands a worker (``Entry.payload``, as a plain
+    tuple: the scratch disk holds one per line, and a named tuple took five times as long to pickle and read back),
+    which reads the line again (``read_line``) rather than carrying its text through the scratch disk."""
 
     number: int
     offset: int
@@ -96,21 +97,22 @@ def json_lines(path: str) -> Iterator[tuple[int, str | InputError]]:
     return ((where.number, line) for piece in _pieces(path) for where, line in _lines(path, piece))
 
 
-def read_line(path: str, where: Line) -> str:
+def read_line(path: str, where: Line | tuple[int, int, int]) -> str:
     """The text of the line the first pass found ``where`` it is (``line_entries``); unbuffered: a worker reads one
     line per scene, and a buffered file took longer to open than the line to read."""
+    number, offset, size = where
     with open(path, "rb", buffering=0) as f:
-        f.seek(where.offset)
-        line = _decoded(f.read(where.size), where.number, path)
+        f.seek(offset)
+        line = _decoded(f.read(size), number, path)
     if isinstance(line, InputError):  # the file changed since the first pass
         raise line
     return line
 
 
 def line_entries(path: str, image_id, words=None, num_proc: int = 1) -> Iterator[Entry | InputError]:
-    """An ``Entry`` per line of a JSON Lines file (its payload: the ``Line``), its id ``image_id(fields, line
-    number)`` and, given ``words``, the names and attributes ``words(data)`` finds in it; the ``InputError`` of a
-    line that is not UTF-8, not a JSON object or has no usable id.
+    """An ``Entry`` per line of a JSON Lines file (its payload: the ``Line``, a plain tuple), its id
+    ``image_id(fields, line number)`` and, given ``words``, the names and attributes ``words(data)`` finds in it; the
+    ``InputError`` of a line that is not UTF-8, not a JSON object or has no usable id.
 
     Decoding every line is most of a build's first pass, so a file of several pieces is read by ``num_proc``
     processes, a piece each, its entries handed back in the file's order (``image_id`` and ``words`` are module
@@ -143,7 +145,7 @@ def _piece_entries(path: str, image_id, words, piece: Piece) -> list[tuple | Inp
 
 
 def _entry(path: str, image_id: str, number: int, offset: int, size: int, names: tuple, attributes: tuple) -> Entry:
-    return Entry(image_id, Line(number, offset, size), path, f"line {number}", names, attributes)
+    return Entry(image_id, (number, offset, size), path, f"line {number}", names, attributes)
 
 
 def _in_order(work, pieces: Iterator[Piece], num_proc: int) -> Iterator[Entry | InputError]:
@@ -298,7 +300,8 @@ class JsonlSource:
         """Each line's id; a line that is no JSON object, not UTF-8 or has a bad id is an ``InputError``."""
         return line_entries(self.path, _image_id, _words, num_proc)
 
-    def scene(self, where: Line) -> Scene:
+    def scene(self, payload: tuple[int, int, int]) -> Scene:
+        where = Line(*payload)
         record = f"line {where.number}"
         scene = _parse(read_line(self.path, where), where.number, self.path)
         scene.image = local_image(os.path.join(self.folder, scene.image), self.image_root, self.path, record)
