@@ -44,7 +44,7 @@ PIECE_BYTES = 1 << 22
 
 class Line(NamedTuple):
     """Where a line of a JSON Lines file is: what a source's first pass hands a worker (``Entry.payload``, as a plain
-    tuple: the scratch disk holds one per line, and a named tuple took five times as long to pickle and read back),
+    tuple: the scratch disk holds one per line, and a named tuple took several times as long to pickle and read back),
     which reads the line again (``read_line``) rather than carrying its text through the scratch disk."""
 
     number: int
@@ -97,7 +97,7 @@ def json_lines(path: str) -> Iterator[tuple[int, str | InputError]]:
     return ((where.number, line) for piece in _pieces(path) for where, line in _lines(path, piece))
 
 
-def read_line(path: str, where: Line | tuple[int, int, int]) -> str:
+def read_line(path: str, where: tuple[int, int, int]) -> str:
     """The text of the line the first pass found ``where`` it is (``line_entries``); unbuffered: a worker reads one
     line per scene, and a buffered file took longer to open than the line to read."""
     number, offset, size = where
@@ -148,7 +148,7 @@ def _entry(path: str, image_id: str, number: int, offset: int, size: int, names:
     return Entry(image_id, (number, offset, size), path, f"line {number}", names, attributes)
 
 
-def _in_order(work, pieces: Iterator[Piece], num_proc: int) -> Iterator[Entry | InputError]:
+def _in_order(work, pieces: Iterator[Piece], num_proc: int) -> Iterator[tuple | InputError]:
     """``work(piece)`` for every piece by ``num_proc`` processes, the results in order; only a few pieces are read
     ahead of the caller (memory stays flat), and none once it stops (at the first bad line, or ``num_images``)."""
     with multiprocessing.Pool(num_proc) as pool:
