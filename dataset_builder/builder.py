@@ -14,13 +14,13 @@ keeps even along its stream of rows (answer letters and classes, ``Stage.shard_s
 unit's rows are the same whichever process or machine makes it, and part I of N of a build (``shard``) is a set of
 units: N parts, merged, are row for row the whole build.
 
-For the root, one process streams the source's cheap entries (id, words, a small payload) into a scratch file per
-split, checking ids for duplicates, and surveys them (``Survey``: the units, the vocabulary); the ``num_proc``
-workers then turn units into tables, each parsing, rendering or decoding and checking only its own scenes. A child
-config's workers read a unit's rows of the parents' Arrow files, memory-mapped. Rows of one image are consecutive
-in every config, which is what lets a stage see an image's questions (or an MCQ's traces) together and the parquet
-files store each image once (see ``build.py``), and a unit's rows are consecutive, in the order of its images in
-the source.
+For the root, one process streams the source's cheap entries (id, words, a small payload; a JSON Lines source reads
+them with the ``num_proc`` processes) into a scratch file per split, checking ids for duplicates, and surveys them
+(``Survey``: the units, the vocabulary); the ``num_proc`` workers then turn units into tables, each parsing,
+rendering or decoding and checking only its own scenes. A child config's workers read a unit's rows of the parents'
+Arrow files, memory-mapped. Rows of one image are consecutive in every config, which is what lets a stage see an
+image's questions (or an MCQ's traces) together and the parquet files store each image once (see ``build.py``), and
+a unit's rows are consecutive, in the order of its images in the source.
 
 Model calls (an LLM writing stage 1 or composing stage 2, a VLM teacher and a reasoner writing traces) happen in
 the process that drives the build, the whole stage in one engine call (``Stage.generate``); the workers read the
@@ -239,7 +239,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def _split_generators(self, dl_manager):
         if not self.stage.parents:
-            return self._source_splits()
+            return self._source_splits(dl_manager.download_config.num_proc or 1)
         return self._parent_splits(dl_manager)
 
     # ---- a child config: slices of its parents' prepared Arrow files, cut between images ----
@@ -397,7 +397,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     # ---- the source's config, stage A, one process: stream the source's entries into per-split shards ----
 
-    def _source_splits(self) -> list[datasets.SplitGenerator]:
+    def _source_splits(self, num_proc: int) -> list[datasets.SplitGenerator]:
         # Scratch in the cache folder, which `lgt build` keeps in its staging folder: gone with it even after kill -9.
         os.makedirs(self._cache_dir_root, exist_ok=True)
         self._work_dir = tempfile.mkdtemp(prefix="lgt-build-", dir=self._cache_dir_root)
@@ -415,7 +415,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         names, attributes = set(), set()
         progress = tqdm(desc=f"Reading {source_label(self.config.source)}", unit=" images")
         try:
-            for position, entry in enumerate(source.entries()):
+            for position, entry in enumerate(source.entries(num_proc)):
                 if not isinstance(entry, InputError) and entry.image_id in first_seen:
                     problem = f"duplicate image id {entry.image_id!r} (first at {first_seen[entry.image_id]})"
                     entry = InputError(entry.origin, entry.record, problem)

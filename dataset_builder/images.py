@@ -14,6 +14,7 @@ import functools
 import io
 import math
 import os
+import struct
 
 from PIL import Image, ImageFile
 
@@ -69,8 +70,10 @@ def decode_image(path: str, record: str) -> tuple[bytes, Image.Image, bool]:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG frames PIL reads (baseline, extended, progressive): their size is in the frame header. Anything else, and any
 # file whose first HEADER_BYTES do not show its size plainly, is left to PIL.
-_JPEG_FRAMES = (0xC0, 0xC1, 0xC2)
-_JPEG_STANDALONE = (0x01, *range(0xD0, 0xD9))  # TEM, RSTn, SOI: markers without a length
+_JPEG_FRAMES = frozenset((0xC0, 0xC1, 0xC2))
+_JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD9)))  # TEM, RSTn, SOI: markers without a length
+_JPEG_MARKER = struct.Struct(">BBH")  # 0xFF, the marker, the length of its segment (if it has one)
+_JPEG_SIZE = struct.Struct(">HH")  # height, width in a frame header
 HEADER_START = 4096  # where most files show their size; else the next 64 KiB (the most an EXIF segment before the
 HEADER_BYTES = 1 << 16  # JPEG frame header may take) are read too
 
@@ -83,19 +86,21 @@ def _header_size(head: bytes) -> tuple[int, int] | None:
     if not head.startswith(b"\xff\xd8"):
         return None
     at = 2
-    while at + 9 <= len(head) and head[at] == 0xFF:
-        marker = head[at + 1]
+    while at + 9 <= len(head):
+        fill, marker, length = _JPEG_MARKER.unpack_from(head, at)
+        if fill != 0xFF:
+            return None
         if marker == 0xFF:  # a fill byte
             at += 1
         elif marker in _JPEG_STANDALONE:
             at += 2
         elif marker in _JPEG_FRAMES:
-            height, width = int.from_bytes(head[at + 5 : at + 7], "big"), int.from_bytes(head[at + 7 : at + 9], "big")
+            height, width = _JPEG_SIZE.unpack_from(head, at + 5)
             return (width, height) if width and height else None
         elif 0xC3 <= marker <= 0xCF or marker == 0xDA:  # another kind of frame, or image data before any frame
             return None
         else:
-            at += 2 + int.from_bytes(head[at + 2 : at + 4], "big")
+            at += 2 + length
     return None
 
 

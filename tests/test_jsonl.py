@@ -69,12 +69,15 @@ ZERO_BOX = {"objects": [{"name": "cup", "bbox": [10, 10, 5, 5]}]}
 
 
 @pytest.mark.parametrize("num_proc", [None, 2])
-def test_the_first_bad_record_is_the_one_reported(tmp_path, num_proc):
+def test_the_first_bad_record_is_the_one_reported(tmp_path, num_proc, monkeypatch):
     """Finding 8: a bad line found while reading ids (malformed JSON on line 5) was reported before an earlier one
     found while making the scene (a zero-area box on line 2), and a bad line of the train split before an earlier
-    one of another split."""
+    one of another split. With two processes, the ids are read by both, a few lines each."""
     from lgt.builder import split_of
     from lgt.errors import InputError
+    from lgt.sources import jsonl
+
+    monkeypatch.setattr(jsonl, "PIECE_BYTES", 300)
 
     early = _scenes_file(tmp_path, {2: ZERO_BOX, 5: '{"image_id": "img-5", oops'})
     with pytest.raises(InputError) as raised:
@@ -127,7 +130,42 @@ def test_the_first_pass_hands_workers_where_each_line_is_not_its_text(tmp_path):
     assert [entry.image_id for entry in entries] == [r["image_id"] for r in records]
     lines = dict(json_lines(str(path)))
     for entry in entries:
-        assert isinstance(entry.payload, Line) and len(pickle.dumps(entry.payload)) < 64
-        assert read_line(str(path), entry.payload) == lines[entry.payload.number]
-    assert [entry.payload.number for entry in entries] == [1, 3, 4, 5]
+        assert type(entry.payload) is tuple and len(pickle.dumps(entry.payload)) < 32  # a plain tuple: no class
+        assert read_line(str(path), entry.payload) == lines[Line(*entry.payload).number]
+    assert [Line(*entry.payload).number for entry in entries] == [1, 3, 4, 5]
     assert json.loads(read_line(str(path), entries[0].payload)) == records[0]  # the byte-order mark is not read
+
+
+def test_processes_reading_a_piece_of_the_file_each_find_what_one_process_finds(tmp_path, monkeypatch):
+    """The first pass spreads a large file over the build's processes, a piece each: the entries, their order, line
+    numbers and words, and each bad line's error are those of one process reading it all, whatever the byte-order
+    mark, line endings, blank lines, non-ASCII text or a last line without its line end."""
+    from lgt.sources import jsonl
+
+    def record(n):
+        objects = [{"name": f"cup {n % 3}", "bbox": [1, 1, 9, 9], "attributes": ["déjà", n % 2 * "red"]}]
+        return json.dumps({"image_id": f"img-{n}", "caption": "Un café. " * (n % 4), "objects": objects})
+
+    bad = {5: b'{"image_id": "img-5", oops', 9: b"\xff\xfe not UTF-8", 12: b'{"image_id": 12}', 17: b"[1, 2]"}
+    lines = [bad.get(n, record(n).encode()) for n in range(40)] + [b"", b"  ", b'{"caption": "no id"}']
+    raw = b"\xef\xbb\xbf" + b"\r\n".join(lines[:20]) + b"\r\n" + b"\n".join(lines[20:])
+    path = tmp_path / "scenes.jsonl"
+    path.write_bytes(raw)
+
+    def found(num_proc):
+        return [str(e) if isinstance(e, Exception) else e for e in jsonl.JsonlSource(str(path)).entries(num_proc)]
+
+    alone = found(1)
+    monkeypatch.setattr(jsonl, "PIECE_BYTES", 100)
+    assert len(list(jsonl._pieces(str(path)))) > 10
+    assert found(2) == found(1) == alone
+    assert [e for e in alone if isinstance(e, str)] == [
+        f"{path} [record line {n}]: {problem}"
+        for n, problem in [
+            (6, "malformed JSON at column 23: Expecting property name enclosed in double quotes"),
+            (10, "not UTF-8 text at byte 1"),
+            (13, "'image_id' must be text, not 12"),
+            (18, "the record must be a JSON object, not [1, 2]"),
+        ]
+    ]
+    assert alone[0].image_id == "img-0" and alone[-1].image_id == "line-43" and len(alone) == 41

@@ -3,10 +3,11 @@
 Every source has ``name``, ``description`` and ``license`` (carried into the dataset card) and two steps, so the
 costly one runs in parallel:
 
-- ``entries()``, read once in order in the main process, so kept cheap: a lazy iterator of ``Entry`` (the image
-  id, where the record is, a small picklable ``payload``, and the words its objects are named and described by)
-  or of the ``InputError`` of a record that cannot even be read; the caller decides whether to stop or to skip
-  and count. Every machine of a sharded build reads all of them.
+- ``entries(num_proc)``, read once in order by the main process, so kept cheap: a lazy iterator of ``Entry`` (the
+  image id, where the record is, a small picklable ``payload``, and the words its objects are named and described
+  by) or of the ``InputError`` of a record that cannot even be read; the caller decides whether to stop or to skip
+  and count. A source may spread the reading over up to ``num_proc`` processes (JSON Lines does), the order
+  unchanged. Every machine of a sharded build reads all of them.
 - ``scene(payload)``, run in the ``num_proc`` workers: the checked ``Scene``, or ``InputError``.
 """
 

@@ -361,7 +361,7 @@ class BuiltinSource:
         )
         return check_scene(scene, image_id)
 
-    def entries(self) -> Iterator[Entry]:
+    def entries(self, num_proc: int = 1) -> Iterator[Entry]:
         """One entry per scene, its index the payload: a worker lays the scene out and renders it.
 
         Laying a scene out is most of the cost of making it, so an entry names every word a scene may use.

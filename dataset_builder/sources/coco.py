@@ -107,7 +107,7 @@ class CocoSource:
             "given per row in the `license` column."
         )
 
-    def entries(self) -> Iterator[Entry | InputError]:
+    def entries(self, num_proc: int = 1) -> Iterator[Entry | InputError]:
         """An entry per image (its payload: the unchecked ``Scene``), or the ``InputError`` of an unusable record.
 
         File-level problems (missing or malformed JSON, a top-level list missing) raise at once: no record of such

@@ -69,11 +69,12 @@ class DocciSource:
         )
         self.license = "DOCCI images and descriptions (c) Google, CC BY 4.0."
 
-    def entries(self) -> Iterator[Entry | InputError]:
+    def entries(self, num_proc: int = 1) -> Iterator[Entry | InputError]:
         """Each line's image id; a line that is no JSON object, not UTF-8 or lacks its id fields is an error."""
-        return line_entries(self.path, _image_id)
+        return line_entries(self.path, _image_id, num_proc=num_proc)
 
-    def scene(self, where: Line) -> Scene:
+    def scene(self, payload: tuple[int, int, int]) -> Scene:
+        where = Line(*payload)
         record = f"line {where.number}"
         fields = fields_of(read_line(self.path, where), where.number, self.path)
         image = local_image(
