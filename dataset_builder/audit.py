@@ -319,19 +319,20 @@ def audit_skill(rows: dict[str, list]) -> dict:
     }
 
 
-def _by_skill(skills: list[str]) -> dict[str, list[int]]:
-    """Row indices per skill, at most ``MAX_ITEMS_PER_SKILL`` of each, spread evenly over its rows."""
-    found: dict[str, list[int]] = {}
-    for index, skill in enumerate(skills):
-        found.setdefault(skill, []).append(index)
-    return {skill: indices[:: -(-len(indices) // MAX_ITEMS_PER_SKILL)] for skill, indices in sorted(found.items())}
+def _by_skill(skills: pa.Array) -> dict[str, np.ndarray]:
+    """Row indices per skill, at most ``MAX_ITEMS_PER_SKILL`` of each, spread evenly over its rows (worked out in
+    Arrow: a paper-scale build's skills never become Python strings)."""
+    encoded = skills.dictionary_encode()
+    codes = encoded.indices.to_numpy()
+    found = {skill: np.flatnonzero(codes == code) for code, skill in enumerate(encoded.dictionary.to_pylist())}
+    return {skill: found[skill][:: -(-len(found[skill]) // MAX_ITEMS_PER_SKILL)] for skill in sorted(found)}
 
 
 def audit_rows(rows: dict[str, list]) -> dict:
     """The audit of MCQ rows, a dict of ``COLUMNS`` + ``split``: per skill, every reader's held-out accuracy."""
     skills = {
-        skill: audit_skill({column: [rows[column][i] for i in chosen] for column in rows})
-        for skill, chosen in _by_skill(rows["skill"]).items()
+        skill: audit_skill({column: [rows[column][i] for i in chosen.tolist()] for column in rows})
+        for skill, chosen in _by_skill(pa.array(rows["skill"], pa.string())).items()
     }
     return {
         "chance": CHANCE,
@@ -347,9 +348,9 @@ def read_columns(folder: str, config: str, columns: list[str]) -> pa.Table | Non
     images; None when the config has no file."""
     tables = []
     for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
-        table = pq.read_table(path, columns=columns)
+        table = pq.ParquetFile(path).read(columns=columns)  # a dataset per file (``read_table``) costs twice as much
         split = os.path.basename(path).split("-")[0]
-        tables.append(table.append_column("split", pa.array([split] * table.num_rows, pa.string())))
+        tables.append(table.append_column("split", pa.repeat(pa.scalar(split, pa.string()), table.num_rows)))
     return pa.concat_tables(tables) if tables else None
 
 
@@ -359,8 +360,10 @@ def read_rows(folder: str, config: str) -> dict[str, list]:
     table = read_columns(folder, config, COLUMNS)
     if table is None:
         return {column: [] for column in [*COLUMNS, "split"]}
-    chosen = sorted(i for indices in _by_skill(table.column("skill").to_pylist()).values() for i in indices)
-    return table.take(chosen).to_pydict()
+    chosen = np.zeros(table.num_rows, dtype=bool)
+    for indices in _by_skill(table.column("skill").combine_chunks()).values():
+        chosen[indices] = True
+    return table.filter(chosen).to_pydict()
 
 
 def audit_build(folder: str, configs: tuple[str, ...]) -> dict:
