@@ -305,7 +305,7 @@ def build(
             info["shard"] = list(checked.shard)
             write_info(staging.folder, info, started)
         else:
-            complete(staging.folder, output, info, list(rejects.values()), strict, checked, started)
+            complete(staging.folder, output, info, list(rejects.values()), strict, checked, started, num_proc=num_proc)
         report = None  # without --on-error skip a report from an earlier build no longer describes this one
         if checked.on_error == "skip":
             report = staging.path("rejects.jsonl")
@@ -324,11 +324,13 @@ def complete(
     judged: LGTConfig,
     started: float,
     spent: float = 0.0,
+    num_proc: int | None = None,
 ) -> None:
     """What a whole build does once its files are written in ``folder`` (staged for ``output``) by ``build`` or
     ``lgt merge``, updating ``info``: leave out the splits and derived configs that came out empty
     (``EmptyBuildError`` where that cannot be), have the judge label the traces (``judged.judge``), audit the MCQs,
-    the traces and the pairs, and write the build info and the card (``write_info``: ``started``, ``spent``)."""
+    the traces and the pairs (the MCQs in ``num_proc`` processes), and write the build info and the card
+    (``write_info``: ``started``, ``spent``)."""
     rows = drop_empty_splits(folder, info["rows"])
     empty = _refuse_empty(tuple(info["configs"]), rows, rejects, output, info)
     for config in empty:
@@ -340,7 +342,7 @@ def complete(
         info["trace_judge"] = _judge_traces(folder, traced_configs, judged)
     audited = tuple(name for name in configs_of("mcq") if info["rows"].get(name))
     if audited:
-        info[audit.BUILD_INFO_KEY] = audit.audit_build(folder, audited)
+        info[audit.BUILD_INFO_KEY] = audit.audit_build(folder, audited, num_proc)
         audit.enforce(info[audit.BUILD_INFO_KEY], strict)
     traced, paired = (
         tuple(name for name in configs_of(family) if info["rows"].get(name)) for family in ("traces", "dpo")
