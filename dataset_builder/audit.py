@@ -51,6 +51,9 @@ MIN_JUDGED_ITEMS = 100
 # error under 0.7 points and keep the audit of a paper-scale build to seconds.
 MAX_ITEMS_PER_SKILL = 5000
 COLUMNS = ["question", "options", "answer", "skill", "generator"]
+# Skills are audited side by side in processes only from this many questions read: below it, starting the processes
+# costs more than they save.
+PARALLEL_ITEMS = 5000
 # A question word is crossed with the option's words only when it is rare in its skill: object names, not the
 # template's own wording, so the classifier learns "question about X -> answer Y" priors at little cost.
 CONTENT_WORD_SHARE = 0.2
@@ -334,7 +337,8 @@ def audit_rows(rows: dict[str, list], num_proc: int | None = None) -> dict:
     ``num_proc`` processes audit skills side by side (a skill's readers see its rows only)."""
     chosen = _by_skill(pa.array(rows["skill"], pa.string()))
     each = [{column: [rows[column][i] for i in indices.tolist()] for column in rows} for indices in chosen.values()]
-    skills = dict(zip(chosen, _mapped(audit_skill, each, num_proc), strict=True))
+    workers = num_proc if sum(map(len, chosen.values())) >= PARALLEL_ITEMS else None
+    skills = dict(zip(chosen, _mapped(audit_skill, each, workers), strict=True))
     return {
         "chance": CHANCE,
         "margin": MARGIN,
