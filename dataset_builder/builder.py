@@ -629,8 +629,7 @@ class _Stream:
 
     def __init__(self, path: str):
         self.file = pa.OSFile(path)
-        # Each thread decompresses its own stream: Arrow's pool fanning out each batch's columns on top costs more.
-        self.reader = pa.ipc.open_stream(self.file, options=pa.ipc.IpcReadOptions(use_threads=False))
+        self.reader = pa.ipc.open_stream(self.file)
         self.batch, self.start = None, 0  # the batch not yet read to its end, and the row it starts at
 
     def slices(self, first: int, length: int):
