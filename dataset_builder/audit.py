@@ -27,6 +27,7 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,9 @@ MIN_JUDGED_ITEMS = 100
 # error under 0.7 points and keep the audit of a paper-scale build to seconds.
 MAX_ITEMS_PER_SKILL = 5000
 COLUMNS = ["question", "options", "answer", "skill", "generator"]
+# Skills are audited side by side in processes only from this many questions read: below it, starting the processes
+# costs more than they save.
+PARALLEL_ITEMS = 5000
 # A question word is crossed with the option's words only when it is rare in its skill: object names, not the
 # template's own wording, so the classifier learns "question about X -> answer Y" priors at little cost.
 CONTENT_WORD_SHARE = 0.2
@@ -319,20 +323,22 @@ def audit_skill(rows: dict[str, list]) -> dict:
     }
 
 
-def _by_skill(skills: list[str]) -> dict[str, list[int]]:
-    """Row indices per skill, at most ``MAX_ITEMS_PER_SKILL`` of each, spread evenly over its rows."""
-    found: dict[str, list[int]] = {}
-    for index, skill in enumerate(skills):
-        found.setdefault(skill, []).append(index)
-    return {skill: indices[:: -(-len(indices) // MAX_ITEMS_PER_SKILL)] for skill, indices in sorted(found.items())}
+def _by_skill(skills: pa.Array) -> dict[str, np.ndarray]:
+    """Row indices per skill, at most ``MAX_ITEMS_PER_SKILL`` of each, spread evenly over its rows (worked out in
+    Arrow: a paper-scale build's skills never become Python strings)."""
+    encoded = skills.dictionary_encode()
+    codes = encoded.indices.to_numpy()
+    found = {skill: np.flatnonzero(codes == code) for code, skill in enumerate(encoded.dictionary.to_pylist())}
+    return {skill: found[skill][:: -(-len(found[skill]) // MAX_ITEMS_PER_SKILL)] for skill in sorted(found)}
 
 
-def audit_rows(rows: dict[str, list]) -> dict:
-    """The audit of MCQ rows, a dict of ``COLUMNS`` + ``split``: per skill, every reader's held-out accuracy."""
-    skills = {
-        skill: audit_skill({column: [rows[column][i] for i in chosen] for column in rows})
-        for skill, chosen in _by_skill(rows["skill"]).items()
-    }
+def audit_rows(rows: dict[str, list], num_proc: int | None = None) -> dict:
+    """The audit of MCQ rows, a dict of ``COLUMNS`` + ``split``: per skill, every reader's held-out accuracy;
+    ``num_proc`` processes audit skills side by side (a skill's readers see its rows only)."""
+    chosen = _by_skill(pa.array(rows["skill"], pa.string()))
+    each = [{column: [rows[column][i] for i in indices.tolist()] for column in rows} for indices in chosen.values()]
+    workers = num_proc if sum(map(len, chosen.values())) >= PARALLEL_ITEMS else None
+    skills = dict(zip(chosen, _mapped(audit_skill, each, workers), strict=True))
     return {
         "chance": CHANCE,
         "margin": MARGIN,
@@ -342,14 +348,23 @@ def audit_rows(rows: dict[str, list]) -> dict:
     }
 
 
+def _mapped(function, items: list, num_proc: int | None) -> list:
+    """``function`` of each item, in up to ``num_proc`` processes."""
+    workers = min(num_proc or 1, len(items))
+    if workers < 2:
+        return [function(item) for item in items]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
+
+
 def read_columns(folder: str, config: str, columns: list[str]) -> pa.Table | None:
     """``columns`` of a built config's splits (``<split>-NNNNN-of-MMMMM.parquet``) and a ``split`` column, never the
     images; None when the config has no file."""
     tables = []
     for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
-        table = pq.read_table(path, columns=columns)
+        table = pq.ParquetFile(path).read(columns=columns)  # a dataset per file (``read_table``) costs twice as much
         split = os.path.basename(path).split("-")[0]
-        tables.append(table.append_column("split", pa.array([split] * table.num_rows, pa.string())))
+        tables.append(table.append_column("split", pa.repeat(pa.scalar(split, pa.string()), table.num_rows)))
     return pa.concat_tables(tables) if tables else None
 
 
@@ -359,15 +374,17 @@ def read_rows(folder: str, config: str) -> dict[str, list]:
     table = read_columns(folder, config, COLUMNS)
     if table is None:
         return {column: [] for column in [*COLUMNS, "split"]}
-    chosen = sorted(i for indices in _by_skill(table.column("skill").to_pylist()).values() for i in indices)
-    return table.take(chosen).to_pydict()
+    chosen = np.zeros(table.num_rows, dtype=bool)
+    for indices in _by_skill(table.column("skill").combine_chunks()).values():
+        chosen[indices] = True
+    return table.filter(chosen).to_pydict()
 
 
-def audit_build(folder: str, configs: tuple[str, ...]) -> dict:
+def audit_build(folder: str, configs: tuple[str, ...], num_proc: int | None = None) -> dict:
     """The audit of built MCQ configs together (their skills are distinct), with the seconds it took."""
     started = time.perf_counter()
     found = [read_rows(folder, config) for config in configs]
-    report = audit_rows({column: [value for rows in found for value in rows[column]] for column in found[0]})
+    report = audit_rows({column: [value for rows in found for value in rows[column]] for column in found[0]}, num_proc)
     return {**report, "seconds": round(time.perf_counter() - started, 2)}
 
 

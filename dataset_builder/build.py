@@ -22,6 +22,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import datasets
@@ -59,8 +60,10 @@ def rejects_path(output: str) -> str:
     return os.path.abspath(output).rstrip(os.sep) + ".rejects.jsonl"
 
 
-def parquet_writer(path: str, features: datasets.Features) -> pq.ParquetWriter:
-    """A parquet writer as ``datasets`` writes its files, except that image columns are dictionary-encoded.
+def parquet_writer(features: datasets.Features) -> Callable[[str], pq.ParquetWriter]:
+    """What opens a parquet writer for rows of ``features`` at a path, as ``datasets`` writes its files except that
+    image columns are dictionary-encoded; the schema and options are worked out once, for the hundreds of files of
+    a config.
 
     Kept from ``datasets``: the features in the schema metadata, content-defined chunking (so the Hub deduplicates
     unchanged pages across uploads), a page index, media bytes uncompressed and snappy elsewhere. Changed: with rows
@@ -74,17 +77,21 @@ def parquet_writer(path: str, features: datasets.Features) -> pq.ParquetWriter:
         for leaf in _leaf_paths(field.name, field.type)
     }
     cdc = datasets.config.DEFAULT_CDC_OPTIONS
-    writer = pq.ParquetWriter(
-        path,
-        schema,
-        use_dictionary=True,
-        dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
-        compression=compression,
-        use_content_defined_chunking=cdc,
-        write_page_index=True,
-    )
-    writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
-    return writer
+
+    def open_writer(path: str) -> pq.ParquetWriter:
+        writer = pq.ParquetWriter(
+            path,
+            schema,
+            use_dictionary=True,
+            dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
+            compression=compression,
+            use_content_defined_chunking=cdc,
+            write_page_index=True,
+        )
+        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
+        return writer
+
+    return open_writer
 
 
 def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
@@ -114,6 +121,7 @@ def _arrow_to_parquet(
     """
     os.makedirs(out_dir, exist_ok=True)
     features = STAGES[config].features
+    open_writer = parquet_writer(features)
     unstored = image_columns(features) if builder.images_by_reference and STAGES[config].parents else {}
     fill = (lambda batch: images.fill(batch, unstored)) if unstored else None
     jobs = []
@@ -126,9 +134,8 @@ def _arrow_to_parquet(
 
     def write(job) -> tuple[int, int]:
         _, name, pieces = job
-        with parquet_writer(os.path.join(out_dir, name), features) as writer:
-            added = _write_rows(writer, pieces, streams, fill)
-        return pq.ParquetFile(os.path.join(out_dir, name)).metadata.num_rows, added
+        with open_writer(os.path.join(out_dir, name)) as writer:
+            return _write_rows(writer, pieces, streams, fill)
 
     # Each thread writes a run of consecutive units: it reads the Arrow files forward over its own units only (every
     # other unit's batches would have to be read, and decompressed, to be passed over).
@@ -146,11 +153,14 @@ def _arrow_to_parquet(
     return rows, added
 
 
-def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], streams: ArrowStreams, fill=None) -> int:
+def _write_rows(
+    writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], streams: ArrowStreams, fill=None
+) -> tuple[int, int]:
     """Copy the rows ``(Arrow file, first row, rows)`` of each piece into ``writer``, batch by batch (a memory map
     would keep every page resident), ``fill``-ing each batch's images, in row groups of ~100 MB of expanded rows as
-    datasets aims for, written one at a time so memory stays flat; return the bytes ``fill`` added."""
-    batches, held, group_rows, added = [], 0, None, 0
+    datasets aims for, written one at a time so memory stays flat; return the rows written and the bytes ``fill``
+    added."""
+    batches, held, group_rows, added, written = [], 0, None, 0, 0
     staged = (batch for path, first, length in pieces for batch in streams.slices(path, first, length))
     for batch in _rebatched(staged, PARQUET_BATCH_ROWS):
         if fill:
@@ -161,10 +171,10 @@ def _write_rows(writer: pq.ParquetWriter, pieces: list[tuple[str, int, int]], st
         held += batch.num_rows
         if held >= group_rows:
             writer.write_table(pa.Table.from_batches(batches), group_rows)
-            batches, held = [], 0
+            batches, held, written = [], 0, written + held
     if batches:
         writer.write_table(pa.Table.from_batches(batches), group_rows)
-    return added
+    return written + held, added
 
 
 def _rebatched(batches, size: int):
@@ -295,7 +305,7 @@ def build(
             info["shard"] = list(checked.shard)
             write_info(staging.folder, info, started)
         else:
-            complete(staging.folder, output, info, list(rejects.values()), strict, checked, started)
+            complete(staging.folder, output, info, list(rejects.values()), strict, checked, started, num_proc=num_proc)
         report = None  # without --on-error skip a report from an earlier build no longer describes this one
         if checked.on_error == "skip":
             report = staging.path("rejects.jsonl")
@@ -314,11 +324,13 @@ def complete(
     judged: LGTConfig,
     started: float,
     spent: float = 0.0,
+    num_proc: int | None = None,
 ) -> None:
     """What a whole build does once its files are written in ``folder`` (staged for ``output``) by ``build`` or
     ``lgt merge``, updating ``info``: leave out the splits and derived configs that came out empty
     (``EmptyBuildError`` where that cannot be), have the judge label the traces (``judged.judge``), audit the MCQs,
-    the traces and the pairs, and write the build info and the card (``write_info``: ``started``, ``spent``)."""
+    the traces and the pairs (the MCQs in ``num_proc`` processes), and write the build info and the card
+    (``write_info``: ``started``, ``spent``)."""
     rows = drop_empty_splits(folder, info["rows"])
     empty = _refuse_empty(tuple(info["configs"]), rows, rejects, output, info)
     for config in empty:
@@ -330,7 +342,7 @@ def complete(
         info["trace_judge"] = _judge_traces(folder, traced_configs, judged)
     audited = tuple(name for name in configs_of("mcq") if info["rows"].get(name))
     if audited:
-        info[audit.BUILD_INFO_KEY] = audit.audit_build(folder, audited)
+        info[audit.BUILD_INFO_KEY] = audit.audit_build(folder, audited, num_proc)
         audit.enforce(info[audit.BUILD_INFO_KEY], strict)
     traced, paired = (
         tuple(name for name in configs_of(family) if info["rows"].get(name)) for family in ("traces", "dpo")

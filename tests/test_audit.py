@@ -4,7 +4,9 @@ import json
 import logging
 import math
 import random
+from concurrent.futures import ProcessPoolExecutor
 
+import pyarrow as pa
 import pytest
 from lgt import audit
 from lgt.build import build
@@ -103,6 +105,29 @@ def test_each_reader_finds_its_planted_shortcut(make, reader):
 def test_a_small_skill_is_reported_but_not_judged():
     result = audit.audit_rows(synthetic(always_b, n=50))["skills"]["planted"]
     assert result["items"] == 50 and result["readers"]["letter"] == 1.0 and not result["judged"]
+
+
+def test_skills_audited_side_by_side_in_processes_report_the_same(monkeypatch):
+    rows = synthetic(fair, n=600)
+    rows["skill"] = [f"skill {i % 3}" for i in range(600)]
+    started = []
+
+    class Pool(ProcessPoolExecutor):
+        def __init__(self, workers):
+            started.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(audit, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(audit, "PARALLEL_ITEMS", 0)
+    assert audit.audit_rows(rows, num_proc=2) == audit.audit_rows(rows) and started == [2]
+
+
+def test_a_large_skill_is_read_at_an_even_spread_of_its_rows(monkeypatch):
+    monkeypatch.setattr(audit, "MAX_ITEMS_PER_SKILL", 10)
+    chosen = audit._by_skill(pa.array(["b", "a"] * 25 + ["c"] * 3))
+    assert list(chosen) == ["a", "b", "c"]
+    assert chosen["a"].tolist() == list(range(1, 50, 6)) and chosen["b"].tolist() == list(range(0, 50, 6))
+    assert chosen["c"].tolist() == [50, 51, 52]
 
 
 def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build):

@@ -295,7 +295,7 @@ def test_parquet_bytes_depend_on_the_rows_not_on_how_the_scratch_batches_them(tm
                 writer.write_batch(batch)
         streams = ArrowStreams()
         parquet = tmp_path / f"{batch_rows}.parquet"
-        with parquet_writer(str(parquet), features) as writer:
+        with parquet_writer(features)(str(parquet)) as writer:
             _write_rows(writer, [(arrow, 0, 230), (arrow, 230, 270)], streams, partial(images.fill, columns=columns))
         streams.close()
         table = pq.read_table(parquet)
