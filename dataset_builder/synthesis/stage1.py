@@ -719,11 +719,14 @@ def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balan
     kept = dict.fromkeys(PER_TEMPLATE, 0)
     for generator in _GENERATORS:
         candidates = list(generator(facts, vocab, rng, balance))
-        rng.shuffle(candidates)
+        if len(candidates) > 1:  # (a shuffle of fewer draws nothing)
+            rng.shuffle(candidates)
         for template, make in candidates:
             if kept[template] == PER_TEMPLATE[template]:
                 continue
-            forms = [d for d in make() if d.fact not in asked]
+            forms = make()
+            if kept[template]:  # a fact names its template: only one asked about before may be asked again
+                forms = [d for d in forms if d.fact not in asked]
             draft = balance.choose(forms, rng) if forms else None
             if draft is not None:
                 kept[template] += 1
