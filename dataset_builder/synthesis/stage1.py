@@ -525,9 +525,12 @@ class _SceneFacts:
             if name in self.set_aside:
                 continue
             areas = [o.area for o in objs]
-            if len(objs) <= MAX_COUNT and all(area >= counted_area for area in areas):
+            smallest = min(areas)
+            if len(objs) <= MAX_COUNT and smallest >= counted_area:
                 self.countable.append(name)
-            seen = [o for o, area in zip(objs, areas, strict=True) if area >= visible_area]
+            seen = objs
+            if smallest < visible_area:
+                seen = [o for o, area in zip(objs, areas, strict=True) if area >= visible_area]
             if not seen:
                 continue
             self.visible.append(name)
