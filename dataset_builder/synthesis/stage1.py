@@ -561,17 +561,23 @@ class _SceneFacts:
 
 Candidate = tuple[str, Callable[[], list[Draft]]]
 _NUMBERS = [str(n) for n in range(MAX_COUNT + 1)]  # a count's options, as text
+# Per count, each window of four consecutive counts in [0, MAX_COUNT] around it: (key, its counts, the others as text)
+_WINDOWS = [
+    [
+        (("count", start), tuple(range(start, start + OPTIONS)), _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS])
+        for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1)
+    ]
+    for n in range(MAX_COUNT + 1)
+]
 
 
 def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
     """ "How many <name>?" with each window of four consecutive counts in [0, MAX_COUNT] around the count."""
     n, question = len(objs), _say("count", rng, p=plural(name))
-    forms = []
-    for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1):
-        window = tuple(range(start, start + OPTIONS))
-        distractors = _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS]
-        forms.append(Draft("count", question, _NUMBERS[n], distractors, objs, True, ("count", start), window, n, name))
-    return forms
+    return [
+        Draft("count", question, _NUMBERS[n], list(others), objs, True, key, window, n, name)
+        for key, window, others in _WINDOWS[n]
+    ]
 
 
 def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
