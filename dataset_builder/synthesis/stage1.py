@@ -238,7 +238,10 @@ class Draft:
     @property
     def position(self) -> int | None:
         """Where ordered options put the correct one (so its letter); None when the builder places it."""
-        return sorted([self.correct, *self.distractors], key=float).index(self.correct) if self.ordered else None
+        if not self.ordered:
+            return None
+        correct = float(self.correct)  # ties keep the correct one first, as a stable sort of [correct, *others]
+        return sum([float(text) < correct for text in self.distractors])
 
     @property
     def fact(self) -> tuple:
@@ -284,7 +287,7 @@ class Balance:
         if draft.key:
             used = self.classes.get(draft.key)
             return used.get(draft.answer_class, 0) - min(map(used.get, draft.classes, repeat(0))) if used else 0
-        return self.debts[draft.template][draft.correct] / OPTIONS
+        return self.debts[draft.template].get(draft.correct, 0) / OPTIONS
 
     def _open(self, draft: Draft) -> bool:
         """Whether a window of numbers may be offered: for a stream's first two questions of its answer, always;
@@ -316,29 +319,36 @@ class Balance:
             self.asked[forms[0].template][forms[0].correct] += 1
         ranked = []  # of each admissible form: (excess, window use, letter use, a random tie-break, its index)
         for index, form in enumerate(forms):
-            if not form.ordered or self._open(form):
-                excess = self._excess(form)
-                if excess <= (0 if form.key else TEXT_SLACK):
-                    use = self._use(form) if form.ordered else (0, 0)
-                    ranked.append((excess, *use, rng.random(), index))
+            if form.ordered and not self._open(form):
+                continue
+            excess = self._excess(form)
+            if excess <= (0 if form.key else TEXT_SLACK):
+                use = self._use(form) if form.ordered else (0, 0)
+                ranked.append((excess, *use, rng.random(), index))
         if not ranked:
             return None
         draft = forms[min(ranked)[-1]]
-        template = draft.template
+        self._record(draft)
+        return draft
+
+    def _record(self, draft: Draft) -> None:
+        """Count the kept draft's answer class, letter and option texts (and, of a count, its topic)."""
+        template, correct = draft.template, draft.correct
         if draft.ordered:
             self.positions[template, draft.position] += 1
         if draft.key:
             self.classes[draft.key][draft.answer_class] += 1
-        debts = self.debts[template]
-        debts[draft.correct] += OPTIONS - 1
+        # ``owing`` holds the texts whose debt is positive: only the answer's can become so, a distractor's only not
+        debts, owing = self.debts[template], self.owing.setdefault(template, set())
+        debts[correct] = debt = debts.get(correct, 0) + OPTIONS - 1
+        if debt > 0:
+            owing.add(correct)
         for text in draft.distractors:
-            debts[text] -= 1
-        owing = self.owing.setdefault(template, set())
-        for text in (draft.correct, *draft.distractors):
-            (owing.add if debts[text] > 0 else owing.discard)(text)
+            debts[text] = debt = debts.get(text, 0) - 1
+            if debt <= 0:
+                owing.discard(text)
         if template == "count":
-            (self.zeros if draft.correct == "0" else self.counted)[draft.topic] += 1
-        return draft
+            (self.zeros if correct == "0" else self.counted)[draft.topic] += 1
 
     def distractors(self, template: str, texts: list[str], rng: random.Random) -> list[str]:
         """Three of ``texts``: first those owed showings as a distractor (the answer more than a quarter of the
@@ -353,7 +363,7 @@ class Balance:
     def owed_answer(self, template: str, texts: list[str], rng: random.Random) -> str:
         """The one of ``texts`` most owed a turn as the answer (ties at random)."""
         debts = self.debts[template]
-        return _least(texts, list(map(debts.__getitem__, texts)), rng)
+        return _least(texts, list(map(debts.get, texts, repeat(0))), rng)
 
     def zero_topic(self, absent: list[str], rng: random.Random) -> str | None:
         """An absent category to ask a count of 0 about: one already counted, asked 0 least often relative to that.
@@ -378,9 +388,20 @@ def _least(texts: list[str], scores: list[float], rng: random.Random) -> str:
     return rng.choice([t for t, score in zip(texts, scores, strict=True) if score == lowest])
 
 
+# The geometry below runs for every pair of objects of every image: it compares floats with conditional expressions,
+# the same values ``min`` and ``max`` would pick at a fraction of a builtin call's cost.
+
+
+def _shared(a0: float, a1: float, b0: float, b1: float) -> float:
+    """The length two intervals share: ``max(0.0, min(a1, b1) - max(a0, b0))``."""
+    shared = (b1 if b1 < a1 else a1) - (b0 if b0 > a0 else a0)
+    return shared if shared > 0.0 else 0.0
+
+
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     """Overlap of two intervals as a share of the shorter one."""
-    return max(0.0, min(a1, b1) - max(a0, b0)) / max(1e-9, min(a1 - a0, b1 - b0))
+    shorter = b1 - b0 if b1 - b0 < a1 - a0 else a1 - a0
+    return _shared(a0, a1, b0, b1) / (shorter if shorter > 1e-9 else 1e-9)
 
 
 def relation(a: SceneObject, b: SceneObject) -> str | None:
@@ -388,7 +409,7 @@ def relation(a: SceneObject, b: SceneObject) -> str | None:
     ax0, ay0, ax1, ay1 = a.bbox
     bx0, by0, bx1, by1 = b.bbox
     x_overlap, y_overlap = _overlap(ax0, ax1, bx0, bx1), _overlap(ay0, ay1, by0, by1)
-    (acx, acy), (bcx, bcy) = a.center, b.center
+    acx, acy, bcx, bcy = (ax0 + ax1) / 2, (ay0 + ay1) / 2, (bx0 + bx1) / 2, (by0 + by1) / 2  # the box centres
     dx, dy = abs(acx - bcx), abs(acy - bcy)
     if x_overlap <= SEPARATED and y_overlap >= LEVEL and dy <= AXIS_DOMINANCE * dx:
         return "left" if acx < bcx else "right"
@@ -410,25 +431,26 @@ QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 def size_bin(a: SceneObject, b: SceneObject) -> int | None:
     """Index into ``SIZE_BINS`` of ``a``'s box area relative to ``b``'s, None when too close to a bin edge."""
     ratio = math.log2(a.area / b.area)
-    if any(abs(ratio - edge) < SIZE_MARGIN for edge in SIZE_EDGES):
-        return None
-    return sum(ratio > edge for edge in SIZE_EDGES)
+    index = 0
+    for edge in SIZE_EDGES:
+        if abs(ratio - edge) < SIZE_MARGIN:
+            return None
+        index += ratio > edge
+    return index
 
 
 def quadrant(obj: SceneObject, width: int, height: int) -> str | None:
     """The quadrant holding at least ``LOCATION_INSIDE`` of the box, None when the box spans several or its
     centre is near a midline."""
     x0, y0, x1, y1 = obj.bbox
-    cx, cy = obj.center
-    if min(abs(cx / width - 0.5), abs(cy / height - 0.5)) < LOCATION_MARGIN:
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if abs(cx / width - 0.5) < LOCATION_MARGIN or abs(cy / height - 0.5) < LOCATION_MARGIN:
         return None
-    for index, name in enumerate(QUADRANTS):
-        qx0, qy0 = (index % 2) * width / 2, (index // 2) * height / 2
-        inside_x = max(0.0, min(x1, qx0 + width / 2) - max(x0, qx0))
-        inside_y = max(0.0, min(y1, qy0 + height / 2) - max(y0, qy0))
-        if inside_x * inside_y >= LOCATION_INSIDE * obj.area:
-            return name
-    return None
+    # more than half of the box lies on its centre's side of each midline: no other quadrant can hold most of it
+    right, bottom = cx > width / 2, cy > height / 2
+    qx0, qy0 = right * width / 2, bottom * height / 2
+    inside = _shared(x0, x1, qx0, qx0 + width / 2) * _shared(y0, y1, qy0, qy0 + height / 2)
+    return QUADRANTS[2 * bottom + right] if inside >= LOCATION_INSIDE * obj.area else None
 
 
 def head_noun(name: str) -> str:
@@ -467,7 +489,10 @@ def gap(a: SceneObject, b: SceneObject) -> float:
     """The shortest distance between two boxes, 0 when they touch or overlap."""
     ax0, ay0, ax1, ay1 = a.bbox
     bx0, by0, bx1, by1 = b.bbox
-    return math.hypot(max(0.0, bx0 - ax1, ax0 - bx1), max(0.0, by0 - ay1, ay0 - by1))
+    # at most one side of each axis is apart (boxes have a positive extent); x - y > 0.0 exactly when x > y
+    across = bx0 - ax1 if bx0 > ax1 else ax0 - bx1 if ax0 > bx1 else 0.0
+    along = by0 - ay1 if by0 > ay1 else ay0 - by1 if ay0 > by1 else 0.0
+    return math.hypot(across, along)
 
 
 def colour_of(obj: SceneObject) -> str | None:
@@ -500,9 +525,12 @@ class _SceneFacts:
             if name in self.set_aside:
                 continue
             areas = [o.area for o in objs]
-            if len(objs) <= MAX_COUNT and all(area >= counted_area for area in areas):
+            smallest = min(areas)
+            if len(objs) <= MAX_COUNT and smallest >= counted_area:
                 self.countable.append(name)
-            seen = [o for o, area in zip(objs, areas, strict=True) if area >= visible_area]
+            seen = objs
+            if smallest < visible_area:
+                seen = [o for o, area in zip(objs, areas, strict=True) if area >= visible_area]
             if not seen:
                 continue
             self.visible.append(name)
@@ -533,17 +561,23 @@ class _SceneFacts:
 
 Candidate = tuple[str, Callable[[], list[Draft]]]
 _NUMBERS = [str(n) for n in range(MAX_COUNT + 1)]  # a count's options, as text
+# Per count, each window of four consecutive counts in [0, MAX_COUNT] around it: (key, its counts, the others as text)
+_WINDOWS = [
+    [
+        (("count", start), tuple(range(start, start + OPTIONS)), _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS])
+        for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1)
+    ]
+    for n in range(MAX_COUNT + 1)
+]
 
 
 def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
     """ "How many <name>?" with each window of four consecutive counts in [0, MAX_COUNT] around the count."""
     n, question = len(objs), _say("count", rng, p=plural(name))
-    forms = []
-    for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1):
-        window = tuple(range(start, start + OPTIONS))
-        distractors = _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS]
-        forms.append(Draft("count", question, _NUMBERS[n], distractors, objs, True, ("count", start), window, n, name))
-    return forms
+    return [
+        Draft("count", question, _NUMBERS[n], list(others), objs, True, key, window, n, name)
+        for key, window, others in _WINDOWS[n]
+    ]
 
 
 def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
@@ -694,11 +728,14 @@ def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balan
     kept = dict.fromkeys(PER_TEMPLATE, 0)
     for generator in _GENERATORS:
         candidates = list(generator(facts, vocab, rng, balance))
-        rng.shuffle(candidates)
+        if len(candidates) > 1:  # (a shuffle of fewer draws nothing)
+            rng.shuffle(candidates)
         for template, make in candidates:
             if kept[template] == PER_TEMPLATE[template]:
                 continue
-            forms = [d for d in make() if d.fact not in asked]
+            forms = make()
+            if kept[template]:  # a fact names its template: only one asked about before may be asked again
+                forms = [d for d in forms if d.fact not in asked]
             draft = balance.choose(forms, rng) if forms else None
             if draft is not None:
                 kept[template] += 1
