@@ -68,6 +68,20 @@ def _on_stop_signal(signum, frame):
         raise KeyboardInterrupt
 
 
+def _forking() -> None:
+    """Before a fork while a build runs here: stop signals wait (blocked) until the child has its own handlers.
+
+    A child starts with the build's handlers; a signal that reached it before ``_in_forked_worker`` replaced them
+    (``Pool.terminate()`` right after starting a pool) was lost, and the worker lived on, blocking the pool's exit."""
+    if _Stop.main_pid == os.getpid():
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _forked() -> None:
+    if _Stop.main_pid == os.getpid():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _in_forked_worker() -> None:
     """Runs in every child forked while a build runs here (the ``num_proc`` pool, its manager)."""
     parent, _Stop.main_pid = _Stop.main_pid, None
@@ -76,6 +90,7 @@ def _in_forked_worker() -> None:
     for signum, handler in _Stop.replaced.items():  # SIGTERM as before: Pool.terminate() ends a worker quietly
         signal.signal(signum, handler)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process stops the build
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # what came since the fork now meets these handlers
     # What a worker inherited is the main process's, not garbage of its own: its collections leave it out (each one
     # scanned the whole inherited heap, a tenth of a scenes worker's time, and copied its pages).
     gc.freeze()
@@ -85,7 +100,7 @@ def _in_forked_worker() -> None:
             os._exit(1)
 
 
-os.register_at_fork(after_in_child=_in_forked_worker)
+os.register_at_fork(before=_forking, after_in_parent=_forked, after_in_child=_in_forked_worker)
 
 
 @contextmanager

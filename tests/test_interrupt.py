@@ -203,3 +203,30 @@ def test_a_second_build_of_the_same_output_is_refused_while_the_first_runs(tmp_p
     assert code == -signal.SIGKILL and holds(output) == "old"
     assert (tmp_path / ".out.lock").exists() and list(tmp_path.glob(".out-building-*"))  # what kill -9 leaves
     assert_next_build_cleans_up(tmp_path)
+
+
+# A child forked during a build, held up before lgt's fork hook runs, then sent SIGTERM (as `Pool.terminate()` does
+# to a pool it has just started): the signal must end it, not be spent on the build's handler it was born with.
+FORK_RACE = r"""
+import os, signal, sys, time
+os.register_at_fork(after_in_child=lambda: time.sleep(0.5))  # registered first: runs before lgt's hook
+from lgt import output
+
+with output._stop_signals():
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(10)
+        os._exit(0)
+    os.kill(pid, signal.SIGTERM)
+    started = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0, round(time.monotonic() - started, 1))
+"""
+
+
+def test_a_worker_sent_sigterm_as_it_starts_is_ended_by_it():
+    """Finding: the first pass's pool, ended at once by a bad first line, waited for ever on a worker whose SIGTERM
+    had arrived before the worker dropped the build's handlers ("Signal 15 ignored due to race condition")."""
+    ran = subprocess.run([sys.executable, "-c", FORK_RACE], capture_output=True, text=True, timeout=60)
+    signum, seconds = ran.stdout.split()
+    assert int(signum) == signal.SIGTERM and float(seconds) < 5, ran.stderr
