@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import datasets
+import multiprocess
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,6 +63,7 @@ from . import decontam
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, CacheMissError, Engine, GenerationCache, default_cache_path
 from .images import check_image_file, check_size, decode_image, fit_image, fit_pixels
+from .output import WorkerPool
 from .scene import Scene, SceneObject
 from .settings import SETTINGS, LGTConfig, defaults
 from .sources import open_source, source_label
@@ -484,6 +486,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._work_dir = self._drafts_dir = self._screen_dir = None
+        datasets.builder.Pool = WorkerPool  # the num_proc pool, as ``datasets`` makes it, ended as a build's pools are
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
@@ -492,6 +495,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         else:
             self._raise_first_bad_record(None)
         finally:
+            datasets.builder.Pool = multiprocess.Pool
             if self._work_dir:
                 self.rejects = _read_rejects(os.path.join(self._work_dir, "rejects"))
                 shutil.rmtree(self._work_dir, ignore_errors=True)

@@ -27,7 +27,7 @@ from .merge import JUDGE_SETTINGS, split_judge
 from .settings import MODEL_HELP, PRESETS, SETTINGS, json_object
 from .stages import DEFAULT_CONFIG, STAGES
 
-logger = datasets.utils.logging.get_logger(__name__)
+logger = datasets.utils.logging.get_logger("lgt.cli")  # also when run as `python -m lgt.cli` (`__main__`)
 
 # What `lgt env` reports: the packages a bug report needs, installed or not.
 ENV_PACKAGES = (

@@ -81,6 +81,14 @@ def test_a_closed_pipe_ends_quietly(argv):
     assert lgt.returncode in (0, 1) and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
+def test_python_m_lgt_cli_says_lgt_as_the_console_script_does(tmp_path):
+    """As `python -m lgt.cli` the module's logger was `__main__`'s, outside lgt's: its lines lost their prefix."""
+    missing = tmp_path / "missing.jsonl"
+    for command in ([sys.executable, "-m", "lgt.cli"], [shutil.which("lgt", path=os.path.dirname(sys.executable))]):
+        ran = subprocess.run([*command, "build", "--source", f"jsonl:{missing}"], capture_output=True, text=True)
+        assert ran.returncode == 2 and ran.stderr.splitlines()[-2].startswith(f"lgt: error: {missing}"), ran.stderr
+
+
 def test_a_build_prints_at_most_a_screenful(tmp_path):
     """Progress bars off, a build's stderr fits a terminal: one status line per step, the per-work-unit detail (SFT
     balance) only with -v. With that detail at info level, 120 images printed 27 lines, the default 1,000 107."""

@@ -36,6 +36,16 @@ def before(function):
         return function(*args, **kwargs)
     return paused
 
+def before_in_one(function):  # pauses in the first process to get there only
+    def paused(*args, **kwargs):
+        try:
+            os.close(os.open(os.path.join(os.environ["TMPDIR"], "first"), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return function(*args, **kwargs)
+        pause()
+        return function(*args, **kwargs)
+    return paused
+
 def after(function):
     def paused(*args, **kwargs):
         result = function(*args, **kwargs)
@@ -54,6 +64,8 @@ lgt.builder.SCENES_PER_UNIT = 2  # several shards per split, so --num-proc 2 sta
 point = os.environ["PAUSE_AT"]
 if point == "worker":  # inside both workers, while they make rows
     BuiltinSource.scene = before(BuiltinSource.scene)
+elif point == "one-worker":  # inside one worker; the other finishes its units and waits for work
+    BuiltinSource.scene = before_in_one(BuiltinSource.scene)
 elif point == "card":  # main process, staging complete, lock held
     lgt.build.write_card = before(lgt.build.write_card)
 elif point == "swap":  # main process, just before the swap, signals deferred
@@ -122,9 +134,15 @@ def interrupted_build(tmp_path, old_build, point: str, signum: int, to_group: bo
         assert process.poll() is None, process.communicate()[1]
         assert time.time() < deadline, "the build never reached the pause point"
         time.sleep(0.05)
+    if point == "one-worker":
+        time.sleep(2)  # for the other worker to finish its units (built-in scenes: a fraction of that) and wait
     yield process
     os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise AssertionError(f"the build was still running 60 s after {signal.Signals(signum).name}") from None
     deadline = time.time() + 10
     while group_processes(process.pid) and time.time() < deadline:
         time.sleep(0.1)
@@ -149,6 +167,9 @@ CASES = [
     ("worker", signal.SIGINT, True, "old", OLD_KEPT),
     ("worker", signal.SIGTERM, False, "old", OLD_KEPT),
     ("worker", signal.SIGKILL, False, "old", None),
+    # as a terminal closing, `scancel` or `systemctl stop` do: every worker is sent it too, an idle one among them
+    ("one-worker", signal.SIGTERM, True, "old", OLD_KEPT),
+    ("one-worker", signal.SIGHUP, True, "old", OLD_KEPT),
     ("swap", signal.SIGINT, True, "new", NEW_IN_PLACE),
     ("exchanged", signal.SIGKILL, False, "new", None),
     ("between-renames", signal.SIGINT, True, "new", NEW_IN_PLACE),

@@ -26,7 +26,6 @@ import functools
 import io
 import itertools
 import json
-import multiprocessing
 import os
 import re
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from typing import NamedTuple
 from .. import markdown
 from ..errors import InputError
 from ..images import image_size, local_image
+from ..output import PiecePool
 from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene, finite
 from . import detected
 
@@ -151,7 +151,7 @@ def _entry(path: str, image_id: str, number: int, offset: int, size: int, names:
 def _in_order(work, pieces: Iterator[Piece], num_proc: int) -> Iterator[tuple | InputError]:
     """``work(piece)`` for every piece by ``num_proc`` processes, the results in order; only a few pieces are read
     ahead of the caller (memory stays flat), and none once it stops (at the first bad line, or ``num_images``)."""
-    with multiprocessing.Pool(num_proc) as pool:
+    with PiecePool(num_proc) as pool:
         pending = collections.deque()
         for piece in pieces:
             pending.append(pool.apply_async(work, (piece,)))
