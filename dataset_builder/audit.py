@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from datasets.utils import logging
 
 from .answers import LETTERS
+from .output import FORK
 
 logger = logging.get_logger(__name__)
 
@@ -353,7 +354,7 @@ def _mapped(function, items: list, num_proc: int | None) -> list:
     workers = min(num_proc or 1, len(items))
     if workers < 2:
         return [function(item) for item in items]
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, mp_context=FORK) as pool:
         return list(pool.map(function, items))
 
 

@@ -30,6 +30,7 @@ import errno
 import fcntl
 import gc
 import glob
+import multiprocessing
 import multiprocessing.pool
 import os
 import shutil
@@ -109,6 +110,9 @@ def _in_forked_worker() -> None:
 os.register_at_fork(before=_forking, after_in_parent=_forked, after_in_child=_in_forked_worker)
 
 
+FORK = multiprocessing.get_context("fork")  # how a build starts its processes (see WorkerPool)
+
+
 def _finish_tasks(inqueue, task_handler, size) -> None:
     """How a build's pools end (``Pool._help_stuff_finish``), without waiting for ever for the task queue's lock.
 
@@ -126,15 +130,22 @@ QUEUE_LOCK_WAIT_S = 2.0
 
 class WorkerPool(multiprocess.pool.Pool):
     """``datasets``' pool (``multiprocess``; bound in its builder module while a build runs), ended as
-    ``_finish_tasks`` says."""
+    ``_finish_tasks`` says, its workers forked whatever the default start method: Python 3.14's is forkserver, whose
+    workers miss ``_in_forked_worker`` (Ctrl-C printed each one's traceback)."""
 
     _help_stuff_finish = staticmethod(_finish_tasks)
+
+    def __init__(self, processes: int):
+        super().__init__(processes, context=multiprocess.get_context("fork"))
 
 
 class PiecePool(multiprocessing.pool.Pool):
-    """The standard library's pool (what ``pickle`` moves fastest), ended as ``_finish_tasks`` says."""
+    """The standard library's pool (what ``pickle`` moves fastest), ended and started as ``WorkerPool``."""
 
     _help_stuff_finish = staticmethod(_finish_tasks)
+
+    def __init__(self, processes: int):
+        super().__init__(processes, context=FORK)
 
 
 @contextmanager

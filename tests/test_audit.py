@@ -113,13 +113,13 @@ def test_skills_audited_side_by_side_in_processes_report_the_same(monkeypatch):
     started = []
 
     class Pool(ProcessPoolExecutor):
-        def __init__(self, workers):
-            started.append(workers)
-            super().__init__(workers)
+        def __init__(self, workers, mp_context):
+            started.append((workers, mp_context.get_start_method()))
+            super().__init__(workers, mp_context=mp_context)
 
     monkeypatch.setattr(audit, "ProcessPoolExecutor", Pool)
     monkeypatch.setattr(audit, "PARALLEL_ITEMS", 0)
-    assert audit.audit_rows(rows, num_proc=2) == audit.audit_rows(rows) and started == [2]
+    assert audit.audit_rows(rows, num_proc=2) == audit.audit_rows(rows) and started == [(2, "fork")]
 
 
 def test_a_large_skill_is_read_at_an_even_spread_of_its_rows(monkeypatch):

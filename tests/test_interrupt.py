@@ -75,8 +75,13 @@ elif point == "exchanged":  # right after the atomic exchange, the old build sti
 elif point == "between-renames":  # the fallback swap, between its two renames
     lgt.output._exchange = lambda a, b: False
     os.rename = rename_then_pause(os.rename)
-from lgt.cli import main
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    if os.environ.get("START_METHOD"):  # the default start method of both pool libraries (Python 3.14: forkserver)
+        import multiprocess, multiprocessing
+        multiprocessing.set_start_method(os.environ["START_METHOD"], force=True)
+        multiprocess.set_start_method(os.environ["START_METHOD"], force=True)
+    from lgt.cli import main
+    sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -119,7 +124,9 @@ def interrupted_build(tmp_path, old_build, point: str, signum: int, to_group: bo
         "PAUSE_S": str(pause_s),
         "TMPDIR": str(scratch),
     }
-    command = [sys.executable, "-c", WRAPPER, "build", "--seed", "1", "--num-images", "8", "--num-proc", "2"]
+    wrapper = scratch / "wrapper.py"  # a file: what a forkserver imports before it forks workers
+    wrapper.write_text(WRAPPER)
+    command = [sys.executable, str(wrapper), "build", "--seed", "1", "--num-images", "8", "--num-proc", "2"]
     process = subprocess.Popen(
         [*command, "--output", str(output)],
         stdout=subprocess.PIPE,
@@ -190,6 +197,16 @@ def test_interrupted_build_leaves_the_old_or_the_new_build(
         assert lines == ["lgt: interrupted; " + message.format(output=output)], err
     assert holds(output) == expected
     assert_next_build_cleans_up(tmp_path)
+
+
+def test_a_build_stops_as_quietly_whatever_the_default_start_method(tmp_path, old_build, monkeypatch):
+    """Python 3.14 starts pools by forkserver unless told otherwise: workers started so were not the build's (they
+    did not ignore Ctrl-C), and Ctrl-C printed a traceback per worker."""
+    monkeypatch.setenv("START_METHOD", "forkserver")
+    code, lines, err = finish(interrupted_build(tmp_path, old_build, "worker", signal.SIGINT, True))
+    assert code == 130 and "Traceback" not in err, err
+    assert lines == ["lgt: interrupted; " + OLD_KEPT.format(output=tmp_path / "out")], err
+    assert holds(tmp_path / "out") == "old"
 
 
 def assert_next_build_cleans_up(tmp_path):
