@@ -50,7 +50,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import datasets
-import multiprocess
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -486,7 +485,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._work_dir = self._drafts_dir = self._screen_dir = None
-        datasets.builder.Pool = WorkerPool  # the num_proc pool, as ``datasets`` makes it, ended as a build's pools are
+        pool, datasets.builder.Pool = datasets.builder.Pool, WorkerPool  # the num_proc pool, as datasets makes it
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except Exception as error:
@@ -495,7 +494,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
         else:
             self._raise_first_bad_record(None)
         finally:
-            datasets.builder.Pool = multiprocess.Pool
+            datasets.builder.Pool = pool
             if self._work_dir:
                 self.rejects = _read_rejects(os.path.join(self._work_dir, "rejects"))
                 shutil.rmtree(self._work_dir, ignore_errors=True)
