@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from datasets.utils import logging
 
 from .answers import LETTERS
-from .output import FORK
+from .pools import FORK
 
 logger = logging.get_logger(__name__)
 

@@ -62,7 +62,7 @@ from . import decontam
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, CacheMissError, Engine, GenerationCache, default_cache_path
 from .images import check_image_file, check_size, decode_image, fit_image, fit_pixels
-from .output import WorkerPool
+from .pools import WorkerPool
 from .scene import Scene, SceneObject
 from .settings import SETTINGS, LGTConfig, defaults
 from .sources import open_source, source_label

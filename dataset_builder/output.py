@@ -15,9 +15,8 @@ complete build, never a half-written one, and never nothing where a build was.
   it back before anything else.
 - **Signals.** Ctrl-C, SIGTERM and SIGHUP, to the process or its whole group, stop the build with one line:
   workers ignore SIGINT and are ended by the main process; a worker whose main process died, even by SIGKILL, is
-  killed by the kernel (``PR_SET_PDEATHSIG``). A worker killed while it waited for work keeps its pool's queue lock:
-  the pools of a build (``WorkerPool``) do not wait for that lock for ever as they end. Signals wait while the swap
-  runs, so it is never cut in half.
+  killed by the kernel (``PR_SET_PDEATHSIG``); the pools a build makes (``pools.py``) are forked, and do not wait for
+  ever for a killed worker. Signals wait while the swap runs, so it is never cut in half.
 - **Environment.** An ``OSError`` (read-only folder, full disk, ``/proc``) becomes one ``BuildError`` line; the old
   build is untouched, because nothing was swapped.
 """
@@ -30,19 +29,14 @@ import errno
 import fcntl
 import gc
 import glob
-import multiprocessing
-import multiprocessing.pool
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import multiprocess.pool
 
 from .errors import BuildError, BuildInterrupted, InputError, find_cause
 
@@ -108,44 +102,6 @@ def _in_forked_worker() -> None:
 
 
 os.register_at_fork(before=_forking, after_in_parent=_forked, after_in_child=_in_forked_worker)
-
-
-FORK = multiprocessing.get_context("fork")  # how a build starts its processes (see WorkerPool)
-
-
-def _finish_tasks(inqueue, task_handler, size) -> None:
-    """How a build's pools end (``Pool._help_stuff_finish``), without waiting for ever for the task queue's lock.
-
-    An idle worker holds that lock while it waits for work. Killed there (SIGTERM or SIGHUP sent to the whole group:
-    a closed terminal, ``scancel``, ``systemctl stop``), it never lets go of it, and the pool's end waited for it
-    for ever. A live worker lets go of it within milliseconds, once the pool has told it that no work is left."""
-    inqueue._rlock.acquire(timeout=QUEUE_LOCK_WAIT_S)
-    while task_handler.is_alive() and inqueue._reader.poll():  # what the task handler may be blocked putting there
-        inqueue._reader.recv()
-        time.sleep(0)
-
-
-QUEUE_LOCK_WAIT_S = 2.0
-
-
-class WorkerPool(multiprocess.pool.Pool):
-    """``datasets``' pool (``multiprocess``; bound in its builder module while a build runs), ended as
-    ``_finish_tasks`` says, its workers forked whatever the default start method: Python 3.14's is forkserver, whose
-    workers miss ``_in_forked_worker`` (Ctrl-C printed each one's traceback)."""
-
-    _help_stuff_finish = staticmethod(_finish_tasks)
-
-    def __init__(self, processes: int):
-        super().__init__(processes, context=multiprocess.get_context("fork"))
-
-
-class PiecePool(multiprocessing.pool.Pool):
-    """The standard library's pool (what ``pickle`` moves fastest), ended and started as ``WorkerPool``."""
-
-    _help_stuff_finish = staticmethod(_finish_tasks)
-
-    def __init__(self, processes: int):
-        super().__init__(processes, context=FORK)
 
 
 @contextmanager

@@ -18,8 +18,8 @@ PACKAGE = ROOT / "dataset_builder"
 # Where each part of the `lgt` import namespace lives (setup.cfg's package_dir).
 FOLDERS = {"lgt": PACKAGE, "lgt.eval": ROOT / "eval"}
 LAYERS = [
-    ("lgt", "lgt.errors", "lgt.scene", "lgt.images", "lgt.answers", "lgt.prompts", "lgt.formats", "lgt.synthesis",
-     "lgt.synthesis.grammar", "lgt.synthesis.generator", "lgt.frames", "lgt.training", "lgt.rewards"),
+    ("lgt", "lgt.errors", "lgt.scene", "lgt.images", "lgt.answers", "lgt.prompts", "lgt.formats", "lgt.pools",
+     "lgt.synthesis", "lgt.synthesis.grammar", "lgt.synthesis.generator", "lgt.frames", "lgt.training", "lgt.rewards"),
     ("lgt.sources", "lgt.generation"),
     ("lgt.synthesis.", "lgt.decontam", "lgt.audit", "lgt.trace_audit", "lgt.trace_stats"),
     ("lgt.settings", "lgt.stages"),

@@ -34,7 +34,7 @@ from typing import NamedTuple
 from .. import markdown
 from ..errors import InputError
 from ..images import image_size, local_image
-from ..output import PiecePool
+from ..pools import PiecePool
 from ..scene import IMAGE_SIDE, INT64, Entry, Fields, Scene, SceneObject, check_scene, finite
 from . import detected
 
