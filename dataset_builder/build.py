@@ -51,7 +51,7 @@ BUILD_INFO_FILE = "lgt_build.json"
 DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
 # Rows handed to the parquet writer at a time, counted from a unit's first row (datasets' batch for rows with
 # images). A parquet file's pages follow the batches it is written from; cut this way, its bytes depend on its rows
-# only, not on how the scratch's Arrow files are batched (compressed ones in 1,000 rows, see ``LGTBuilder``).
+# only, not on how the scratch's Arrow files are batched (compressed ones in up to 4,096 rows, see ``LGTBuilder``).
 PARQUET_BATCH_ROWS = 100
 
 
