@@ -348,6 +348,8 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
             f"The tally is {n}.",
             f"So I count {n}.",
             f"Altogether {n}.",
+            f"That brings me to {n}.",
+            f"My count ends at {n}.",
         )
         if n
         else ("I count none.", "That makes none at all.", "The tally is zero.", "So I find none.")
@@ -1498,6 +1500,9 @@ def _result(w: _Writer, task: _Task, found: _Found, view: _View) -> str:
                 f"So there {'is' if value == '1' else 'are'} {value} {topic if value == '1' else plural(topic)}.",
                 f"This count is {value}.",
                 f"That step gives {value}.",
+                f"I make it {value}.",
+                f"The count for this step comes to {value}.",
+                f"Here I find {value}.",
             )
         )
     if kind == "location":
@@ -1510,8 +1515,24 @@ def _combined(w: _Writer, program: _Program, found: list[_Found]) -> list[str]:
         return []
     a, b = int(found[0].value), int(found[1].value)
     if program.template == "set_count":
-        return [w.pick((f"In total that is {a} + {b} = {a + b}.", f"Adding them, {a} + {b} = {a + b}."))]
-    return [w.pick((f"The difference is {a} − {b} = {a - b}.", f"Subtracting, {a} − {b} = {a - b}."))]
+        return [
+            w.pick(
+                (
+                    f"In total that is {a} + {b} = {a + b}.",
+                    f"Adding them, {a} + {b} = {a + b}.",
+                    f"Together they make {a} + {b} = {a + b}.",
+                )
+            )
+        ]
+    return [
+        w.pick(
+            (
+                f"The difference is {a} − {b} = {a - b}.",
+                f"Subtracting, {a} − {b} = {a - b}.",
+                f"Taking one count from the other, {a} − {b} = {a - b}.",
+            )
+        )
+    ]
 
 
 def _write(w: _Writer, case: _Case, view: _View, route: int) -> tuple[list[str], str]:
