@@ -157,7 +157,7 @@ def test_count_windows_keep_every_value_equally_likely_per_window():
     for i in range(2000):
         n = 1 if i % 10 < 9 else rng.choice((0, 2, 3, 4))
         dogs = [SceneObject(k, "dog", [10 * k, 0, 10 * k + 5, 5]) for k in range(n)]
-        draft = balance.choose(stage1._count_forms("dog", dogs, rng), rng)
+        draft = stage1._offer_count("dog", dogs, rng, balance)
         if draft is not None:
             answers[draft.correct] += 1
     for counts in balance.classes.values():
@@ -176,7 +176,7 @@ def test_a_number_that_is_never_the_answer_is_never_an_option():
         for _ in range(120):
             n = rng.choice((0, 1, 1, 2, 2, 3, 3, 4))
             dogs = [SceneObject(k, "dog", [10 * k, 0, 10 * k + 5, 5]) for k in range(n)]
-            draft = balance.choose(stage1._count_forms("dog", dogs, rng), rng)
+            draft = stage1._offer_count("dog", dogs, rng, balance)
             if draft is not None:
                 right[draft.correct] += 1
                 shown.update([draft.correct, *draft.distractors])

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import filterfalse, repeat
+from typing import NamedTuple
 
 from ..scene import BOX_TOLERANCE_PX, Scene, SceneObject
 from .generator import generator_id
@@ -249,6 +250,26 @@ class Draft:
         return self.template, self.topic, tuple([o.id for o in self.grounding])
 
 
+class Form(NamedTuple):
+    """What ``Balance`` weighs of one way to ask a question with answer classes, before it is written: its ``key``,
+    the key's ``classes`` and its ``answer_class``; of ordered options, the correct one's ``position`` and the option
+    texts. A template offers its forms, and writes a ``Draft`` (wording, distractors) only for the one kept: most
+    forms are not."""
+
+    template: str
+    key: tuple
+    classes: tuple
+    answer_class: object
+    position: int | None = None
+    correct: str = ""
+    distractors: tuple = ()
+    topic: str = ""
+
+    @property
+    def ordered(self) -> bool:
+        return self.position is not None
+
+
 @dataclass(slots=True)
 class Vocabulary:
     """What a distractor may name: every category and attribute seen in the source."""
@@ -324,17 +345,18 @@ class Balance:
         """
         if forms and forms[0].ordered:
             self.asked[forms[0].template][forms[0].correct] += 1
-        ranked = []  # of each admissible form: (excess, window use, letter use, a random tie-break, its index)
-        for index, form in enumerate(forms):
+        ranked = []  # of each admissible form: (excess, window use, letter use), the form
+        for form in forms:
             if form.ordered and not self._open(form):
                 continue
             excess = self._excess(form)
             if excess <= (0 if form.key else TEXT_SLACK):
-                use = self._use(form) if form.ordered else (0, 0)
-                ranked.append((excess, *use, rng.random(), index))
+                ranked.append(((excess, *self._use(form)) if form.ordered else (excess,), form))
         if not ranked:
             return None
-        draft = forms[min(ranked)[-1]]
+        best = min(rank for rank, _ in ranked) if len(ranked) > 1 else ranked[0][0]
+        tied = [form for rank, form in ranked if rank == best]
+        draft = tied[0] if len(tied) == 1 else rng.choice(tied)  # drawn only to break a tie
         self._record(draft)
         return draft
 
@@ -566,62 +588,78 @@ class _SceneFacts:
         self.absent = list(filterfalse(unknown.__contains__, vocab.names))
 
 
-# ---- templates: each yields, per question, its template and how to make the forms it may take; a question is
-# made only when offered (most are not: each template stops at its quota per image), and ``Balance`` keeps one
-# form or none ----
+# ---- templates: each yields, per question, its template and how to offer it to ``Balance``: an offer weighs the
+# forms the question may take and writes it (a ``Draft``) in the form kept, if any; a question is offered only when
+# reached (most are not: each template stops at its quota per image) ----
 
-Candidate = tuple[str, Callable[[], list[Draft]]]
+Candidate = tuple[str, Callable[[], Draft | None]]
 _NUMBERS = [str(n) for n in range(MAX_COUNT + 1)]  # a count's options, as text
-# Per count, each window of four consecutive counts in [0, MAX_COUNT] around it: (key, its counts, the others as text)
+# Per count, each window of four consecutive counts in [0, MAX_COUNT] around it: (key, its counts, the others as text,
+# the count's place among them)
 _WINDOWS = [
     [
-        (("count", start), tuple(range(start, start + OPTIONS)), _NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS])
+        (
+            ("count", start),
+            tuple(range(start, start + OPTIONS)),
+            tuple(_NUMBERS[start:n] + _NUMBERS[n + 1 : start + OPTIONS]),
+            n - start,
+        )
         for start in range(max(0, n - OPTIONS + 1), min(n, MAX_COUNT - OPTIONS + 1) + 1)
     ]
     for n in range(MAX_COUNT + 1)
 ]
 
 
-def _count_forms(name: str, objs: list[SceneObject], rng: random.Random) -> list[Draft]:
-    """ "How many <name>?" with each window of four consecutive counts in [0, MAX_COUNT] around the count."""
-    n, question = len(objs), _say("count", rng, p=plural(name))
-    return [
-        Draft("count", question, _NUMBERS[n], list(others), objs, True, key, window, n, name)
-        for key, window, others in _WINDOWS[n]
-    ]
+def _offer_count(name: str, objs: list[SceneObject], rng: random.Random, balance: Balance) -> Draft | None:
+    """ "How many <name>?" with the window of four consecutive counts in [0, MAX_COUNT] around the count that
+    ``balance`` keeps."""
+    n = len(objs)
+    forms = [Form("count", key, window, n, at, _NUMBERS[n], others, name) for key, window, others, at in _WINDOWS[n]]
+    form = balance.choose(forms, rng)
+    if form is None:
+        return None
+    question = _say("count", rng, p=plural(name))
+    return Draft("count", question, form.correct, list(form.distractors), objs, True, form.key, form.classes, n, name)
+
+
+def _offer_zero_count(facts: _SceneFacts, rng: random.Random, balance: Balance) -> Draft | None:
+    """A count of a category the image lacks, 0 being a legitimate answer, when ``Balance.zero_topic`` finds one."""
+    zero = balance.zero_topic(_pool(facts.absent, rng), rng)
+    return None if zero is None else _offer_count(zero, [], rng, balance)
 
 
 def _count(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for name in facts.countable:
-        yield "count", partial(_count_forms, name, facts.by_name[name], rng)
-    zero = balance.zero_topic(_pool(facts.absent, rng), rng)
-    if zero is not None:  # a category the image lacks: 0 is a legitimate answer
-        yield "count", partial(_count_forms, zero, [], rng)
+        yield "count", partial(_offer_count, name, facts.by_name[name], rng, balance)
+    yield "count", partial(_offer_zero_count, facts, rng, balance)
 
 
-def _pair_forms(one, other, rng: random.Random, template: str, answer_of, options_of, classes: tuple) -> list[Draft]:
-    """The question about two named objects either way round: ``answer_of(first, second)`` is the answer class
-    (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text (shared: copied)."""
-    forms = []
-    for (a, first), (b, second) in ((one, other), (other, one)):
-        answer = answer_of(first, second)
-        if answer is None:
-            continue
-        options = dict(options_of(singular(b)))
-        correct = options.pop(answer)
-        distractors = list(options.values())
-        rng.shuffle(distractors)
-        question = _say(template, rng, a, b)
-        forms.append(
-            Draft(template, question, correct, distractors, [first, second], False, (template,), classes, answer)
-        )
-    return forms
+def _offer_pair(one, other, rng: random.Random, balance: Balance, template: str, answer_of, options_of, classes):
+    """The question about two named objects in the order ``balance`` keeps: ``answer_of(first, second)`` is the
+    answer class (None when not clear) and ``options_of(second_phrase)`` maps every class to its option text (shared:
+    copied)."""
+    orders, forms = [], []
+    for order in ((one, other), (other, one)):
+        answer = answer_of(order[0][1], order[1][1])
+        if answer is not None:
+            orders.append(order)
+            forms.append(Form(template, (template,), classes, answer))
+    form = balance.choose(forms, rng) if forms else None
+    if form is None:
+        return None
+    (a, first), (b, second) = orders[0] if form is forms[0] else orders[1]
+    options = dict(options_of(singular(b)))
+    correct = options.pop(form.answer_class)
+    distractors = list(options.values())
+    rng.shuffle(distractors)
+    question, grounding = _say(template, rng, a, b), [first, second]
+    return Draft(template, question, correct, distractors, grounding, False, form.key, classes, form.answer_class)
 
 
-def _pairs(named: list, rng: random.Random, template: str, answer_of, options_of, classes: tuple):
+def _pairs(named: list, rng: random.Random, balance: Balance, template: str, answer_of, options_of, classes: tuple):
     for i, one in enumerate(named):
         for other in named[i + 1 :]:
-            yield template, partial(_pair_forms, one, other, rng, template, answer_of, options_of, classes)
+            yield template, partial(_offer_pair, one, other, rng, balance, template, answer_of, options_of, classes)
 
 
 @lru_cache(maxsize=4096)  # a source has few phrases, and pairs name each again and again
@@ -635,70 +673,70 @@ def _size_options(second: str) -> dict:
 
 
 def _relation(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
-    yield from _pairs(facts.named, rng, "relation", relation, _relation_options, tuple(RELATION_PHRASES))
+    yield from _pairs(facts.named, rng, balance, "relation", relation, _relation_options, tuple(RELATION_PHRASES))
 
 
 def _size(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     whole = [(phrase, obj) for phrase, obj in facts.named if not _cut_by_frame(obj, facts.scene)]
-    yield from _pairs(whole, rng, "size", size_bin, _size_options, tuple(range(len(SIZE_BINS))))
+    yield from _pairs(whole, rng, balance, "size", size_bin, _size_options, tuple(range(len(SIZE_BINS))))
 
 
-def _distance_forms(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> list[Draft]:
+def _offer_distance(facts: _SceneFacts, phrase: str, anchor: SceneObject, rng, balance: Balance) -> Draft | None:
     # every group by its gap to the anchor; a group touching the anchor (its own among them) is never an option
     gap_to = partial(gap, anchor)
     gaps = [(min(map(gap_to, objs)), name, objs) for name, objs in facts.groups]
     gaps = sorted(entry for entry in gaps if entry[0] > 0)
     if len(gaps) < OPTIONS:
-        return []
+        return None
     (nearest_gap, nearest, objs), second_gap = gaps[0], gaps[1][0]
     clear = DISTANCE_GAP * math.hypot(facts.scene.width, facts.scene.height)
     if nearest_gap > DISTANCE_RATIO * second_gap or second_gap - nearest_gap < clear:
-        return []
+        return None
     others = balance.distractors("distance", [name for _, name, _ in gaps[1:]], rng)
-    return [Draft("distance", _say("distance", rng, phrase), nearest, others, [anchor, *objs])]
+    return balance.choose([Draft("distance", _say("distance", rng, phrase), nearest, others, [anchor, *objs])], rng)
 
 
 def _distance(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, anchor in facts.named:
-        yield "distance", partial(_distance_forms, facts, phrase, anchor, rng, balance)
+        yield "distance", partial(_offer_distance, facts, phrase, anchor, rng, balance)
 
 
-def _present_forms(facts: _SceneFacts, rng: random.Random, balance: Balance) -> list[Draft]:
+def _offer_present(facts: _SceneFacts, rng: random.Random, balance: Balance) -> Draft | None:
     name = balance.owed_answer("existence", facts.visible, rng)
     distractors = balance.distractors("existence", facts.absent, rng)
-    return [Draft("existence", _say("existence", rng), name, distractors, facts.by_name[name])]
+    return balance.choose([Draft("existence", _say("existence", rng), name, distractors, facts.by_name[name])], rng)
 
 
-def _absent_forms(facts: _SceneFacts, rng: random.Random, balance: Balance) -> list[Draft]:
+def _offer_absent(facts: _SceneFacts, rng: random.Random, balance: Balance) -> Draft | None:
     shown = balance.distractors("absence", facts.visible, rng)
     name = balance.owed_answer("absence", _pool(facts.absent, rng), rng)
     grounding = [o for n in shown for o in facts.by_name[n]]
-    return [Draft("absence", _say("absence", rng), name, shown, grounding)]
+    return balance.choose([Draft("absence", _say("absence", rng), name, shown, grounding)], rng)
 
 
 def _existence(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     if facts.visible and len(facts.absent) >= OPTIONS - 1:
-        yield "existence", partial(_present_forms, facts, rng, balance)
+        yield "existence", partial(_offer_present, facts, rng, balance)
     if len(facts.visible) >= OPTIONS - 1 and facts.absent:
-        yield "absence", partial(_absent_forms, facts, rng, balance)
+        yield "absence", partial(_offer_absent, facts, rng, balance)
 
 
-def _colour_forms(phrase: str, obj: SceneObject, others: list[str], rng, balance: Balance) -> list[Draft]:
+def _offer_colour(phrase: str, obj: SceneObject, others: list[str], rng, balance: Balance) -> Draft | None:
     distractors = balance.distractors("colour", others, rng)
-    return [Draft("colour", _say("colour", rng, phrase), colour_of(obj), distractors, [obj])]
+    return balance.choose([Draft("colour", _say("colour", rng, phrase), colour_of(obj), distractors, [obj])], rng)
 
 
 def _colours(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, obj in facts.named:
         others = [c for c in vocab.colours if c not in obj.attributes]
         if phrase == obj.name and colour_of(obj) and len(others) >= OPTIONS - 1:  # "the red circle" tells its colour
-            yield "colour", partial(_colour_forms, phrase, obj, others, rng, balance)
+            yield "colour", partial(_offer_colour, phrase, obj, others, rng, balance)
 
 
-def _attribute_forms(phrase, obj, own: list[str], others: list[str], rng, balance: Balance) -> list[Draft]:
+def _offer_attribute(phrase, obj, own: list[str], others: list[str], rng, balance: Balance) -> Draft | None:
     correct = balance.owed_answer("attribute", own, rng)
     distractors = balance.distractors("attribute", others, rng)
-    return [Draft("attribute", _say("attribute", rng, phrase), correct, distractors, [obj])]
+    return balance.choose([Draft("attribute", _say("attribute", rng, phrase), correct, distractors, [obj])], rng)
 
 
 def _attribute(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
@@ -706,51 +744,46 @@ def _attribute(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balanc
         own = [a for a in obj.attributes if a not in COLOUR_WORDS]
         others = [a for a in vocab.attributes if a not in obj.attributes]
         if own and len(others) >= OPTIONS - 1:
-            yield "attribute", partial(_attribute_forms, phrase, obj, own, others, rng, balance)
+            yield "attribute", partial(_offer_attribute, phrase, obj, own, others, rng, balance)
 
 
-def _location_forms(phrase: str, obj: SceneObject, where: str, rng: random.Random) -> list[Draft]:
+def _offer_location(phrase: str, obj: SceneObject, where: str, rng: random.Random, balance: Balance) -> Draft | None:
+    if balance.choose([Form("location", ("location",), QUADRANTS, where)], rng) is None:
+        return None
     distractors = [q for q in QUADRANTS if q != where]
     rng.shuffle(distractors)
     question = _say("location", rng, phrase)
-    return [Draft("location", question, where, distractors, [obj], False, ("location",), QUADRANTS, where)]
+    return Draft("location", question, where, distractors, [obj], False, ("location",), QUADRANTS, where)
 
 
 def _location(facts: _SceneFacts, vocab: Vocabulary, rng: random.Random, balance: Balance) -> Iterator[Candidate]:
     for phrase, obj in facts.named:
         where = quadrant(obj, facts.scene.width, facts.scene.height)
         if where is not None:
-            yield "location", partial(_location_forms, phrase, obj, where, rng)
+            yield "location", partial(_offer_location, phrase, obj, where, rng, balance)
 
 
 _GENERATORS = (_count, _relation, _size, _distance, _existence, _colours, _attribute, _location)
 
 
 def generate(scene: Scene, vocab: Vocabulary, rng: random.Random, balance: Balance | None = None) -> list[Draft]:
-    """Stage-1 drafts for one scene: at most ``PER_TEMPLATE`` of each template, no fact asked twice.
+    """Stage-1 drafts for one scene: at most ``PER_TEMPLATE`` of each template.
 
     Candidates are offered to ``balance`` (a fresh one when not given) in a random order, each template until it
-    has its quota for this image.
+    has its quota for this image. No fact is asked twice: every candidate asks its own (a category's count, a pair
+    of objects, an object's colour, ...), and each is asked in one form at most.
     """
     balance = balance if balance is not None else Balance()
     facts = _SceneFacts(scene, vocab)
     drafts: list[Draft] = []
-    asked: set[tuple] = set()
     kept = dict.fromkeys(PER_TEMPLATE, 0)
     for generator in _GENERATORS:
         candidates = list(generator(facts, vocab, rng, balance))
         if len(candidates) > 1:  # (a shuffle of fewer draws nothing)
             rng.shuffle(candidates)
-        for template, make in candidates:
-            if kept[template] == PER_TEMPLATE[template]:
-                continue
-            forms = make()
-            if kept[template]:  # a fact names its template: only one asked about before may be asked again
-                forms = [d for d in forms if d.fact not in asked]
-            draft = balance.choose(forms, rng) if forms else None
-            if draft is not None:
+        for template, offer in candidates:
+            if kept[template] < PER_TEMPLATE[template] and (draft := offer()) is not None:
                 kept[template] += 1
-                asked.add(draft.fact)
                 drafts.append(draft)
     return drafts
 
