@@ -335,9 +335,10 @@ class Balance:
         used = self.classes.get(draft.key)
         return -sum(used.values()) if used else 0, self.positions.get((draft.template, draft.position), 0)
 
-    def choose(self, forms: list[Draft], rng: random.Random) -> Draft | None:
+    def choose(self, forms: list[Draft | Form], rng: random.Random) -> Draft | Form | None:
         """The form of a question whose answer is least ahead, recorded; None (drop it) when every form is ahead
-        or, for numbers, in a window not open (``_open``).
+        or, for numbers, in a window not open (``_open``). Forms are ``Draft``s, or ``Form``s of questions not yet
+        written.
 
         Between windows equally even, the one the stream has used most, so a stream fills the rounds of few windows
         rather than leaving many half-filled; then ordered options go where their answer's letter has been least
@@ -354,7 +355,7 @@ class Balance:
                 ranked.append(((excess, *self._use(form)) if form.ordered else (excess,), form))
         if not ranked:
             return None
-        best = min(rank for rank, _ in ranked) if len(ranked) > 1 else ranked[0][0]
+        best = min(rank for rank, _ in ranked)
         tied = [form for rank, form in ranked if rank == best]
         draft = tied[0] if len(tied) == 1 else rng.choice(tied)  # drawn only to break a tie
         self._record(draft)
