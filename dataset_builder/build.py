@@ -22,7 +22,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import datasets
@@ -46,6 +46,8 @@ from .stages import STAGES, configs_of, inputs, needed, root
 logger = logging.get_logger(__name__)
 
 BUILD_INFO_FILE = "lgt_build.json"
+# A part's build record holds its source's object names under this key, for the merge's trace audit to mask.
+OBJECT_NAMES_KEY = "object_names"
 # A dictionary page holds a row group's distinct images; past this size parquet falls back to storing every row's
 # image again. Row groups are cut at datasets' ~100 MB of expanded rows, so their distinct images stay below it.
 DICTIONARY_PAGE_LIMIT = 4 * convert_file_size_to_int(datasets.config.MAX_ROW_GROUP_SIZE)
@@ -303,9 +305,13 @@ def build(
             info["decontamination"] = screened_report(list(screened.values()))
         if checked.shard:  # a part: ``lgt merge`` leaves out what the whole comes out without, and audits it
             info["shard"] = list(checked.shard)
+            info[OBJECT_NAMES_KEY] = survey.names  # what the merge's trace audit masks (every part has them all)
             write_info(staging.folder, info, started)
         else:
-            complete(staging.folder, output, info, list(rejects.values()), strict, checked, started, num_proc=num_proc)
+            rejected = list(rejects.values())
+            complete(
+                staging.folder, output, info, rejected, strict, checked, started, num_proc=num_proc, names=survey.names
+            )
         report = None  # without --on-error skip a report from an earlier build no longer describes this one
         if checked.on_error == "skip":
             report = staging.path("rejects.jsonl")
@@ -325,12 +331,13 @@ def complete(
     started: float,
     spent: float = 0.0,
     num_proc: int | None = None,
+    names: Sequence[str] = (),
 ) -> None:
     """What a whole build does once its files are written in ``folder`` (staged for ``output``) by ``build`` or
     ``lgt merge``, updating ``info``: leave out the splits and derived configs that came out empty
     (``EmptyBuildError`` where that cannot be), have the judge label the traces (``judged.judge``), audit the MCQs,
-    the traces and the pairs (the MCQs in ``num_proc`` processes), and write the build info and the card
-    (``write_info``: ``started``, ``spent``)."""
+    the traces and the pairs (the MCQs in ``num_proc`` processes; the traces with the source's object ``names``
+    masked), and write the build info and the card (``write_info``: ``started``, ``spent``)."""
     rows = drop_empty_splits(folder, info["rows"])
     empty = _refuse_empty(tuple(info["configs"]), rows, rejects, output, info)
     for config in empty:
@@ -348,7 +355,7 @@ def complete(
         tuple(name for name in configs_of(family) if info["rows"].get(name)) for family in ("traces", "dpo")
     )
     if traced or paired:
-        info[trace_audit.BUILD_INFO_KEY] = trace_audit.audit_build(folder, traced, paired, audited)
+        info[trace_audit.BUILD_INFO_KEY] = trace_audit.audit_build(folder, traced, paired, audited, names)
         trace_audit.enforce(info[trace_audit.BUILD_INFO_KEY], strict)
     write_info(folder, info, started, spent)
 

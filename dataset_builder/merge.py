@@ -19,7 +19,7 @@ import time
 
 from datasets.utils import logging
 
-from .build import BUILD_INFO_FILE, complete, rejects_path, screened_report
+from .build import BUILD_INFO_FILE, OBJECT_NAMES_KEY, complete, rejects_path, screened_report
 from .card import count_rows, split_files
 from .hub import push_card
 from .output import staged_output
@@ -173,7 +173,7 @@ def merge(
         rejects = [reject for part, _ in found for reject in _read_jsonl(rejects_path(part))]
         # The parts' seconds added up (the machine time of the build), and the merge's own.
         spent = sum(record["seconds"] for record in records)
-        complete(staging.folder, output, info, rejects, strict, judged, started, spent)
+        complete(staging.folder, output, info, rejects, strict, judged, started, spent, names=first[OBJECT_NAMES_KEY])
         report = None
         if arguments["on_error"] == "skip":
             report = staging.path("rejects.jsonl")

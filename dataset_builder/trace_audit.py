@@ -285,9 +285,12 @@ def first_observation(thought: str, question: str) -> int | None:
     return ends[-1] if ends else 0
 
 
-def names_answer_early(thought: str, question: str, gold: str, letter: str) -> bool:
+def names_answer_early(thought: str, question: str, gold: str, letter: str, within: re.Pattern | None = None) -> bool:
     """Whether the reasoning names the gold option in a sentence before the one holding its first observation (the
-    option's own words do not count as one)."""
+    option's own words do not count as one). ``within``: the object names that hold the gold's words without being
+    it ("category 1" of a count of 1, "hot dog" of "dog"), blanked first: naming one is no answer."""
+    if within is not None:
+        thought = within.sub(lambda match: " " * len(match.group()), thought)
     named = _mentions(gold, letter)
     found = OBSERVATION.search(thought, 0, 1000) or OBSERVATION.search(thought)  # most reasoning observes early
     if found is not None and named.search(thought, 0, found.end()) is None:
@@ -303,14 +306,19 @@ def names_answer_early(thought: str, question: str, gold: str, letter: str) -> b
     return start is None or first.start() < start
 
 
-def early_answers(traces: dict[str, list]) -> dict:
-    """(c): traces whose reasoning names the correct option before an observation, by kind."""
+def early_answers(traces: dict[str, list], names: NameIndex | None = None) -> dict:
+    """(c): traces whose reasoning names the correct option before an observation, by kind; ``names``: the build's
+    object names (see ``names_answer_early``)."""
     early, examples = Counter(), []
     kinds = Counter(traces["kind"])
     for text, question, options, answer, kind in zip(
         traces["text"], traces["question"], traces["options"], traces["answer"], traces["kind"], strict=True
     ):
-        if answer in LETTERS and names_answer_early(_think(text), question, options[LETTERS.index(answer)], answer):
+        if answer not in LETTERS:
+            continue
+        gold = options[LETTERS.index(answer)]
+        within = names.holding(gold) if names is not None else None
+        if names_answer_early(_think(text), question, gold, answer, within):
             early[kind] += 1
             if len(examples) < 3:
                 examples.append(_think(text)[:200])
@@ -444,9 +452,38 @@ def diversity(texts: list[str], options: list[list[str]], names: set[str], expan
 # ---- the build ----
 
 
+class NameIndex:
+    """The object names of a build: their words (masked in sentence templates), and per gold option the names that
+    hold its words without being it (``holding``), found through the names' words, whatever the vocabulary's size."""
+
+    def __init__(self, names: set[str]):
+        names = {name.lower() for name in names}
+        self.words = {word for name in names for word in _TOKEN.findall(name)} - _FUNCTION_WORDS
+        self._by_word: dict[str, list[str]] = {}
+        for name in names:
+            for word in set(_TOKEN.findall(name)):
+                self._by_word.setdefault(word, []).append(name)
+        self._holding: dict[str, re.Pattern | None] = {}
+
+    def holding(self, gold: str) -> re.Pattern | None:
+        """The names longer than ``gold`` that hold its words, as one pattern (plurals too); None when none does."""
+        gold = gold.lower()
+        if gold not in self._holding:
+            words = _TOKEN.findall(gold)
+            spaced = f" {' '.join(words)} "
+            found = [
+                name
+                for name in self._by_word.get(words[0] if words else "", ())
+                if name != gold and spaced in f" {' '.join(_TOKEN.findall(name))} "
+            ]
+            alternatives = "|".join(re.escape(name) for name in sorted(found, key=len, reverse=True))
+            self._holding[gold] = re.compile(rf"(?<![\w-])(?:{alternatives})s?(?![\w-])", re.I) if found else None
+        return self._holding[gold]
+
+
 def _mcq_index(folder: str, configs: tuple[str, ...]) -> tuple[dict[str, str], set[str], dict[str, dict]]:
-    """From the built MCQ configs: each question's template, the words of every object name (masked in sentence
-    templates), and per config with composed questions the (c) line of their steps."""
+    """From the built MCQ configs: each question's template, every object name of their grounding, and per config
+    with composed questions the (c) line of their steps."""
     templates, names, steps = {}, set(), {}
     for config in configs:
         rows = _read(folder, config, ["id", "generator", "grounding", "steps", "options", "answer"])
@@ -454,16 +491,16 @@ def _mcq_index(folder: str, configs: tuple[str, ...]) -> tuple[dict[str, str], s
             (row_id, parse_generator(generator).template)
             for row_id, generator in zip(rows["id"], rows["generator"], strict=True)
         )
-        names.update(
-            word for grounding in rows["grounding"] for g in grounding for word in _TOKEN.findall(g["name"].lower())
-        )
+        names.update(g["name"] for grounding in rows["grounding"] for g in grounding)
         if any(rows["steps"]):
             steps[config] = {"steps": steps_naming_gold(rows)}
-    return templates, names - _FUNCTION_WORDS, steps
+    return templates, names, steps
 
 
-def audit_traces(rows: dict[str, list], templates: dict[str, str], names: set[str]) -> dict:
-    """(a), (c), (d) and (e) of one traces config's rows (the ``TRACE_COLUMNS`` and ``split``)."""
+def audit_traces(rows: dict[str, list], templates: dict[str, str], index: NameIndex) -> dict:
+    """(a), (c), (d) and (e) of one traces config's rows (the ``TRACE_COLUMNS`` and ``split``); ``index``: the
+    build's object names."""
+    names = index.words
     template = [templates.get(mcq_id) or skill for mcq_id, skill in zip(rows["mcq_id"], rows["skill"], strict=True)]
     shorts: dict[str, list] = {}
     phrases: tuple[dict, dict] = ({}, {})  # short chains of thought, continuations: by template, by kind
@@ -475,7 +512,7 @@ def audit_traces(rows: dict[str, list], templates: dict[str, str], names: set[st
     expansions = [e for e, cue in zip(rows["expansion"], rows["cue"], strict=True) if cue]
     return {
         "slips": slip_reader(shorts),
-        "early_answers": early_answers(rows),
+        "early_answers": early_answers(rows, index),
         "phrases": {
             **exclusive_phrases(phrases[0], lambda i: _masked_words(names, rows["options"][i])),
             **exclusive_phrases(phrases[1], lambda i: _masked_words(names, rows["options"][i])),
@@ -487,14 +524,21 @@ def audit_traces(rows: dict[str, list], templates: dict[str, str], names: set[st
 TRACE_COLUMNS = ["mcq_id", "skill", "kind", "short", "cue", "expansion", "text", "question", "options", "answer"]
 
 
-def audit_build(folder: str, traces: tuple[str, ...], pairs: tuple[str, ...], mcqs: tuple[str, ...]) -> dict:
-    """The audit of a built folder's traces configs, DPO configs and (for templates and steps) MCQ configs."""
+def audit_build(
+    folder: str, traces: tuple[str, ...], pairs: tuple[str, ...], mcqs: tuple[str, ...], names: tuple[str, ...] = ()
+) -> dict:
+    """The audit of a built folder's traces configs, DPO configs and (for templates and steps) MCQ configs.
+
+    ``names``: the object names of the build's source, which the MCQ configs' grounding holds only when they are
+    built too: unmasked, the names of a traces-only build made phrases of one outcome ("a frisbee and a") that were
+    nothing but which objects its sample of traces happened to be about."""
     started = time.perf_counter()
-    templates, names, steps = _mcq_index(folder, mcqs)
+    templates, grounded, steps = _mcq_index(folder, mcqs)
+    index = NameIndex(grounded | set(names))
     report: dict = {"configs": dict(steps)}
     for config in traces:
         rows = _read(folder, config, [*TRACE_COLUMNS, "correct"])
-        report["configs"][config] = audit_traces(rows, templates, names)
+        report["configs"][config] = audit_traces(rows, templates, index)
     for config in pairs:
         rows = _read(folder, config, ["id", "kind", "chosen", "rejected"])
         found = [

@@ -9,13 +9,15 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+from lgt import trace_audit
 from lgt.audit import BUILD_INFO_KEY
-from lgt.build import build
+from lgt.build import OBJECT_NAMES_KEY, build
 from lgt.builder import Survey, split_of, unit_of
 from lgt.cli import main
 from lgt.generation import GenerationCache
 from lgt.merge import MergeError, merge
 from lgt.settings import shard_spec
+from lgt.sources.builtin import CATEGORIES
 from test_build_models import FIXTURE_TEACHER, STAGE1
 from test_build_models import answered as answered  # a fixture
 from test_llm_mcq import REJECTS
@@ -60,15 +62,19 @@ def test_three_parts_merged_are_the_whole_build_row_for_row(whole_and_parts):
     assert_same_rows(root / "whole", root / "merged")
     assert merged["rows"] == whole["rows"] and merged["configs"] == whole["configs"]
     assert merged["num_bytes"] == whole["num_bytes"] and merged["arguments"] == whole["arguments"]
-    audits = [{k: v for k, v in info[BUILD_INFO_KEY].items() if k != "seconds"} for info in (whole, merged)]
-    assert audits[0] == audits[1]
+    for key in (BUILD_INFO_KEY, trace_audit.BUILD_INFO_KEY):  # the merge audits what the whole build does
+        audits = [{k: v for k, v in info[key].items() if k != "seconds"} for info in (whole, merged)]
+        assert audits[0] == audits[1]
     card = (root / "merged" / "README.md").read_text()
     assert card.split("\n---\n")[0] == (root / "whole" / "README.md").read_text().split("\n---\n")[0]
     # each part made a share of every config, none the whole, and no two parts the same file
     held = [set(parquet_files(part)) for part in parts]
     assert all(held) and set().union(*held) == set(parquet_files(root / "merged"))
     assert sum(map(len, held)) == len(parquet_files(root / "merged"))
-    assert all(json.loads((part / "lgt_build.json").read_text())["shard"][1] == 3 for part in parts)
+    records = [json.loads((part / "lgt_build.json").read_text()) for part in parts]
+    assert all(record["shard"][1] == 3 for record in records)
+    assert all(record[OBJECT_NAMES_KEY] == sorted(CATEGORIES) for record in records)  # what the merge's audit masks
+    assert OBJECT_NAMES_KEY not in merged
 
 
 def test_units_are_buckets_of_image_ids_and_parts_share_them_out(whole_and_parts):

@@ -111,6 +111,43 @@ def test_an_answer_named_before_any_observation_is_caught():
     assert trace_audit.steps_naming_gold(steps) == {"steps": 4, "naming_gold": 2, "share": 0.5, "flagged": True}
 
 
+def test_an_object_name_holding_the_answer_is_not_the_answer_named():
+    """A count of 1 about "category 1", "dog" when the image holds a hot dog: the name is no answer."""
+    names = trace_audit.NameIndex({"category 1", "category 12", "dog", "Hot dog"})
+    assert names.words == {"category", "1", "12", "dog", "hot"}
+    question, gold = "How many category 1s are there?", "1"
+    thought = "I scan for every category 1. I find the category 1 at x 10–80, y 20–90, the only one. So 1."
+    within = names.holding(gold)
+    assert trace_audit.names_answer_early(thought, question, gold, "A")  # "category 1" read as the count
+    assert not trace_audit.names_answer_early(thought, question, gold, "A", within)
+    assert trace_audit.names_answer_early("Surely 1. I find the category 1 at x 10–80.", question, gold, "A", within)
+    assert names.holding("dog").search("two hot dogs") and not names.holding("dog").search("a dog")
+    assert names.holding("category 1") is None and names.holding("cat") is None  # whole words only
+    rows = {
+        "text": [f"<think>{thought}</think> <answer>(A)</answer>"],
+        "question": [question],
+        "options": [["1", "2", "3", "4"]],
+        "answer": ["A"],
+        "kind": ["O"],
+    }
+    assert trace_audit.early_answers(rows)["named_early"] == 1
+    assert trace_audit.early_answers(rows, names)["named_early"] == 0
+
+
+def test_a_build_without_mcq_configs_masks_its_sources_object_names(tmp_path):
+    """The MCQ configs' grounding names the objects only when they are built too: a traces-only build takes the names
+    from its source, or its sentence templates (and phrase tells) would tell apart the objects its traces name."""
+    from lgt.sources.builtin import CATEGORIES
+
+    output = str(tmp_path / "lgt")
+    info = build(source="scenes", num_images=40, output=output, configs=("traces_stage1",))
+    found = info[trace_audit.BUILD_INFO_KEY]["configs"]["traces_stage1"]
+    masked = trace_audit.audit_build(output, ("traces_stage1",), (), (), CATEGORIES)["configs"]["traces_stage1"]
+    unmasked = trace_audit.audit_build(output, ("traces_stage1",), (), ())["configs"]["traces_stage1"]
+    assert found["diversity"] == masked["diversity"]
+    assert masked["diversity"]["templates"] < unmasked["diversity"]["templates"]
+
+
 def test_a_phrase_only_one_outcome_uses_is_flagged():
     rng = random.Random(2)
     leaky = {
