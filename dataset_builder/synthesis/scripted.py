@@ -240,13 +240,11 @@ class _Writer:
         return self.pick(_PLACED).format(d=what or self.the(obj), e=self.extent(obj))
 
     def listing(self, objects: list[SceneObject]) -> str:
-        """Everything in ``objects`` by category, with counts: "two red circles, a square and three stars"."""
+        """Every category in ``objects``: "red circles, a square and stars". How many of each is left unsaid: a pass
+        that reads one object as another changed those numbers, and at 20,000 images a reader of the text alone picked
+        the side of an O→O > O→X pair whose passes agreed 59% of the time (53-55% since)."""
         by_name = Counter(self.name(obj) for obj in objects)
-        parts = [
-            f"{_NUMBERS[n] if n < len(_NUMBERS) else n} {plural(name)}" if n > 1 else f"{article(name)} {name}"
-            for name, n in sorted(by_name.items())
-        ]
-        return _joined(parts)
+        return _joined([plural(name) if n > 1 else f"{article(name)} {name}" for name, n in sorted(by_name.items())])
 
 
 def _joined(parts: list[str], conjunction: str = "and") -> str:
@@ -325,18 +323,17 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
                 )
             )
         )
-    if others:
-        rest, k = w.listing(others), _NUMBERS[len(others)] if len(others) < len(_NUMBERS) else len(others)
-        single = len(others) == 1
-        things, are, none = ("object", "is", "it is not") if single else ("objects", "are", "none of them is")
+    if others:  # the categories named, not counted (see ``_Writer.listing``): only the total, which no reading changes
+        rest, total = w.listing(others), len(view.objects)
+        k = _NUMBERS[total] if total < len(_NUMBERS) else total
         lines.append(
             w.pick(
                 (
-                    f"I count {k} other {things}, {rest}; {none} {one}.",
-                    f"There {are} {k} other {things} ({rest}), and no {topic} among them.",
-                    f"I see {k} more {things}, {rest}, {'not' if single else 'none of them'} {one}.",
-                    f"That leaves {k} other {things}: {rest}; I find no {topic} there.",
-                    f"I count {k} {things} besides: {rest}, and {'it is not' if single else 'not one is'} {one}.",
+                    f"I count {k} objects in all; the rest of them, {rest}, include no {topic}.",
+                    f"I count {k} objects in the image, and the rest ({rest}) hold no {topic}.",
+                    f"There are {k} objects in the image; among the rest, {rest}, I find no {topic}.",
+                    f"In all I see {k} objects, and the rest, {rest}, hold no {topic}.",
+                    f"I see {k} objects in all, and none of the ones left over, {rest}, is {one}.",
                 )
             )
         )
@@ -637,6 +634,8 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                 "I take stock of the image, then hold each option against it.",
                 "Whether something appears is settled by looking for it everywhere.",
                 "I need to know what is in the image, all of it, before ruling anything out.",
+                "First I list what the picture contains, then I test each option against the list.",
+                "To rule options in or out, I survey everything the image shows.",
             )
         )
     ]
@@ -1425,12 +1424,16 @@ _CONCLUSIONS = {
         "Of the four, only the {opt} appears.",
         "The option present is the {opt}.",
         "Hence the answer is the {opt}.",
+        "The {opt} is there; the other three are not.",
+        "That leaves the {opt} as the one I can see.",
     ),
     "absence": (
         "So the {opt} does not appear.",
         "The {opt} is the one missing.",
         "The option not in the image is the {opt}.",
         "Hence the answer is the {opt}.",
+        "Nowhere in the picture do I find the {opt}.",
+        "The three others are there, the {opt} is not.",
     ),
     "colour": (
         "So the {a} is {opt}.",
@@ -1449,6 +1452,7 @@ _CONCLUSIONS = {
         "The {a} sits in the {opt} quarter.",
         "That places the {a} in the {opt}.",
         "Hence the answer is the {opt}.",
+        "The {opt} is where the {a} lies.",
     ),
     "stage2": (
         "Putting the steps together, the answer is: {opt}.",
@@ -1580,6 +1584,8 @@ _ROUTES = (
     "A second pass, by a different path, follows.",
     "I go through it again, changing the order of the work.",
     "Same question, another method.",
+    "I start over and take the steps in a new order.",
+    "Now the same question, approached from a different starting point.",
 )
 
 
@@ -1643,7 +1649,8 @@ def _comparison(w: _Writer, options: tuple[str, str], answer: str) -> str:
             f"So it comes down to {one} or {other}, and this route gives {answer}.",
             f"Between {one} and {other}, working it out this way gives {answer}.",
             f"The candidates are {one} and {other}; by this route the answer is {answer}.",
-            f"Of {one} and {other}, what this second pass supports is {answer}.",
+            f"Weighing {one} against {other}, this pass settles on {answer}.",
+            f"{_cap(one)} or {other}? Worked this way, it is {answer}.",
         )
     )
 
