@@ -12,6 +12,7 @@ import io
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +62,14 @@ def read_parquet(paths: list[str], columns: list[str]) -> pa.Table:
     """``columns`` of parquet files (at least one), in order, as one table. A ``ParquetFile`` each: ``read_table``
     makes a dataset of each file, which costs more than reading a small file's columns."""
     return pa.concat_tables([pq.ParquetFile(path).read(columns=columns) for path in paths])
+
+
+def parquet_rows(paths: list[str], columns: list[str]) -> Iterator[dict]:
+    """The rows of ``columns`` of parquet files, in order, a batch at a time: memory stays flat however many rows
+    (a build of 20,000 images read its 400,000 traces at once for the card, 1.3 GB)."""
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(columns=columns):
+            yield from batch.to_pylist()
 
 
 def count_rows(folder: str, config: str) -> dict[str, int]:
@@ -408,7 +417,7 @@ def _trace_statistics(folder: str, config: str) -> dict:
         row
         if field == "text"
         else {**row, "kind": row["kind"].split(" > ")[0], "cue": _cue(trace_stats.row_text(row, field))}
-        for row in read_parquet(config_files(folder, config), columns).to_pylist()
+        for row in parquet_rows(config_files(folder, config), columns)
     )
     return trace_stats.trace_statistics(rows, field)
 

@@ -285,24 +285,40 @@ def first_observation(thought: str, question: str) -> int | None:
     return ends[-1] if ends else 0
 
 
+# A box's coordinates ("x from 2 to 270", "(45, 55)"): a number there says where an edge is, not the answer.
+_COORDINATES = re.compile(r"\b[xy]\s*(?:=|:|from)?\s*\d+(?:\s*(?:–|to)\s*\d+)?|\(\s*\d+\s*,\s*\d+\s*\)")
+
+
+def _named(named: re.Pattern, thought: str, end: int) -> list[re.Match]:
+    """The gold option's mentions in ``thought[:end]``, but for those inside a box's coordinates."""
+    boxes = [match.span() for match in _COORDINATES.finditer(thought, 0, end)]
+    return [m for m in named.finditer(thought, 0, end) if not any(a <= m.start() and m.end() <= b for a, b in boxes)]
+
+
 def names_answer_early(thought: str, question: str, gold: str, letter: str, within: re.Pattern | None = None) -> bool:
     """Whether the reasoning names the gold option in a sentence before the one holding its first observation (the
-    option's own words do not count as one). ``within``: the object names that hold the gold's words without being
-    it ("category 1" of a count of 1, "hot dog" of "dog"), blanked first: naming one is no answer."""
+    option's own words do not count as one; a box's coordinate is no mention: a count of 2 is not named by "x from 2
+    to 270"). ``within``: the object names that hold the gold's words without being it ("category 1" of a count of 1,
+    "hot dog" of "dog"), blanked first: naming one is no answer."""
     if within is not None:
         thought = within.sub(lambda match: " " * len(match.group()), thought)
     named = _mentions(gold, letter)
     found = OBSERVATION.search(thought, 0, 1000) or OBSERVATION.search(thought)  # most reasoning observes early
-    if found is not None and named.search(thought, 0, found.end()) is None:
+    if found is not None and not _named(named, thought, found.end()):
         return False
-    first = named.search(thought)
-    if first is None:
+    mentions = _named(named, thought, len(thought))
+    if not mentions:
         return False
     # The option itself is no observation ("the top left" names a region, and is the answer): blanked first, in
     # the text up to the end of the sentence that first names it (all that can decide).
+    first = mentions[0]
     end = _SENTENCE_END.search(thought, first.end())
-    head = thought[: end.end() if end else len(thought)]
-    start = first_observation(named.sub(lambda match: " " * len(match.group()), head), question)
+    stop = end.end() if end else len(thought)
+    head = list(thought[:stop])
+    for mention in mentions:
+        if mention.end() <= stop:
+            head[mention.start() : mention.end()] = " " * len(mention.group())
+    start = first_observation("".join(head), question)
     return start is None or first.start() < start
 
 

@@ -88,6 +88,9 @@ def test_an_answer_named_before_any_observation_is_caught():
     assert not early("It is red and round. So top left.", question, gold, "A")  # a colour the question lacks
     assert early("The circle is a circle. Top left it is.", "Where is the red circle?", gold, "A")
     assert not early("The circle is at x from 10 to 80, y from 20 to 90: the top left.", question, gold, "A")
+    counted = "How many dogs are there?"  # a box edge at x = 2 is no count of 2
+    assert not early("One dog is at x from 2 to 270, y from 2 to 80. Another at x 300–400. So 2.", counted, "2", "C")
+    assert early("Surely 2. One dog is at x from 2 to 270, y from 2 to 80.", counted, "2", "C")
     rows = {
         "text": [
             "<think>Top left, clearly. The circle is at x 10–80, y 20–90.</think> <answer>(A)</answer>",
