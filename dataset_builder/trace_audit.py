@@ -31,15 +31,19 @@ every trace.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import math
+import os
 import re
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from functools import cache
 
 import numpy as np
+import pyarrow.parquet as pq
 from datasets.utils import logging
 
 from .answers import LETTERS
@@ -86,6 +90,8 @@ MIN_WORDS_AFTER_CUE = 100
 # reader's accuracy is under 1.6 points, well inside the margins above, and the audit of any build takes seconds.
 # The readers fit in fewer passes than the blind readers' (two choices, not four; many more features per item).
 MAX_ITEMS = 1000
+# Rows of traces or pairs read at a time (a few tens of MB of text): only the items the readers sample are kept.
+BATCH_ROWS = 8192
 READER_EPOCHS = 30
 
 _TOKEN = re.compile(r"[a-z]+|\d+")
@@ -121,6 +127,14 @@ def _read(folder: str, config: str, columns: list[str]) -> dict[str, list]:
     """The columns of a built config's splits, with a ``split`` column; never the images."""
     table = read_columns(folder, config, columns)
     return {column: [] for column in [*columns, "split"]} if table is None else table.to_pydict()
+
+
+def _batches(folder: str, config: str, columns: list[str]) -> Iterator[dict[str, list]]:
+    """``_read``'s rows, ``BATCH_ROWS`` at a time, in its order."""
+    for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
+        split = os.path.basename(path).split("-")[0]
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            yield {**batch.to_pydict(), "split": [split] * batch.num_rows}
 
 
 def _think(text: str) -> str:
@@ -224,13 +238,17 @@ def _is_prefix(chosen: str, rejected: str) -> bool:
     return chosen.startswith(rejected) or rejected.startswith(chosen)
 
 
+def _pair_group(pair: dict) -> str:
+    """A pair's kind, prefix pairs apart: what ``pair_reader`` judges each group of."""
+    return f"{pair['kind']} ({'prefix' if _is_prefix(pair['chosen'], pair['rejected']) else 'independent'})"
+
+
 def pair_reader(pairs: list[dict]) -> dict:
     """Per pair kind, prefix pairs apart: the held-out accuracy of a reader picking the chosen side of two texts
     shown in an order fixed by a hash of the pair, and how often the chosen side is the longer."""
     groups: dict[str, list[dict]] = {}
     for pair in pairs:
-        prefix = _is_prefix(pair["chosen"], pair["rejected"])
-        groups.setdefault(f"{pair['kind']} ({'prefix' if prefix else 'independent'})", []).append(pair)
+        groups.setdefault(_pair_group(pair), []).append(pair)
     found = {}
     for group, items in sorted(groups.items()):
         items = [items[i] for i in _spread(list(range(len(items))))]
@@ -322,23 +340,24 @@ def names_answer_early(thought: str, question: str, gold: str, letter: str, with
     return start is None or first.start() < start
 
 
-def early_answers(traces: dict[str, list], names: NameIndex | None = None) -> dict:
-    """(c): traces whose reasoning names the correct option before an observation, by kind; ``names``: the build's
-    object names (see ``names_answer_early``)."""
-    early, examples = Counter(), []
-    kinds = Counter(traces["kind"])
-    for text, question, options, answer, kind in zip(
-        traces["text"], traces["question"], traces["options"], traces["answer"], traces["kind"], strict=True
-    ):
-        if answer not in LETTERS:
-            continue
-        gold = options[LETTERS.index(answer)]
-        within = names.holding(gold) if names is not None else None
-        if names_answer_early(_think(text), question, gold, answer, within):
-            early[kind] += 1
-            if len(examples) < 3:
-                examples.append(_think(text)[:200])
-    total = len(traces["text"])
+def early_answers(batches: Iterable[dict[str, list]], names: NameIndex | None = None) -> dict:
+    """(c): traces whose reasoning names the correct option before an observation, by kind, over ``batches`` of
+    rows (every row is read, a batch at a time); ``names``: the build's object names (see ``names_answer_early``)."""
+    early, kinds, examples = Counter(), Counter(), []
+    for traces in batches:
+        kinds.update(traces["kind"])
+        for text, question, options, answer, kind in zip(
+            traces["text"], traces["question"], traces["options"], traces["answer"], traces["kind"], strict=True
+        ):
+            if answer not in LETTERS:
+                continue
+            gold = options[LETTERS.index(answer)]
+            within = names.holding(gold) if names is not None else None
+            if names_answer_early(_think(text), question, gold, answer, within):
+                early[kind] += 1
+                if len(examples) < 3:
+                    examples.append(_think(text)[:200])
+    total = sum(kinds.values())
     return {
         "traces": total,
         "named_early": sum(early.values()),
@@ -438,15 +457,15 @@ def _masked_words(names: set[str], options: list[str]) -> set[str]:
     return names | {w for option in options for w in _TOKEN.findall(option.lower())} - _FUNCTION_WORDS
 
 
-def diversity(texts: list[str], options: list[list[str]], names: set[str], expansions: list[str]) -> dict:
-    """(e): distinct sentence templates, the share of the ``TOP_TEMPLATES`` most common, words after the cue."""
+def diversity(texts: list[str], options: list[list[str]], names: set[str], words: list[int]) -> dict:
+    """(e): distinct sentence templates of ``texts`` (all of a config's, or the even spread this reads of them: the
+    same), the share of the ``TOP_TEMPLATES`` most common, and ``words`` after the cue (of every continued trace)."""
     templates: Counter = Counter()
     for i in _spread(list(range(len(texts)))):
         masked = _masked_words(names, options[i])
         templates.update(sentence_template(s, masked) for s in _SENTENCE.split(_think(texts[i])) if s.strip())
     sentences = sum(templates.values())
     top = sum(n for _, n in templates.most_common(TOP_TEMPLATES)) / max(1, sentences)
-    words = [len(text.split()) for text in expansions if text]
     median = statistics.median(words) if words else None
     return {
         "sentences": sentences,
@@ -513,31 +532,73 @@ def _mcq_index(folder: str, configs: tuple[str, ...]) -> tuple[dict[str, str], s
     return templates, names, steps
 
 
-def audit_traces(rows: dict[str, list], templates: dict[str, str], index: NameIndex) -> dict:
-    """(a), (c), (d) and (e) of one traces config's rows (the ``TRACE_COLUMNS`` and ``split``); ``index``: the
-    build's object names."""
-    names = index.words
-    template = [templates.get(mcq_id) or skill for mcq_id, skill in zip(rows["mcq_id"], rows["skill"], strict=True)]
-    shorts: dict[str, list] = {}
+def audit_traces(folder: str, config: str, templates: dict[str, str], index: NameIndex) -> dict:
+    """(a), (c), (d) and (e) of one built traces config; ``index``: the build's object names.
+
+    Read twice, so memory stays flat however large the build (all at once, 20,000 images' traces took 2.5 GB): the
+    light columns say which rows each line samples (``_spread``, as the line itself would); then the texts pass a
+    batch at a time, every row counted for (c) and the words after the cue, only the sampled rows' kept."""
+    light = _read(folder, config, ["mcq_id", "skill", "kind", "cue", "correct"])
+    template = [templates.get(mcq_id) or skill for mcq_id, skill in zip(light["mcq_id"], light["skill"], strict=True)]
+    shorts: dict[str, list[int]] = {}
     phrases: tuple[dict, dict] = ({}, {})  # short chains of thought, continuations: by template, by kind
-    for i, cue in enumerate(rows["cue"]):
-        text = rows["expansion"][i] if cue else rows["short"][i]
+    for i, cue in enumerate(light["cue"]):
         if not cue:
-            shorts.setdefault(template[i], []).append((text, not rows["correct"][i], rows["split"][i]))
-        phrases[bool(cue)].setdefault(template[i], {}).setdefault(rows["kind"][i], []).append((text, i))
-    expansions = [e for e, cue in zip(rows["expansion"], rows["cue"], strict=True) if cue]
+            shorts.setdefault(template[i], []).append(i)
+        phrases[bool(cue)].setdefault(template[i], {}).setdefault(light["kind"][i], []).append(i)
+    shorts = {name: _spread(rows) for name, rows in shorts.items()}
+    phrases = tuple(
+        {name: {kind: _spread(rows, PHRASE_ITEMS) for kind, rows in by_kind.items()} for name, by_kind in part.items()}
+        for part in phrases
+    )
+    spread = _spread(list(range(len(template))))
+    sampled = {i for part in phrases for by_kind in part.values() for rows in by_kind.values() for i in rows}
+    sampled.update(spread, *shorts.values())
+    kept, words = {}, []  # row -> (its short CoT or continuation, its text, its options); words after the cue
+
+    def batches():
+        offset = 0
+        for batch in _batches(
+            folder, config, ["kind", "short", "cue", "expansion", "text", "question", "options", "answer"]
+        ):
+            yield batch
+            words.extend(
+                len(text.split()) for text, cue in zip(batch["expansion"], batch["cue"], strict=True) if cue and text
+            )
+            for j, cue in enumerate(batch["cue"]):
+                if offset + j in sampled:
+                    part = batch["expansion"][j] if cue else batch["short"][j]
+                    kept[offset + j] = (part, batch["text"][j], batch["options"][j])
+            offset += len(batch["cue"])
+
+    early = early_answers(batches(), index)
+    names = index.words
+
+    def masked(i: int) -> set[str]:
+        return _masked_words(names, kept[i][2])
+
     return {
-        "slips": slip_reader(shorts),
-        "early_answers": early_answers(rows, index),
+        "slips": slip_reader(
+            {
+                name: [(kept[i][0], not light["correct"][i], light["split"][i]) for i in rows]
+                for name, rows in shorts.items()
+            }
+        ),
+        "early_answers": early,
         "phrases": {
-            **exclusive_phrases(phrases[0], lambda i: _masked_words(names, rows["options"][i])),
-            **exclusive_phrases(phrases[1], lambda i: _masked_words(names, rows["options"][i])),
+            **exclusive_phrases(_texts(phrases[0], kept), masked),
+            **exclusive_phrases(_texts(phrases[1], kept), masked),
         },
-        "diversity": diversity(rows["text"], rows["options"], names, expansions),
+        "diversity": diversity([kept[i][1] for i in spread], [kept[i][2] for i in spread], names, words),
     }
 
 
-TRACE_COLUMNS = ["mcq_id", "skill", "kind", "short", "cue", "expansion", "text", "question", "options", "answer"]
+def _texts(rows: dict[str, dict[str, list[int]]], kept: dict[int, tuple]) -> dict[str, dict[str, list[tuple]]]:
+    """``exclusive_phrases``' groups: per template, per kind, each row's text and the row."""
+    return {
+        name: {kind: [(kept[i][0], i) for i in found] for kind, found in by_kind.items()}
+        for name, by_kind in rows.items()
+    }
 
 
 def audit_build(
@@ -553,20 +614,36 @@ def audit_build(
     index = NameIndex(grounded | set(names))
     report: dict = {"configs": dict(steps)}
     for config in traces:
-        rows = _read(folder, config, [*TRACE_COLUMNS, "correct"])
-        report["configs"][config] = audit_traces(rows, templates, index)
+        report["configs"][config] = audit_traces(folder, config, templates, index)
     for config in pairs:
-        rows = _read(folder, config, ["id", "kind", "chosen", "rejected"])
-        found = [
-            {"id": i, "kind": k, "chosen": _think(_last_text(c)), "rejected": _think(_last_text(r)), "split": s}
-            for i, k, c, r, s in zip(
-                rows["id"], rows["kind"], rows["chosen"], rows["rejected"], rows["split"], strict=True
-            )
-        ]
-        report["configs"][config] = {"pairs": pair_reader(found)}
+        report["configs"][config] = {"pairs": pair_reader(_sampled_pairs(folder, config))}
     report["flagged"] = flagged(report)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def _sampled_pairs(folder: str, config: str) -> list[dict]:
+    """The pairs of a built DPO config that ``pair_reader`` reads (an even spread of each group), its sides' texts
+    read twice a batch at a time: first to group every pair, then to keep the sampled ones'."""
+
+    def pairs():
+        for batch in _batches(folder, config, ["id", "kind", "chosen", "rejected"]):
+            for i, k, c, r, s in zip(
+                batch["id"], batch["kind"], batch["chosen"], batch["rejected"], batch["split"], strict=True
+            ):
+                yield {
+                    "id": i,
+                    "kind": k,
+                    "chosen": _think(_last_text(c)),
+                    "rejected": _think(_last_text(r)),
+                    "split": s,
+                }
+
+    groups: dict[str, list[int]] = {}
+    for position, pair in enumerate(pairs()):
+        groups.setdefault(_pair_group(pair), []).append(position)
+    sampled = {position for found in groups.values() for position in _spread(found)}
+    return [pair for position, pair in enumerate(pairs()) if position in sampled]
 
 
 def flagged(report: dict) -> list[str]:

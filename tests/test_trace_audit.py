@@ -8,6 +8,7 @@ import pytest
 from lgt import trace_audit
 from lgt.build import build
 from lgt.cli import main
+from lgt.sources.builtin import CATEGORIES
 
 SPLITS = ("train", "train", "train", "validation", "test")
 WORDS = "circle square star heart cross triangle hexagon diamond red blue green pink left right top bottom".split()
@@ -101,7 +102,7 @@ def test_an_answer_named_before_any_observation_is_caught():
         "answer": ["A", "A"],
         "kind": ["O", "O→O"],
     }
-    found = trace_audit.early_answers(rows)
+    found = trace_audit.early_answers([rows])
     assert found["named_early"] == 1 and found["by_kind"] == {"O": 1, "O→O": 0} and found["flagged"]
     steps = {
         "steps": [
@@ -133,8 +134,8 @@ def test_an_object_name_holding_the_answer_is_not_the_answer_named():
         "answer": ["A"],
         "kind": ["O"],
     }
-    assert trace_audit.early_answers(rows)["named_early"] == 1
-    assert trace_audit.early_answers(rows, names)["named_early"] == 0
+    assert trace_audit.early_answers([rows])["named_early"] == 1
+    assert trace_audit.early_answers([rows], names)["named_early"] == 0
 
 
 def test_a_build_without_mcq_configs_masks_its_sources_object_names(tmp_path):
@@ -177,14 +178,14 @@ def test_diversity_counts_sentence_templates_and_words_after_the_cue():
         for _ in range(n)
     ]
     options = [["1", "2", "3", "4"]] * n
-    long_after_cue = [" ".join(["word"] * 120)] * trace_audit.MIN_JUDGED
+    long_after_cue = [120] * trace_audit.MIN_JUDGED  # words after the cue
     flat = trace_audit.diversity(monotone, options, {"circle"}, long_after_cue)
     assert flat["templates"] == 2 and flat["top_share"] == 1.0 and flat["flagged"]
     rich = trace_audit.diversity(varied, options, set(), long_after_cue)
     assert rich["top_share"] <= trace_audit.TEMPLATE_SHARE_LIMIT and not rich["flagged"]
     assert rich["words_after_cue_median"] == 120
-    assert trace_audit.diversity(varied, options, set(), ["a few words"] * trace_audit.MIN_JUDGED)["flagged"]
-    few = trace_audit.diversity(monotone[:100], options, {"circle"}, ["a few words"] * 10)
+    assert trace_audit.diversity(varied, options, set(), [3] * trace_audit.MIN_JUDGED)["flagged"]
+    few = trace_audit.diversity(monotone[:100], options, {"circle"}, [3] * 10)
     assert few["top_share"] == 1.0 and not few["flagged"]  # too few sentences and continuations to judge
     long = [" ".join(["I find the circle at x 10–20, y 30–40."] * 40)] * 52  # 2,080 sentences of 52 traces
     scarce = trace_audit.diversity(long, options, {"circle"}, long_after_cue)
@@ -194,9 +195,13 @@ def test_diversity_counts_sentence_templates_and_words_after_the_cue():
     assert template == "the _ at x # is the _"
 
 
-def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build):
+def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build, monkeypatch):
     output, info = builtin_build
     report = info[trace_audit.BUILD_INFO_KEY]
+    monkeypatch.setattr(trace_audit, "BATCH_ROWS", 7)  # rows read a few at a time, only the sampled ones kept
+    traces, pairs, mcqs = (tuple(f"{family}_stage{n}" for n in (1, 2)) for family in ("traces", "dpo", "mcq"))
+    again = trace_audit.audit_build(str(output), traces, pairs, mcqs, CATEGORIES)
+    assert {**again, "seconds": None} == {**report, "seconds": None}
     assert json.loads((output / "lgt_build.json").read_text())[trace_audit.BUILD_INFO_KEY] == report
     assert set(report["configs"]) == {"mcq_stage2", "traces_stage1", "traces_stage2", "dpo_stage1", "dpo_stage2"}
     assert {"slips", "early_answers", "phrases", "diversity"} <= set(report["configs"]["traces_stage1"])
