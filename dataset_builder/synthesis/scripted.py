@@ -307,6 +307,8 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
                 f"I go through the image {order[0]} and note each {topic}.",
                 f"Counting means finding every {topic} once: I scan {order[0]}.",
                 f"I scan {order[0]}, stopping at each {topic}.",
+                f"I look for each {topic}, working {order[0]}.",
+                f"One by one, going {order[0]}, I pick out the {many}.",
             )
         )
     ]
@@ -347,6 +349,8 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
             f"Altogether {n}.",
             f"That brings me to {n}.",
             f"My count ends at {n}.",
+            f"Final tally: {n}.",
+            f"Counted, that is {n}.",
         )
         if n
         else ("I count none.", "That makes none at all.", "The tally is zero.", "So I find none.")
@@ -1460,6 +1464,8 @@ _CONCLUSIONS = {
         "All together: {opt}.",
         "Hence the answer to the whole question is {opt}.",
         "Chaining the steps gives {opt}.",
+        "Combining the steps, the answer is {opt}.",
+        "The steps lead to {opt}.",
     ),
 }
 
@@ -1507,6 +1513,10 @@ def _result(w: _Writer, task: _Task, found: _Found, view: _View) -> str:
                 f"I make it {value}.",
                 f"The count for this step comes to {value}.",
                 f"Here I find {value}.",
+                f"Result of this step: {value}.",
+                f"For this step the number is {value}.",
+                f"I note {value} for this count.",
+                f"This part comes out at {value}.",
             )
         )
     if kind == "location":
@@ -1525,6 +1535,9 @@ def _combined(w: _Writer, program: _Program, found: list[_Found]) -> list[str]:
                     f"In total that is {a} + {b} = {a + b}.",
                     f"Adding them, {a} + {b} = {a + b}.",
                     f"Together they make {a} + {b} = {a + b}.",
+                    f"Summing the two counts, {a} + {b} = {a + b}.",
+                    f"The two steps add up to {a} + {b} = {a + b}.",
+                    f"Both counts together: {a} + {b} = {a + b}.",
                 )
             )
         ]
@@ -1534,6 +1547,9 @@ def _combined(w: _Writer, program: _Program, found: list[_Found]) -> list[str]:
                 f"The difference is {a} − {b} = {a - b}.",
                 f"Subtracting, {a} − {b} = {a - b}.",
                 f"Taking one count from the other, {a} − {b} = {a - b}.",
+                f"The gap between the counts is {a} − {b} = {a - b}.",
+                f"One count less the other: {a} − {b} = {a - b}.",
+                f"Comparing the two counts, {a} − {b} = {a - b}.",
             )
         )
     ]
