@@ -35,7 +35,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 
 from . import __version__, audit, trace_audit, trace_stats
 from .builder import SPLITS, ArrowStreams, LGTBuilder, SceneImages, Survey, arrow_files, image_columns, unit_files
-from .card import split_files, write_card
+from .card import parquet_rows, split_files, write_card
 from .errors import EmptyBuildError, InputError
 from .generation import Bill, Engine, GenerationCache, default_cache_path
 from .output import staged_output
@@ -378,9 +378,13 @@ def _judge_traces(folder: str, configs: list[str], config: LGTConfig) -> dict:
         judged = {}
         for name in configs:
             paths = [p for split in SPLITS for p in split_files(folder, name, split)]
-            rows = pa.concat_tables(pq.read_table(p, columns=["id", "text", "cue", "kind"]) for p in paths).to_pylist()
-            sample = random.Random(f"{config.seed}:judge:{name}").sample(rows, min(config.judged_traces, len(rows)))
-            judged[name] = trace_stats.judge_statistics(sample, judge, "text")
+            total = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+            # the positions ``sample`` would draw from the rows themselves: only the sampled rows are kept
+            rng = random.Random(f"{config.seed}:judge:{name}")
+            picked = rng.sample(range(total), min(config.judged_traces, total))
+            wanted = set(picked)
+            found = {i: row for i, row in enumerate(parquet_rows(paths, ["id", "text", "cue", "kind"])) if i in wanted}
+            judged[name] = trace_stats.judge_statistics([found[i] for i in picked], judge, "text")
         return judged
     finally:
         judge.close()
