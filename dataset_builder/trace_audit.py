@@ -368,13 +368,15 @@ def early_answers(batches: Iterable[dict[str, list]], names: NameIndex | None = 
     }
 
 
-def steps_naming_gold(rows: dict[str, list]) -> dict:
-    """(c) for composed questions: the steps whose question names the composite's correct option (whole words)."""
+def steps_naming_gold(batches: Iterable[dict[str, list]]) -> dict:
+    """(c) for composed questions, over ``batches`` of MCQ rows: the steps whose question names the composite's
+    correct option (whole words)."""
     steps = naming = 0
-    for found, options, answer in zip(rows["steps"], rows["options"], rows["answer"], strict=True):
-        gold = re.compile(rf"(?<![\w-]){re.escape(options[LETTERS.index(answer)].lower())}(?![\w-])")
-        steps += len(found)
-        naming += sum(gold.search(step["question"].lower()) is not None for step in found)
+    for rows in batches:
+        for found, options, answer in zip(rows["steps"], rows["options"], rows["answer"], strict=True):
+            gold = re.compile(rf"(?<![\w-]){re.escape(options[LETTERS.index(answer)].lower())}(?![\w-])")
+            steps += len(found)
+            naming += sum(gold.search(step["question"].lower()) is not None for step in found)
     return {
         "steps": steps,
         "naming_gold": naming,
@@ -520,15 +522,20 @@ def _mcq_index(folder: str, configs: tuple[str, ...]) -> tuple[dict[str, str], s
     """From the built MCQ configs: each question's template, every object name of their grounding, and per config
     with composed questions the (c) line of their steps."""
     templates, names, steps = {}, set(), {}
+
+    def indexed(config: str) -> Iterator[dict[str, list]]:  # a batch at a time, its templates and names taken
+        for rows in _batches(folder, config, ["id", "generator", "grounding", "steps", "options", "answer"]):
+            templates.update(
+                (row_id, parse_generator(generator).template)
+                for row_id, generator in zip(rows["id"], rows["generator"], strict=True)
+            )
+            names.update(g["name"] for grounding in rows["grounding"] for g in grounding)
+            yield rows
+
     for config in configs:
-        rows = _read(folder, config, ["id", "generator", "grounding", "steps", "options", "answer"])
-        templates.update(
-            (row_id, parse_generator(generator).template)
-            for row_id, generator in zip(rows["id"], rows["generator"], strict=True)
-        )
-        names.update(g["name"] for grounding in rows["grounding"] for g in grounding)
-        if any(rows["steps"]):
-            steps[config] = {"steps": steps_naming_gold(rows)}
+        found = steps_naming_gold(indexed(config))
+        if found["steps"]:
+            steps[config] = {"steps": found}
     return templates, names, steps
 
 

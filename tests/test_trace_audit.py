@@ -112,7 +112,7 @@ def test_an_answer_named_before_any_observation_is_caught():
         "options": [["red", "blue", "green", "pink"], ["heart", "star", "cross", "circle"]],
         "answer": ["A", "A"],
     }
-    assert trace_audit.steps_naming_gold(steps) == {"steps": 4, "naming_gold": 2, "share": 0.5, "flagged": True}
+    assert trace_audit.steps_naming_gold([steps]) == {"steps": 4, "naming_gold": 2, "share": 0.5, "flagged": True}
 
 
 def test_an_object_name_holding_the_answer_is_not_the_answer_named():
