@@ -309,6 +309,8 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
                 f"I scan {order[0]}, stopping at each {topic}.",
                 f"I look for each {topic}, working {order[0]}.",
                 f"One by one, going {order[0]}, I pick out the {many}.",
+                f"Working {order[0]}, I mark every {topic} I come to.",
+                f"I move {order[0]} across the image and count the {many} as I meet them.",
             )
         )
     ]
@@ -351,9 +353,24 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
             f"My count ends at {n}.",
             f"Final tally: {n}.",
             f"Counted, that is {n}.",
+            f"The total comes to {n}.",
+            f"That is {n} of them.",
+            f"I end up with {n}.",
+            f"The last one brings it to {n}.",
+            f"No more turn up, so it is {n}.",
+            f"I stop at {n}.",
+            f"Counting done: {n}.",
+            f"All told, {n}.",
         )
         if n
-        else ("I count none.", "That makes none at all.", "The tally is zero.", "So I find none.")
+        else (
+            "I count none.",
+            "That makes none at all.",
+            "The tally is zero.",
+            "So I find none.",
+            "Not a single one turns up.",
+            "The count stays at zero.",
+        )
     )
     lines.append(w.pick(tallies))
     return lines
@@ -1466,6 +1483,9 @@ _CONCLUSIONS = {
         "Chaining the steps gives {opt}.",
         "Combining the steps, the answer is {opt}.",
         "The steps lead to {opt}.",
+        "With both steps done, the answer is {opt}.",
+        "The whole question comes to {opt}.",
+        "Taken together, the steps give {opt}.",
     ),
 }
 
@@ -1517,6 +1537,17 @@ def _result(w: _Writer, task: _Task, found: _Found, view: _View) -> str:
                 f"For this step the number is {value}.",
                 f"I note {value} for this count.",
                 f"This part comes out at {value}.",
+                f"The number here is {value}.",
+                f"That count: {value}.",
+                f"I record {value} for this step.",
+                f"So this step's count is {value}.",
+                f"This step leaves me with {value}.",
+                f"Count for this part: {value}.",
+                f"I carry {value} forward.",
+                f"That settles this count at {value}.",
+                f"The figure for this step is {value}.",
+                f"This gives {value} to work with.",
+                f"So far, then, {value}.",
             )
         )
     if kind == "location":
@@ -1538,6 +1569,8 @@ def _combined(w: _Writer, program: _Program, found: list[_Found]) -> list[str]:
                     f"Summing the two counts, {a} + {b} = {a + b}.",
                     f"The two steps add up to {a} + {b} = {a + b}.",
                     f"Both counts together: {a} + {b} = {a + b}.",
+                    f"Their sum is {a} + {b} = {a + b}.",
+                    f"Added up, {a} + {b} = {a + b}.",
                 )
             )
         ]
@@ -1550,6 +1583,8 @@ def _combined(w: _Writer, program: _Program, found: list[_Found]) -> list[str]:
                 f"The gap between the counts is {a} − {b} = {a - b}.",
                 f"One count less the other: {a} − {b} = {a - b}.",
                 f"Comparing the two counts, {a} − {b} = {a - b}.",
+                f"Their difference is {a} − {b} = {a - b}.",
+                f"One minus the other: {a} − {b} = {a - b}.",
             )
         )
     ]
