@@ -72,7 +72,8 @@ def write_annotations(path: str, num_images: int, seed: int = 0) -> None:
             )
 
 
-def run_build(annotations: str, output: str, num_proc: int) -> dict:
+def run_build(annotations: str, output: str, num_proc: int, configs: str = "mcq_stage1") -> dict:
+    """``lgt build`` of ``configs`` in a child process: its wall time, phases, rows, peak RSS and scratch disk."""
     command = [
         sys.executable,
         "-m",
@@ -81,7 +82,7 @@ def run_build(annotations: str, output: str, num_proc: int) -> dict:
         "--source",
         f"jsonl:{annotations}",
         "--configs",
-        "mcq_stage1",
+        configs,
         "--images",
         "path",
         "--output",
@@ -112,7 +113,7 @@ def run_build(annotations: str, output: str, num_proc: int) -> dict:
     if child.returncode:
         raise SystemExit(f"build failed:\n{''.join(log)}")
     info = json.load(open(os.path.join(output, "lgt_build.json")))
-    mcqs = sum(info["rows"]["mcq_stage1"].values())
+    mcqs = sum(info["rows"].get("mcq_stage1", {}).values())
     phases = dict(re.findall(r"lgt: (\w+) prepared in ([\d.]+) s", "".join(log)))
     return {
         "mcqs": mcqs,
@@ -122,6 +123,7 @@ def run_build(annotations: str, output: str, num_proc: int) -> dict:
         "phases": {name: float(seconds) for name, seconds in phases.items()},
         "scratch_mb": scratch.peak_cache / 1e6,
         "output_mb": folder_bytes(output) / 1e6,
+        "info": info,
     }
 
 
