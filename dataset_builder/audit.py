@@ -27,6 +27,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -358,15 +359,27 @@ def _mapped(function, items: list, num_proc: int | None) -> list:
         return list(pool.map(function, items))
 
 
+def _built_files(folder: str, config: str) -> list[tuple[str, str]]:
+    """A built config's files (``<split>-NNNNN-of-MMMMM.parquet``), in the order the audits read them, with splits."""
+    paths = sorted(glob.glob(os.path.join(folder, config, "*.parquet")))
+    return [(path, os.path.basename(path).split("-")[0]) for path in paths]
+
+
 def read_columns(folder: str, config: str, columns: list[str]) -> pa.Table | None:
-    """``columns`` of a built config's splits (``<split>-NNNNN-of-MMMMM.parquet``) and a ``split`` column, never the
-    images; None when the config has no file."""
+    """``columns`` of a built config's splits and a ``split`` column, never the images; None when the config has no
+    file."""
     tables = []
-    for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
+    for path, split in _built_files(folder, config):
         table = pq.ParquetFile(path).read(columns=columns)  # a dataset per file (``read_table``) costs twice as much
-        split = os.path.basename(path).split("-")[0]
         tables.append(table.append_column("split", pa.repeat(pa.scalar(split, pa.string()), table.num_rows)))
     return pa.concat_tables(tables) if tables else None
+
+
+def read_batches(folder: str, config: str, columns: list[str], rows: int) -> Iterator[dict[str, list]]:
+    """``read_columns``' rows as Python columns, ``rows`` at a time: memory stays flat however large the config."""
+    for path, split in _built_files(folder, config):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+            yield {**batch.to_pydict(), "split": [split] * batch.num_rows}
 
 
 def read_rows(folder: str, config: str) -> dict[str, list]:

@@ -31,10 +31,8 @@ every trace.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
-import os
 import re
 import statistics
 import time
@@ -43,11 +41,10 @@ from collections.abc import Iterable, Iterator
 from functools import cache
 
 import numpy as np
-import pyarrow.parquet as pq
 from datasets.utils import logging
 
 from .answers import LETTERS
-from .audit import choice_scores, fit_choice_model, read_columns, select_items
+from .audit import choice_scores, fit_choice_model, read_batches, read_columns, select_items
 from .synthesis.generator import parse_generator
 from .synthesis.stage1 import COLOUR_WORDS
 
@@ -127,14 +124,6 @@ def _read(folder: str, config: str, columns: list[str]) -> dict[str, list]:
     """The columns of a built config's splits, with a ``split`` column; never the images."""
     table = read_columns(folder, config, columns)
     return {column: [] for column in [*columns, "split"]} if table is None else table.to_pydict()
-
-
-def _batches(folder: str, config: str, columns: list[str]) -> Iterator[dict[str, list]]:
-    """``_read``'s rows, ``BATCH_ROWS`` at a time, in its order."""
-    for path in sorted(glob.glob(os.path.join(folder, config, "*.parquet"))):
-        split = os.path.basename(path).split("-")[0]
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
-            yield {**batch.to_pydict(), "split": [split] * batch.num_rows}
 
 
 def _think(text: str) -> str:
@@ -524,7 +513,9 @@ def _mcq_index(folder: str, configs: tuple[str, ...]) -> tuple[dict[str, str], s
     templates, names, steps = {}, set(), {}
 
     def indexed(config: str) -> Iterator[dict[str, list]]:  # a batch at a time, its templates and names taken
-        for rows in _batches(folder, config, ["id", "generator", "grounding", "steps", "options", "answer"]):
+        for rows in read_batches(
+            folder, config, ["id", "generator", "grounding", "steps", "options", "answer"], BATCH_ROWS
+        ):
             templates.update(
                 (row_id, parse_generator(generator).template)
                 for row_id, generator in zip(rows["id"], rows["generator"], strict=True)
@@ -565,9 +556,8 @@ def audit_traces(folder: str, config: str, templates: dict[str, str], index: Nam
 
     def batches():
         offset = 0
-        for batch in _batches(
-            folder, config, ["kind", "short", "cue", "expansion", "text", "question", "options", "answer"]
-        ):
+        columns = ["kind", "short", "cue", "expansion", "text", "question", "options", "answer"]
+        for batch in read_batches(folder, config, columns, BATCH_ROWS):
             yield batch
             words.extend(
                 len(text.split()) for text, cue in zip(batch["expansion"], batch["cue"], strict=True) if cue and text
@@ -634,7 +624,7 @@ def _sampled_pairs(folder: str, config: str) -> list[dict]:
     read twice a batch at a time: first to group every pair, then to keep the sampled ones'."""
 
     def pairs():
-        for batch in _batches(folder, config, ["id", "kind", "chosen", "rejected"]):
+        for batch in read_batches(folder, config, ["id", "kind", "chosen", "rejected"], BATCH_ROWS):
             for i, k, c, r, s in zip(
                 batch["id"], batch["kind"], batch["chosen"], batch["rejected"], batch["split"], strict=True
             ):
