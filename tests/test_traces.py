@@ -226,6 +226,31 @@ def test_a_count_states_only_the_total_of_the_rest_of_the_image(scripted):
     assert checked > 20 and kinds["O→X"] + kinds["X→O"] > 0, kinds
 
 
+# The results a step of each template states in its own words (not the options'): a size bin, which way one object
+# lies from the other.
+_STEP_RESULTS = {
+    "size": r"below a third|between a third and one|between one and three|above three",
+    "relation": r"further left|further right|higher up|lower down",
+}
+
+
+def test_a_continuation_that_confirms_names_the_results_one_that_changes_names(scripted):
+    """A pass that changes the answer states other step results than the first pass did; one that confirms it, the
+    same again. So each states what both readings of the object it looks at give: before, a reader of the text
+    alone picked the side of an O→O > O→X pair whose passes agreed 68% of the time (6,000 pairs of 20,000 images)."""
+    checked = Counter()
+    for mcq, _, traces in scripted:
+        template = _template(mcq)
+        kinds = {trace.kind for trace in traces}
+        if template not in _STEP_RESULTS or not {"O→O", "O→X"} <= kinds:
+            continue
+        for trace in traces:
+            if trace.kind in ("O→O", "O→X"):
+                assert len(set(re.findall(_STEP_RESULTS[template], trace.think))) == 2, trace.think
+                checked[template, trace.kind] += 1
+    assert all(checked[template, kind] for template in _STEP_RESULTS for kind in ("O→O", "O→X")), checked
+
+
 def _option_key(option: str, key: dict[str, str]) -> str:
     return next(value for phrase, value in key.items() if option.startswith(phrase))
 
