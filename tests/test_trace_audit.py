@@ -195,6 +195,16 @@ def test_diversity_counts_sentence_templates_and_words_after_the_cue():
     assert template == "the _ at x # is the _"
 
 
+def test_the_audit_samples_rows_whatever_pattern_they_come_in(monkeypatch):
+    """A traces config's rows alternate (a short chain of thought, then its continuation): every k-th row, for an
+    even k, read only one of the two kinds."""
+    monkeypatch.setattr(trace_audit, "MAX_ITEMS", 10)
+    texts = ["I count 3." if i % 2 == 0 else "Wait, once more. I count 3 again." for i in range(400)]
+    found = trace_audit.diversity(texts, [["1", "2", "3", "4"]] * len(texts), set(), [])
+    assert 10 < found["sentences"] < 20  # 10 rows of one sentence and of two, both read
+    assert trace_audit.diversity(texts, [["1", "2", "3", "4"]] * len(texts), set(), []) == found  # the same rows
+
+
 def test_the_build_carries_the_audit_into_its_info_and_card(builtin_build, monkeypatch):
     output, info = builtin_build
     report = info[trace_audit.BUILD_INFO_KEY]
