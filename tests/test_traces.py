@@ -236,8 +236,8 @@ _STEP_RESULTS = {
 
 def test_a_continuation_that_confirms_names_the_results_one_that_changes_names(scripted):
     """A pass that changes the answer states other step results than the first pass did; one that confirms it, the
-    same again. So each states what both readings of the object it looks at give: before, a reader of the text
-    alone picked the side of an O→O > O→X pair whose passes agreed 68% of the time (6,000 pairs of 20,000 images)."""
+    same again. So each states what both answers in play would mean: before, a reader of the text alone picked the
+    side of an O→O > O→X pair whose passes agreed 68% of the time (6,000 pairs of 20,000 images)."""
     checked = Counter()
     for mcq, _, traces in scripted:
         template = _template(mcq)

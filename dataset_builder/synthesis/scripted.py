@@ -14,11 +14,11 @@ ones' are, per template (``SlipBalance``, kept along a shard's stream of questio
 After the cue the reasoner re-examines by another route (counting in another order, measuring from the edges
 instead of the centres, reading a colour against its neighbours): over the scene as it is (``X→O``, ``O→O``),
 under the same misperception (``X→X``), or under a new one (``O→X``). It then looks hard at the one object a slip is
-about, says how the first pass read it and how it reads it now, what each reading of it gives (step results and
-answer), compares the two answers and concludes; its phrasing comes from one pool whatever the outcome. Absence is
-claimed only after naming everything that was looked at. Every row says who wrote it (``teacher``/``reasoner``:
-``scripted/...``). The model path (a VLM teacher and a reasoning LLM through the engine) is ``synthesis/traces.py``;
-both make the same ``Trace``.
+about and says how the first pass read it and how it reads it now, says what each of the two answers in play would
+mean (the step's result and the answer), compares them and concludes; its phrasing comes from one pool whatever the
+outcome. Absence is claimed only after naming everything that was looked at. Every row says who wrote it
+(``teacher``/``reasoner``: ``scripted/...``). The model path (a VLM teacher and a reasoning LLM through the engine) is
+``synthesis/traces.py``; both make the same ``Trace``.
 """
 
 from __future__ import annotations
@@ -1699,10 +1699,6 @@ def _pinpoint(w: _Writer, slip: _Slip | None, first: _View, again: _View) -> lis
                 f"look: {now}.",
                 f"One thing decides it, {what} ({choice}). The first pass had {before}; looking again now, I "
                 f"have {now}.",
-                f"What matters is {what}, {choice}. Before, I read {before}; now I read {now}.",
-                f"The deciding detail is {what}, which could be {choice}; the first pass took {before}, and this "
-                f"pass takes {now}.",
-                f"I check {what} again ({choice}): earlier {before}, now {now}.",
             )
         )
     ]
@@ -1723,44 +1719,40 @@ _ANSWER_CLAUSES = {
 }
 
 
-def _outcome(task: _Task, found: _Found, view: _View) -> str:
-    """What one step finds, in the words its lines state it in (empty where that is the option's own text)."""
-    kind, value = task.kind, found.value
+def _outcome(program: _Program, option: str) -> str:
+    """What a stage-1 question's one step finds when ``option`` is the answer, in the words its lines state it in
+    (empty where that is the option's own text, and for a composite: its steps' values are numbers or options)."""
+    if program.steps:
+        return ""
+    kind, topic = program.tasks[0].kind, program.subject
     if kind == "count":
-        n, topic = int(value), found.facts["topic"]
+        n = int(option)
         return f"{n} {topic if n == 1 else plural(topic)}" if n else f"none of the {plural(topic)}"
     if kind == "relation":
-        return f"the {view.by_id[found.found[0]].name} is {_MOVED[value]}"
-    if kind in ("size", "sizes"):
-        return f"a ratio {_SIZE_WHERE[int(value) if kind == 'size' else stage2.SIZE_OPTIONS.index(value)]}"
+        rel = next(rel for rel, phrase in stage1.RELATION_PHRASES.items() if option.startswith(f"{phrase} the "))
+        return f"the {topic} is {_MOVED[rel]}"
+    if kind == "size":
+        bins = zip(_SIZE_WHERE, stage1.SIZE_BINS, strict=True)
+        return f"a ratio {next(where for where, text in bins if option.startswith(text.split('{b}')[0]))}"
     if kind == "location":
-        vertical, horizontal = value.split()
+        vertical, horizontal = option.split()
         return f"the {horizontal} side and the {vertical} half"
     if kind == "nearest":
-        return f"the {value} nearest"
+        return f"the {option} nearest"
     return ""
 
 
-def _readings(w: _Writer, program: _Program, focus: _Slip | None) -> list[str]:
-    """What each reading of the object ``_pinpoint`` looks at gives, step results and answer, whichever this pass
-    takes and whether or not they differ: a pass that changes its answer then names no result that one which keeps
-    it does not (a text-only reader told them apart by the second set of results the changed one stated, 68% of
-    20,000 images' O→O > O→X pairs; 55% since), and a pass that looks hard at an object says it whatever the outcome
-    (were it said only where the readings differ, it would tell a continuation that can change from one that
-    cannot)."""
-    if focus is None:
-        return []
+def _readings(w: _Writer, program: _Program, candidates: tuple[str, str]) -> str:
+    """What each of the two answers in play would mean, the step's result and the answer. A continuation that
+    changes its answer states the results of both passes, one that confirms it those of one again, and a text-only
+    reader told them apart by the second set (68% of 20,000 images' O→O > O→X pairs; 55% since). Said in every
+    continuation: only one that can change looks hard at an object, and said there alone it told them apart too."""
     said = []
-    for view in w.shuffled((_View(w.scene), _View(w.scene, focus))):
-        found, answer = _run(program, view)
-        if answer is None:  # a misperception that leaves the question without an answer: only a confirming pass
-            return []  # looks at one ("no option fits" told it from every other)
-        outcomes = [_outcome(task, result, view) for task, result in zip(program.tasks, found, strict=True)]
-        outcomes = [outcome for outcome in outcomes if outcome]
-        clause = _worded(_ANSWER_CLAUSES["stage2" if program.steps else program.template], program, answer)
-        said.append(f"{_joined(outcomes)}{w.pick(_LINKS)}{clause}" if outcomes else clause)
-    one, other = said
-    return [w.pick(_READINGS).format(one=one, other=other)]
+    for option in w.shuffled(candidates):
+        outcome = _outcome(program, option)
+        clause = _worded(_ANSWER_CLAUSES["stage2" if program.steps else program.template], program, option)
+        said.append(f"{outcome}{w.pick(_LINKS)}{clause}" if outcome else clause)
+    return w.pick(_READINGS).format(one=said[0], other=said[1])
 
 
 _LINKS = (", so ", ", and then ", ", which means ", ": ")
@@ -1807,7 +1799,7 @@ def _continuation(
         w.pick(_ROUTES),
         *lines,
         *_pinpoint(w, focus, first, again),
-        *_readings(w, case.program, focus),
+        _readings(w, case.program, (gold, rival)),
         _comparison(w, (gold, rival), answer),
         _conclusion(w, case.program, answer),
     ]
