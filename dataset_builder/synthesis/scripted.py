@@ -1725,9 +1725,8 @@ def _outcome(program: _Program, option: str) -> str:
     if program.steps:
         return ""
     kind, topic = program.tasks[0].kind, program.subject
-    if kind == "count":
-        n = int(option)
-        return f"{n} {topic if n == 1 else plural(topic)}" if n else f"none of the {plural(topic)}"
+    if kind == "count":  # the answer's clause says the number; a count of none in the words a tally of none uses
+        return "" if int(option) else f"none of the {plural(topic)}"
     if kind == "relation":
         rel = next(rel for rel, phrase in stage1.RELATION_PHRASES.items() if option.startswith(f"{phrase} the "))
         return f"the {topic} is {_MOVED[rel]}"
