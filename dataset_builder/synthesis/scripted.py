@@ -1704,18 +1704,9 @@ def _pinpoint(w: _Writer, slip: _Slip | None, first: _View, again: _View) -> lis
     ]
 
 
-# What a reading's answer says, as a clause (the first of each template's ``_CONCLUSIONS``, in their words).
+# What a reading's answer says, as a clause: each template's conclusion "So ...", without "So" and the full stop.
 _ANSWER_CLAUSES = {
-    "count": "there {be} {n} {many}",
-    "relation": "the {a} is {opt}",
-    "size": "the {a} is {opt}",
-    "distance": "the {opt} is closest to the {a}",
-    "existence": "the {opt} is the one in the image",
-    "absence": "the {opt} does not appear",
-    "colour": "the {a} is {opt}",
-    "attribute": "'{opt}' describes the {a}",
-    "location": "the {a} is in the {opt} of the image",
-    "stage2": "the answer is {opt}",
+    key: next(pattern for pattern in pool if pattern.startswith("So "))[3:-1] for key, pool in _CONCLUSIONS.items()
 }
 
 
