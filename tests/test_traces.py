@@ -340,6 +340,21 @@ def test_wrong_answers_are_stated_as_often_as_right_ones():
     assert checked >= 6
 
 
+def test_wrong_counts_miss_objects_about_as_often_as_they_make_one_up():
+    """A slip that misses an object gives a lower count, a shorter chain of thought and often a tally of none; one
+    that takes an object for another gives a higher count. The balance takes the two in turn where a question allows
+    both, so that a reader cannot tell a wrong chain of thought by its length (1.8 missed per made up before)."""
+    made, balance = Counter(), SlipBalance()
+    for mcq, scene in _stage1_rows(15 * NUM_SCENES):
+        if _template(mcq) == "count":
+            gold = int(mcq["options"][LETTERS.index(mcq["answer"])])
+            for trace in scripted_traces(mcq, scene, 2, 0, balance):
+                if not trace.cue and not trace.correct:
+                    made[int(mcq["options"][LETTERS.index(trace.predicted)]) < gold] += 1
+    missed, made_up = made[True], made[False]
+    assert made_up >= 80 and missed <= 1.4 * made_up, (missed, made_up)
+
+
 def _total_of_two_counts(builtin_mcqs) -> tuple[dict, Scene]:
     """A composite as stage 2 makes one: the total of two counts of one image, its forward steps the two counts."""
     counts = {}

@@ -1384,6 +1384,9 @@ class _Case:
     gold: int
     wrong: dict[int, list[_Slip]]
     slips: list[_Slip]  # every misperception considered
+    # per slip in ``wrong``, how it changes the objects the steps find and the kinds of object seen: -1 fewer (an
+    # object missed, a kind merged into another), +1 more (an object taken for what it is not, a kind made up)
+    shift: dict[_Slip, tuple[int, int]]
 
 
 def _case(mcq: dict, scene: Scene) -> _Case | None:
@@ -1391,16 +1394,26 @@ def _case(mcq: dict, scene: Scene) -> _Case | None:
     if program is None:
         return None
     options, gold = list(mcq["options"]), LETTERS.index(mcq["answer"])
-    _, answer = _run(program, _View(scene))
+    truth = _View(scene)
+    found, answer = _run(program, truth)
     if answer != options[gold]:  # the boxes do not give the gold letter this way: the generic reasoning
         return None
+    seen = _seen(truth, found)
     wrong: dict[int, list[_Slip]] = {}
+    shift: dict[_Slip, tuple[int, int]] = {}
     slips = _slips_for(program, scene)
     for slip in slips:
-        _, answer = _run(program, _View(scene, slip))
+        view = _View(scene, slip)
+        found, answer = _run(program, view)
         if answer in options and answer != options[gold]:
             wrong.setdefault(options.index(answer), []).append(slip)
-    return _Case(program, scene, options, gold, wrong, slips)
+            shift[slip] = tuple((a > b) - (a < b) for a, b in zip(_seen(view, found), seen, strict=True))
+    return _Case(program, scene, options, gold, wrong, slips, shift)
+
+
+def _seen(view: _View, found: list[_Found]) -> tuple[int, int]:
+    """How many objects the steps found over ``view``, and how many kinds of object it holds."""
+    return sum(len(result.found) for result in found), len({obj.name for obj in view.objects})
 
 
 # ---- writing a pass over a view ----
@@ -1808,8 +1821,9 @@ def _answer_class(option: str, question: str) -> str:
 @dataclass
 class SlipBalance:
     """The answers right and wrong chains of thought have stated so far, per template (``key``), along one stream of
-    questions; ``choose`` picks the wrong answer whose share among wrong ones lags its share among right ones most,
-    or none when every wrong answer possible is already ahead (the chain of thought then stays right)."""
+    questions; ``choose`` picks a wrong answer whose share among wrong ones does not lead its share among right ones,
+    or none when every wrong answer possible is already ahead (the chain of thought then stays right), and ``pick``
+    the slip to it that keeps missed and made-up objects even."""
 
     right: Counter = field(default_factory=Counter)
     wrong: Counter = field(default_factory=Counter)
@@ -1819,6 +1833,8 @@ class SlipBalance:
     possible: Counter = field(default_factory=Counter)  # ... of which a slip could have led to a distractor
     slipped: Counter = field(default_factory=Counter)  # (template, kind of slip) -> slips made
     focused: Counter = field(default_factory=Counter)  # (template, kind) -> harmless misperceptions looked at
+    # (key, 0 for the objects found or 1 for the kinds seen, -1 fewer or +1 more) -> slips that changed it so
+    shifted: Counter = field(default_factory=Counter)
     slack: float = 0.05
 
     def attempt(self, key: str, possible: bool, share: float, rng: random.Random) -> bool:
@@ -1834,13 +1850,25 @@ class SlipBalance:
         wrong = (self.wrong[key, answer] + 1) / (self.wrongs[key] + 1)
         return wrong - self.right[key, answer] / max(1, self.rights[key])
 
-    def choose(self, key: str, answers: list[str], rng: random.Random) -> str | None:
+    def choose(self, key: str, answers: dict[str, set[tuple[int, int]]], rng: random.Random) -> str | None:
+        """Of ``answers`` (each with the ways its slips change what the steps find, see ``pick``), one within
+        ``slack`` of its share among right answers, of a way the key's slips have taken least, then the one that
+        lags most; None when every answer is ahead."""
         if not answers:
             return None
-        scored = sorted((self.lag(key, a), rng.random(), a) for a in answers)
-        if scored[0][0] > self.slack and self.wrongs[key] >= 20:
+        lags = {answer: self.lag(key, answer) for answer in answers}
+        if min(lags.values()) > self.slack and self.wrongs[key] >= 20:
             return None
-        return scored[0][2]
+        scored = sorted(
+            (lag > self.slack, min(self._lead(key, way) for way in answers[answer]), lag, rng.random(), answer)
+            for answer, lag in lags.items()
+        )
+        return scored[0][-1]
+
+    def _lead(self, key: str, way: tuple[int, int]) -> int:
+        """How many more of the key's slips changed the objects found, and the kinds seen, ``way`` than the other
+        way."""
+        return sum(sign and self.shifted[key, i, sign] - self.shifted[key, i, -sign] for i, sign in enumerate(way))
 
     def kind(self, template: str, kinds: list[str], rng: random.Random) -> str | None:
         """Of ``kinds``, the kind of misperception the template's looks so far lag its slips in most (recorded);
@@ -1855,6 +1883,18 @@ class SlipBalance:
         self.focused[template, chosen] += 1
         return chosen
 
+    def pick(self, key: str, slips: list[_Slip], shift: dict[_Slip, tuple[int, int]], rng: random.Random) -> _Slip:
+        """One of ``slips`` (all to one answer) that changes what the steps find (``_Case.shift``) the way the key's
+        slips have least so far (recorded). A slip that misses an object leaves a tally of none and a shorter chain of
+        thought; one that makes up a kind lists one more: a reader tells wrong chains of thought by whichever way
+        the slips lean."""
+        ways = sorted({shift[slip] for slip in slips})
+        way = min(ways, key=lambda w: (self._lead(key, w), rng.random())) if len(ways) > 1 else ways[0]
+        for i, sign in enumerate(way):
+            if sign:
+                self.shifted[key, i, sign] += 1
+        return rng.choice([slip for slip in slips if shift[slip] == way])
+
     def stated(self, key: str, answer: str, wrong: bool) -> None:
         (self.wrong if wrong else self.right)[key, answer] += 1
         (self.wrongs if wrong else self.rights)[key] += 1
@@ -1864,11 +1904,12 @@ def _pick_slip(case: _Case, key: str, question: str, balance: SlipBalance, rng: 
     classes: dict[str, list[int]] = {}
     for index in sorted(case.wrong):
         classes.setdefault(_answer_class(case.options[index], question), []).append(index)
-    chosen = balance.choose(key, list(classes), rng)
+    ways = {answer: {case.shift[slip] for i in found for slip in case.wrong[i]} for answer, found in classes.items()}
+    chosen = balance.choose(key, ways, rng)
     if chosen is None:
         return None
     index = rng.choice(classes[chosen])
-    return rng.choice(case.wrong[index])
+    return balance.pick(key, case.wrong[index], case.shift, rng)
 
 
 def _focus(case: _Case, template: str, question: str, balance: SlipBalance, rng: random.Random) -> _Slip | None:
