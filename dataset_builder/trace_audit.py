@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import re
 import statistics
 import time
@@ -45,7 +44,7 @@ import numpy as np
 from datasets.utils import logging
 
 from .answers import LETTERS
-from .audit import choice_scores, fit_choice_model, read_batches, read_columns, select_items
+from .audit import choice_scores, fit_choice_model, read_batches, read_columns, select_items, spread
 from .synthesis.generator import parse_generator
 from .synthesis.stage1 import COLOUR_WORDS
 
@@ -143,16 +142,6 @@ def _last_text(turns) -> str:
     return content if isinstance(content, str) else "".join(part.get("text") or "" for part in content)
 
 
-def _spread(indices: list[int], limit: int | None = None) -> list[int]:
-    """At most ``limit`` (``MAX_ITEMS``) of ``indices``, in their order, drawn by a generator seeded with their number
-    (the same sample every time). Not every k-th: rows come in patterns (a short chain of thought, then its
-    continuation), and every 80th of 20,000 images' traces was a short one every time."""
-    limit = limit or MAX_ITEMS
-    if len(indices) <= limit:
-        return list(indices)
-    return sorted(random.Random(len(indices)).sample(indices, limit))
-
-
 # ---- the reader ----
 
 
@@ -208,7 +197,7 @@ def slip_reader(groups: dict[str, list[tuple[str, bool, str]]]) -> dict:
     """Per group (a template): ``(short CoT, wrong, split)`` items read by a reader told which were wrong."""
     found = {}
     for group, items in sorted(groups.items()):
-        items = [items[i] for i in _spread(list(range(len(items))))]
+        items = [items[i] for i in spread(list(range(len(items))), MAX_ITEMS)]
         reader = _Reader(2)
         for short, _, _ in items:
             reader.add([[], _features(short)])
@@ -248,7 +237,7 @@ def pair_reader(pairs: list[dict]) -> dict:
         groups.setdefault(_pair_group(pair), []).append(pair)
     found = {}
     for group, items in sorted(groups.items()):
-        items = [items[i] for i in _spread(list(range(len(items))))]
+        items = [items[i] for i in spread(list(range(len(items))), MAX_ITEMS)]
         reader, targets = _Reader(2), []
         for pair in items:
             first = hashlib.sha1(pair["id"].encode()).digest()[0] % 2  # where the chosen side is shown
@@ -403,7 +392,7 @@ def exclusive_phrases(groups: dict[str, dict[str, list[tuple[str, object]]]], ma
     for template, by_kind in sorted(groups.items()):
         frequencies = {}
         for kind, texts in by_kind.items():
-            sets = [_phrases(texts[i][0], masked(texts[i][1])) for i in _spread(list(range(len(texts))), PHRASE_ITEMS)]
+            sets = [_phrases(texts[i][0], masked(texts[i][1])) for i in spread(list(range(len(texts))), PHRASE_ITEMS)]
             counts = Counter(phrase for phrases in sets for phrase in phrases)
             frequencies[kind] = (sets, counts, len(sets))
         for kind, (sets, counts, total) in frequencies.items():
@@ -460,7 +449,7 @@ def diversity(texts: list[str], options: list[list[str]], names: set[str], words
     """(e): distinct sentence templates of ``texts`` (all of a config's, or the sample this reads of them: the
     same), the share of the ``TOP_TEMPLATES`` most common, and ``words`` after the cue (of every continued trace)."""
     templates: Counter = Counter()
-    for i in _spread(list(range(len(texts)))):
+    for i in spread(list(range(len(texts))), MAX_ITEMS):
         masked = _masked_words(names, options[i])
         templates.update(sentence_template(s, masked) for s in _SENTENCE.split(_think(texts[i])) if s.strip())
     sentences = sum(templates.values())
@@ -542,7 +531,7 @@ def audit_traces(folder: str, config: str, templates: dict[str, str], index: Nam
     """(a), (c), (d) and (e) of one built traces config; ``index``: the build's object names.
 
     Read twice, so memory stays flat however large the build (all at once, 20,000 images' traces took 2.5 GB): the
-    light columns say which rows each line samples (``_spread``, as the line itself would); then the texts pass a
+    light columns say which rows each line samples (``spread``, as the line itself would); then the texts pass a
     batch at a time, every row counted for (c) and the words after the cue, only the sampled rows' kept."""
     light = _read(folder, config, ["mcq_id", "skill", "kind", "cue", "correct"])
     template = [templates.get(mcq_id) or skill for mcq_id, skill in zip(light["mcq_id"], light["skill"], strict=True)]
@@ -552,14 +541,14 @@ def audit_traces(folder: str, config: str, templates: dict[str, str], index: Nam
         if not cue:
             shorts.setdefault(template[i], []).append(i)
         phrases[bool(cue)].setdefault(template[i], {}).setdefault(light["kind"][i], []).append(i)
-    shorts = {name: _spread(rows) for name, rows in shorts.items()}
+    shorts = {name: spread(rows, MAX_ITEMS) for name, rows in shorts.items()}
     phrases = tuple(
-        {name: {kind: _spread(rows, PHRASE_ITEMS) for kind, rows in by_kind.items()} for name, by_kind in part.items()}
+        {name: {kind: spread(rows, PHRASE_ITEMS) for kind, rows in by_kind.items()} for name, by_kind in part.items()}
         for part in phrases
     )
-    spread = _spread(list(range(len(template))))
+    by_template = spread(list(range(len(template))), MAX_ITEMS)
     sampled = {i for part in phrases for by_kind in part.values() for rows in by_kind.values() for i in rows}
-    sampled.update(spread, *shorts.values())
+    sampled.update(by_template, *shorts.values())
     kept, words = {}, []  # row -> (its short CoT or continuation, its text, its options); words after the cue
 
     def batches():
@@ -594,7 +583,7 @@ def audit_traces(folder: str, config: str, templates: dict[str, str], index: Nam
             **exclusive_phrases(_texts(phrases[0], kept), masked),
             **exclusive_phrases(_texts(phrases[1], kept), masked),
         },
-        "diversity": diversity([kept[i][1] for i in spread], [kept[i][2] for i in spread], names, words),
+        "diversity": diversity([kept[i][1] for i in by_template], [kept[i][2] for i in by_template], names, words),
     }
 
 
@@ -647,7 +636,7 @@ def _sampled_pairs(folder: str, config: str) -> list[dict]:
     groups: dict[str, list[int]] = {}
     for position, pair in enumerate(pairs()):
         groups.setdefault(_pair_group(pair), []).append(position)
-    sampled = {position for found in groups.values() for position in _spread(found)}
+    sampled = {position for found in groups.values() for position in spread(found, MAX_ITEMS)}
     return [pair for position, pair in enumerate(pairs()) if position in sampled]
 
 
