@@ -93,7 +93,8 @@ BATCH_ROWS = 8192
 READER_EPOCHS = 30
 
 _TOKEN = re.compile(r"[a-z]+|\d+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
+# a sentence ends at its stop, or at the parenthesis closing after it ("(y grows downwards in the image.)")
+_SENTENCE = re.compile(r"(?:(?<=[.!?])|(?<=[.!?]\)))\s+(?=\S)")
 _NUMBER_WORDS = r"no|one|two|three|four|five|six|seven|eight|nine|ten|\d+"
 # What counts as looking at the image (case ignored): a coordinate or an extent ("x 10–83", "y = 288"), a point,
 # a measurement in pixels or percent, a named region of the image, or a count stated as found. A colour word the
@@ -272,7 +273,7 @@ def _mentions(option: str, letter: str) -> re.Pattern:
 
 
 _COLOUR = re.compile(r"\b(?:" + "|".join(COLOUR_WORDS) + r")\b", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?]\s+")
+_SENTENCE_END = re.compile(r"[.!?]\)?\s+")
 
 
 def first_observation(thought: str, question: str) -> int | None:

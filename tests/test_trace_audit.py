@@ -193,6 +193,8 @@ def test_diversity_counts_sentence_templates_and_words_after_the_cue():
     assert not scarce["flagged"]  # a few dozen traces are not judged, however many sentences they hold
     template = trace_audit.sentence_template("The red circle at x 10–20 is the circle.", {"circle"})
     assert template == "the _ at x # is the _"
+    aside = ["The circle is low (y grows downwards in the image.) So the answer is 2."] * 3
+    assert trace_audit.diversity(aside, options, {"circle"}, [])["sentences"] == 6  # the stop inside ends one
 
 
 def test_the_audit_samples_rows_whatever_pattern_they_come_in(monkeypatch):
