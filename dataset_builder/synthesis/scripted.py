@@ -1342,7 +1342,7 @@ def _slips_for(program: _Program, scene: Scene) -> list[_Slip]:
         refs = [ref for ref in task.refs if ref in by_id]
         if task.kind == "count":
             topic = task.params["topic"]
-            others = sorted({*names, *_group_names(topic)} - {topic})  # sorted: a set's order changes per process
+            others = sorted(set(names) - {topic})  # sorted: a set's order changes per process
             for obj in objects:
                 rename(obj, [topic] if obj.name != topic else others)
         elif task.kind == "presence":
