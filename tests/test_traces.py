@@ -215,9 +215,8 @@ def test_a_wrong_count_takes_an_object_for_a_kind_the_image_holds(scripted):
     checked = 0
     for mcq, scene, short, _, right in _shorts(scripted, "count"):
         if not right:
-            topic = mcq["question"]
             held = {obj.name for obj in scene.objects}
-            assert set(kinds.findall(short)) - held <= set(kinds.findall(topic)), short
+            assert set(kinds.findall(short)) - held <= set(kinds.findall(mcq["question"])), short
             checked += 1
     assert checked > 5
 
