@@ -1904,7 +1904,9 @@ def _pick_slip(case: _Case, key: str, question: str, balance: SlipBalance, rng: 
     classes: dict[str, list[int]] = {}
     for index in sorted(case.wrong):
         classes.setdefault(_answer_class(case.options[index], question), []).append(index)
-    ways = {answer: {case.shift[slip] for i in found for slip in case.wrong[i]} for answer, found in classes.items()}
+    ways = {
+        answer: {case.shift[slip] for i in indices for slip in case.wrong[i]} for answer, indices in classes.items()
+    }
     chosen = balance.choose(key, ways, rng)
     if chosen is None:
         return None
