@@ -2,6 +2,7 @@
 HF_DATASETS_DISABLE_PROGRESS_BARS."""
 
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -95,3 +96,14 @@ def test_a_build_prints_at_most_a_screenful(tmp_path):
     result = _lgt("build", "--num-images", "120", cwd=tmp_path, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     assert result.returncode == 0, result.stderr
     assert len(result.stderr.splitlines()) <= 24, result.stderr
+
+
+def test_worker_processes_add_no_lines_about_datasets_shards(tmp_path):
+    """With --num-proc 2, datasets printed "Setting num_proc from 2 back to 1 for the test split ... as it only
+    contains one shard" for every split of a work unit or fewer: three lines per config of a small build."""
+    result = _lgt(
+        "build", "--num-images", "12", "--num-proc", "2", cwd=tmp_path, HF_DATASETS_DISABLE_PROGRESS_BARS="1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "num_proc" not in result.stderr and "shard" not in result.stderr, result.stderr
+    assert sum(json.loads((tmp_path / "lgt" / "lgt_build.json").read_text())["rows"]["scenes"].values()) == 12
