@@ -247,3 +247,14 @@ def test_the_default_build_meets_every_target(tmp_path):
     # The built-in scenes ask every stage-1 template but "attribute" (three size words leave no three distractors).
     assert set(slips) == {"count", "relation", "size", "distance", "existence", "absence", "colour", "location"}
     assert all(result["judged"] for result in slips.values())
+
+
+def test_the_real_coco_samples_traces_meet_every_target(coco_build):
+    """COCO's images hold many objects of few kinds and no colours, so over half of their stage-1 traces answer
+    existence questions: with three to seven ways to say each of their steps, the 50 most common sentence templates
+    made 37.9% of the COCO sample's stage-1 sentences (bar 35%), and the set counts of stage 2 35.6%."""
+    report = coco_build[1][trace_audit.BUILD_INFO_KEY]
+    assert not report["flagged"], report["flagged"]
+    for config in ("traces_stage1", "traces_stage2"):
+        diversity = report["configs"][config]["diversity"]
+        assert diversity["judged"] and diversity["top_share"] <= trace_audit.TEMPLATE_SHARE_LIMIT, (config, diversity)

@@ -337,6 +337,11 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
                     f"There are {k} objects in the image; among the rest, of the kinds {rest}, I find no {topic}.",
                     f"In all I see {k} objects, and the rest, of the kinds {rest}, hold no {topic}.",
                     f"I see {k} objects in all, and none of the ones left over ({rest}) is {one}.",
+                    f"I find {k} objects in all; none of the others ({rest}) is {one}.",
+                    f"I see {k} objects in the image; the others ({rest}) include no {topic}.",
+                    f"Counting everything, there are {k} objects; what remains ({rest}) holds no {topic}.",
+                    f"I count {k} objects altogether, and not one of the others ({rest}) is {one}.",
+                    f"There are {k} objects in the picture; the remaining kinds ({rest}) have no {topic} among them.",
                 )
             )
         )
@@ -656,6 +661,12 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                 "I need to know what is in the image, all of it, before ruling anything out.",
                 "First I list what the picture contains, then I test each option against the list.",
                 "To rule options in or out, I survey everything the image shows.",
+                "An inventory of the whole image comes first; the options are checked against it.",
+                "The plan: find every object in the picture, then see which options match one.",
+                "Nothing can be ruled out at a glance, so I go over the full scene.",
+                "I scan the picture from corner to corner and note every object.",
+                "An option is present when some box in the image is of its kind.",
+                "I look over the entire scene before deciding about any option.",
             )
         )
     ]
@@ -668,6 +679,10 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                     f"There are {k} objects in all ({listing}).",
                     f"I see {k} objects in the image, of the kinds {listing}.",
                     f"All told I count {k} objects ({listing}).",
+                    f"I find {k} objects in total, of the kinds {listing}.",
+                    f"Taking inventory, I count {k} objects, of the kinds {listing}.",
+                    f"In the whole scene there are {k} objects ({listing}).",
+                    f"Scanning the whole picture, I find {k} objects ({listing}).",
                 )
             )
         )
@@ -680,6 +695,9 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                             f"There is {w.seen(here[0], article(option) + ' ' + option)}.",
                             f"{_cap(w.seen(here[0], 'the ' + option))} is one of them.",
                             f"Among them, {w.seen(here[0], article(option) + ' ' + option)}.",
+                            f"One of them is {w.seen(here[0], article(option) + ' ' + option)}.",
+                            f"The list includes {w.seen(here[0], article(option) + ' ' + option)}.",
+                            f"I can point to {w.seen(here[0], 'the ' + option)}.",
                         )
                     )
                 )
@@ -691,6 +709,9 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                         f"None of those {k} is {_joined(missing, 'or')}.",
                         f"Nothing among the {k} is {_joined(missing, 'or')}.",
                         f"Of the {k}, not one is {_joined(missing, 'or')}.",
+                        f"Not one of the {k} objects is {_joined(missing, 'or')}.",
+                        f"The {k} objects include nothing that is {_joined(missing, 'or')}.",
+                        f"Among the {k} I find no match for {_joined(missing, 'or')}.",
                     )
                 )
             )
@@ -705,6 +726,9 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                         f"As for {one}, there is one at {w.extent(here[0])}.",
                         f"I find {one} at {w.extent(here[0])}.",
                         f"{_cap(one)} is there, at {w.extent(here[0])}.",
+                        f"{_cap(one)} shows up at {w.extent(here[0])}.",
+                        f"There is {one} at {w.extent(here[0])}.",
+                        f"Checking for {one}: found, at {w.extent(here[0])}.",
                     )
                 )
             )
@@ -719,6 +743,11 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                         f"There are {k} objects here ({listing}); none of them is {one}.",
                         f"I count {k} objects, of the kinds {listing}; {one} is not among them.",
                         f"Searching for {one}, I see {k} objects ({listing}) and nothing of the kind.",
+                        f"Checking for {one}, I see {k} objects ({listing}) and none is one.",
+                        f"For {one}: there are {k} objects ({listing}), and none is one.",
+                        f"I find {k} objects ({listing}); not one is {one}.",
+                        f"Looking for {one}, I see {k} objects, of the kinds {listing}, and find none.",
+                        f"There are {k} objects, of the kinds {listing}, so there is no {option}.",
                     )
                 )
             )
@@ -1468,6 +1497,10 @@ _CONCLUSIONS = {
         "Hence the answer is the {opt}.",
         "The {opt} is there; the other three are not.",
         "That leaves the {opt} as the one I can see.",
+        "The one I can find in the image is the {opt}.",
+        "Only the {opt} is actually in the picture.",
+        "That makes the {opt} the option that appears.",
+        "The {opt} is present, so it is the answer.",
     ),
     "absence": (
         "So the {opt} does not appear.",
@@ -1476,6 +1509,10 @@ _CONCLUSIONS = {
         "Hence the answer is the {opt}.",
         "Nowhere in the picture do I find the {opt}.",
         "The three others are there, the {opt} is not.",
+        "The {opt} is nowhere to be seen.",
+        "Only the {opt} is absent.",
+        "That makes the {opt} the option that does not appear.",
+        "The {opt} is missing, so it is the answer.",
     ),
     "colour": (
         "So the {a} is {opt}.",
@@ -1507,6 +1544,12 @@ _CONCLUSIONS = {
         "With both steps done, the answer is {opt}.",
         "The whole question comes to {opt}.",
         "Taken together, the steps give {opt}.",
+        "Everything considered, the answer is {opt}.",
+        "Following the steps through, I get {opt}.",
+        "Working through every step gives {opt}.",
+        "Step by step, this comes out as {opt}.",
+        "So the whole question's answer is {opt}.",
+        "Once the steps are combined, I get {opt}.",
     ),
 }
 
