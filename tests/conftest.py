@@ -21,6 +21,14 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+# Prepended to the code of a child `lgt build` that a test stops with Ctrl-C or a hangup: the signal dispositions of
+# a terminal's foreground job, whoever runs pytest. A job a script starts in the background (`pytest &`) or under
+# nohup inherits SIGINT or SIGHUP ignored, which a build rightly leaves ignored: six such tests failed there.
+FOREGROUND_SIGNALS = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.signal(signal.SIGHUP, signal.SIG_DFL)"
+)
+
 # Real third-party data lives beside the repository, never in it.
 SHARED_DATA = Path(os.environ.get("LGT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 COCO_MINI = SHARED_DATA / "coco_mini_ccby"

@@ -14,13 +14,16 @@ import time
 
 import psutil
 import pytest
+from conftest import FOREGROUND_SIGNALS
 from datasets import load_dataset
 from lgt.build import build
 from lgt.cli import main
 from lgt.errors import InputError
 
 # Runs `lgt build` with one function wrapped to pause (writing its pid to a marker file) at the point to hit.
-WRAPPER = r"""
+WRAPPER = (
+    FOREGROUND_SIGNALS
+    + r"""
 import os, sys, time
 import lgt.build, lgt.builder, lgt.output
 from lgt.sources.builtin import BuiltinSource
@@ -83,6 +86,7 @@ if __name__ == "__main__":
     from lgt.cli import main
     sys.exit(main(sys.argv[1:]))
 """
+)
 
 
 @pytest.fixture(scope="module")

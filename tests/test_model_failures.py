@@ -23,6 +23,7 @@ import pytest
 
 pytest.importorskip("openai")
 
+from conftest import FOREGROUND_SIGNALS  # noqa: E402
 from lgt.build import build  # noqa: E402
 from lgt.cli import main  # noqa: E402
 from lgt.generation import GenerationCache  # noqa: E402
@@ -30,7 +31,7 @@ from lgt.generation.backend import BACKENDS, backend_class, check_models  # noqa
 from test_openai_backend import FAULT_LINES  # noqa: E402
 
 CONFIGS = "scenes,mcq_stage1,traces_stage1"
-CLI = "import sys; from lgt.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = f"{FOREGROUND_SIGNALS}; import sys; from lgt.cli import main; sys.exit(main(sys.argv[1:]))"
 QUICK = '{"concurrency": 1, "max_retries": 1, "timeout": 1.5}'
 
 
