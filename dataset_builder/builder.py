@@ -521,7 +521,7 @@ class LGTBuilder(datasets.ArrowBasedBuilder):
     def _prepare_split(self, split_generator: datasets.SplitGenerator, *args, num_proc: int | None = None, **kwargs):
         """``datasets``' own, with at most a worker per work unit of the split: ``datasets`` would cut ``num_proc``
         down itself, but with a warning per split about its "shards", which a ``--num-proc`` user never sees (a
-        build of 50 images printed 24 of them)."""
+        build of 51 images printed 21 of them)."""
         if num_proc:
             num_proc = max(1, min(num_proc, len(split_generator.gen_kwargs["shards"])))
         return super()._prepare_split(split_generator, *args, num_proc=num_proc, **kwargs)
