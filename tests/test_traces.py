@@ -166,6 +166,19 @@ def test_no_trace_mentions_a_banned_word_or_garbles_its_english(scripted):
     assert not mentions_banned("in this context the texture of the boxer") and not mentions_banned("a box")
 
 
+def test_a_listing_of_one_kind_calls_it_a_kind():
+    """Three suitcases and nothing else: "I count 3 objects, of the kind suitcase", not "of the kinds suitcase"."""
+    objects = [SceneObject(i, "suitcase", [10.0 + 120 * i, 40.0, 100.0 + 120 * i, 160.0]) for i in range(3)]
+    scene = Scene("suitcases", "suitcases.jpg", 400, 300, "Three suitcases on a floor.", objects, "jsonl")
+    vocab = stage1.Vocabulary(["bed", "bus", "cat", "dog", "suitcase"], [], [])
+    drafts = stage1.generate(scene, vocab, random.Random(0), stage1.Balance())
+    balancer, slips = LetterBalancer("0"), SlipBalance()
+    texts = [t.think for d in drafts for t in scripted_traces(_row(scene, d, balancer), scene, 40, 0, slips)]
+    assert "existence" in {d.template for d in drafts}
+    assert any("of the kind suitcase" in text for text in texts)
+    assert not any("of the kinds suitcase" in text for text in texts)
+
+
 def test_phrasing_varies_and_is_seeded(builtin_mcqs):
     mcq, scene = next(item for item in builtin_mcqs if _template(item[0]) == "count" and item[0]["grounding"])
     first = scripted_traces(mcq, scene, 8, seed=0)

@@ -245,6 +245,10 @@ class _Writer:
         those, and a reader of the text alone picked the side of an O→O > O→X pair whose passes agreed by them."""
         return _joined(sorted({self.name(obj) for obj in objects}))
 
+    def of_kinds(self, objects: list[SceneObject]) -> str:
+        """``listing`` as "of the kinds red circle and square", or "of the kind square" when there is one."""
+        return f"of the kind{'s' if len({self.name(obj) for obj in objects}) > 1 else ''} {self.listing(objects)}"
+
 
 def _joined(parts: list[str], conjunction: str = "and") -> str:
     if not parts:
@@ -327,21 +331,21 @@ def _count_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str
             )
         )
     if others:  # the categories named, not counted (see ``_Writer.listing``): only the total, which no reading changes
-        rest, total = w.listing(others), len(view.objects)
+        rest, kinds, total = w.listing(others), w.of_kinds(others), len(view.objects)
         k = _NUMBERS[total] if total < len(_NUMBERS) else total
         lines.append(
             w.pick(
                 (
-                    f"I count {k} objects in all; the rest, of the kinds {rest}, include no {topic}.",
+                    f"I count {k} objects in all; the rest, {kinds}, include no {topic}.",
                     f"I count {k} objects in the image, and the rest ({rest}) hold no {topic}.",
-                    f"There are {k} objects in the image; among the rest, of the kinds {rest}, I find no {topic}.",
-                    f"In all I see {k} objects, and the rest, of the kinds {rest}, hold no {topic}.",
+                    f"There are {k} objects in the image; among the rest, {kinds}, I find no {topic}.",
+                    f"In all I see {k} objects, and the rest, {kinds}, hold no {topic}.",
                     f"I see {k} objects in all, and none of the ones left over ({rest}) is {one}.",
                     f"I find {k} objects in all; none of the others ({rest}) is {one}.",
                     f"I see {k} objects in the image; the others ({rest}) include no {topic}.",
                     f"Counting everything, there are {k} objects; what remains ({rest}) holds no {topic}.",
                     f"I count {k} objects altogether, and not one of the others ({rest}) is {one}.",
-                    f"There are {k} objects in the picture; the remaining kinds ({rest}) have no {topic} among them.",
+                    f"There are {k} objects in the picture; the remaining ones ({rest}) have no {topic} among them.",
                 )
             )
         )
@@ -650,7 +654,7 @@ def _presence_solve(view: _View, task: _Task, objs: list[SceneObject]) -> _Found
 def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[str]:
     options, present = found.facts["options"], found.facts["present"]
     everything = list(view.objects)
-    k, listing = len(everything), w.listing(everything)
+    k, listing, kinds = len(everything), w.listing(everything), w.of_kinds(everything)
     lines = [
         w.pick(
             (
@@ -674,13 +678,13 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
         lines.append(
             w.pick(
                 (
-                    f"I count {k} objects in the image, of the kinds {listing}.",
-                    f"Going over the whole image, I count {k} objects, of the kinds {listing}.",
+                    f"I count {k} objects in the image, {kinds}.",
+                    f"Going over the whole image, I count {k} objects, {kinds}.",
                     f"There are {k} objects in all ({listing}).",
-                    f"I see {k} objects in the image, of the kinds {listing}.",
+                    f"I see {k} objects in the image, {kinds}.",
                     f"All told I count {k} objects ({listing}).",
-                    f"I find {k} objects in total, of the kinds {listing}.",
-                    f"Taking inventory, I count {k} objects, of the kinds {listing}.",
+                    f"I find {k} objects in total, {kinds}.",
+                    f"Taking inventory, I count {k} objects, {kinds}.",
                     f"In the whole scene there are {k} objects ({listing}).",
                     f"Scanning the whole picture, I find {k} objects ({listing}).",
                 )
@@ -737,17 +741,17 @@ def _presence_write(w: _Writer, view: _View, found: _Found, route: int) -> list[
                 w.pick(
                     (
                         f"As for {one}, I count {k} objects ({listing}) and none is one.",
-                        f"Looking for {one}, I count {k} objects, of the kinds {listing}, and none of them fits.",
+                        f"Looking for {one}, I count {k} objects, {kinds}, and none of them fits.",
                         f"I count {k} objects ({listing}) and none is {one}.",
-                        f"I see {k} objects, of the kinds {listing}, and not one is {one}.",
+                        f"I see {k} objects, {kinds}, and not one is {one}.",
                         f"There are {k} objects here ({listing}); none of them is {one}.",
-                        f"I count {k} objects, of the kinds {listing}; {one} is not among them.",
+                        f"I count {k} objects, {kinds}; {one} is not among them.",
                         f"Searching for {one}, I see {k} objects ({listing}) and nothing of the kind.",
                         f"Checking for {one}, I see {k} objects ({listing}) and none is one.",
                         f"For {one}: there are {k} objects ({listing}), and none is one.",
                         f"I find {k} objects ({listing}); not one is {one}.",
-                        f"Looking for {one}, I see {k} objects, of the kinds {listing}, and find none.",
-                        f"There are {k} objects, of the kinds {listing}, so there is no {option}.",
+                        f"Looking for {one}, I see {k} objects, {kinds}, and find none.",
+                        f"There are {k} objects, {kinds}, so there is no {option}.",
                     )
                 )
             )
@@ -1988,7 +1992,7 @@ def _generic(mcq: dict, scene: Scene, n: int, seed: int) -> list[Trace]:
         about = (
             f"The question is about {_joined([w.seen(o) for o in grounded])}."
             if grounded
-            else f"I count {len(scene.objects)} objects, of the kinds {w.listing(scene.objects)}."
+            else f"I count {len(scene.objects)} objects, {w.of_kinds(scene.objects)}."
         )
         fits = f"Looking at {'them' if len(grounded) > 1 else 'it'} closely, '{{}}' is what fits."
         slipped = rng.random() < WRONG_SHARE
