@@ -234,6 +234,24 @@ def test_a_wrong_count_takes_an_object_for_a_kind_the_image_holds(scripted):
     assert checked > 5
 
 
+def test_a_wrong_count_takes_an_object_of_about_the_size_of_what_it_counts():
+    """Of the objects a count could take for an umbrella, the fire hydrant its size rather than the dining table
+    twelve times it: no lookalike group names these kinds, so only size says what a glance could confuse."""
+    umbrella = SceneObject(0, "umbrella", [40.0, 40.0, 140.0, 140.0])
+    hydrant = SceneObject(1, "fire hydrant", [300.0, 60.0, 400.0, 170.0])
+    table = SceneObject(2, "dining table", [60.0, 200.0, 460.0, 500.0])
+    made_up, candidates = Counter(), {"hydrant": hydrant, "table": table}
+    for i in range(40):
+        scene = Scene(f"street-{i}", "street.jpg", 640, 520, "A street.", [umbrella, hydrant, table], "jsonl")
+        draft = stage1.Draft("count", "How many umbrellas are there?", "1", ["0", "2", "3"], [umbrella], True)
+        mcq = _row(scene, draft, LetterBalancer(str(i)))
+        for trace in scripted_traces(mcq, scene, 4, 0, SlipBalance()):
+            if not trace.correct and mcq["options"][LETTERS.index(trace.predicted)] == "2":
+                cited = set(_extents(trace.short))
+                made_up.update(name for name, obj in candidates.items() if _box(obj.bbox) in cited)
+    assert made_up["hydrant"] >= 5 and made_up["table"] == 0, made_up
+
+
 _TOTAL = re.compile(r"\b(?:I count|There are|I see) (\w+) objects (?:in all|in the image)", re.IGNORECASE)
 
 
