@@ -1965,7 +1965,7 @@ def _pick_slip(case: _Case, key: str, question: str, balance: SlipBalance, rng: 
 def _likely(slip: _Slip, scene: Scene) -> bool:
     """Whether a glance would make the slip rather than another to the same answer: an object taken for a kind no
     ``LOOKALIKES`` group knows, where the image shows that kind, only when one of those objects is about its size
-    (``_confusable``). Without it, a count on the COCO sample took an umbrella for a dining table, and an object
+    (``_confusable``). Without it, a count on the COCO sample could take an umbrella for a dining table; an object
     taken for a kind in view was a median 4.2 times the size of the nearest-sized object of that kind (2.7 with it).
     A kind the image lacks gives no size to go by: those slips are drawn as before."""
     if slip.kind != "rename":
