@@ -247,7 +247,8 @@ class _Writer:
 
     def of_kinds(self, objects: list[SceneObject]) -> str:
         """``listing`` as "of the kinds red circle and square", or "of the kind square" when there is one."""
-        return f"of the kind{'s' if len({self.name(obj) for obj in objects}) > 1 else ''} {self.listing(objects)}"
+        names = sorted({self.name(obj) for obj in objects})
+        return f"of the kind{'s' if len(names) > 1 else ''} {_joined(names)}"
 
 
 def _joined(parts: list[str], conjunction: str = "and") -> str:
